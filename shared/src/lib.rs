@@ -1,0 +1,12 @@
+//! The core both chat binaries share: the domain model, access-token
+//! signing and verification, configuration and telemetry set-up, and the
+//! `Store` port with its PostgreSQL and SQLite adapters.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,290 @@
+//! The domain model both binaries speak: identifiers, users, rooms, members
+//! and the events of a room's log. Plain data, serialised the same way over
+//! REST and (later) the WebSocket, so a history page and a live frame agree.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+        )]
+        #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new, time-ordered (UUID v7) identifier.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a user.
+    UserId
+);
+id_type!(
+    /// Identifies a room (public, private or direct).
+    RoomId
+);
+id_type!(
+    /// Identifies one event of a room's log, globally.
+    EventId
+);
+id_type!(
+    /// Identifies a login session (one refresh-token family).
+    SessionId
+);
+
+/// A registered person, as others see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// Stable identifier.
+    pub id: UserId,
+    /// Unique (case-insensitively) login name.
+    pub username: String,
+    /// Name shown in the client.
+    pub display_name: String,
+    /// When the account was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Who may find and join a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    /// Listed and joinable by anyone.
+    Public,
+    /// A group: members are invited.
+    Private,
+    /// A conversation between exactly two users.
+    Direct,
+}
+
+impl RoomKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Direct => "direct",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Self::Public),
+            "private" => Some(Self::Private),
+            "direct" => Some(Self::Direct),
+            _ => None,
+        }
+    }
+}
+
+/// A member's standing in a room. Ordered: `Member < Admin < Owner`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads and writes.
+    Member,
+    /// Also moderates: invites, kicks and bans members, edits the room.
+    Admin,
+    /// Also deletes the room and appoints admins. One per room.
+    Owner,
+}
+
+impl Role {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "member" => Some(Self::Member),
+            "admin" => Some(Self::Admin),
+            "owner" => Some(Self::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// A room and the head of its log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Room {
+    /// Stable identifier.
+    pub id: RoomId,
+    /// Public, private or direct.
+    pub kind: RoomKind,
+    /// Display name (for a direct room, empty: clients show the other user).
+    pub name: String,
+    /// Free-text topic.
+    pub topic: String,
+    /// Creator, if the room was not seeded by a migration.
+    pub created_by: Option<UserId>,
+    /// When the room was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Seq of the newest event in the room's log (0 when empty).
+    pub last_seq: i64,
+}
+
+/// A room as one of its members sees it in their room list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MyRoom {
+    /// The room.
+    #[serde(flatten)]
+    pub room: Room,
+    /// My role in it.
+    pub role: Role,
+    /// The newest seq I have marked read; `last_seq - last_read_seq` is unread.
+    pub last_read_seq: i64,
+}
+
+/// A member of a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    /// The member.
+    pub user: User,
+    /// Their role.
+    pub role: Role,
+    /// When they joined.
+    #[serde(with = "time::serde::rfc3339")]
+    pub joined_at: OffsetDateTime,
+    /// The newest seq they have marked read.
+    pub last_read_seq: i64,
+}
+
+/// A user barred from a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Ban {
+    /// Who is banned.
+    pub user_id: UserId,
+    /// Who banned them.
+    pub banned_by: Option<UserId>,
+    /// Why, as given by the moderator.
+    pub reason: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Why a member left a room, recorded in the `member_left` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// They left on their own.
+    Left,
+    /// A moderator removed them.
+    Kicked,
+    /// A moderator banned them.
+    Banned,
+}
+
+/// What happened, per event kind. The tag is the event's `type`, which is
+/// also the WebSocket frame type that carries it live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A chat message.
+    Message {
+        /// The text, as the sender wrote it (render as text, never HTML).
+        body: String,
+    },
+    /// Someone joined or was added; `sender` is who added them.
+    MemberJoined {
+        /// Who joined.
+        user: UserId,
+    },
+    /// Someone left or was removed; `sender` is who removed them.
+    MemberLeft {
+        /// Who left.
+        user: UserId,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// A member's role changed.
+    RoleChanged {
+        /// Whose role.
+        user: UserId,
+        /// The new role.
+        role: Role,
+    },
+    /// The room's name or topic changed.
+    RoomUpdated {
+        /// The new name.
+        name: String,
+        /// The new topic.
+        topic: String,
+    },
+}
+
+impl EventBody {
+    /// The `kind` column value for this event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Message { .. } => "message",
+            Self::MemberJoined { .. } => "member_joined",
+            Self::MemberLeft { .. } => "member_left",
+            Self::RoleChanged { .. } => "role_changed",
+            Self::RoomUpdated { .. } => "room_updated",
+        }
+    }
+}
+
+/// One entry of a room's log. Its `(room_id, seq)` never changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RoomEvent {
+    /// The room.
+    pub room_id: RoomId,
+    /// Position in the room's gap-free sequence, from 1.
+    pub seq: i64,
+    /// Globally unique id.
+    pub id: EventId,
+    /// Who caused it (None only for events with no human author).
+    pub sender: Option<UserId>,
+    /// When it was committed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// The sender's idempotency key, for messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// What happened.
+    #[serde(flatten)]
+    pub body: EventBody,
+}

@@ -1,0 +1,295 @@
+//! The `Store` port: everything durable, behind four small traits, with one
+//! adapter per database we run (PostgreSQL in production, SQLite embedded).
+//!
+//! The contract both adapters keep, proven by the conformance suite in
+//! `shared/tests/store`: every room has a gap-free `seq` allocated in the same
+//! transaction as the event it numbers; a message's `(room, sender,
+//! client_id)` is appended at most once; membership changes and the event that
+//! records them commit together.
+
+mod adapter;
+mod postgres;
+mod rows;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::model::{
+    Ban, EventBody, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind,
+    SessionId, User, UserId,
+};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+pub use crate::error::{Error, Result};
+
+/// A user to register.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Login name (uniqueness is checked case-insensitively).
+    pub username: String,
+    /// Shown name.
+    pub display_name: String,
+    /// PHC-format argon2id hash.
+    pub password_hash: String,
+}
+
+/// What login needs to check a password.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The user.
+    pub user: User,
+    /// Their PHC-format password hash.
+    pub password_hash: String,
+}
+
+/// A login session: one device, one refresh-token family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Identifier, carried in access tokens as `sid`.
+    pub id: SessionId,
+    /// Whose session.
+    pub user_id: UserId,
+    /// The client's User-Agent at login, for the session list.
+    pub user_agent: Option<String>,
+    /// Login time.
+    pub created_at: OffsetDateTime,
+    /// Last refresh.
+    pub last_used_at: OffsetDateTime,
+    /// When the newest refresh token expires.
+    pub expires_at: OffsetDateTime,
+    /// Set once the session is logged out or its family revoked.
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A refresh token to store: only its hash ever reaches the database.
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    /// SHA-256 of the opaque token.
+    pub hash: Vec<u8>,
+    /// When it stops being accepted.
+    pub expires_at: OffsetDateTime,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current: it is now spent and the new one stored.
+    Rotated(Session),
+    /// The token had already been rotated: someone replayed it, so the whole
+    /// session has just been revoked.
+    Reused,
+    /// Unknown, expired, or its session is revoked.
+    Invalid,
+}
+
+/// A room to create; its creator becomes its owner.
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    /// Public or private (direct rooms come from [`RoomStore::direct_room`]).
+    pub kind: RoomKind,
+    /// Display name.
+    pub name: String,
+    /// Topic.
+    pub topic: String,
+    /// Creator and first owner.
+    pub created_by: UserId,
+}
+
+/// The result of appending a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The stored event (the original one on a retry).
+    pub event: RoomEvent,
+    /// False when the `client_id` had been seen: nothing new was stored.
+    pub created: bool,
+}
+
+/// A window of a room's log, by seq cursor. Events come back in ascending
+/// seq order; with no `after` the window ends at the newest event (or just
+/// below `before`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Only events with `seq > after`; the window starts just after it.
+    pub after: Option<i64>,
+    /// Only events with `seq < before`.
+    pub before: Option<i64>,
+    /// At most this many events.
+    pub limit: u32,
+}
+
+/// Accounts.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Registers a user; `Conflict("username")` when the name is taken.
+    async fn create_user(&self, new: NewUser) -> Result<User>;
+    /// The user and hash for a login name, if registered.
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>>;
+    /// A user by id.
+    async fn user(&self, id: UserId) -> Result<Option<User>>;
+    /// Users whose username or display name contains `query`, ignoring case.
+    async fn search_users(&self, query: &str, limit: u32) -> Result<Vec<User>>;
+}
+
+/// Login sessions and refresh-token rotation.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Opens a session with its first refresh token.
+    async fn create_session(
+        &self,
+        user: UserId,
+        user_agent: Option<String>,
+        token: RefreshToken,
+    ) -> Result<Session>;
+    /// Spends the token with hash `presented` and stores `next` in its place,
+    /// atomically: of two concurrent presentations, one rotates and the other
+    /// is reuse.
+    async fn rotate_refresh_token(&self, presented: &[u8], next: RefreshToken) -> Result<Rotation>;
+    /// A session by id.
+    async fn session(&self, id: SessionId) -> Result<Option<Session>>;
+    /// The user's sessions that are neither revoked nor expired, newest first.
+    async fn active_sessions(&self, user: UserId) -> Result<Vec<Session>>;
+    /// Revokes one of the user's sessions; false if there was none to revoke.
+    async fn revoke_session(&self, user: UserId, id: SessionId) -> Result<bool>;
+}
+
+/// Rooms, membership, bans and direct rooms. Every membership change appends
+/// its event to the room log in the same transaction and returns it.
+#[async_trait]
+pub trait RoomStore: Send + Sync {
+    /// Creates a room; its creator joins as owner (event seq 1).
+    async fn create_room(&self, new: NewRoom) -> Result<(Room, RoomEvent)>;
+    /// A room by id.
+    async fn room(&self, id: RoomId) -> Result<Option<Room>>;
+    /// Renames or re-topics a room.
+    async fn update_room(
+        &self,
+        id: RoomId,
+        by: UserId,
+        name: String,
+        topic: String,
+    ) -> Result<(Room, RoomEvent)>;
+    /// Deletes a room and its log; false if it did not exist.
+    async fn delete_room(&self, id: RoomId) -> Result<bool>;
+    /// The rooms `user` is a member of, with their read markers.
+    async fn my_rooms(&self, user: UserId) -> Result<Vec<MyRoom>>;
+    /// All public rooms, by name.
+    async fn public_rooms(&self) -> Result<Vec<Room>>;
+    /// The direct room of two users, created on first use; concurrent calls
+    /// yield one room. The bool says whether this call created it.
+    async fn direct_room(&self, a: UserId, b: UserId) -> Result<(Room, bool)>;
+
+    /// `user`'s role in `room`, if a member.
+    async fn role(&self, room: RoomId, user: UserId) -> Result<Option<Role>>;
+    /// The members of a room, by join time.
+    async fn members(&self, room: RoomId) -> Result<Vec<Member>>;
+    /// Adds `user` to `room`; `Conflict("member")` if already in, `Banned`
+    /// if banned. `by` is who added them (themselves on a join).
+    async fn add_member(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        role: Role,
+    ) -> Result<RoomEvent>;
+    /// Removes `user` from `room`; `NotMember` if they were not in it.
+    async fn remove_member(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        reason: LeaveReason,
+    ) -> Result<RoomEvent>;
+    /// Changes a member's role. Making someone owner hands the room over: the
+    /// previous owner becomes admin, in the same transaction.
+    async fn set_role(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        role: Role,
+    ) -> Result<Vec<RoomEvent>>;
+    /// Bans `user` (removing them first if a member) and returns the
+    /// `member_left` event if there was one; `Conflict("ban")` if already banned.
+    async fn ban(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        reason: String,
+    ) -> Result<Option<RoomEvent>>;
+    /// Lifts a ban; false if there was none.
+    async fn unban(&self, room: RoomId, user: UserId) -> Result<bool>;
+    /// The bans of a room.
+    async fn bans(&self, room: RoomId) -> Result<Vec<Ban>>;
+}
+
+/// Each room's ordered log of events.
+#[async_trait]
+pub trait RoomLog: Send + Sync {
+    /// Appends a message if `sender` is a member, or returns the event this
+    /// `client_id` already produced. The seq is allocated in the same
+    /// transaction as the insert, so the log has no gaps.
+    async fn append_message(
+        &self,
+        room: RoomId,
+        sender: UserId,
+        client_id: &str,
+        body: &str,
+    ) -> Result<Appended>;
+    /// A window of the log.
+    async fn events(&self, room: RoomId, page: Page) -> Result<Vec<RoomEvent>>;
+    /// Moves the member's read marker forward to `seq` (never back, never
+    /// past the room's `last_seq`) and returns the marker now stored.
+    async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<i64>;
+}
+
+/// The whole store, as the binaries hold it.
+#[async_trait]
+pub trait Store: UserStore + SessionStore + RoomStore + RoomLog {
+    /// Checks that the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Opens the store named by `url` (`postgres://…` or `sqlite://…`), creating
+/// the SQLite file if needed, and applies pending migrations.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(
+            SqliteStore::open(Path::new(path), max_connections).await?,
+        ))
+    } else {
+        Err(Error::Config(format!(
+            "DATABASE_URL: expected postgres://… or sqlite://…, got {url:?}"
+        )))
+    }
+}
+
+/// Orders a pair of users the way `direct_rooms` stores it.
+fn ordered_pair(a: UserId, b: UserId) -> (UserId, UserId) {
+    if a < b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// Builds the event a message append would store.
+fn message_body(body: &str) -> EventBody {
+    EventBody::Message {
+        body: body.to_owned(),
+    }
+}
+
+/// Whether a sqlx error is the violation of a unique index or primary key.
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}

@@ -1,0 +1,36 @@
+//! The PostgreSQL adapter: the production store. One pool serves reads and
+//! writes; per-room seq allocation is serialised by the `rooms` row lock that
+//! `NEXT_SEQ` takes, so appends to different rooms run in parallel.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+/// The store on PostgreSQL.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects with up to `max_connections` and applies pending migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> super::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+super::adapter::impl_store!(PgStore, sqlx::Postgres);
