@@ -1,1 +1,19 @@
+//! `chat-api`: the REST service for users, sessions, rooms, members and
+//! history. `main.rs` is a thin shell over [`App`]; tests and the
+//! all-in-one binary start the same `App` in-process.
 
+mod app;
+mod config;
+mod error;
+mod extract;
+mod password;
+mod rate_limit;
+mod refresh_token;
+mod routes;
+mod state;
+mod validate;
+
+pub use app::{router, App};
+pub use config::ApiConfig;
+pub use error::ApiError;
+pub use state::AppState;

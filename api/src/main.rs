@@ -1,1 +1,36 @@
-fn main() {}
+//! The `chat-api` binary: read configuration, set up logging, serve until
+//! SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use chat_api::{ApiConfig, App};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match ApiConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("chat-api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = chat_shared::telemetry::init(&config.log, config.log_format) {
+        eprintln!("chat-api: {e}");
+        return ExitCode::FAILURE;
+    }
+    let app = match App::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "chat-api failed to start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %app.local_addr(), "chat-api listening");
+    match app.run(chat_shared::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "chat-api stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! tokens minted for another audience are all rejected.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey};
@@ -169,7 +169,7 @@ impl KeyPair {
 }
 
 /// Reads a PEM key file, naming it in the error.
-pub fn read_key(path: &PathBuf) -> Result<String> {
+pub fn read_key(path: &Path) -> Result<String> {
     fs::read_to_string(path).map_err(|e| Error::Key(format!("reading {}: {e}", path.display())))
 }
 

@@ -32,7 +32,23 @@ pub enum Error {
     /// An environment variable has a value that cannot be used.
     #[error("{0}")]
     Config(String),
+    /// A file or socket operation failed (data dir, listener).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Result with the shared error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether the failure is the database being unreachable or saturated
+    /// (worth a 503 and a retry) rather than a bug.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+            )
+        )
+    }
+}

@@ -6,7 +6,10 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, Result};

@@ -25,6 +25,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies
     /// pending migrations; `readers` bounds the read pool.
     pub async fn open(path: &Path, readers: u32) -> super::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)

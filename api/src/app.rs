@@ -1,0 +1,130 @@
+//! Starting and stopping the api: `App::build` binds (so port 0 works and
+//! tests learn the address), `App::run` serves until the shutdown future
+//! resolves, then drains in-flight requests for at most the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::from_fn;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::ApiConfig;
+use crate::error::{log_internal_errors, ApiError};
+use crate::routes;
+use crate::state::AppState;
+
+/// How long one request may take before it is answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A bound, ready-to-run api.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl App {
+    /// Opens the store, loads keys and binds `config.api_addr`.
+    pub async fn build(config: ApiConfig) -> chat_shared::Result<Self> {
+        let addr = config.api_addr;
+        let state = AppState::build(config).await?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            chat_shared::Error::Config(format!("CHAT_API_ADDR={addr}: cannot listen: {e}"))
+        })?;
+        Ok(Self {
+            router: router(state.clone()),
+            listener,
+            state,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// for at most `CHAT_SHUTDOWN_GRACE`.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = self.state.config.shutdown_grace;
+        let pruner = tokio::spawn(prune_rate_limits(self.state.clone()));
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stopping_tx.send(());
+        });
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = serve => result,
+            () = deadline => {
+                tracing::warn!(?grace, "grace period over; closing remaining connections");
+                Ok(())
+            }
+        };
+        pruner.abort();
+        result
+    }
+}
+
+/// The api's router with its middleware, for embedding (tests, the
+/// all-in-one binary).
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let max_body = state.config.max_request_bytes;
+    routes::router(&state)
+        .fallback(|| async { ApiError::NotFound("route") })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(from_fn(log_internal_errors))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+                .layer(DefaultBodyLimit::max(max_body)),
+        )
+        .with_state(state)
+}
+
+/// Keeps the rate limiter's address map small.
+async fn prune_rate_limits(state: AppState) {
+    let mut every = tokio::time::interval(crate::rate_limit::AuthRateLimit::PRUNE_EVERY);
+    loop {
+        every.tick().await;
+        state.auth_rate_limit.prune();
+    }
+}

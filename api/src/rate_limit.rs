@@ -1,0 +1,65 @@
+//! Per-client-address rate limiting of the credential endpoints (register,
+//! login, refresh), so password guessing and account spraying are slow.
+//! A GCRA limiter keyed by IP; the map of addresses is pruned periodically
+//! so it stays as small as the set of recent clients.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::error::ApiError;
+use crate::extract::ClientIp;
+use crate::state::AppState;
+
+/// A keyed limiter over client addresses.
+#[derive(Clone)]
+pub struct AuthRateLimit {
+    limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl AuthRateLimit {
+    /// `per_minute` attempts per address, up to `burst` at once.
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        Self {
+            limiter: Arc::new(RateLimiter::keyed(quota)),
+        }
+    }
+
+    /// Counts one attempt from `ip`, or says how many seconds to wait.
+    fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::RateLimited(wait.as_secs().max(1))
+        })
+    }
+
+    /// Forgets addresses whose allowance is full again; run periodically.
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// How often [`prune`](Self::prune) should run.
+    pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+}
+
+/// Middleware applying the limit to the routes it wraps.
+pub async fn limit_auth(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    state.auth_rate_limit.check(ip)?;
+    Ok(next.run(request).await)
+}

@@ -1,0 +1,63 @@
+//! Direct messages: the one room two users share, created on first use.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chat_shared::model::{Room, UserId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{AppJson, AuthUser};
+use crate::state::AppState;
+
+/// The DM route.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(open_dm))
+}
+
+/// Whom to talk to.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenDm {
+    user_id: UserId,
+}
+
+/// The direct room between me and `user_id`: 201 when this call created
+/// it, 200 when it already existed. Concurrent calls yield one room.
+#[utoipa::path(post, path = "/v1/dms", tag = "rooms",
+    security(("bearer" = [])),
+    request_body = OpenDm,
+    responses(
+        (status = 200, body = Room),
+        (status = 201, body = Room),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 422, description = "a DM with yourself", body = ErrorBody)))]
+async fn open_dm(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppJson(req): AppJson<OpenDm>,
+) -> Result<(StatusCode, Json<Room>), ApiError> {
+    if req.user_id == me.id {
+        return Err(ApiError::Validation(
+            "user_id: you cannot open a DM with yourself".into(),
+        ));
+    }
+    let (room, created) =
+        state
+            .store
+            .direct_room(me.id, req.user_id)
+            .await
+            .map_err(|e| match e {
+                chat_shared::Error::NotFound => ApiError::NotFound("user"),
+                other => other.into(),
+            })?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(room)))
+}

@@ -1,0 +1,135 @@
+//! A room's log over REST: history by seq cursor, and sending a message
+//! (the same durable, idempotent append the gateway uses).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chat_shared::model::{RoomEvent, RoomId};
+use chat_shared::store::Page;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::rooms::membership;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{AppJson, AppPath, AppQuery, AuthUser};
+use crate::state::AppState;
+use crate::validate;
+
+/// Events per page when the client does not say.
+const DEFAULT_LIMIT: u32 = 50;
+/// Most events per page.
+const MAX_LIMIT: u32 = 200;
+
+/// The log routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(history))
+        .routes(routes!(send))
+}
+
+/// Which part of the log to read.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Only events with a greater seq (reading forward from a cursor).
+    after: Option<i64>,
+    /// Only events with a smaller seq (scrolling back).
+    before: Option<i64>,
+    /// 1–200, default 50.
+    limit: Option<u32>,
+}
+
+/// A page of the log, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    /// The events, in ascending seq.
+    events: Vec<RoomEvent>,
+    /// The room's newest seq when the page was read.
+    last_seq: i64,
+}
+
+/// A message to send.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// The sender's idempotency key: resending the same one returns the
+    /// original event instead of storing a second.
+    client_id: String,
+    /// The text.
+    body: String,
+}
+
+/// Reads the log by seq cursor (members only). With `after`, the page
+/// starts just after it; otherwise it ends at the newest event (or just
+/// below `before`).
+#[utoipa::path(get, path = "/v1/rooms/{id}/events", tag = "events",
+    security(("bearer" = [])),
+    params(("id" = RoomId, Path), HistoryQuery),
+    responses((status = 200, body = HistoryPage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn history(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppPath(id): AppPath<RoomId>,
+    AppQuery(query): AppQuery<HistoryQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Validation(format!("limit: 1 to {MAX_LIMIT}")));
+    }
+    if query.after.is_some_and(|a| a < 0) || query.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::Validation(
+            "after must be 0 or more, before 1 or more".into(),
+        ));
+    }
+    let (room, _) = membership(&state, id, &me).await?;
+    let page = Page {
+        after: query.after,
+        before: query.before,
+        limit,
+    };
+    let events = state.store.events(id, page).await?;
+    Ok(Json(HistoryPage {
+        events,
+        last_seq: room.last_seq,
+    }))
+}
+
+/// Sends a message: 201 with the stored event once it is committed, or 200
+/// with the original event when `client_id` was already used.
+#[utoipa::path(post, path = "/v1/rooms/{id}/messages", tag = "events",
+    security(("bearer" = [])),
+    params(("id" = RoomId, Path)),
+    request_body = SendMessage,
+    responses(
+        (status = 201, body = RoomEvent),
+        (status = 200, description = "a retry: the original event", body = RoomEvent),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn send(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppPath(id): AppPath<RoomId>,
+    AppJson(req): AppJson<SendMessage>,
+) -> Result<(StatusCode, Json<RoomEvent>), ApiError> {
+    validate::client_id(&req.client_id)?;
+    validate::message_body(&req.body, state.config.max_body_chars)?;
+    // Membership is checked by the append itself, atomically with the seq
+    // allocation, so a member kicked a moment ago cannot slip one in.
+    let appended = state
+        .store
+        .append_message(id, me.id, &req.client_id, &req.body)
+        .await
+        .map_err(|e| match e {
+            chat_shared::Error::NotFound => ApiError::NotFound("room"),
+            other => other.into(),
+        })?;
+    let status = if appended.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(appended.event)))
+}

@@ -1,0 +1,61 @@
+//! The HTTP surface of the api, one module per area, assembled with the
+//! OpenAPI document generated from the handlers.
+
+mod auth;
+mod dms;
+mod events;
+mod health;
+mod members;
+mod rooms;
+mod users;
+
+use axum::Json;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "chat-api", description = "Users, sessions, rooms, members and history of the chat system."),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme the handlers refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route, plus `/v1/openapi.json` describing them.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(auth::router(state))
+        .merge(users::router())
+        .merge(rooms::router())
+        .merge(members::router())
+        .merge(dms::router())
+        .merge(events::router())
+        .split_for_parts();
+    router.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || async move { Json(openapi) }),
+    )
+}

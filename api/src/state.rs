@@ -1,0 +1,63 @@
+//! What every handler can reach: the store, the token issuer and verifier,
+//! the password hasher, the credential rate limiter and the configuration.
+
+use std::sync::Arc;
+
+use chat_shared::auth::{read_key, KeyPair, TokenIssuer, TokenScope, TokenVerifier};
+use chat_shared::store::{self, Store};
+
+use crate::config::ApiConfig;
+use crate::password::Passwords;
+use crate::rate_limit::AuthRateLimit;
+
+/// Shared state of the api, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Everything durable.
+    pub store: Arc<dyn Store>,
+    /// Mints access tokens.
+    pub issuer: Arc<TokenIssuer>,
+    /// Checks access tokens.
+    pub verifier: Arc<TokenVerifier>,
+    /// Hashes passwords, a bounded number at a time.
+    pub passwords: Passwords,
+    /// Slows down credential guessing per client address.
+    pub auth_rate_limit: AuthRateLimit,
+    /// The configuration the api started with.
+    pub config: Arc<ApiConfig>,
+}
+
+impl AppState {
+    /// Connects the store (migrating it) and loads or generates the keys.
+    pub async fn build(config: ApiConfig) -> chat_shared::Result<Self> {
+        let store = store::connect(&config.database_url, config.db_max_connections).await?;
+        let keys = match (&config.jwt_private_key, &config.jwt_public_key) {
+            (Some(private), Some(public)) => KeyPair {
+                private_pem: read_key(private)?,
+                public_pem: read_key(public)?,
+            },
+            _ => KeyPair::load_or_generate(&config.data_dir)?,
+        };
+        let scope = TokenScope {
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+        };
+        let issuer = TokenIssuer::new(
+            keys.private_pem.as_bytes(),
+            scope.clone(),
+            config.access_token_ttl,
+        )?;
+        let verifier = TokenVerifier::new(keys.public_pem.as_bytes(), &scope)?;
+        Ok(Self {
+            store,
+            issuer: Arc::new(issuer),
+            verifier: Arc::new(verifier),
+            passwords: Passwords::new(config.max_concurrent_hashes),
+            auth_rate_limit: AuthRateLimit::new(
+                config.auth_rate_per_minute,
+                config.auth_rate_burst,
+            ),
+            config: Arc::new(config),
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! Field rules for request bodies. Each check returns the cleaned value or
+//! a 422 naming the field, before anything touches the store.
+
+use crate::error::ApiError;
+
+/// Longest password accepted, in bytes (argon2 cost does not depend on it,
+/// but nobody needs more, and it bounds the request).
+pub const MAX_PASSWORD_BYTES: usize = 256;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::Validation(message.into())
+}
+
+/// 3–32 characters of ASCII letters, digits, `_`, `.` and `-`, starting
+/// with a letter or digit.
+pub fn username(name: &str) -> Result<(), ApiError> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    let ok_start = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !(3..=32).contains(&name.len()) || !ok_chars || !ok_start {
+        return Err(invalid(
+            "username: 3 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        ));
+    }
+    Ok(())
+}
+
+/// 8 to [`MAX_PASSWORD_BYTES`] bytes.
+pub fn password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < 8 || password.len() > MAX_PASSWORD_BYTES {
+        return Err(invalid(format!(
+            "password: at least 8 characters and at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Trimmed text of `min..=max` characters with no control characters.
+pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    let len = value.chars().count();
+    if len < min || len > max {
+        return Err(invalid(format!("{field}: {min} to {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "{field}: control characters are not allowed"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// A shown name: 1–64 characters.
+pub fn display_name(name: &str) -> Result<String, ApiError> {
+    text("display_name", name, 1, 64)
+}
+
+/// A room name: 1–64 characters.
+pub fn room_name(name: &str) -> Result<String, ApiError> {
+    text("name", name, 1, 64)
+}
+
+/// A room topic: up to 512 characters.
+pub fn topic(topic: &str) -> Result<String, ApiError> {
+    text("topic", topic, 0, 512)
+}
+
+/// A client's idempotency key: 1–64 visible ASCII characters.
+pub fn client_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid("client_id: 1 to 64 visible ASCII characters"));
+    }
+    Ok(())
+}
+
+/// A message: 1 to `max` characters, not only whitespace; kept as written.
+pub fn message_body(body: &str, max: usize) -> Result<(), ApiError> {
+    if body.trim().is_empty() || body.chars().count() > max {
+        return Err(invalid(format!(
+            "body: 1 to {max} characters, not only whitespace"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["bob", "alice_1", "a.b-c", "X99"] {
+            assert!(username(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "_bob", "bob smith", "böb", &"a".repeat(33), ""] {
+            assert!(username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(room_name("  lobby ").unwrap(), "lobby");
+        assert!(room_name("   ").is_err());
+        assert!(room_name("a\u{0}b").is_err());
+        assert!(topic(&"x".repeat(513)).is_err());
+    }
+
+    #[test]
+    fn message_bodies() {
+        assert!(message_body("hi", 10).is_ok());
+        assert!(message_body(" \n", 10).is_err());
+        assert!(message_body(&"é".repeat(11), 10).is_err());
+        assert!(message_body(&"é".repeat(10), 10).is_ok());
+    }
+}

@@ -1,0 +1,109 @@
+//! Throw-away databases for tests (feature `testing`): each test gets its own
+//! PostgreSQL database or SQLite file, so tests run in parallel against one
+//! server without seeing each other.
+//!
+//! PostgreSQL is found at `TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it does not answer,
+//! tests fail with a message saying so; they never skip.
+
+use std::sync::Arc;
+
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::store::{self, Store};
+
+/// The adapters a test can run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh database on the shared PostgreSQL server.
+    Postgres,
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+}
+
+/// A database that exists for one test and is dropped after it.
+pub struct TestDatabase {
+    url: String,
+    pg_name: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDatabase {
+    /// Creates an empty database on `backend` (migrations run when a store
+    /// opens it).
+    pub async fn create(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        match backend {
+            Backend::Sqlite => Self {
+                url: format!("sqlite://{}", dir.path().join("chat.db").display()),
+                pg_name: None,
+                dir,
+            },
+            Backend::Postgres => {
+                let admin = admin_url();
+                let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL is not reachable at {admin} ({e}); start it \
+                         (see README) or set TEST_POSTGRES_URL"
+                    )
+                });
+                let name = format!("chat_test_{}", uuid::Uuid::new_v4().simple());
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("creating a test database");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                Self {
+                    url: format!("{base}/{name}"),
+                    pg_name: Some(name),
+                    dir,
+                }
+            }
+        }
+    }
+
+    /// The URL to give `DATABASE_URL`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A directory that lives as long as the database (for keys, data dirs).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Opens the store on this database, migrating it.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        store::connect(&self.url, 5)
+            .await
+            .expect("opening the test store")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot be blocked on;
+        // a plain thread with its own small runtime does the clean-up.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("building a clean-up runtime");
+            runtime.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+                    let _ = conn
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
