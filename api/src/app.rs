@@ -53,6 +53,11 @@ impl App {
             .expect("a bound listener has an address")
     }
 
+    /// The state the api runs with (tests read the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish
     /// for at most `CHAT_SHUTDOWN_GRACE`.
     pub async fn run(

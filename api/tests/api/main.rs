@@ -1,0 +1,13 @@
+//! Integration tests of `chat-api`: a real server on port 0 over a fresh
+//! PostgreSQL database or SQLite file, driven over HTTP by `reqwest`. Every
+//! test runs against both stores. One binary, so linking happens once.
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod dms;
+mod events;
+mod health;
+mod members;
+mod rooms;
