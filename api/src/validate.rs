@@ -77,11 +77,12 @@ pub fn client_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A message: 1 to `max` characters, not only whitespace; kept as written.
+/// A message: 1 to `max` characters, not only whitespace, and no NUL
+/// (PostgreSQL cannot store one); kept as written.
 pub fn message_body(body: &str, max: usize) -> Result<(), ApiError> {
-    if body.trim().is_empty() || body.chars().count() > max {
+    if body.trim().is_empty() || body.chars().count() > max || body.contains('\0') {
         return Err(invalid(format!(
-            "body: 1 to {max} characters, not only whitespace"
+            "body: 1 to {max} characters, not only whitespace, no NUL"
         )));
     }
     Ok(())
@@ -113,6 +114,7 @@ mod tests {
     fn message_bodies() {
         assert!(message_body("hi", 10).is_ok());
         assert!(message_body(" \n", 10).is_err());
+        assert!(message_body("a\0b", 10).is_err());
         assert!(message_body(&"é".repeat(11), 10).is_err());
         assert!(message_body(&"é".repeat(10), 10).is_ok());
     }

@@ -187,7 +187,8 @@ async fn login(
 ) -> Result<Json<TokenResponse>, ApiError> {
     // The same answer, after the same work, whether or not the user exists.
     let invalid = ApiError::Unauthorized("invalid_credentials", "wrong username or password");
-    if req.password.len() > validate::MAX_PASSWORD_BYTES {
+    // No username holds a NUL, and PostgreSQL cannot even compare one.
+    if req.password.len() > validate::MAX_PASSWORD_BYTES || req.username.contains('\0') {
         return Err(invalid);
     }
     let credentials = state.store.credentials(&req.username).await?;

@@ -46,7 +46,8 @@ pub struct HistoryQuery {
 pub struct HistoryPage {
     /// The events, in ascending seq.
     events: Vec<RoomEvent>,
-    /// The room's newest seq when the page was read.
+    /// The room's newest seq when the page was read (never below the page's
+    /// own events).
     last_seq: i64,
 }
 
@@ -90,10 +91,12 @@ async fn history(
         limit,
     };
     let events = state.store.events(id, page).await?;
-    Ok(Json(HistoryPage {
-        events,
-        last_seq: room.last_seq,
-    }))
+    // The head was read before the page: a send committing in between can
+    // put a newer event on it, and the head must never be behind the page.
+    let last_seq = events
+        .last()
+        .map_or(room.last_seq, |e| e.seq.max(room.last_seq));
+    Ok(Json(HistoryPage { events, last_seq }))
 }
 
 /// Sends a message: 201 with the stored event once it is committed, or 200

@@ -54,8 +54,9 @@ async fn search(
     AppQuery(query): AppQuery<SearchQuery>,
 ) -> Result<Json<Vec<User>>, ApiError> {
     let q = query.q.trim();
-    if q.is_empty() || q.chars().count() > 64 {
-        return Err(ApiError::Validation("q: 1 to 64 characters".into()));
+    // PostgreSQL cannot compare text holding a NUL.
+    if q.is_empty() || q.chars().count() > 64 || q.contains('\0') {
+        return Err(ApiError::Validation("q: 1 to 64 characters, no NUL".into()));
     }
     Ok(Json(state.store.search_users(q, SEARCH_LIMIT).await?))
 }

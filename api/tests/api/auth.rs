@@ -96,7 +96,12 @@ async fn registration_rejects_invalid_fields(backend: Backend) {
             .send()
             .await
             .unwrap();
-        expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        expect_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
     }
     assert_eq!(api.snapshot().await, before);
 }
@@ -149,8 +154,18 @@ async fn a_reused_refresh_token_revokes_the_whole_session(backend: Backend) {
     .await;
     // ...including the legitimate newest token and every access token.
     let newest = rotated["refresh_token"].as_str().unwrap().to_owned();
-    expect_error(refresh(newest).await.unwrap(), StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
-    expect_error(api.get("/v1/users/me", &erin).await, StatusCode::UNAUTHORIZED, "session_revoked").await;
+    expect_error(
+        refresh(newest).await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_refresh_token",
+    )
+    .await;
+    expect_error(
+        api.get("/v1/users/me", &erin).await,
+        StatusCode::UNAUTHORIZED,
+        "session_revoked",
+    )
+    .await;
 
     // A token nobody issued is simply invalid.
     expect_error(
@@ -167,7 +182,12 @@ async fn logout_ends_the_session_now(backend: Backend) {
     let other = api.login("fay").await;
     let response = api.call(Method::POST, "/v1/auth/logout", &fay, None).await;
     expect_status(response, StatusCode::NO_CONTENT).await;
-    expect_error(api.get("/v1/users/me", &fay).await, StatusCode::UNAUTHORIZED, "session_revoked").await;
+    expect_error(
+        api.get("/v1/users/me", &fay).await,
+        StatusCode::UNAUTHORIZED,
+        "session_revoked",
+    )
+    .await;
     let response = api
         .request(Method::POST, "/v1/auth/refresh", None)
         .json(&json!({ "refresh_token": fay.refresh }))
@@ -201,7 +221,12 @@ async fn sessions_are_listed_and_revocable(backend: Backend) {
     // I can end the lost phone's session from the laptop.
     let response = api.call(Method::DELETE, &path, &laptop, None).await;
     expect_status(response, StatusCode::NO_CONTENT).await;
-    expect_error(api.get("/v1/users/me", &phone).await, StatusCode::UNAUTHORIZED, "session_revoked").await;
+    expect_error(
+        api.get("/v1/users/me", &phone).await,
+        StatusCode::UNAUTHORIZED,
+        "session_revoked",
+    )
+    .await;
     let list = expect_status(api.get("/v1/auth/sessions", &laptop).await, StatusCode::OK).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     let response = api.call(Method::DELETE, &path, &laptop, None).await;
@@ -223,7 +248,11 @@ async fn credential_endpoints_are_rate_limited(backend: Backend) {
         assert_eq!(attempt().await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
     let limited = attempt().await.unwrap();
-    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     expect_error(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     // Registration shares the budget; the rest of the api does not.
@@ -234,6 +263,10 @@ async fn credential_endpoints_are_rate_limited(backend: Backend) {
         .await
         .unwrap();
     expect_error(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
-    let response = api.request(Method::GET, "/healthz", None).send().await.unwrap();
+    let response = api
+        .request(Method::GET, "/healthz", None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }

@@ -6,7 +6,11 @@ use crate::both_stores;
 use crate::helpers::{expect_error, expect_status, TestApi};
 use chat_shared::testing::Backend;
 
-both_stores!(probes_answer, openapi_describes_every_route, unknown_routes_get_the_error_shape);
+both_stores!(
+    probes_answer,
+    openapi_describes_every_route,
+    unknown_routes_get_the_error_shape
+);
 
 async fn probes_answer(backend: Backend) {
     let api = TestApi::start(backend).await;
@@ -19,7 +23,11 @@ async fn probes_answer(backend: Backend) {
 
 async fn openapi_describes_every_route(backend: Backend) {
     let api = TestApi::start(backend).await;
-    let response = api.request(Method::GET, "/v1/openapi.json", None).send().await.unwrap();
+    let response = api
+        .request(Method::GET, "/v1/openapi.json", None)
+        .send()
+        .await
+        .unwrap();
     let doc = expect_status(response, StatusCode::OK).await;
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
@@ -53,13 +61,20 @@ async fn openapi_describes_every_route(backend: Backend) {
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
 async fn unknown_routes_get_the_error_shape(backend: Backend) {
     let api = TestApi::start(backend).await;
-    let response = api.request(Method::GET, "/v1/nowhere", None).send().await.unwrap();
+    let response = api
+        .request(Method::GET, "/v1/nowhere", None)
+        .send()
+        .await
+        .unwrap();
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
 }

@@ -101,7 +101,10 @@ impl TestApi {
 
     /// GET as `user`.
     pub async fn get(&self, path: &str, user: &TestUser) -> Response {
-        self.request(Method::GET, path, Some(user)).send().await.unwrap()
+        self.request(Method::GET, path, Some(user))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// POST a JSON body as `user`.
@@ -114,7 +117,13 @@ impl TestApi {
     }
 
     /// Any method with an optional JSON body as `user`.
-    pub async fn call(&self, method: Method, path: &str, user: &TestUser, body: Option<Value>) -> Response {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        user: &TestUser,
+        body: Option<Value>,
+    ) -> Response {
         let request = self.request(method, path, Some(user));
         let request = match body {
             Some(body) => request.json(&body),
@@ -156,7 +165,9 @@ impl TestApi {
 
     /// Joins a public room.
     pub async fn join(&self, user: &TestUser, room: &str) {
-        let response = self.post(&format!("/v1/rooms/{room}/join"), user, json!({})).await;
+        let response = self
+            .post(&format!("/v1/rooms/{room}/join"), user, json!({}))
+            .await;
         expect_status(response, StatusCode::CREATED).await;
     }
 
@@ -183,14 +194,30 @@ impl TestApi {
             sessions.extend(self.store.active_sessions(user.id).await.unwrap());
         }
         let mut room_ids: Vec<RoomId> = rooms.iter().map(|r| r.room.id).collect();
-        room_ids.extend(self.store.public_rooms().await.unwrap().iter().map(|r| r.id));
+        room_ids.extend(
+            self.store
+                .public_rooms()
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.id),
+        );
         room_ids.sort();
         room_ids.dedup();
         for id in room_ids {
-            let page = Page { after: Some(0), before: None, limit: 10_000 };
+            let page = Page {
+                after: Some(0),
+                before: None,
+                limit: 10_000,
+            };
             events.push(self.store.events(id, page).await.unwrap().len());
         }
-        Snapshot { users, rooms, sessions, events }
+        Snapshot {
+            users,
+            rooms,
+            sessions,
+            events,
+        }
     }
 }
 
@@ -227,7 +254,12 @@ pub async fn expect_status(response: Response, status: StatusCode) -> Value {
 pub async fn expect_error(response: Response, status: StatusCode, code: &str) -> Value {
     let body = expect_status(response, status).await;
     assert_eq!(body["error"]["code"], code, "unexpected error: {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     body
 }
 

@@ -14,6 +14,58 @@ pub(super) fn now() -> time::OffsetDateTime {
         .expect("a truncated nanosecond is in range")
 }
 
+/// A point in time as bound to a statement. PostgreSQL gets a `timestamptz`.
+/// SQLite keeps timestamps as TEXT and compares and sorts them as text
+/// (token expiry, session and member order), so it gets one fixed-width UTC
+/// form: sqlx's own RFC 3339 encoding drops trailing zeros of the fraction
+/// (and the whole fraction when it is zero), and then `"…:01Z" > "…:01.5Z"`
+/// would keep a token alive for up to a second past its expiry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timestamp(pub time::OffsetDateTime);
+
+impl sqlx::Type<sqlx::Sqlite> for Timestamp {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <time::OffsetDateTime as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for Timestamp {
+    fn encode_by_ref(
+        &self,
+        buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        // `YYYY-MM-DDTHH:MM:SS.ffffffZ`: RFC 3339, so it decodes as before,
+        // and text order is time order.
+        let t = self.0.to_offset(time::UtcOffset::UTC);
+        let text = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        );
+        <String as sqlx::Encode<'q, sqlx::Sqlite>>::encode(text, buf)
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for Timestamp {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <time::OffsetDateTime as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for Timestamp {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <time::OffsetDateTime as sqlx::Encode<'_, sqlx::Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
 /// Maps a foreign-key violation (a room or user that does not exist) to
 /// `NotFound`; any other error passes through.
 pub(super) fn missing_reference(err: sqlx::Error) -> super::Error {
@@ -36,7 +88,7 @@ macro_rules! impl_store {
             Ban, EventBody, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId,
             RoomKind, SessionId, User, UserId,
         };
-        use $crate::store::adapter::{missing_reference, now};
+        use $crate::store::adapter::{missing_reference, now, Timestamp};
         use $crate::store::rows::{self, *};
         use $crate::store::{
             is_unique_violation, message_body, ordered_pair, Appended, Credentials, Error, NewRoom,
@@ -47,10 +99,11 @@ macro_rules! impl_store {
         impl $store {
             /// Appends an event inside `tx`, allocating the room's next seq.
             ///
-            /// With `member` set, the allocation succeeds only while that user
-            /// is a member. `Ok(None)` means the `(room, sender, client_id)`
-            /// already exists: the caller rolls back (undoing the seq bump)
-            /// and returns the original.
+            /// With `member` set, the append succeeds only while that user is
+            /// a member (`NotFound` otherwise, as for a missing room).
+            /// `Ok(None)` means the `(room, sender, client_id)` already
+            /// exists: the caller rolls back (undoing the seq bump) and
+            /// returns the original.
             async fn append_in(
                 tx: &mut Transaction<'_, $db>,
                 room: RoomId,
@@ -59,17 +112,25 @@ macro_rules! impl_store {
                 body: EventBody,
                 member: Option<UserId>,
             ) -> Result<Option<RoomEvent>> {
-                let seq: Option<i64> = match member {
-                    Some(user) => sqlx::query_scalar(NEXT_SEQ_FOR_MEMBER)
-                        .bind(room.0)
-                        .bind(user.0),
-                    None => sqlx::query_scalar(NEXT_SEQ).bind(room.0),
-                }
-                .fetch_optional(&mut **tx)
-                .await?;
+                let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ)
+                    .bind(room.0)
+                    .fetch_optional(&mut **tx)
+                    .await?;
                 let Some(seq) = seq else {
                     return Err(Error::NotFound);
                 };
+                if let Some(user) = member {
+                    // Only now, holding the room's seq (its row lock on
+                    // PostgreSQL), is membership final: see `IS_MEMBER`.
+                    let is_member: Option<i32> = sqlx::query_scalar(IS_MEMBER)
+                        .bind(room.0)
+                        .bind(user.0)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    if is_member.is_none() {
+                        return Err(Error::NotFound);
+                    }
+                }
                 let event = RoomEvent {
                     room_id: room,
                     seq,
@@ -89,11 +150,28 @@ macro_rules! impl_store {
                     .bind(client_id)
                     .bind(text)
                     .bind(payload)
-                    .bind(event.ts)
+                    .bind(Timestamp(event.ts))
                     .execute(&mut **tx)
                     .await?
                     .rows_affected();
                 Ok((inserted == 1).then_some(event))
+            }
+
+            /// Takes `room`'s row lock (PostgreSQL; SQLite has one writer
+            /// anyway) before a membership change reads anything. Every
+            /// membership change and every append then queues on the same
+            /// lock, and each statement after it sees the previous change
+            /// committed: a ban and a join, two handovers, or a kick and a
+            /// send cannot both act on what the other has not yet done.
+            /// One order, room before member rows, also rules out deadlocks
+            /// between them. A missing room locks nothing; the statements
+            /// that follow report it as before.
+            async fn lock_room(tx: &mut Transaction<'_, $db>, room: RoomId) -> Result<()> {
+                sqlx::query(LOCK_ROOM)
+                    .bind(room.0)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             }
 
             /// Appends an api-written event (no client_id, so it cannot
@@ -140,7 +218,7 @@ macro_rules! impl_store {
                     .bind(&user.username)
                     .bind(&user.display_name)
                     .bind(&new.password_hash)
-                    .bind(user.created_at)
+                    .bind(Timestamp(user.created_at))
                     .execute(self.writer())
                     .await
                     .map_err(|e| {
@@ -205,16 +283,16 @@ macro_rules! impl_store {
                     .bind(session.id.0)
                     .bind(user.0)
                     .bind(&session.user_agent)
-                    .bind(at)
-                    .bind(token.expires_at)
+                    .bind(Timestamp(at))
+                    .bind(Timestamp(token.expires_at))
                     .execute(&mut *tx)
                     .await
                     .map_err(missing_reference)?;
                 sqlx::query(INSERT_REFRESH_TOKEN)
                     .bind(&token.hash)
                     .bind(session.id.0)
-                    .bind(at)
-                    .bind(token.expires_at)
+                    .bind(Timestamp(at))
+                    .bind(Timestamp(token.expires_at))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -232,7 +310,7 @@ macro_rules! impl_store {
                 // concurrent presentations exactly one gets the row.
                 let spent: Option<uuid::Uuid> = sqlx::query_scalar(SPEND_REFRESH_TOKEN)
                     .bind(presented)
-                    .bind(at)
+                    .bind(Timestamp(at))
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(session_id) = spent else {
@@ -249,7 +327,7 @@ macro_rules! impl_store {
                             // family may be an attacker, so end it.
                             sqlx::query(REVOKE_SESSION)
                                 .bind(session_id)
-                                .bind(at)
+                                .bind(Timestamp(at))
                                 .execute(&mut *tx)
                                 .await?;
                             tx.commit().await?;
@@ -260,8 +338,8 @@ macro_rules! impl_store {
                 };
                 let live = sqlx::query(TOUCH_SESSION)
                     .bind(session_id)
-                    .bind(at)
-                    .bind(next.expires_at)
+                    .bind(Timestamp(at))
+                    .bind(Timestamp(next.expires_at))
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -272,8 +350,8 @@ macro_rules! impl_store {
                 sqlx::query(INSERT_REFRESH_TOKEN)
                     .bind(&next.hash)
                     .bind(session_id)
-                    .bind(at)
-                    .bind(next.expires_at)
+                    .bind(Timestamp(at))
+                    .bind(Timestamp(next.expires_at))
                     .execute(&mut *tx)
                     .await?;
                 let session = sqlx::query_as::<_, SessionRow>(SESSION_BY_ID)
@@ -295,7 +373,7 @@ macro_rules! impl_store {
             async fn active_sessions(&self, user: UserId) -> Result<Vec<Session>> {
                 let rows = sqlx::query_as::<_, SessionRow>(ACTIVE_SESSIONS)
                     .bind(user.0)
-                    .bind(now())
+                    .bind(Timestamp(now()))
                     .fetch_all(self.reader())
                     .await?;
                 Ok(rows.into_iter().map(Session::from).collect())
@@ -305,7 +383,7 @@ macro_rules! impl_store {
                 let revoked = sqlx::query(REVOKE_USER_SESSION)
                     .bind(id.0)
                     .bind(user.0)
-                    .bind(now())
+                    .bind(Timestamp(now()))
                     .execute(self.writer())
                     .await?
                     .rows_affected();
@@ -324,7 +402,7 @@ macro_rules! impl_store {
                     .bind(&new.name)
                     .bind(&new.topic)
                     .bind(new.created_by.0)
-                    .bind(at)
+                    .bind(Timestamp(at))
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(missing_reference)?;
@@ -333,7 +411,7 @@ macro_rules! impl_store {
                     .bind(room.id.0)
                     .bind(new.created_by.0)
                     .bind(Role::Owner.as_str())
-                    .bind(at)
+                    .bind(Timestamp(at))
                     .execute(&mut *tx)
                     .await?;
                 let user = new.created_by;
@@ -431,7 +509,7 @@ macro_rules! impl_store {
                         .bind("")
                         .bind("")
                         .bind(a.0)
-                        .bind(at)
+                        .bind(Timestamp(at))
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(missing_reference)?;
@@ -452,7 +530,7 @@ macro_rules! impl_store {
                             .bind(room.id.0)
                             .bind(user.0)
                             .bind(Role::Member.as_str())
-                            .bind(at)
+                            .bind(Timestamp(at))
                             .execute(&mut *tx)
                             .await?;
                         let event =
@@ -493,6 +571,7 @@ macro_rules! impl_store {
                 role: Role,
             ) -> Result<RoomEvent> {
                 let mut tx = self.writer().begin().await?;
+                Self::lock_room(&mut tx, room).await?;
                 let banned: Option<i32> = sqlx::query_scalar(IS_BANNED)
                     .bind(room.0)
                     .bind(user.0)
@@ -505,7 +584,7 @@ macro_rules! impl_store {
                     .bind(room.0)
                     .bind(user.0)
                     .bind(role.as_str())
-                    .bind(now())
+                    .bind(Timestamp(now()))
                     .execute(&mut *tx)
                     .await
                     .map_err(missing_reference)?
@@ -527,6 +606,7 @@ macro_rules! impl_store {
                 reason: LeaveReason,
             ) -> Result<RoomEvent> {
                 let mut tx = self.writer().begin().await?;
+                Self::lock_room(&mut tx, room).await?;
                 let removed = sqlx::query(DELETE_MEMBER)
                     .bind(room.0)
                     .bind(user.0)
@@ -549,6 +629,7 @@ macro_rules! impl_store {
                 role: Role,
             ) -> Result<Vec<RoomEvent>> {
                 let mut tx = self.writer().begin().await?;
+                Self::lock_room(&mut tx, room).await?;
                 let previous_owner: Option<uuid::Uuid> = if role == Role::Owner {
                     sqlx::query_scalar(ROOM_OWNER)
                         .bind(room.0)
@@ -595,12 +676,13 @@ macro_rules! impl_store {
                 reason: String,
             ) -> Result<Option<RoomEvent>> {
                 let mut tx = self.writer().begin().await?;
+                Self::lock_room(&mut tx, room).await?;
                 let banned = sqlx::query(INSERT_BAN)
                     .bind(room.0)
                     .bind(user.0)
                     .bind(by.0)
                     .bind(&reason)
-                    .bind(now())
+                    .bind(Timestamp(now()))
                     .execute(&mut *tx)
                     .await
                     .map_err(missing_reference)?

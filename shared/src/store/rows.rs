@@ -126,12 +126,18 @@ pub(super) const BANS: &str = "SELECT user_id, banned_by, reason, created_at FRO
 pub(super) const NEXT_SEQ: &str =
     "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq";
 
-/// Like [`NEXT_SEQ`], but only while `$2` is a member: the membership check
-/// and the allocation are one statement, so a kick and a send cannot
-/// interleave.
-pub(super) const NEXT_SEQ_FOR_MEMBER: &str = "UPDATE rooms SET last_seq = last_seq + 1 \
-     WHERE id = $1 AND EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2) \
-     RETURNING last_seq";
+/// Locks a room's row without changing it; see `lock_room` in the adapter.
+pub(super) const LOCK_ROOM: &str = "UPDATE rooms SET last_seq = last_seq WHERE id = $1";
+
+/// Whether `$2` is a member of `$1`, asked by a send after [`NEXT_SEQ`] in
+/// the same transaction. Not folded into `NEXT_SEQ` as an `EXISTS`: on
+/// PostgreSQL a statement that waited for the row lock rechecks only the
+/// `rooms` row and still sees membership as of before the wait, so a send
+/// queued behind a kick would land after its `member_left`. Asked as a
+/// statement of its own, after the lock, it sees the kick; and every
+/// membership change holds that lock until it commits (`lock_room` in the
+/// adapter), so a kick and a send cannot interleave.
+pub(super) const IS_MEMBER: &str = "SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2";
 
 pub(super) const INSERT_EVENT: &str = "INSERT INTO room_events \
      (room_id, seq, id, kind, sender, client_id, body, payload, created_at) \
@@ -152,10 +158,15 @@ pub(super) const EVENTS_BEFORE: &str = "SELECT room_id, seq, id, kind, sender, c
      payload, created_at FROM room_events WHERE room_id = $1 AND seq > $2 AND seq < $3 \
      ORDER BY seq DESC LIMIT $4";
 
-/// Read markers only move forward and never past the room's head.
+/// Read markers only move forward and never past the room's head. The guard
+/// compares the stored marker with the clamped value, not with `$3`: on
+/// PostgreSQL an update that waited for a concurrent one rechecks its WHERE
+/// against the new row but keeps its older view of `last_seq`, and a guard
+/// on `$3` would let it write a smaller marker over a larger one.
 pub(super) const MARK_READ: &str = "UPDATE room_members SET last_read_seq = \
      (SELECT CASE WHEN $3 > r.last_seq THEN r.last_seq ELSE $3 END FROM rooms r WHERE r.id = $1) \
-     WHERE room_id = $1 AND user_id = $2 AND last_read_seq < $3";
+     WHERE room_id = $1 AND user_id = $2 AND last_read_seq < \
+     (SELECT CASE WHEN $3 > r.last_seq THEN r.last_seq ELSE $3 END FROM rooms r WHERE r.id = $1)";
 
 pub(super) const READ_MARKER: &str =
     "SELECT last_read_seq FROM room_members WHERE room_id = $1 AND user_id = $2";
