@@ -24,16 +24,6 @@ async fn open_dm(api: &TestApi, from: &TestUser, to: &TestUser) -> Response {
         .await
 }
 
-/// The whole log of `room` as `user` reads it.
-async fn log(api: &TestApi, user: &TestUser, room: &str) -> Vec<Value> {
-    let page = expect_status(
-        api.get(&format!("/v1/rooms/{room}/events"), user).await,
-        StatusCode::OK,
-    )
-    .await;
-    page["events"].as_array().unwrap().clone()
-}
-
 /// The direct rooms in `user`'s room list.
 async fn my_direct_rooms(api: &TestApi, user: &TestUser) -> Vec<Value> {
     let rooms = expect_status(api.get("/v1/rooms", user).await, StatusCode::OK).await;
@@ -76,7 +66,7 @@ async fn opening_a_dm_creates_one_direct_room_for_both(backend: Backend) {
     expected.sort_by_key(|(id, _)| id.to_string());
     assert_eq!(members, expected);
 
-    let events = log(&api, &alice, id).await;
+    let events = api.log(&alice, id).await;
     assert_eq!(events.len(), 2, "{events:?}");
     for (event, seq) in events.iter().zip(1..) {
         assert_eq!(event["seq"], seq);
@@ -142,7 +132,7 @@ async fn concurrent_opens_from_both_sides_create_one_room(backend: Backend) {
         assert_eq!(direct.len(), 1, "{direct:?}");
         assert_eq!(direct[0]["id"], ids[0].as_str());
     }
-    let events = log(&api, &alice, &ids[0]).await;
+    let events = api.log(&alice, &ids[0]).await;
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[1]["seq"], 2);
 }
@@ -250,7 +240,7 @@ async fn both_users_send_in_a_dm(backend: Backend) {
     assert_eq!(hello["seq"], 3);
     assert_eq!(reply["seq"], 4);
 
-    let events = log(&api, &bob, id).await;
+    let events = api.log(&bob, id).await;
     let messages: Vec<(&Value, &Value, &Value)> = events
         .iter()
         .filter(|e| e["type"] == "message")

@@ -55,20 +55,6 @@ fn seqs(page: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// The room's whole log, oldest first.
-async fn whole_log(api: &TestApi, user: &TestUser, room: &str) -> Vec<Value> {
-    let page = history(api, user, room, "after=0&limit=200").await;
-    page["events"].as_array().unwrap().clone()
-}
-
-/// Joins a public room and returns the `member_joined` event.
-async fn join(api: &TestApi, user: &TestUser, room: &str) -> Value {
-    let response = api
-        .post(&format!("/v1/rooms/{room}/join"), user, json!({}))
-        .await;
-    expect_status(response, StatusCode::CREATED).await
-}
-
 async fn a_message_is_stored_once_per_client_id(backend: Backend) {
     let api = TestApi::start(backend).await;
     let alice = api.user("alice").await;
@@ -92,13 +78,13 @@ async fn a_message_is_stored_once_per_client_id(backend: Backend) {
     let response = send(&api, &alice, &room, "m-1", "hello, edited").await;
     assert_eq!(expect_status(response, StatusCode::OK).await, sent);
 
-    let log = whole_log(&api, &alice, &room).await;
+    let log = api.log(&alice, &room).await;
     let copies: Vec<_> = log.iter().filter(|e| e["client_id"] == "m-1").collect();
     assert_eq!(copies, [&sent]);
     assert_eq!(log.len(), 2);
 
     // The key is the sender's own: bob may use the same one.
-    join(&api, &bob, &room).await;
+    api.join(&bob, &room).await;
     let response = send(&api, &bob, &room, "m-1", "hi alice").await;
     let bobs = expect_status(response, StatusCode::CREATED).await;
     assert_eq!(bobs["seq"], 4);
@@ -124,7 +110,7 @@ async fn concurrent_sends_get_gap_free_seqs(backend: Backend) {
     let senders = join_all(names.iter().map(|name| api.user(name))).await;
     let mut joined = vec![1];
     for sender in &senders {
-        joined.push(join(&api, sender, &room).await["seq"].as_i64().unwrap());
+        joined.push(api.join(sender, &room).await["seq"].as_i64().unwrap());
     }
 
     // Each sender sends its messages one after another, all senders at
@@ -248,7 +234,7 @@ async fn history_is_for_members_of_existing_rooms(backend: Backend) {
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
 
     // Joining opens the history, including what was said before.
-    join(&api, &bob, &public).await;
+    api.join(&bob, &public).await;
     let page = history(&api, &bob, &public, "").await;
     assert_eq!(page["events"][1]["body"], "visible to members");
     assert_eq!(seqs(&page), [1, 2, 3]);
@@ -454,7 +440,7 @@ async fn sends_outside_my_rooms_store_nothing(backend: Backend) {
     assert_eq!(api.send(&alice, &public, "a", "hi").await["seq"], 2);
 
     // A member who left is outside again.
-    join(&api, &bob, &public).await;
+    api.join(&bob, &public).await;
     api.send(&bob, &public, "b-1", "hello").await;
     let response = api
         .post(&format!("/v1/rooms/{public}/leave"), &bob, json!({}))

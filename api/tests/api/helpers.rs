@@ -163,12 +163,21 @@ impl TestApi {
         serde_json::from_value(expect_status(response, StatusCode::CREATED).await).unwrap()
     }
 
-    /// Joins a public room.
-    pub async fn join(&self, user: &TestUser, room: &str) {
+    /// Joins a public room and returns the `member_joined` event.
+    pub async fn join(&self, user: &TestUser, room: &str) -> Value {
         let response = self
             .post(&format!("/v1/rooms/{room}/join"), user, json!({}))
             .await;
-        expect_status(response, StatusCode::CREATED).await;
+        expect_status(response, StatusCode::CREATED).await
+    }
+
+    /// The whole log of `room` (up to 200 events) as `user` reads it.
+    pub async fn log(&self, user: &TestUser, room: &str) -> Vec<Value> {
+        let response = self
+            .get(&format!("/v1/rooms/{room}/events?after=0&limit=200"), user)
+            .await;
+        let page = expect_status(response, StatusCode::OK).await;
+        page["events"].as_array().unwrap().clone()
     }
 
     /// Sends a message over REST and returns the stored event.

@@ -2,7 +2,7 @@
 //! ownership hand-over and bans, with who may do what to whom.
 
 use reqwest::{Method, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::both_stores;
@@ -89,16 +89,6 @@ async fn roles(api: &TestApi, user: &TestUser, room: &str) -> Vec<(String, Strin
         .collect()
 }
 
-/// The whole log of `room` as `user` reads it.
-async fn log(api: &TestApi, user: &TestUser, room: &str) -> Vec<Value> {
-    let page = expect_status(
-        api.get(&format!("/v1/rooms/{room}/events"), user).await,
-        StatusCode::OK,
-    )
-    .await;
-    page["events"].as_array().unwrap().clone()
-}
-
 /// `(username, role)` pairs as `roles` returns them.
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
@@ -162,7 +152,7 @@ async fn owners_and_admins_invite_into_private_rooms(backend: Backend) {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(log(&api, &bob, &room).await.last().unwrap(), &joined);
+    assert_eq!(api.log(&bob, &room).await.last().unwrap(), &joined);
 
     // A plain member may not invite into a private room.
     let before = api.snapshot().await;
@@ -260,7 +250,7 @@ async fn a_kicked_member_loses_history_and_sending(backend: Backend) {
     assert_eq!(left["user"], json!(carol.user.id));
     assert_eq!(left["sender"], json!(bob.user.id));
     assert_eq!(left["reason"], "kicked");
-    assert_eq!(log(&api, &alice, &room).await.last().unwrap(), &left);
+    assert_eq!(api.log(&alice, &room).await.last().unwrap(), &left);
 
     let before = api.snapshot().await;
     expect_error(
@@ -380,7 +370,7 @@ async fn the_owner_changes_roles(backend: Backend) {
     assert_eq!(events[0]["user"], json!(bob.user.id));
     assert_eq!(events[0]["role"], "admin");
     assert_eq!(events[0]["sender"], json!(alice.user.id));
-    assert_eq!(log(&api, &carol, &room).await.last().unwrap(), &events[0]);
+    assert_eq!(api.log(&carol, &room).await.last().unwrap(), &events[0]);
 
     // Not even an admin may change roles, nor may a member.
     let before = api.snapshot().await;
@@ -477,7 +467,7 @@ async fn a_ban_removes_and_keeps_out_until_lifted(backend: Backend) {
     assert_eq!(left["user"], json!(bob.user.id));
     assert_eq!(left["sender"], json!(alice.user.id));
     assert_eq!(left["reason"], "banned");
-    assert_eq!(log(&api, &alice, &room).await.last().unwrap(), left);
+    assert_eq!(api.log(&alice, &room).await.last().unwrap(), left);
 
     // Kept out: no rejoining, no invitation, no second ban.
     let before = api.snapshot().await;

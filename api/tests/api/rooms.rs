@@ -21,16 +21,6 @@ both_stores!(
     members_leave_but_owners_hand_over_first,
 );
 
-/// The whole log of `room` as `user` reads it.
-async fn log(api: &TestApi, user: &TestUser, room: &str) -> Vec<Value> {
-    let page = expect_status(
-        api.get(&format!("/v1/rooms/{room}/events"), user).await,
-        StatusCode::OK,
-    )
-    .await;
-    page["events"].as_array().unwrap().clone()
-}
-
 /// `user`'s entry for `room` in `GET /v1/rooms`, if listed.
 async fn my_room(api: &TestApi, user: &TestUser, room: &str) -> Option<Value> {
     let rooms = expect_status(api.get("/v1/rooms", user).await, StatusCode::OK).await;
@@ -162,7 +152,7 @@ async fn a_new_private_room_starts_with_its_owner(backend: Backend) {
     assert_eq!(room["last_seq"], 1);
     let id = room["id"].as_str().unwrap();
 
-    let events = log(&api, &alice, id).await;
+    let events = api.log(&alice, id).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["seq"], 1);
     assert_eq!(events[0]["type"], "member_joined");
@@ -276,7 +266,7 @@ async fn admins_edit_a_room_and_the_log_records_it(backend: Backend) {
     assert_eq!(updated["topic"], "fiction only");
     assert_eq!(updated["last_seq"], 3);
 
-    let events = log(&api, &bob, &room).await;
+    let events = api.log(&bob, &room).await;
     let last = events.last().unwrap();
     assert_eq!(last["seq"], 3);
     assert_eq!(last["type"], "room_updated");
@@ -361,7 +351,7 @@ async fn members_leave_but_owners_hand_over_first(backend: Backend) {
     assert_eq!(left["sender"], json!(bob.user.id));
     assert_eq!(left["reason"], "left");
     assert!(my_room(&api, &bob, &room).await.is_none());
-    assert_eq!(log(&api, &alice, &room).await.last().unwrap(), &left);
+    assert_eq!(api.log(&alice, &room).await.last().unwrap(), &left);
 
     let before = api.snapshot().await;
     expect_error(
