@@ -32,6 +32,9 @@ pub enum Error {
     /// An environment variable has a value that cannot be used.
     #[error("{0}")]
     Config(String),
+    /// The bus (Redis) failed or could not be reached.
+    #[error("bus error: {0}")]
+    Bus(String),
     /// A file or socket operation failed (data dir, listener).
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -3,9 +3,11 @@
 //! `Store` port with its PostgreSQL and SQLite adapters.
 
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod protocol;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -10,7 +10,11 @@ use crate::error::{Error, Result};
 pub fn init(filter: &str, format: LogFormat) -> Result<()> {
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| Error::Config(format!("CHAT_LOG={filter:?}: {e}")))?;
-    let builder = fmt().with_env_filter(filter).with_target(true);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(ansi);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -3,8 +3,10 @@
 //! server without seeing each other.
 //!
 //! PostgreSQL is found at `TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`). When it does not answer,
-//! tests fail with a message saying so; they never skip.
+//! `postgres://postgres@127.0.0.1:5432/postgres`), Redis at `TEST_REDIS_URL`
+//! (default `redis://127.0.0.1:6379`); each test namespaces its Redis
+//! channels with a prefix of its own. When a service does not answer, tests
+//! fail with a message saying so; they never skip.
 
 use std::sync::Arc;
 
@@ -106,4 +108,24 @@ impl Drop for TestDatabase {
         });
         let _ = cleanup.join();
     }
+}
+
+/// The Redis the tests share.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A bus channel prefix no other test uses.
+pub fn bus_prefix() -> String {
+    format!("chat-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A Redis bus on the shared server under a fresh prefix.
+pub async fn redis_bus() -> crate::bus::RedisBus {
+    let url = redis_url();
+    crate::bus::RedisBus::connect(&url, &bus_prefix())
+        .await
+        .unwrap_or_else(|e| {
+            panic!("Redis is not reachable at {url} ({e}); start it (see README) or set TEST_REDIS_URL")
+        })
 }

@@ -1,0 +1,120 @@
+//! The `Bus` port: best-effort publish/subscribe between the processes of a
+//! deployment, with one adapter per transport we run (Redis pub/sub across
+//! processes, in-process for the embedded single binary).
+//!
+//! The bus is an accelerator, not the truth: like Redis pub/sub it may drop
+//! messages (a subscriber away, a full queue) and it does not order messages
+//! from different publishers. Consumers order room events by seq and repair
+//! gaps from the store; [`Delivery::Resumed`] tells them when a loss may
+//! have happened.
+
+mod memory;
+mod redis;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::model::{RoomId, UserId};
+
+pub use self::memory::MemoryBus;
+pub use self::redis::RedisBus;
+
+/// How many deliveries a subscriber may have waiting before new ones are
+/// dropped (as Redis drops messages for a client that does not read).
+pub const DELIVERY_QUEUE: usize = 16 * 1024;
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Everything that happens in a room: its events, typing, read markers.
+    Room(RoomId),
+    /// What concerns one user wherever they are connected: signalling,
+    /// rooms added and removed.
+    User(UserId),
+    /// Who is online, gateway by gateway.
+    Presence,
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Room(id) => write!(f, "room:{id}"),
+            Self::User(id) => write!(f, "user:{id}"),
+            Self::Presence => f.write_str("presence"),
+        }
+    }
+}
+
+impl Topic {
+    /// Parses what [`Display`](fmt::Display) wrote.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == "presence" {
+            return Some(Self::Presence);
+        }
+        let (kind, id) = s.split_once(':')?;
+        match kind {
+            "room" => id.parse().ok().map(Self::Room),
+            "user" => id.parse().ok().map(Self::User),
+            _ => None,
+        }
+    }
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A message published on a subscribed topic.
+    Message {
+        /// Its topic.
+        topic: Topic,
+        /// Its bytes, as published.
+        payload: Bytes,
+    },
+    /// The subscription was lost and is back: anything published meanwhile
+    /// was missed.
+    Resumed,
+}
+
+/// Publishing, for every process.
+#[async_trait]
+pub trait Bus: Send + Sync {
+    /// Sends `payload` to the current subscribers of `topic`, at most once.
+    async fn publish(&self, topic: Topic, payload: Bytes) -> Result<()>;
+
+    /// Opens this process's subscription: a handle choosing the topics and
+    /// the stream of what arrives on them. One per process is the intended
+    /// use (Redis: one connection for all of a gateway's topics).
+    async fn subscriber(&self) -> Result<(Box<dyn Subscriber>, mpsc::Receiver<Delivery>)>;
+}
+
+/// Chooses which topics a subscription receives.
+#[async_trait]
+pub trait Subscriber: Send + Sync {
+    /// Starts receiving `topics`; returns once the bus confirms, so that a
+    /// message published after this returns is delivered.
+    async fn subscribe(&self, topics: &[Topic]) -> Result<()>;
+    /// Stops receiving `topics`.
+    async fn unsubscribe(&self, topics: &[Topic]) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_round_trip_through_their_names() {
+        for topic in [
+            Topic::Room(RoomId::new()),
+            Topic::User(UserId::new()),
+            Topic::Presence,
+        ] {
+            assert_eq!(Topic::parse(&topic.to_string()), Some(topic));
+        }
+        assert_eq!(Topic::parse("room:nope"), None);
+        assert_eq!(Topic::parse("elsewhere"), None);
+    }
+}

@@ -1,0 +1,256 @@
+//! Wire protocol v1 of the WebSocket at `/v1/ws`: JSON text frames tagged by
+//! `type`. Data only; `docs/protocol.md` is the normative description.
+//!
+//! Room events (`message`, `member_joined`, `member_left`, `role_changed`,
+//! `room_updated`) travel as [`RoomEvent`](crate::model::RoomEvent) JSON,
+//! the same bytes as in a history page; the other server frames are
+//! [`ServerFrame`]s.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::model::{EventId, Room, RoomId, User, UserId};
+
+/// The subprotocol a client must offer (and the server echoes).
+pub const SUBPROTOCOL: &str = "chat.v1";
+
+/// Prefix of the subprotocol entry carrying the access token
+/// (`Sec-WebSocket-Protocol: chat.v1, bearer.<jwt>`).
+pub const BEARER_PREFIX: &str = "bearer.";
+
+/// What a client may send.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Post a message; answered by `ack` once it is durable.
+    Send {
+        /// Where.
+        room_id: RoomId,
+        /// Idempotency key: resending it returns the original seq.
+        client_id: String,
+        /// The text.
+        body: String,
+    },
+    /// Replay each room from just after the given seq, then go live.
+    Sync {
+        /// Room → the last seq the client has.
+        rooms: HashMap<RoomId, i64>,
+    },
+    /// "I am typing" in a room (ephemeral).
+    Typing {
+        /// Where.
+        room_id: RoomId,
+    },
+    /// Mark a room read up to `seq` (stored, then broadcast).
+    Read {
+        /// Where.
+        room_id: RoomId,
+        /// The newest seq seen.
+        seq: i64,
+    },
+    /// A WebRTC signalling message for every session of `to_user`.
+    Signal {
+        /// Recipient; must share a room with the sender.
+        to_user: UserId,
+        /// Groups the messages of one call.
+        call_id: String,
+        /// Offer, answer, ICE candidate or hang-up.
+        kind: SignalKind,
+        /// Opaque to the server (SDP, candidate…).
+        #[serde(default)]
+        payload: serde_json::Value,
+    },
+    /// A fresh access token, extending the session past the old one's expiry.
+    Auth {
+        /// The JWT.
+        token: String,
+    },
+    /// Application-level liveness check; answered by `pong`.
+    Ping,
+}
+
+/// The kinds of WebRTC signalling message relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// SDP offer.
+    Offer,
+    /// SDP answer.
+    Answer,
+    /// ICE candidate.
+    Ice,
+    /// The call ended.
+    Hangup,
+}
+
+/// A room and the head of its log, as listed in `hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomHead {
+    /// The room.
+    pub room_id: RoomId,
+    /// Its newest seq when the session started.
+    pub last_seq: i64,
+}
+
+/// Online or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    /// At least one session is connected somewhere.
+    Online,
+    /// No session anywhere.
+    Offline,
+}
+
+/// What the server sends besides room events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame of every session.
+    Hello {
+        /// This connection's id (for logs and support).
+        session_id: String,
+        /// Who is connected.
+        user: User,
+        /// My rooms and their heads.
+        rooms: Vec<RoomHead>,
+        /// How often the server pings; a client that hears nothing for two
+        /// intervals should reconnect.
+        heartbeat_ms: u64,
+    },
+    /// A `send` is durable.
+    Ack {
+        /// The client's key.
+        client_id: String,
+        /// The room.
+        room_id: RoomId,
+        /// The message's seq (the original one on a retry).
+        seq: i64,
+        /// The message's id.
+        id: EventId,
+        /// When it was committed.
+        #[serde(with = "time::serde::rfc3339")]
+        ts: OffsetDateTime,
+    },
+    /// A frame could not be honoured.
+    Error {
+        /// Stable cause, e.g. `not_member`.
+        code: String,
+        /// For people.
+        message: String,
+        /// The `client_id` of the failed `send`, if it was one.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// A `sync` of one room has replayed everything up to `seq`; live
+    /// events follow.
+    Synced {
+        /// The room.
+        room_id: RoomId,
+        /// The last seq replayed.
+        seq: i64,
+    },
+    /// Someone is typing.
+    Typing {
+        /// Where.
+        room_id: RoomId,
+        /// Who.
+        user_id: UserId,
+    },
+    /// Someone's read marker moved.
+    Read {
+        /// Where.
+        room_id: RoomId,
+        /// Whose.
+        user_id: UserId,
+        /// Up to which seq.
+        seq: i64,
+    },
+    /// Someone who shares a room with me came online or went offline.
+    Presence {
+        /// Who.
+        user_id: UserId,
+        /// Their status.
+        status: PresenceStatus,
+    },
+    /// A relayed WebRTC signalling message.
+    Signal {
+        /// Sender.
+        from_user: UserId,
+        /// The call.
+        call_id: String,
+        /// What it is.
+        kind: SignalKind,
+        /// Opaque payload.
+        payload: serde_json::Value,
+    },
+    /// I was added to a room (joined, invited, or a DM was opened).
+    RoomAdded {
+        /// The room.
+        room: Room,
+    },
+    /// I was removed from a room (left, kicked, banned, or it was deleted).
+    RoomRemoved {
+        /// The room.
+        room_id: RoomId,
+    },
+    /// Answer to `ping`.
+    Pong,
+}
+
+impl ServerFrame {
+    /// An `error` frame.
+    pub fn error(code: &str, message: impl Into<String>, reference: Option<String>) -> Self {
+        Self::Error {
+            code: code.to_owned(),
+            message: message.into(),
+            reference,
+        }
+    }
+
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server frames serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse_by_type() {
+        let send: ClientFrame = serde_json::from_str(
+            r#"{"type":"send","room_id":"00000000-0000-7000-8000-000000000001","client_id":"c1","body":"hi"}"#,
+        )
+        .unwrap();
+        assert!(matches!(send, ClientFrame::Send { ref body, .. } if body == "hi"));
+        let ping: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
+        assert_eq!(ping, ClientFrame::Ping);
+        let sync: ClientFrame = serde_json::from_str(
+            r#"{"type":"sync","rooms":{"00000000-0000-7000-8000-000000000001":5}}"#,
+        )
+        .unwrap();
+        assert!(matches!(sync, ClientFrame::Sync { rooms } if rooms.len() == 1));
+    }
+
+    #[test]
+    fn unknown_types_and_missing_fields_are_rejected() {
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"shout"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"send","body":"x"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"body":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn server_frames_carry_their_type() {
+        let json = ServerFrame::Pong.to_json();
+        assert_eq!(json, r#"{"type":"pong"}"#);
+        let json = ServerFrame::error("not_member", "no", Some("c1".into())).to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"error","code":"not_member","message":"no","ref":"c1"}"#
+        );
+    }
+}
