@@ -9,6 +9,7 @@
 //! have happened.
 
 mod memory;
+mod publisher;
 mod redis;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use crate::error::Result;
 use crate::model::{RoomId, UserId};
 
 pub use self::memory::MemoryBus;
+pub use self::publisher::Publisher;
 pub use self::redis::RedisBus;
 
 /// How many deliveries a subscriber may have waiting before new ones are
@@ -99,6 +101,15 @@ pub trait Subscriber: Send + Sync {
     async fn subscribe(&self, topics: &[Topic]) -> Result<()>;
     /// Stops receiving `topics`.
     async fn unsubscribe(&self, topics: &[Topic]) -> Result<()>;
+}
+
+/// The bus a process should use: Redis when `redis_url` is set, otherwise
+/// a new in-process bus (which reaches only this process).
+pub async fn connect(redis_url: Option<&str>, prefix: &str) -> Result<std::sync::Arc<dyn Bus>> {
+    Ok(match redis_url {
+        Some(url) => std::sync::Arc::new(RedisBus::connect(url, prefix).await?),
+        None => std::sync::Arc::new(MemoryBus::new()),
+    })
 }
 
 #[cfg(test)]

@@ -553,6 +553,15 @@ macro_rules! impl_store {
                 role.as_deref().map(parse_role).transpose()
             }
 
+            async fn share_a_room(&self, a: UserId, b: UserId) -> Result<bool> {
+                let shared: Option<i32> = sqlx::query_scalar(SHARE_A_ROOM)
+                    .bind(a.0)
+                    .bind(b.0)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(shared.is_some())
+            }
+
             async fn members(&self, room: RoomId) -> Result<Vec<Member>> {
                 sqlx::query_as::<_, MemberRow>(MEMBERS)
                     .bind(room.0)
@@ -811,6 +820,24 @@ macro_rules! impl_store {
                     }
                 };
                 rows.into_iter().map(RoomEvent::try_from).collect()
+            }
+
+            async fn heads(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, i64)>> {
+                let mut heads = Vec::with_capacity(rooms.len());
+                // Bounded statements: SQLite allows 32766 parameters.
+                for chunk in rooms.chunks(1000) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(HEADS_PREFIX);
+                    query.push("(");
+                    let mut ids = query.separated(", ");
+                    for room in chunk {
+                        ids.push_bind(room.0);
+                    }
+                    query.push(")");
+                    let rows: Vec<(uuid::Uuid, i64)> =
+                        query.build_query_as().fetch_all(self.reader()).await?;
+                    heads.extend(rows.into_iter().map(|(id, seq)| (RoomId(id), seq)));
+                }
+                Ok(heads)
             }
 
             async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<i64> {

@@ -186,6 +186,8 @@ pub trait RoomStore: Send + Sync {
 
     /// `user`'s role in `room`, if a member.
     async fn role(&self, room: RoomId, user: UserId) -> Result<Option<Role>>;
+    /// Whether `a` and `b` are members of at least one common room.
+    async fn share_a_room(&self, a: UserId, b: UserId) -> Result<bool>;
     /// The members of a room, by join time.
     async fn members(&self, room: RoomId) -> Result<Vec<Member>>;
     /// Adds `user` to `room`; `Conflict("member")` if already in, `Banned`
@@ -244,6 +246,8 @@ pub trait RoomLog: Send + Sync {
     ) -> Result<Appended>;
     /// A window of the log.
     async fn events(&self, room: RoomId, page: Page) -> Result<Vec<RoomEvent>>;
+    /// The newest seq of each of `rooms` that exists.
+    async fn heads(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, i64)>>;
     /// Moves the member's read marker forward to `seq` (never back, never
     /// past the room's `last_seq`) and returns the marker now stored.
     async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<i64>;

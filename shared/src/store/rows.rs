@@ -96,6 +96,13 @@ pub(super) const MEMBERS: &str = "SELECT u.id, u.username, u.display_name, u.cre
      FROM room_members m JOIN users u ON u.id = m.user_id \
      WHERE m.room_id = $1 ORDER BY m.joined_at, u.id";
 
+pub(super) const SHARE_A_ROOM: &str = "SELECT 1 FROM room_members a \
+     JOIN room_members b ON b.room_id = a.room_id \
+     WHERE a.user_id = $1 AND b.user_id = $2 LIMIT 1";
+
+/// Start of the head query; the adapter appends `(<ids>)`.
+pub(super) const HEADS_PREFIX: &str = "SELECT id, last_seq FROM rooms WHERE id IN ";
+
 pub(super) const IS_BANNED: &str = "SELECT 1 FROM room_bans WHERE room_id = $1 AND user_id = $2";
 
 pub(super) const INSERT_MEMBER: &str =

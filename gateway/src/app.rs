@@ -1,0 +1,269 @@
+//! Starting, serving and draining a gateway. `Gateway::build` binds (so
+//! port 0 works), `Gateway::run` accepts connections until the shutdown
+//! future resolves, then drains: `/readyz` turns 503, no new connections,
+//! every session closes with 1012, and the process waits for them at most
+//! `CHAT_SHUTDOWN_GRACE` (contract point 7).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_shared::auth::{read_key, TokenScope, TokenVerifier};
+use chat_shared::bus::{self, Bus, Publisher};
+use chat_shared::store::{self, Store};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::config::GatewayConfig;
+use crate::context::Context;
+use crate::handshake;
+use crate::hub::{Hub, Timing};
+use crate::session;
+
+/// A bound, ready-to-run gateway.
+pub struct Gateway {
+    listener: TcpListener,
+    ctx: Arc<Context>,
+}
+
+impl Gateway {
+    /// Opens the store and the bus named by the configuration and binds.
+    pub async fn build(config: GatewayConfig) -> chat_shared::Result<Self> {
+        let store = store::connect(&config.database_url, config.db_max_connections).await?;
+        let bus = bus::connect(config.redis_url.as_deref(), &config.bus_prefix).await?;
+        Self::with_parts(config, store, bus).await
+    }
+
+    /// Builds over a given store and bus (tests, the all-in-one binary).
+    pub async fn with_parts(
+        config: GatewayConfig,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+    ) -> chat_shared::Result<Self> {
+        let public_key = config
+            .jwt_public_key
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("jwt-public.pem"));
+        let scope = TokenScope {
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+        };
+        let verifier = TokenVerifier::new(read_key(&public_key)?.as_bytes(), &scope)?;
+        let (subscriber, deliveries) = bus.subscriber().await?;
+        let timing = Timing {
+            gap_wait: config.gap_wait,
+            head_check: config.head_check_interval,
+        };
+        let hub = Hub::start(subscriber, deliveries, store.clone(), timing);
+        let publisher = Publisher::start(bus);
+        let addr = config.gateway_addr;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            chat_shared::Error::Config(format!("CHAT_GATEWAY_ADDR={addr}: cannot listen: {e}"))
+        })?;
+        let ctx = Context::new(config, store, verifier, hub, publisher);
+        Ok(Self { listener, ctx })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let Self { listener, ctx } = self;
+        // Plain HTTP connections (probes, handshakes in progress).
+        let http = TaskTracker::new();
+        // Each connection holds a permit for its whole life, upgraded or not.
+        let slots = Arc::new(Semaphore::new(ctx.config.max_connections));
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Usually out of file descriptors: back off briefly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::warn!("connection limit reached; refusing a connection");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let drain = ctx.drain.clone();
+            let permit = Arc::new(permit);
+            let service_ctx = ctx.clone();
+            let service =
+                service_fn(move |request| route(service_ctx.clone(), permit.clone(), request));
+            let connection = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            http.spawn(async move {
+                tokio::pin!(connection);
+                let result = tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = drain.cancelled() => {
+                        // Finish the request in flight, then close.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "http connection ended with an error");
+                }
+            });
+        }
+        drain(ctx, listener, http).await;
+    }
+}
+
+async fn drain(ctx: Arc<Context>, listener: TcpListener, http: TaskTracker) {
+    let grace = ctx.config.shutdown_grace;
+    tracing::info!(
+        sessions = ctx.sessions.len(),
+        "draining: closing sessions with 1012"
+    );
+    ctx.draining.store(true, Ordering::Relaxed);
+    drop(listener);
+    ctx.drain.cancel();
+    ctx.sessions.close();
+    http.close();
+    let finished = tokio::time::timeout(grace, async {
+        http.wait().await;
+        ctx.sessions.wait().await;
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            ?grace,
+            "grace period over; exiting with sessions still open"
+        );
+    }
+}
+
+type Body = Full<Bytes>;
+
+async fn route(
+    ctx: Arc<Context>,
+    permit: Arc<OwnedSemaphorePermit>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/v1/ws") => upgrade(ctx, permit, request).await,
+        (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        (&Method::GET, "/readyz") => ready(&ctx).await,
+        _ => json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":{"code":"not_found","message":"route not found"}}"#.into(),
+        ),
+    };
+    Ok(response)
+}
+
+async fn ready(ctx: &Context) -> Response<Body> {
+    if ctx.is_draining() {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"draining"}"#.into(),
+        );
+    }
+    match ctx.store.ping().await {
+        Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"unavailable","store":"unreachable"}"#.into(),
+            )
+        }
+    }
+}
+
+/// Admits and upgrades a WebSocket, or refuses it over plain HTTP.
+async fn upgrade(
+    ctx: Arc<Context>,
+    permit: Arc<OwnedSemaphorePermit>,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
+    if ctx.is_draining() {
+        return refusal(handshake::Refusal::draining());
+    }
+    if !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        return json(
+            StatusCode::UPGRADE_REQUIRED,
+            r#"{"error":{"code":"upgrade_required","message":"this is a WebSocket endpoint"}}"#
+                .into(),
+        );
+    }
+    let admitted = match handshake::admit(request.headers(), &ctx.origins, &ctx.verifier) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refusal(refused),
+    };
+    // A logged-out session's tokens stop working here too.
+    match ctx.store.session(admitted.claims.sid).await {
+        Ok(Some(s)) if s.revoked_at.is_none() && s.user_id == admitted.claims.sub => {}
+        Ok(_) => return refusal(handshake::Refusal::revoked()),
+        Err(e) => {
+            tracing::warn!(error = %e, "session check failed");
+            return refusal(handshake::Refusal::unavailable());
+        }
+    }
+    let (mut response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut request) {
+        Ok(parts) => parts,
+        Err(e) => {
+            tracing::debug!(error = %e, "bad upgrade request");
+            return json(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":{"code":"bad_upgrade","message":"invalid WebSocket upgrade request"}}"#
+                    .into(),
+            );
+        }
+    };
+    if admitted.echo_subprotocol {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            header::HeaderValue::from_static(chat_shared::protocol::SUBPROTOCOL),
+        );
+    }
+    let claims = admitted.claims;
+    let sessions = ctx.sessions.clone();
+    sessions.spawn(async move {
+        let _permit = permit;
+        match upgraded.await {
+            Ok(ws) => session::run(ctx, ws, claims).await,
+            Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+        }
+    });
+    response.map(|_| Body::default())
+}
+
+fn refusal(refused: handshake::Refusal) -> Response<Body> {
+    json(refused.status, refused.body())
+}
+
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::new(Bytes::from(body)))
+        .expect("a static response is valid")
+}

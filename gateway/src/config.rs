@@ -1,0 +1,147 @@
+//! `chat-gateway` configuration, read once from `CHAT_*` environment
+//! variables (plus `DATABASE_URL` and `REDIS_URL`). Names and defaults are
+//! listed in the README.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_shared::config::LogFormat;
+use serde::Deserialize;
+
+/// Everything `chat-gateway` can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// `CHAT_GATEWAY_ADDR`: where to listen.
+    pub gateway_addr: SocketAddr,
+    /// `CHAT_DATA_DIR`: where the default SQLite file and keys live.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL` (not prefixed): filled in by [`GatewayConfig::from_env`].
+    #[serde(skip)]
+    pub database_url: String,
+    /// `REDIS_URL` (not prefixed): the bus; `None` means in-process (one
+    /// gateway only).
+    #[serde(skip)]
+    pub redis_url: Option<String>,
+    /// `CHAT_BUS_PREFIX`: namespace of every Redis channel.
+    pub bus_prefix: String,
+    /// `CHAT_DB_MAX_CONNECTIONS`: database pool size.
+    pub db_max_connections: u32,
+    /// `CHAT_JWT_PUBLIC_KEY`: PEM file of the key that verifies access
+    /// tokens; defaults to `jwt-public.pem` in the data dir.
+    pub jwt_public_key: Option<PathBuf>,
+    /// `CHAT_JWT_ISSUER`: the required `iss`.
+    pub jwt_issuer: String,
+    /// `CHAT_JWT_AUDIENCE`: the required `aud`.
+    pub jwt_audience: String,
+    /// `CHAT_ALLOWED_ORIGINS`: comma-separated origins allowed to open a
+    /// WebSocket (`*` for any); empty means only the gateway's own origin
+    /// and clients that send no `Origin` (non-browsers).
+    pub allowed_origins: String,
+    /// `CHAT_HEARTBEAT_INTERVAL`: how often the server pings; a connection
+    /// silent for two intervals is closed.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// `CHAT_MAX_MESSAGE_BYTES`: largest WebSocket message (after
+    /// reassembling fragments).
+    pub max_message_bytes: usize,
+    /// `CHAT_MAX_BODY_CHARS`: longest message text, in characters.
+    pub max_body_chars: usize,
+    /// `CHAT_SEND_RATE_PER_SECOND`: sustained sends per connection.
+    pub send_rate_per_second: u32,
+    /// `CHAT_SEND_BURST`: sends a connection may make at once.
+    pub send_burst: u32,
+    /// `CHAT_OUTBOUND_QUEUE`: frames queued for one connection before it
+    /// counts as a slow consumer and is closed (1013).
+    pub outbound_queue: usize,
+    /// `CHAT_MAX_CONNECTIONS`: connections this gateway accepts at once.
+    pub max_connections: usize,
+    /// `CHAT_GAP_WAIT`: how long an out-of-order event waits for the missing
+    /// one before the store is read.
+    #[serde(with = "humantime_serde")]
+    pub gap_wait: Duration,
+    /// `CHAT_HEAD_CHECK_INTERVAL`: how often each room's newest seq is
+    /// compared with the store, to catch a lost last event.
+    #[serde(with = "humantime_serde")]
+    pub head_check_interval: Duration,
+    /// `CHAT_SHUTDOWN_GRACE`: how long sockets get to close on SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// `CHAT_LOG`: log filter (`EnvFilter` syntax).
+    pub log: String,
+    /// `CHAT_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            gateway_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            data_dir: PathBuf::from("data"),
+            database_url: String::new(),
+            redis_url: None,
+            bus_prefix: "chat".into(),
+            db_max_connections: 10,
+            jwt_public_key: None,
+            jwt_issuer: "chat".into(),
+            jwt_audience: "chat".into(),
+            allowed_origins: String::new(),
+            heartbeat_interval: Duration::from_secs(20),
+            max_message_bytes: 64 * 1024,
+            max_body_chars: 4000,
+            send_rate_per_second: 20,
+            send_burst: 50,
+            outbound_queue: 1024,
+            max_connections: 100_000,
+            gap_wait: Duration::from_millis(150),
+            head_check_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            log: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Reads the environment; the error names the variable at fault.
+    pub fn from_env() -> chat_shared::Result<Self> {
+        let mut config: Self = chat_shared::config::from_env()?;
+        config.database_url = chat_shared::config::database_url(&config.data_dir);
+        config.redis_url = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects values that parse but cannot work.
+    pub fn validate(&self) -> chat_shared::Result<()> {
+        let fail = |msg: &str| Err(chat_shared::Error::Config(msg.to_owned()));
+        if self.heartbeat_interval < Duration::from_millis(100) {
+            return fail("CHAT_HEARTBEAT_INTERVAL must be at least 100ms");
+        }
+        if self.max_message_bytes < 1024 {
+            return fail("CHAT_MAX_MESSAGE_BYTES must be at least 1024");
+        }
+        if self.send_rate_per_second == 0 || self.send_burst == 0 {
+            return fail("CHAT_SEND_RATE_PER_SECOND and CHAT_SEND_BURST must be at least 1");
+        }
+        if self.outbound_queue < 16 {
+            return fail("CHAT_OUTBOUND_QUEUE must be at least 16");
+        }
+        if self.max_connections == 0 || self.db_max_connections == 0 {
+            return fail("CHAT_MAX_CONNECTIONS and CHAT_DB_MAX_CONNECTIONS must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The origins allowed to connect, parsed.
+    pub fn origins(&self) -> Vec<String> {
+        self.allowed_origins
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+}

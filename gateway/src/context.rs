@@ -1,0 +1,71 @@
+//! What every part of a gateway shares: configuration, the store, the token
+//! verifier, the hub, the bus publisher, and the shutdown signals.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chat_shared::auth::TokenVerifier;
+use chat_shared::bus::Publisher;
+use chat_shared::store::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::GatewayConfig;
+use crate::hub::Hub;
+
+/// Shared by the listener and every session.
+pub struct Context {
+    /// The configuration the gateway started with.
+    pub config: GatewayConfig,
+    /// Origins allowed to open a WebSocket.
+    pub origins: Vec<String>,
+    /// Everything durable.
+    pub store: Arc<dyn Store>,
+    /// Checks access tokens with the public key.
+    pub verifier: TokenVerifier,
+    /// Routes room events to sessions.
+    pub hub: Hub,
+    /// Publishes to the bus off the request path.
+    pub publisher: Publisher,
+    /// Cancelled on shutdown: every session closes with 1012.
+    pub drain: CancellationToken,
+    /// Set on shutdown, so `/readyz` turns away the load balancer first.
+    pub draining: AtomicBool,
+    /// Every session task, so shutdown can wait for them.
+    pub sessions: TaskTracker,
+    next_key: AtomicU64,
+}
+
+impl Context {
+    /// Assembles the context.
+    pub fn new(
+        config: GatewayConfig,
+        store: Arc<dyn Store>,
+        verifier: TokenVerifier,
+        hub: Hub,
+        publisher: Publisher,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            origins: config.origins(),
+            config,
+            store,
+            verifier,
+            hub,
+            publisher,
+            drain: CancellationToken::new(),
+            draining: AtomicBool::new(false),
+            sessions: TaskTracker::new(),
+            next_key: AtomicU64::new(1),
+        })
+    }
+
+    /// A key no other session of this gateway has.
+    pub fn next_session_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,627 @@
+//! The hub: this gateway's one task that knows which connection follows
+//! which room, subscribes the bus accordingly, puts each room's events in
+//! seq order and fans them out.
+//!
+//! It owns all routing state, so no lock is ever shared with connections;
+//! they speak to it through [`Hub`], and it answers by pushing into their
+//! outboxes without waiting. Store reads (gap repair, head checks) run in
+//! tasks of their own and report back, so a slow database never stalls
+//! delivery of the rooms that have no gap.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_shared::bus::{Delivery, Subscriber, Topic};
+use chat_shared::model::{RoomId, UserId};
+use chat_shared::store::{Page, Store};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::outbox::{Outbound, Outbox};
+use crate::sequencer::{Gap, Sequencer};
+
+/// Identifies one connection within this gateway.
+pub type SessionKey = u64;
+
+/// Events read per store page while repairing a gap.
+const REPAIR_PAGE: u32 = 500;
+
+/// A handle to the hub task, cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    commands: mpsc::Sender<Command>,
+}
+
+/// What connections tell the hub.
+enum Command {
+    /// A connection opened: deliver `rooms` (each known up to the seq given).
+    Attach {
+        key: SessionKey,
+        user: UserId,
+        rooms: Vec<(RoomId, i64)>,
+        outbox: Outbox,
+    },
+    /// A connection closed.
+    Detach { key: SessionKey },
+    /// A connection asked to (re)start `room` after `after`.
+    Follow {
+        key: SessionKey,
+        room: RoomId,
+        after: i64,
+        synced: bool,
+    },
+    /// This gateway committed an event: deliver it without waiting for the
+    /// bus to bring it back.
+    Committed {
+        room: RoomId,
+        seq: i64,
+        frame: Bytes,
+    },
+}
+
+impl Hub {
+    /// Starts the hub over a bus subscription and the store.
+    pub fn start(
+        subscriber: Box<dyn Subscriber>,
+        deliveries: mpsc::Receiver<Delivery>,
+        store: Arc<dyn Store>,
+        timing: Timing,
+    ) -> Self {
+        // Bounded: when the hub falls behind, connections wait to tell it
+        // things (which slows their clients) instead of queueing without end.
+        let (commands, commands_rx) = mpsc::channel(4096);
+        let (reports, reports_rx) = mpsc::channel(1024);
+        let task = HubTask {
+            subscriber,
+            store,
+            timing,
+            rooms: HashMap::new(),
+            sessions: HashMap::new(),
+            users: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            reports,
+        };
+        tokio::spawn(task.run(commands_rx, deliveries, reports_rx));
+        Self { commands }
+    }
+
+    /// Registers a connection and the rooms it starts with.
+    pub async fn attach(
+        &self,
+        key: SessionKey,
+        user: UserId,
+        rooms: Vec<(RoomId, i64)>,
+        outbox: Outbox,
+    ) {
+        self.send(Command::Attach {
+            key,
+            user,
+            rooms,
+            outbox,
+        })
+        .await;
+    }
+
+    /// Forgets a connection.
+    pub async fn detach(&self, key: SessionKey) {
+        self.send(Command::Detach { key }).await;
+    }
+
+    /// Makes a connection follow `room` from just after `after`.
+    pub async fn follow(&self, key: SessionKey, room: RoomId, after: i64, synced: bool) {
+        self.send(Command::Follow {
+            key,
+            room,
+            after,
+            synced,
+        })
+        .await;
+    }
+
+    /// Delivers an event this gateway just committed.
+    pub async fn committed(&self, room: RoomId, seq: i64, frame: Bytes) {
+        self.send(Command::Committed { room, seq, frame }).await;
+    }
+
+    async fn send(&self, command: Command) {
+        // Only fails once the hub has stopped, i.e. during shutdown.
+        let _ = self.commands.send(command).await;
+    }
+}
+
+/// The hub's timing knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a gap may last before the store is read.
+    pub gap_wait: Duration,
+    /// How often room heads are compared with the store.
+    pub head_check: Duration,
+}
+
+/// What store-reading tasks report back.
+enum Report {
+    /// Events read to fill a gap (in seq order), or the failure to read them.
+    Repaired {
+        room: RoomId,
+        events: Result<Vec<(i64, Bytes)>, chat_shared::Error>,
+    },
+    /// The newest seq of each room, as the store has it.
+    Heads(Result<Vec<(RoomId, i64)>, chat_shared::Error>),
+}
+
+/// One room as this gateway delivers it.
+#[derive(Default)]
+struct RoomFeed {
+    sequencer: Sequencer<Bytes>,
+    followers: HashSet<SessionKey>,
+    /// A store read for this room is under way.
+    repairing: bool,
+    /// When the current gap may be read from the store.
+    deadline: Option<Instant>,
+}
+
+struct SessionEntry {
+    user: UserId,
+    outbox: Outbox,
+    rooms: HashSet<RoomId>,
+}
+
+/// The fields of a bus message the hub routes by; the rest stays in the
+/// bytes, which are forwarded untouched.
+#[derive(Deserialize)]
+struct Route {
+    #[serde(rename = "type")]
+    kind: String,
+    seq: Option<i64>,
+    user: Option<UserId>,
+    room_id: Option<RoomId>,
+    room: Option<RoomRef>,
+}
+
+#[derive(Deserialize)]
+struct RoomRef {
+    id: RoomId,
+}
+
+struct HubTask {
+    subscriber: Box<dyn Subscriber>,
+    store: Arc<dyn Store>,
+    timing: Timing,
+    rooms: HashMap<RoomId, RoomFeed>,
+    sessions: HashMap<SessionKey, SessionEntry>,
+    users: HashMap<UserId, HashSet<SessionKey>>,
+    /// Gap deadlines, soonest first.
+    deadlines: BTreeSet<(Instant, RoomId)>,
+    reports: mpsc::Sender<Report>,
+}
+
+impl HubTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut deliveries: mpsc::Receiver<Delivery>,
+        mut reports: mpsc::Receiver<Report>,
+    ) {
+        let mut head_check = tokio::time::interval(self.timing.head_check);
+        head_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next_deadline = self.deadlines.first().map(|(at, _)| *at);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command).await,
+                    None => return,
+                },
+                Some(delivery) = deliveries.recv() => self.on_delivery(delivery).await,
+                Some(report) = reports.recv() => self.on_report(report).await,
+                () = sleep_until(next_deadline) => self.on_deadlines(),
+                _ = head_check.tick() => self.check_heads(),
+            }
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Attach {
+                key,
+                user,
+                rooms,
+                outbox,
+            } => {
+                let first_of_user = self.users.entry(user).or_default().is_empty();
+                self.users.entry(user).or_default().insert(key);
+                if first_of_user {
+                    self.subscribe(Topic::User(user)).await;
+                }
+                self.sessions.insert(
+                    key,
+                    SessionEntry {
+                        user,
+                        outbox,
+                        rooms: HashSet::new(),
+                    },
+                );
+                for (room, head) in rooms {
+                    self.add_follower(key, room, head).await;
+                }
+            }
+            Command::Detach { key } => self.detach(key).await,
+            Command::Follow {
+                key,
+                room,
+                after,
+                synced,
+            } => {
+                let Some(session) = self.sessions.get(&key) else {
+                    return;
+                };
+                // Queued before any event of the room this hub releases
+                // from now on, so the writer starts from the right cursor.
+                session.outbox.push(Outbound::Follow {
+                    room,
+                    after,
+                    synced,
+                });
+                self.add_follower(key, room, after).await;
+            }
+            Command::Committed { room, seq, frame } => self.offer(room, seq, frame).await,
+        }
+    }
+
+    /// Adds `key` to `room`'s followers, subscribing the room on the bus if
+    /// it is the first, and seeding the room's head when still unknown.
+    async fn add_follower(&mut self, key: SessionKey, room: RoomId, head: i64) {
+        if let Some(session) = self.sessions.get_mut(&key) {
+            session.rooms.insert(room);
+        }
+        let is_new = !self.rooms.contains_key(&room);
+        let feed = self.rooms.entry(room).or_default();
+        feed.followers.insert(key);
+        if feed.sequencer.head().is_none() {
+            feed.sequencer.advance_to(head);
+        }
+        if is_new {
+            self.subscribe(Topic::Room(room)).await;
+        }
+    }
+
+    async fn detach(&mut self, key: SessionKey) {
+        let Some(session) = self.sessions.remove(&key) else {
+            return;
+        };
+        if let Some(keys) = self.users.get_mut(&session.user) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.users.remove(&session.user);
+                self.unsubscribe(Topic::User(session.user)).await;
+            }
+        }
+        for room in session.rooms {
+            self.remove_follower(room, key).await;
+        }
+    }
+
+    async fn remove_follower(&mut self, room: RoomId, key: SessionKey) {
+        let Some(feed) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        feed.followers.remove(&key);
+        if feed.followers.is_empty() {
+            self.rooms.remove(&room);
+            self.unsubscribe(Topic::Room(room)).await;
+        }
+    }
+
+    async fn subscribe(&self, topic: Topic) {
+        if let Err(e) = self.subscriber.subscribe(&[topic]).await {
+            // The head check and the next `Resumed` recover what this costs.
+            tracing::warn!(error = %e, %topic, "bus subscribe failed");
+        }
+    }
+
+    async fn unsubscribe(&self, topic: Topic) {
+        if let Err(e) = self.subscriber.unsubscribe(&[topic]).await {
+            tracing::warn!(error = %e, %topic, "bus unsubscribe failed");
+        }
+    }
+
+    async fn on_delivery(&mut self, delivery: Delivery) {
+        let (topic, payload) = match delivery {
+            Delivery::Message { topic, payload } => (topic, payload),
+            Delivery::Resumed => {
+                // Anything may have been published while we were away.
+                let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+                for room in rooms {
+                    self.repair(room);
+                }
+                return;
+            }
+        };
+        let Ok(route) = serde_json::from_slice::<Route>(&payload) else {
+            tracing::warn!(%topic, "unreadable bus message dropped");
+            return;
+        };
+        match topic {
+            Topic::Room(room) => match route.seq {
+                Some(seq) => self.offer(room, seq, payload).await,
+                // Typing, read markers: ephemeral, no order to keep.
+                None => self.fan_out(room, |_| Outbound::Frame(payload.clone())),
+            },
+            Topic::User(user) => self.on_user_message(user, route, payload).await,
+            Topic::Presence => {}
+        }
+    }
+
+    /// A message for every connection of `user`.
+    async fn on_user_message(&mut self, user: UserId, route: Route, payload: Bytes) {
+        let keys: Vec<SessionKey> = self
+            .users
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        match (route.kind.as_str(), route.room, route.room_id) {
+            ("room_added", Some(room), _) => {
+                // Start just before the event that added them, so the
+                // client sees its own `member_joined`.
+                let after = route.seq.map_or(0, |seq| seq - 1);
+                for key in keys {
+                    let follows = self
+                        .sessions
+                        .get(&key)
+                        .is_some_and(|s| s.rooms.contains(&room.id));
+                    if follows {
+                        continue;
+                    }
+                    if let Some(session) = self.sessions.get(&key) {
+                        session.outbox.push(Outbound::Frame(payload.clone()));
+                        session.outbox.push(Outbound::Follow {
+                            room: room.id,
+                            after,
+                            synced: false,
+                        });
+                    }
+                    self.add_follower(key, room.id, after).await;
+                }
+            }
+            ("room_removed", _, Some(room)) => {
+                for key in keys {
+                    self.cut_off(key, room).await;
+                }
+            }
+            _ => {
+                for key in keys {
+                    if let Some(session) = self.sessions.get(&key) {
+                        session.outbox.push(Outbound::Frame(payload.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops delivering `room` to connection `key` at once.
+    async fn cut_off(&mut self, key: SessionKey, room: RoomId) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if session.rooms.remove(&room) {
+            session.outbox.push(Outbound::Unfollow { room });
+            self.remove_follower(room, key).await;
+        }
+    }
+
+    /// Takes one room event in, from the bus, this gateway, or the store.
+    async fn offer(&mut self, room: RoomId, seq: i64, frame: Bytes) {
+        let Some(feed) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let released = feed.sequencer.offer(seq, frame);
+        self.release(room, released);
+        if self
+            .rooms
+            .get(&room)
+            .is_some_and(|feed| feed.followers.is_empty())
+        {
+            // Its last local member left or was removed.
+            self.rooms.remove(&room);
+            self.unsubscribe(Topic::Room(room)).await;
+            return;
+        }
+        self.arm_gap_timer(room);
+    }
+
+    /// Fans released events out, in order, and applies membership changes
+    /// they record.
+    fn release(&mut self, room: RoomId, released: Vec<(i64, Bytes)>) {
+        for (seq, frame) in released {
+            self.fan_out(room, |_| Outbound::Event {
+                room,
+                seq,
+                frame: frame.clone(),
+            });
+            let Ok(route) = serde_json::from_slice::<Route>(&frame) else {
+                continue;
+            };
+            if route.kind == "member_left" {
+                if let Some(user) = route.user {
+                    // The kicked member got their own `member_left`; from
+                    // here on they get nothing more of this room.
+                    let keys: Vec<SessionKey> = self
+                        .users
+                        .get(&user)
+                        .into_iter()
+                        .flatten()
+                        .copied()
+                        .collect();
+                    for key in keys {
+                        let detach = self
+                            .sessions
+                            .get_mut(&key)
+                            .is_some_and(|s| s.rooms.remove(&room));
+                        if detach {
+                            if let Some(session) = self.sessions.get(&key) {
+                                session.outbox.push(Outbound::Unfollow { room });
+                            }
+                            if let Some(feed) = self.rooms.get_mut(&room) {
+                                feed.followers.remove(&key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn fan_out(&self, room: RoomId, item: impl Fn(SessionKey) -> Outbound) {
+        let Some(feed) = self.rooms.get(&room) else {
+            return;
+        };
+        for key in &feed.followers {
+            if let Some(session) = self.sessions.get(key) {
+                session.outbox.push(item(*key));
+            }
+        }
+    }
+
+    fn arm_gap_timer(&mut self, room: RoomId) {
+        let Some(feed) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        match feed.sequencer.gap() {
+            Gap::None => {
+                if let Some(at) = feed.deadline.take() {
+                    self.deadlines.remove(&(at, room));
+                }
+            }
+            Gap::Missing { .. } if feed.deadline.is_none() => {
+                let at = Instant::now() + self.timing.gap_wait;
+                feed.deadline = Some(at);
+                self.deadlines.insert((at, room));
+            }
+            Gap::Missing { .. } => {}
+        }
+    }
+
+    fn on_deadlines(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, room)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(feed) = self.rooms.get_mut(&room) {
+                feed.deadline = None;
+            }
+            // The missing event did not come in time: read it.
+            self.repair(room);
+        }
+    }
+
+    /// Reads what `room` is missing from the store, in a task of its own.
+    fn repair(&mut self, room: RoomId) {
+        let Some(feed) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let Some(after) = feed.sequencer.head() else {
+            return;
+        };
+        if feed.repairing {
+            return;
+        }
+        feed.repairing = true;
+        let store = self.store.clone();
+        let reports = self.reports.clone();
+        tokio::spawn(async move {
+            let events = read_after(store.as_ref(), room, after).await;
+            let _ = reports.send(Report::Repaired { room, events }).await;
+        });
+    }
+
+    async fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Repaired { room, events } => {
+                let Some(feed) = self.rooms.get_mut(&room) else {
+                    return;
+                };
+                feed.repairing = false;
+                match events {
+                    Ok(events) => {
+                        tracing::debug!(%room, count = events.len(), "gap repaired from the store");
+                        for (seq, frame) in events {
+                            self.offer(room, seq, frame).await;
+                        }
+                    }
+                    Err(e) => {
+                        // Try again after the usual wait.
+                        tracing::warn!(error = %e, %room, "gap repair failed");
+                    }
+                }
+                self.arm_gap_timer(room);
+            }
+            Report::Heads(Ok(heads)) => {
+                for (room, last_seq) in heads {
+                    let behind = self
+                        .rooms
+                        .get(&room)
+                        .and_then(|feed| feed.sequencer.head())
+                        .is_some_and(|head| head < last_seq);
+                    if behind {
+                        // The last event(s) of the room never came.
+                        self.repair(room);
+                    }
+                }
+            }
+            Report::Heads(Err(e)) => tracing::warn!(error = %e, "head check failed"),
+        }
+    }
+
+    /// Compares every followed room's head with the store, in a task.
+    fn check_heads(&self) {
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        if rooms.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let reports = self.reports.clone();
+        tokio::spawn(async move {
+            let heads = store.heads(&rooms).await;
+            let _ = reports.send(Report::Heads(heads)).await;
+        });
+    }
+}
+
+/// Every event of `room` after `after`, serialised as delivered.
+async fn read_after(
+    store: &dyn Store,
+    room: RoomId,
+    mut after: i64,
+) -> Result<Vec<(i64, Bytes)>, chat_shared::Error> {
+    let mut out = Vec::new();
+    loop {
+        let page = Page {
+            after: Some(after),
+            before: None,
+            limit: REPAIR_PAGE,
+        };
+        let events = store.events(room, page).await?;
+        let full = events.len() == REPAIR_PAGE as usize;
+        for event in events {
+            after = event.seq;
+            let frame = serde_json::to_vec(&event).expect("events serialise");
+            out.push((event.seq, Bytes::from(frame)));
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,425 @@
+//! The inbound side of a session: reads WebSocket frames, reassembles
+//! fragmented messages under the size cap, and acts on each client frame in
+//! order. Every frame is authorised against the store as it is now.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_shared::bus::Topic;
+use chat_shared::model::{RoomId, UserId};
+use chat_shared::protocol::{ClientFrame, ServerFrame};
+use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::ReadHalf;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::outbox::{Outbound, Outbox};
+use crate::session::{close, frame_bytes, now_millis};
+
+/// What the inbound task knows of its session.
+pub struct Session {
+    /// This connection.
+    pub key: u64,
+    /// Whose it is.
+    pub user: UserId,
+    /// The writer's queue.
+    pub outbox: Outbox,
+    /// When anything was last heard, Unix milliseconds (read by the writer
+    /// to close half-open connections).
+    pub last_heard: Arc<AtomicI64>,
+    /// Cancelled when this task ends, so the writer ends too.
+    pub done: CancellationToken,
+}
+
+type Reader = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
+
+/// Reads and handles frames until the client goes or breaks the protocol.
+pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
+    let _done = session.done.clone().drop_guard();
+    // Pings and closes are answered by the writer, which owns the socket.
+    read.set_auto_pong(false);
+    read.set_auto_close(false);
+    read.set_max_message_size(ctx.config.max_message_bytes);
+    let mut handler = Handler::new(ctx.clone(), session);
+    let mut message: Option<(OpCode, Vec<u8>)> = None;
+    loop {
+        // Auto-pong and auto-close are off, so nothing is ever sent here.
+        let mut no_send = |_| async { Ok::<(), WebSocketError>(()) };
+        let frame = match read.read_frame(&mut no_send).await {
+            Ok(frame) => frame,
+            Err(e) => {
+                let (code, reason) = match e {
+                    WebSocketError::FrameTooLarge => (close::TOO_BIG, "message too big"),
+                    WebSocketError::InvalidUTF8 => (close::INVALID_DATA, "text must be UTF-8"),
+                    WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) => return,
+                    _ => (close::PROTOCOL_ERROR, "protocol error"),
+                };
+                handler.close(code, reason).await;
+                return;
+            }
+        };
+        handler
+            .session
+            .last_heard
+            .store(now_millis(), Ordering::Relaxed);
+        match frame.opcode {
+            OpCode::Close => {
+                handler.close(close::NORMAL, "").await;
+                return;
+            }
+            OpCode::Ping => {
+                let payload = Bytes::copy_from_slice(&frame.payload);
+                handler.session.outbox.send(Outbound::Pong(payload)).await;
+            }
+            OpCode::Pong => {}
+            OpCode::Binary => {
+                handler
+                    .close(
+                        close::PROTOCOL_ERROR,
+                        "binary frames are not part of chat.v1",
+                    )
+                    .await;
+                return;
+            }
+            OpCode::Text | OpCode::Continuation => {
+                // fastwebsockets caps each frame; the whole message is
+                // capped here, across fragments.
+                let started = frame.opcode == OpCode::Text;
+                match (&mut message, started) {
+                    (None, true) => message = Some((OpCode::Text, frame.payload.to_vec())),
+                    (Some((_, buffer)), false) => buffer.extend_from_slice(&frame.payload),
+                    _ => {
+                        handler
+                            .close(close::PROTOCOL_ERROR, "unexpected fragment")
+                            .await;
+                        return;
+                    }
+                }
+                let size = message.as_ref().map_or(0, |(_, b)| b.len());
+                if size > ctx.config.max_message_bytes {
+                    handler.close(close::TOO_BIG, "message too big").await;
+                    return;
+                }
+                if frame.fin {
+                    let (_, bytes) = message.take().expect("a message is being assembled");
+                    let Ok(text) = String::from_utf8(bytes) else {
+                        handler
+                            .close(close::INVALID_DATA, "text must be UTF-8")
+                            .await;
+                        return;
+                    };
+                    handler.on_text(&text).await;
+                }
+            }
+        }
+    }
+}
+
+/// Acts on client frames.
+struct Handler {
+    ctx: Arc<Context>,
+    session: Session,
+    /// Frames that make others do work (sends, typing, signals).
+    rate: DefaultDirectRateLimiter,
+}
+
+impl Handler {
+    fn new(ctx: Arc<Context>, session: Session) -> Self {
+        let per_second =
+            NonZeroU32::new(ctx.config.send_rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(ctx.config.send_burst).unwrap_or(NonZeroU32::MIN);
+        let rate = RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst));
+        Self { ctx, session, rate }
+    }
+
+    async fn close(&self, code: u16, reason: &'static str) {
+        self.session
+            .outbox
+            .send(Outbound::Close { code, reason })
+            .await;
+    }
+
+    async fn reply(&self, frame: ServerFrame) {
+        self.session
+            .outbox
+            .send(Outbound::Frame(frame_bytes(&frame)))
+            .await;
+    }
+
+    async fn error(&self, code: &str, message: impl Into<String>, reference: Option<String>) {
+        self.reply(ServerFrame::error(code, message, reference))
+            .await;
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(e) => return self.unreadable(text, e).await,
+        };
+        match frame {
+            ClientFrame::Send {
+                room_id,
+                client_id,
+                body,
+            } => self.send(room_id, client_id, body).await,
+            ClientFrame::Sync { rooms } => {
+                for (room, after) in rooms {
+                    self.sync(room, after).await;
+                }
+            }
+            ClientFrame::Typing { room_id } => self.typing(room_id).await,
+            ClientFrame::Read { room_id, seq } => self.read(room_id, seq).await,
+            ClientFrame::Signal {
+                to_user,
+                call_id,
+                kind,
+                payload,
+            } => {
+                let frame = ServerFrame::Signal {
+                    from_user: self.session.user,
+                    call_id,
+                    kind,
+                    payload,
+                };
+                self.signal(to_user, frame).await;
+            }
+            ClientFrame::Auth { token } => self.renew(&token).await,
+            ClientFrame::Ping => self.reply(ServerFrame::Pong).await,
+        }
+    }
+
+    /// Says precisely what was wrong with a frame that did not parse.
+    async fn unreadable(&self, text: &str, e: serde_json::Error) {
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+        }
+        let (code, message) = match serde_json::from_str::<Envelope>(text) {
+            Err(_) => ("malformed_json", "frames are JSON objects".to_owned()),
+            Ok(Envelope { kind: None }) => ("invalid_frame", "a frame needs a \"type\"".to_owned()),
+            Ok(Envelope { kind: Some(kind) }) if !KNOWN_TYPES.contains(&kind.as_str()) => {
+                ("unknown_type", format!("no frame type {kind:?} in chat.v1"))
+            }
+            Ok(_) => ("invalid_frame", e.to_string()),
+        };
+        self.error(code, message, None).await;
+    }
+
+    fn limited(&self) -> bool {
+        self.rate.check().is_err()
+    }
+
+    async fn send(&mut self, room: RoomId, client_id: String, body: String) {
+        let reference = Some(client_id.clone());
+        if self.limited() {
+            return self
+                .error("rate_limited", "sending too fast; slow down", reference)
+                .await;
+        }
+        if client_id.is_empty()
+            || client_id.len() > 64
+            || !client_id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return self
+                .error(
+                    "validation_failed",
+                    "client_id: 1 to 64 visible ASCII characters",
+                    reference,
+                )
+                .await;
+        }
+        let max = self.ctx.config.max_body_chars;
+        if body.trim().is_empty() || body.chars().count() > max || body.contains('\0') {
+            let message = format!("body: 1 to {max} characters, not only whitespace, no NUL");
+            return self.error("validation_failed", message, reference).await;
+        }
+        // Durable before anything else: the ack, the fan-out and the
+        // publish all follow the commit (contract point 1).
+        let appended = self
+            .ctx
+            .store
+            .append_message(room, self.session.user, &client_id, &body)
+            .await;
+        let event = match appended {
+            Ok(appended) => appended.event,
+            Err(chat_shared::Error::NotMember) => {
+                return self
+                    .error("not_member", "you are not a member of this room", reference)
+                    .await
+            }
+            Err(chat_shared::Error::NotFound) => {
+                return self.error("not_found", "room not found", reference).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "append failed");
+                return self
+                    .error(
+                        "unavailable",
+                        "the message was not stored; retry with the same client_id",
+                        reference,
+                    )
+                    .await;
+            }
+        };
+        let frame = Bytes::from(serde_json::to_vec(&event).expect("events serialise"));
+        self.reply(ServerFrame::Ack {
+            client_id,
+            room_id: room,
+            seq: event.seq,
+            id: event.id,
+            ts: event.ts,
+        })
+        .await;
+        // Also on a retry: if the first attempt's publish was lost (the
+        // gateway died after the commit), this one heals it; receivers
+        // drop the duplicate by seq.
+        self.ctx.hub.committed(room, event.seq, frame.clone()).await;
+        self.ctx.publisher.publish(Topic::Room(room), frame);
+    }
+
+    async fn sync(&self, room: RoomId, after: i64) {
+        if after < 0 {
+            return self
+                .error(
+                    "validation_failed",
+                    "sync: seqs are 0 or more",
+                    Some(room.to_string()),
+                )
+                .await;
+        }
+        match self.ctx.store.role(room, self.session.user).await {
+            Ok(Some(_)) => {
+                self.ctx
+                    .hub
+                    .follow(self.session.key, room, after, true)
+                    .await
+            }
+            Ok(None) => {
+                self.error(
+                    "not_member",
+                    "you are not a member of this room",
+                    Some(room.to_string()),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "membership check failed");
+                self.error("unavailable", "try the sync again", Some(room.to_string()))
+                    .await
+            }
+        }
+    }
+
+    async fn typing(&self, room: RoomId) {
+        if self.limited() {
+            return;
+        }
+        match self.ctx.store.role(room, self.session.user).await {
+            Ok(Some(_)) => {
+                let frame = ServerFrame::Typing {
+                    room_id: room,
+                    user_id: self.session.user,
+                };
+                self.ctx
+                    .publisher
+                    .publish(Topic::Room(room), frame_bytes(&frame));
+            }
+            Ok(None) => {
+                self.error(
+                    "not_member",
+                    "you are not a member of this room",
+                    Some(room.to_string()),
+                )
+                .await
+            }
+            Err(e) => tracing::warn!(error = %e, "membership check failed"),
+        }
+    }
+
+    async fn read(&self, room: RoomId, seq: i64) {
+        if seq < 0 {
+            return self
+                .error(
+                    "validation_failed",
+                    "read: seq is 0 or more",
+                    Some(room.to_string()),
+                )
+                .await;
+        }
+        match self.ctx.store.mark_read(room, self.session.user, seq).await {
+            Ok(marker) => {
+                let frame = ServerFrame::Read {
+                    room_id: room,
+                    user_id: self.session.user,
+                    seq: marker,
+                };
+                self.ctx
+                    .publisher
+                    .publish(Topic::Room(room), frame_bytes(&frame));
+            }
+            Err(chat_shared::Error::NotMember) => {
+                self.error(
+                    "not_member",
+                    "you are not a member of this room",
+                    Some(room.to_string()),
+                )
+                .await
+            }
+            Err(e) => tracing::warn!(error = %e, "storing a read marker failed"),
+        }
+    }
+
+    async fn signal(&self, to: UserId, frame: ServerFrame) {
+        if self.limited() {
+            return self
+                .error("rate_limited", "signalling too fast", None)
+                .await;
+        }
+        match self.ctx.store.share_a_room(self.session.user, to).await {
+            Ok(true) => self
+                .ctx
+                .publisher
+                .publish(Topic::User(to), frame_bytes(&frame)),
+            Ok(false) => {
+                self.error(
+                    "forbidden",
+                    "you can only signal users you share a room with",
+                    None,
+                )
+                .await
+            }
+            Err(e) => tracing::warn!(error = %e, "signal check failed"),
+        }
+    }
+
+    /// Extends the session with a fresh token for the same user.
+    async fn renew(&self, token: &str) {
+        match self.ctx.verifier.verify(token) {
+            Ok(claims) if claims.sub == self.session.user => {
+                self.session
+                    .outbox
+                    .send(Outbound::Extend {
+                        expires_at: claims.exp,
+                    })
+                    .await;
+            }
+            Ok(_) => {
+                self.error("invalid_token", "the token is for another user", None)
+                    .await
+            }
+            Err(_) => {
+                self.error("invalid_token", "the token is invalid or expired", None)
+                    .await
+            }
+        }
+    }
+}
+
+/// Frame types of chat.v1, for telling "unknown" from "malformed".
+const KNOWN_TYPES: [&str; 7] = ["send", "sync", "typing", "read", "signal", "auth", "ping"];

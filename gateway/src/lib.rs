@@ -1,0 +1,21 @@
+//! `chat-gateway`: the WebSocket gateway. Stateless instances behind a load
+//! balancer verify the JWT on the handshake, write sends to the store,
+//! acknowledge them, publish them on the bus, and deliver every room event
+//! to every connected member exactly once, in order (the delivery contract
+//! in docs/protocol.md).
+//!
+//! `main.rs` is a thin shell over [`Gateway`]; tests start the same type
+//! in-process.
+
+mod app;
+mod config;
+mod context;
+mod handshake;
+mod hub;
+mod inbound;
+mod outbox;
+mod sequencer;
+mod session;
+
+pub use app::Gateway;
+pub use config::GatewayConfig;

@@ -1,0 +1,330 @@
+//! One WebSocket session: greeting, then two tasks until it ends.
+//!
+//! The *inbound* task reads frames and acts on them one at a time (a send
+//! is appended and acknowledged before the next frame is read, so a
+//! client's sends keep their order). This task, the *writer*, owns the
+//! socket's write half and everything that decides what the client sees:
+//! its per-room cursors (so each event is written once, in seq order, with
+//! gaps filled from the store), heartbeats, token expiry, and closing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_shared::auth::Claims;
+use chat_shared::model::{RoomId, User};
+use chat_shared::protocol::{RoomHead, ServerFrame};
+use chat_shared::store::Page;
+use fastwebsockets::{Frame, Payload, WebSocket, WebSocketWrite};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::WriteHalf;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::inbound;
+use crate::outbox::{Outbound, Outbox};
+
+/// Close codes this gateway uses (see docs/protocol.md).
+pub mod close {
+    /// The client closed, or the session ended normally.
+    pub const NORMAL: u16 = 1000;
+    /// The client broke the protocol (binary frame, bad fragment).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame was not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
+    /// A message was over `CHAT_MAX_MESSAGE_BYTES`.
+    pub const TOO_BIG: u16 = 1009;
+    /// The gateway is shutting down: reconnect elsewhere and `sync`.
+    pub const RESTARTING: u16 = 1012;
+    /// The client fell too far behind: reconnect and `sync`.
+    pub const SLOW_CONSUMER: u16 = 1013;
+    /// Nothing was heard for two heartbeat intervals.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4000;
+    /// The access token expired and no fresh one came with `auth`.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The session could not start (store unreachable).
+    pub const UNAVAILABLE: u16 = 4003;
+}
+
+/// Events read per store page when a connection catches up.
+const CATCH_UP_PAGE: u32 = 500;
+
+type Socket = TokioIo<Upgraded>;
+
+/// Runs a session on an upgraded socket until it ends.
+pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
+    let key = ctx.next_session_key();
+    let (read, mut write) = ws.split(tokio::io::split);
+    let (outbox, queue, overflowed) = Outbox::new(ctx.config.outbound_queue);
+
+    let greeting = greet(&ctx, &claims).await;
+    let (user, heads) = match greeting {
+        Ok(greeting) => greeting,
+        Err(e) => {
+            tracing::warn!(error = %e, "session could not start");
+            let _ = write
+                .write_frame(Frame::close(close::UNAVAILABLE, b"try again"))
+                .await;
+            return;
+        }
+    };
+    let hello = ServerFrame::Hello {
+        session_id: key.to_string(),
+        user: user.clone(),
+        rooms: heads.clone(),
+        heartbeat_ms: ctx.config.heartbeat_interval.as_millis() as u64,
+    };
+    if write_text(&mut write, hello.to_json().as_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
+    ctx.hub
+        .attach(key, user.id, rooms.clone(), outbox.clone())
+        .await;
+    tracing::debug!(session = key, user_id = %user.id, "session started");
+
+    let last_heard = Arc::new(AtomicI64::new(now_millis()));
+    let inbound_done = CancellationToken::new();
+    let inbound = tokio::spawn(inbound::run(
+        ctx.clone(),
+        read,
+        inbound::Session {
+            key,
+            user: user.id,
+            outbox,
+            last_heard: last_heard.clone(),
+            done: inbound_done.clone(),
+        },
+    ));
+    let mut writer = Writer {
+        ctx: ctx.clone(),
+        write,
+        cursors: rooms.into_iter().collect(),
+        expires_at: claims.exp,
+        last_heard,
+    };
+    let (code, reason) = writer.run(queue, overflowed, inbound_done).await;
+    tracing::debug!(session = key, code, reason, "session ended");
+    let _ = writer
+        .write
+        .write_frame(Frame::close(code, reason.as_bytes()))
+        .await;
+    inbound.abort();
+    ctx.hub.detach(key).await;
+}
+
+/// Who the user is and where their rooms stand.
+async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec<RoomHead>)> {
+    let user = ctx
+        .store
+        .user(claims.sub)
+        .await?
+        .ok_or(chat_shared::Error::NotFound)?;
+    let heads = ctx
+        .store
+        .my_rooms(claims.sub)
+        .await?
+        .into_iter()
+        .map(|r| RoomHead {
+            room_id: r.room.id,
+            last_seq: r.room.last_seq,
+        })
+        .collect();
+    Ok((user, heads))
+}
+
+/// The write side of a session.
+struct Writer {
+    ctx: Arc<Context>,
+    write: WebSocketWrite<WriteHalf<Socket>>,
+    /// Room → the last seq written to the client.
+    cursors: HashMap<RoomId, i64>,
+    /// When the token (or its last renewal) expires, Unix seconds.
+    expires_at: i64,
+    /// When the inbound task last heard anything, Unix milliseconds.
+    last_heard: Arc<AtomicI64>,
+}
+
+/// Why writing failed: the socket is gone.
+struct Gone;
+
+impl Writer {
+    async fn run(
+        &mut self,
+        mut queue: mpsc::Receiver<Outbound>,
+        overflowed: CancellationToken,
+        inbound_done: CancellationToken,
+    ) -> (u16, &'static str) {
+        let interval = self.ctx.config.heartbeat_interval;
+        let mut heartbeat = tokio::time::interval(interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        let expiry = tokio::time::sleep(until_unix(self.expires_at));
+        tokio::pin!(expiry);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.ctx.drain.cancelled() => return (close::RESTARTING, "server restarting; reconnect and sync"),
+                () = overflowed.cancelled() => return (close::SLOW_CONSUMER, "too far behind; reconnect and sync"),
+                () = inbound_done.cancelled() => return (close::NORMAL, ""),
+                () = &mut expiry => return (close::TOKEN_EXPIRED, "access token expired"),
+                _ = heartbeat.tick() => {
+                    let silent = now_millis() - self.last_heard.load(Ordering::Relaxed);
+                    if silent > 2 * interval.as_millis() as i64 {
+                        return (close::HEARTBEAT_TIMEOUT, "no heartbeat");
+                    }
+                    if self.send(Frame::new(true, fastwebsockets::OpCode::Ping, None, Payload::Borrowed(b""))).await.is_err() {
+                        return (close::NORMAL, "");
+                    }
+                }
+                item = queue.recv() => {
+                    let Some(item) = item else { return (close::NORMAL, "") };
+                    if let Outbound::Extend { expires_at } = item {
+                        self.expires_at = expires_at;
+                        expiry.as_mut().reset(tokio::time::Instant::now() + until_unix(expires_at));
+                        continue;
+                    }
+                    match self.handle(item).await {
+                        Ok(None) => {}
+                        Ok(Some(closing)) => return closing,
+                        Err(Gone) => return (close::NORMAL, ""),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, item: Outbound) -> Result<Option<(u16, &'static str)>, Gone> {
+        match item {
+            Outbound::Event { room, seq, frame } => self.deliver(room, seq, &frame).await?,
+            Outbound::Frame(frame) => self.text(&frame).await?,
+            Outbound::Pong(payload) => {
+                self.send(Frame::pong(Payload::Borrowed(&payload))).await?;
+            }
+            Outbound::Follow {
+                room,
+                after,
+                synced,
+            } => {
+                if synced {
+                    self.cursors.insert(room, after);
+                    self.catch_up(room, None).await?;
+                    let seq = self.cursors.get(&room).copied().unwrap_or(after);
+                    let frame = ServerFrame::Synced { room_id: room, seq }.to_json();
+                    self.text(frame.as_bytes()).await?;
+                } else {
+                    self.cursors.entry(room).or_insert(after);
+                }
+            }
+            Outbound::Unfollow { room } => {
+                if self.cursors.remove(&room).is_some() {
+                    let frame = ServerFrame::RoomRemoved { room_id: room }.to_json();
+                    self.text(frame.as_bytes()).await?;
+                }
+            }
+            Outbound::Extend { .. } => {}
+            Outbound::Close { code, reason } => return Ok(Some((code, reason))),
+        }
+        Ok(None)
+    }
+
+    /// Writes a room event if it is the next one the client needs; fills
+    /// any gap before it from the store; skips what was already written.
+    async fn deliver(&mut self, room: RoomId, seq: i64, frame: &[u8]) -> Result<(), Gone> {
+        let Some(&cursor) = self.cursors.get(&room) else {
+            return Ok(());
+        };
+        if seq <= cursor {
+            return Ok(());
+        }
+        if seq > cursor + 1 {
+            self.catch_up(room, Some(seq)).await?;
+            if self.cursors.get(&room).is_some_and(|c| *c >= seq) {
+                return Ok(());
+            }
+        }
+        self.text(frame).await?;
+        self.cursors.insert(room, seq);
+        Ok(())
+    }
+
+    /// Writes the room's events after the cursor from the store, up to
+    /// (not including) `before`, or up to the present.
+    async fn catch_up(&mut self, room: RoomId, before: Option<i64>) -> Result<(), Gone> {
+        loop {
+            let Some(&after) = self.cursors.get(&room) else {
+                return Ok(());
+            };
+            let page = Page {
+                after: Some(after),
+                before,
+                limit: CATCH_UP_PAGE,
+            };
+            let events = match self.ctx.store.events(room, page).await {
+                Ok(events) => events,
+                Err(e) => {
+                    // The client's cursor stays put; its next sync retries.
+                    tracing::warn!(error = %e, %room, "catch-up read failed");
+                    return Ok(());
+                }
+            };
+            let full = events.len() == CATCH_UP_PAGE as usize;
+            for event in events {
+                let frame = serde_json::to_vec(&event).expect("events serialise");
+                self.text(&frame).await?;
+                self.cursors.insert(room, event.seq);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn text(&mut self, text: &[u8]) -> Result<(), Gone> {
+        self.send(Frame::text(Payload::Borrowed(text))).await
+    }
+
+    /// Writes a frame. A peer that has stopped reading (or vanished) blocks
+    /// writes once the socket buffers fill; after one heartbeat interval the
+    /// session counts it as gone.
+    async fn send(&mut self, frame: Frame<'_>) -> Result<(), Gone> {
+        let write = self.write.write_frame(frame);
+        match tokio::time::timeout(self.ctx.config.heartbeat_interval, write).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        }
+    }
+}
+
+async fn write_text(
+    write: &mut WebSocketWrite<WriteHalf<Socket>>,
+    text: &[u8],
+) -> Result<(), Gone> {
+    write
+        .write_frame(Frame::text(Payload::Borrowed(text)))
+        .await
+        .map_err(|_| Gone)
+}
+
+/// Unix time in milliseconds.
+pub fn now_millis() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+/// How long until the Unix second `at`.
+fn until_unix(at: i64) -> Duration {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Duration::from_secs(at.saturating_sub(now).max(0) as u64)
+}
+
+/// Bytes of a server frame.
+pub fn frame_bytes(frame: &ServerFrame) -> Bytes {
+    Bytes::from(frame.to_json())
+}
