@@ -32,10 +32,14 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store, loads keys and binds `config.api_addr`.
+    /// Opens the store and the bus, loads keys and binds `config.api_addr`.
     pub async fn build(config: ApiConfig) -> chat_shared::Result<Self> {
-        let addr = config.api_addr;
-        let state = AppState::build(config).await?;
+        Self::with_state(AppState::build(config).await?).await
+    }
+
+    /// Binds an api over prepared state (tests, the all-in-one binary).
+    pub async fn with_state(state: AppState) -> chat_shared::Result<Self> {
+        let addr = state.config.api_addr;
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             chat_shared::Error::Config(format!("CHAT_API_ADDR={addr}: cannot listen: {e}"))
         })?;

@@ -19,6 +19,12 @@ pub struct ApiConfig {
     /// `DATABASE_URL` (not prefixed): filled in by [`ApiConfig::from_env`].
     #[serde(skip)]
     pub database_url: String,
+    /// `REDIS_URL` (not prefixed): the bus to the gateways; `None` means
+    /// in-process (only a gateway in this process hears the api).
+    #[serde(skip)]
+    pub redis_url: Option<String>,
+    /// `CHAT_BUS_PREFIX`: namespace of every Redis channel.
+    pub bus_prefix: String,
     /// `CHAT_DB_MAX_CONNECTIONS`: database pool size.
     pub db_max_connections: u32,
     /// `CHAT_JWT_PRIVATE_KEY`: PEM file of the Ed25519 signing key. With
@@ -66,6 +72,8 @@ impl Default for ApiConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             data_dir: PathBuf::from("data"),
             database_url: String::new(),
+            redis_url: None,
+            bus_prefix: "chat".into(),
             db_max_connections: 10,
             jwt_private_key: None,
             jwt_public_key: None,
@@ -91,6 +99,9 @@ impl ApiConfig {
     pub fn from_env() -> chat_shared::Result<Self> {
         let mut config: Self = chat_shared::config::from_env()?;
         config.database_url = chat_shared::config::database_url(&config.data_dir);
+        config.redis_url = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
         config.validate()?;
         Ok(config)
     }

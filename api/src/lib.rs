@@ -2,6 +2,7 @@
 //! history. `main.rs` is a thin shell over [`App`]; tests and the
 //! all-in-one binary start the same `App` in-process.
 
+mod announce;
 mod app;
 mod config;
 mod error;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chat_shared::auth::{read_key, KeyPair, TokenIssuer, TokenScope, TokenVerifier};
+use chat_shared::bus::{self, Bus, Publisher};
 use chat_shared::store::{self, Store};
 
 use crate::config::ApiConfig;
@@ -15,6 +16,8 @@ use crate::rate_limit::AuthRateLimit;
 pub struct AppState {
     /// Everything durable.
     pub store: Arc<dyn Store>,
+    /// Tells the gateways what changed (see `announce`).
+    pub publisher: Publisher,
     /// Mints access tokens.
     pub issuer: Arc<TokenIssuer>,
     /// Checks access tokens.
@@ -28,9 +31,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Connects the store (migrating it) and loads or generates the keys.
+    /// Connects the store (migrating it) and the bus, and loads or
+    /// generates the keys.
     pub async fn build(config: ApiConfig) -> chat_shared::Result<Self> {
         let store = store::connect(&config.database_url, config.db_max_connections).await?;
+        let bus = bus::connect(config.redis_url.as_deref(), &config.bus_prefix).await?;
+        Self::with_parts(config, store, bus)
+    }
+
+    /// Builds over a given store and bus (tests, the all-in-one binary).
+    pub fn with_parts(
+        config: ApiConfig,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+    ) -> chat_shared::Result<Self> {
         let keys = match (&config.jwt_private_key, &config.jwt_public_key) {
             (Some(private), Some(public)) => KeyPair {
                 private_pem: read_key(private)?,
@@ -50,6 +64,7 @@ impl AppState {
         let verifier = TokenVerifier::new(keys.public_pem.as_bytes(), &scope)?;
         Ok(Self {
             store,
+            publisher: Publisher::start(bus),
             issuer: Arc::new(issuer),
             verifier: Arc::new(verifier),
             passwords: Passwords::new(config.max_concurrent_hashes),

@@ -157,6 +157,7 @@ impl Handler {
     }
 
     async fn on_text(&mut self, text: &str) {
+        tracing::trace!(text, "frame received");
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => frame,
             Err(e) => return self.unreadable(text, e).await,

@@ -214,6 +214,7 @@ impl Writer {
                 synced,
             } => {
                 if synced {
+                    tracing::debug!(%room, after, "replaying for sync");
                     self.cursors.insert(room, after);
                     self.catch_up(room, None).await?;
                     let seq = self.cursors.get(&room).copied().unwrap_or(after);

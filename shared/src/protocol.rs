@@ -190,6 +190,8 @@ pub enum ServerFrame {
     RoomAdded {
         /// The room.
         room: Room,
+        /// The seq of the event that added me: delivery starts there.
+        seq: i64,
     },
     /// I was removed from a room (left, kicked, banned, or it was deleted).
     RoomRemoved {

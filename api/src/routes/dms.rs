@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chat_shared::model::{Room, UserId};
+use chat_shared::store::Page;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -54,6 +55,17 @@ async fn open_dm(
                 chat_shared::Error::NotFound => ApiError::NotFound("user"),
                 other => other.into(),
             })?;
+    if created {
+        // Both members' `member_joined` events, so their gateways pick the
+        // new room up at once.
+        let page = Page {
+            after: Some(0),
+            before: None,
+            limit: 10,
+        };
+        let events = state.store.events(room.id, page).await?;
+        state.announce_all(&events).await;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -129,6 +129,9 @@ async fn send(
             chat_shared::Error::NotFound => ApiError::NotFound("room"),
             other => other.into(),
         })?;
+    // Announced on a retry too: it heals a first attempt whose publish was
+    // lost; gateways drop the duplicate by seq.
+    state.announce(&appended.event).await;
     let status = if appended.created {
         StatusCode::CREATED
     } else {

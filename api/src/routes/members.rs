@@ -124,6 +124,7 @@ async fn invite(
             }
             other => other.into(),
         })?;
+    state.announce(&event).await;
     Ok((StatusCode::CREATED, Json(event)))
 }
 
@@ -149,6 +150,7 @@ async fn kick(
         .store
         .remove_member(id, user, me.id, LeaveReason::Kicked)
         .await?;
+    state.announce(&event).await;
     tracing::info!(room_id = %id, user_id = %user, by = %me.id, "member kicked");
     Ok(Json(event))
 }
@@ -182,6 +184,7 @@ async fn set_role(
             chat_shared::Error::NotMember => ApiError::NotFound("member"),
             other => other.into(),
         })?;
+    state.announce_all(&events).await;
     Ok(Json(events))
 }
 
@@ -239,6 +242,7 @@ async fn ban(
             chat_shared::Error::NotFound => ApiError::NotFound("user"),
             other => other.into(),
         })?;
+    state.announce_all(event.as_slice()).await;
     tracing::info!(room_id = %id, user_id = %user, by = %me.id, "user banned");
     Ok((StatusCode::CREATED, Json(BanOutcome { event })))
 }

@@ -119,7 +119,8 @@ async fn create_room(
         topic: validate::topic(&req.topic)?,
         created_by: me.id,
     };
-    let (room, _) = state.store.create_room(new).await?;
+    let (room, event) = state.store.create_room(new).await?;
+    state.announce(&event).await;
     tracing::info!(room_id = %room.id, kind = room.kind.as_str(), "room created");
     Ok((StatusCode::CREATED, Json(room)))
 }
@@ -182,7 +183,8 @@ async fn update_room(
         Some(topic) => validate::topic(&topic)?,
         None => room.topic,
     };
-    let (room, _) = state.store.update_room(id, me.id, name, topic).await?;
+    let (room, event) = state.store.update_room(id, me.id, name, topic).await?;
+    state.announce(&event).await;
     Ok(Json(room))
 }
 
@@ -200,7 +202,11 @@ async fn delete_room(
     if role != Role::Owner {
         return Err(ApiError::insufficient_role("delete this room"));
     }
+    let members = state.store.members(id).await?;
     state.store.delete_room(id).await?;
+    for member in members {
+        state.announce_removed(member.user.id, id);
+    }
     tracing::info!(room_id = %id, "room deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -230,6 +236,7 @@ async fn join(
         .store
         .add_member(id, me.id, me.id, Role::Member)
         .await?;
+    state.announce(&event).await;
     Ok((StatusCode::CREATED, Json(event)))
 }
 
@@ -265,6 +272,7 @@ async fn leave(
         .store
         .remove_member(id, me.id, me.id, LeaveReason::Left)
         .await?;
+    state.announce(&event).await;
     Ok(Json(event))
 }
 

@@ -1,1 +1,11 @@
-//! placeholder
+//! Integration tests of `chat-gateway`: real gateways and a real api on port
+//! 0, over PostgreSQL + Redis with two gateways (the scaled shape) and over
+//! SQLite + the in-process bus with one (the embedded shape), driven by an
+//! independent WebSocket client (tokio-tungstenite).
+
+mod cluster;
+
+mod bad_input;
+mod delivery;
+mod faults;
+mod rooms;

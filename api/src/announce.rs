@@ -1,0 +1,55 @@
+//! Telling the gateways what the api changed. Every room event the api
+//! commits is published on the room's topic, so members see joins, leaves
+//! and edits live; a user added to or removed from a room is also told on
+//! their own topic, so their gateways start or stop delivering it at once.
+//! Best effort, after the commit: a lost announcement is repaired by the
+//! gateways from the store.
+
+use bytes::Bytes;
+use chat_shared::bus::Topic;
+use chat_shared::model::{EventBody, RoomEvent, RoomId, UserId};
+use chat_shared::protocol::ServerFrame;
+
+use crate::state::AppState;
+
+impl AppState {
+    /// Publishes a committed event, and for a join or a leave tells the
+    /// user concerned.
+    pub(crate) async fn announce(&self, event: &RoomEvent) {
+        let frame = serde_json::to_vec(event).expect("events serialise");
+        self.publisher
+            .publish(Topic::Room(event.room_id), Bytes::from(frame));
+        match event.body {
+            EventBody::MemberJoined { user } => match self.store.room(event.room_id).await {
+                Ok(Some(room)) => {
+                    let frame = ServerFrame::RoomAdded {
+                        room,
+                        seq: event.seq,
+                    };
+                    self.tell(user, &frame);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot announce a join"),
+            },
+            EventBody::MemberLeft { user, .. } => self.announce_removed(user, event.room_id),
+            _ => {}
+        }
+    }
+
+    /// Publishes several events in order.
+    pub(crate) async fn announce_all(&self, events: &[RoomEvent]) {
+        for event in events {
+            self.announce(event).await;
+        }
+    }
+
+    /// Tells `user` that `room` is gone for them.
+    pub(crate) fn announce_removed(&self, user: UserId, room: RoomId) {
+        self.tell(user, &ServerFrame::RoomRemoved { room_id: room });
+    }
+
+    fn tell(&self, user: UserId, frame: &ServerFrame) {
+        self.publisher
+            .publish(Topic::User(user), Bytes::from(frame.to_json()));
+    }
+}

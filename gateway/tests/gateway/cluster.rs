@@ -1,0 +1,444 @@
+//! `TestCluster`: one real `chat-api` and N real gateways on port 0, over a
+//! fresh database and a bus (Redis under a prefix of the test's own, or the
+//! in-process bus), and `TestClient`, a tokio-tungstenite WebSocket client
+//! that waits for what it expects with a timeout — never a sleep.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_api::{ApiConfig, App, AppState};
+use chat_gateway::{Gateway, GatewayConfig};
+use chat_shared::bus::{Bus, MemoryBus, RedisBus};
+use chat_shared::store::Store;
+use chat_shared::testing::{self, Backend, TestDatabase};
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Longest any expected frame may take to arrive.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Which bus the cluster runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusKind {
+    /// Redis pub/sub, one connection per process.
+    Redis,
+    /// The in-process bus (one gateway only, as in the embedded binary).
+    Memory,
+}
+
+/// The shapes a test can run on.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    /// The store.
+    pub backend: Backend,
+    /// The bus.
+    pub bus: BusKind,
+    /// How many gateways.
+    pub gateways: usize,
+}
+
+impl Setup {
+    /// The production shape: PostgreSQL, Redis, two gateways.
+    pub const SCALED: Self = Self {
+        backend: Backend::Postgres,
+        bus: BusKind::Redis,
+        gateways: 2,
+    };
+    /// The embedded shape: SQLite, the in-process bus, one gateway.
+    pub const EMBEDDED: Self = Self {
+        backend: Backend::Sqlite,
+        bus: BusKind::Memory,
+        gateways: 1,
+    };
+}
+
+/// Runs a test on the scaled-out and the embedded shape.
+#[macro_export]
+macro_rules! both_shapes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn scaled() {
+                super::$name($crate::cluster::Setup::SCALED).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded() {
+                super::$name($crate::cluster::Setup::EMBEDDED).await
+            }
+        }
+    )*};
+}
+
+/// A running api and gateways.
+pub struct TestCluster {
+    /// `http://127.0.0.1:<port>` of the api.
+    pub api: String,
+    /// `ws://127.0.0.1:<port>/v1/ws` of each gateway.
+    pub gateways: Vec<String>,
+    /// The store the cluster uses, for checking what was stored.
+    pub store: Arc<dyn Store>,
+    /// The setup it runs.
+    pub setup: Setup,
+    http: reqwest::Client,
+    stops: Vec<Option<oneshot::Sender<()>>>,
+    db: TestDatabase,
+    prefix: String,
+}
+
+/// A registered user.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// Their id.
+    pub id: String,
+    /// Their access token.
+    pub token: String,
+}
+
+impl TestCluster {
+    /// Starts a cluster with default gateway settings, but a send rate no
+    /// test reaches unless it means to.
+    pub async fn start(setup: Setup) -> Self {
+        Self::start_with(setup, |_| {}).await
+    }
+
+    /// Starts a cluster after `adjust` has changed every gateway's settings.
+    pub async fn start_with(setup: Setup, adjust: impl Fn(&mut GatewayConfig)) -> Self {
+        Self::start_custom(setup, adjust, |bus| bus).await
+    }
+
+    /// Starts a cluster whose gateways see the bus through `wrap` (to drop,
+    /// delay or reorder what they receive; the api's bus is not wrapped).
+    pub async fn start_custom(
+        setup: Setup,
+        adjust: impl Fn(&mut GatewayConfig),
+        wrap: impl Fn(Arc<dyn Bus>) -> Arc<dyn Bus>,
+    ) -> Self {
+        // `RUST_LOG=chat_gateway=debug cargo test …` shows the servers' logs.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let db = TestDatabase::create(setup.backend).await;
+        let store = db.store().await;
+        let prefix = testing::bus_prefix();
+        let memory = MemoryBus::new();
+        let api_config = ApiConfig {
+            api_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: db.dir().to_path_buf(),
+            database_url: db.url().to_owned(),
+            auth_rate_per_minute: 10_000,
+            auth_rate_burst: 10_000,
+            ..ApiConfig::default()
+        };
+        let api_bus = bus(setup.bus, &memory, &prefix).await;
+        let state = AppState::with_parts(api_config, store.clone(), api_bus).unwrap();
+        let app = App::with_state(state).await.unwrap();
+        let api = format!("http://{}", app.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run(async move {
+            let _ = stopped.await;
+        }));
+        let stops = vec![Some(stop)];
+        let mut cluster = Self {
+            api,
+            gateways: Vec::new(),
+            store,
+            setup,
+            http: reqwest::Client::new(),
+            stops,
+            db,
+            prefix,
+        };
+        for _ in 0..setup.gateways {
+            cluster.add_gateway(&memory, &adjust, &wrap).await;
+        }
+        cluster
+    }
+
+    async fn add_gateway(
+        &mut self,
+        memory: &MemoryBus,
+        adjust: &impl Fn(&mut GatewayConfig),
+        wrap: &impl Fn(Arc<dyn Bus>) -> Arc<dyn Bus>,
+    ) {
+        let mut config = GatewayConfig {
+            gateway_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: self.db.dir().to_path_buf(),
+            database_url: self.db.url().to_owned(),
+            send_rate_per_second: 10_000,
+            send_burst: 10_000,
+            ..GatewayConfig::default()
+        };
+        adjust(&mut config);
+        let bus = wrap(bus(self.setup.bus, memory, &self.prefix).await);
+        let gateway = Gateway::with_parts(config, self.store.clone(), bus)
+            .await
+            .unwrap();
+        self.gateways
+            .push(format!("ws://{}/v1/ws", gateway.local_addr()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(gateway.run(async move {
+            let _ = stopped.await;
+        }));
+        self.stops.push(Some(stop));
+    }
+
+    /// Tells gateway `index` to shut down (as SIGTERM would).
+    pub fn stop_gateway(&mut self, index: usize) {
+        if let Some(stop) = self.stops[index + 1].take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Registers a user.
+    pub async fn user(&self, name: &str) -> User {
+        let response = self
+            .http
+            .post(format!("{}/v1/auth/register", self.api))
+            .json(&json!({ "username": name, "password": format!("password-{name}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        User {
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            token: body["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A REST call as `user`; returns status and JSON body.
+    pub async fn rest(
+        &self,
+        user: &User,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(&user.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates a public room owned by `owner` and has `members` join it.
+    pub async fn room(&self, owner: &User, members: &[&User]) -> String {
+        let (status, room) = self
+            .rest(
+                owner,
+                "POST",
+                "/v1/rooms",
+                json!({ "name": "test", "kind": "public" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{room}");
+        let id = room["id"].as_str().unwrap().to_owned();
+        for member in members {
+            let (status, body) = self
+                .rest(member, "POST", &format!("/v1/rooms/{id}/join"), json!({}))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        id
+    }
+
+    /// Connects `user` to gateway `index` and reads `hello`.
+    pub async fn connect(&self, user: &User, index: usize) -> TestClient {
+        TestClient::connect(&self.gateways[index], &user.token)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to gateway {index}: {e}"))
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for stop in self.stops.iter_mut().filter_map(Option::take) {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn bus(kind: BusKind, memory: &MemoryBus, prefix: &str) -> Arc<dyn Bus> {
+    match kind {
+        BusKind::Memory => Arc::new(memory.clone()),
+        BusKind::Redis => {
+            let url = testing::redis_url();
+            Arc::new(RedisBus::connect(&url, prefix).await.unwrap_or_else(|e| {
+                panic!("Redis is not reachable at {url} ({e}); start it (see README)")
+            }))
+        }
+    }
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client speaking chat.v1.
+pub struct TestClient {
+    socket: Socket,
+    /// Frames read while waiting for something else, in arrival order.
+    backlog: std::collections::VecDeque<Value>,
+    /// The `hello` frame.
+    pub hello: Value,
+    /// How the server closed the socket, once it has.
+    pub closed: Option<(u16, String)>,
+}
+
+impl TestClient {
+    /// Connects with the token in the subprotocol, as a browser would.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_str(&format!("chat.v1, bearer.{token}")).unwrap(),
+        );
+        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").unwrap(),
+            "chat.v1"
+        );
+        let mut client = Self {
+            socket,
+            backlog: std::collections::VecDeque::new(),
+            hello: Value::Null,
+            closed: None,
+        };
+        client.hello = client.recv_until(|f| f["type"] == "hello").await;
+        Ok(client)
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends raw text (for malformed input).
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.unwrap();
+    }
+
+    /// The next text frame, or `None` once the socket closed.
+    pub async fn next(&mut self) -> Option<Value> {
+        if let Some(frame) = self.backlog.pop_front() {
+            return Some(frame);
+        }
+        self.read().await
+    }
+
+    async fn read(&mut self) -> Option<Value> {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("timed out waiting for a frame");
+            match message {
+                Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).unwrap()),
+                Some(Ok(Message::Close(frame))) => {
+                    self.closed = Some(frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.to_string())
+                    }));
+                    return None;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    self.closed.get_or_insert((1006, String::new()));
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The first frame matching `pred`, from what was already read or from
+    /// the socket; frames skipped on the way stay readable, in order.
+    pub async fn recv_until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(at) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(at).expect("position is in range");
+        }
+        loop {
+            match self.read().await {
+                Some(frame) if pred(&frame) => return frame,
+                Some(frame) => self.backlog.push_back(frame),
+                None => panic!(
+                    "socket closed ({:?}) before the expected frame",
+                    self.closed
+                ),
+            }
+        }
+    }
+
+    /// Sends a message and waits for its ack (failing on an error).
+    pub async fn send_message(&mut self, room: &str, client_id: &str, body: &str) -> Value {
+        self.send(json!({ "type": "send", "room_id": room, "client_id": client_id, "body": body }))
+            .await;
+        let answer = self
+            .recv_until(|f| {
+                (f["type"] == "ack" && f["client_id"] == client_id)
+                    || (f["type"] == "error" && f["ref"] == client_id)
+            })
+            .await;
+        assert_eq!(answer["type"], "ack", "send {client_id} failed: {answer}");
+        answer
+    }
+
+    /// Collects the seqs of `room`'s message events until `count` messages
+    /// arrived, checking no seq repeats or goes backwards.
+    pub async fn messages(&mut self, room: &str, count: usize) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        while out.len() < count {
+            let frame = self
+                .recv_until(|f| f["type"] == "message" && f["room_id"] == room)
+                .await;
+            if let Some(last) = out.last() {
+                assert!(
+                    frame["seq"].as_i64() > last["seq"].as_i64(),
+                    "out of order or duplicate: {} after {}",
+                    frame["seq"],
+                    last["seq"]
+                );
+            }
+            out.push(frame);
+        }
+        out
+    }
+
+    /// Waits for the server to close the socket; returns code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        while self.next().await.is_some() {}
+        self.closed.clone().unwrap()
+    }
+
+    /// The room heads from `hello`.
+    pub fn heads(&self) -> HashMap<String, i64> {
+        self.hello["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["room_id"].as_str().unwrap().to_owned(),
+                    r["last_seq"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
