@@ -64,9 +64,16 @@ impl Gateway {
         let timing = Timing {
             gap_wait: config.gap_wait,
             head_check: config.head_check_interval,
+            presence_beat: config.heartbeat_interval,
         };
-        let hub = Hub::start(subscriber, deliveries, store.clone(), timing);
         let publisher = Publisher::start(bus);
+        let hub = Hub::start(
+            subscriber,
+            deliveries,
+            store.clone(),
+            publisher.clone(),
+            timing,
+        );
         let addr = config.gateway_addr;
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             chat_shared::Error::Config(format!("CHAT_GATEWAY_ADDR={addr}: cannot listen: {e}"))

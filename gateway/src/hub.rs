@@ -13,14 +13,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_shared::bus::{Delivery, Subscriber, Topic};
+use chat_shared::bus::{Delivery, Publisher, Subscriber, Topic};
 use chat_shared::model::{RoomId, UserId};
+use chat_shared::protocol::{PresenceStatus, ServerFrame};
 use chat_shared::store::{Page, Store};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::outbox::{Outbound, Outbox};
+use crate::presence::{Change, Presence, PresenceMessage};
 use crate::sequencer::{Gap, Sequencer};
 
 /// Identifies one connection within this gateway.
@@ -68,6 +70,7 @@ impl Hub {
         subscriber: Box<dyn Subscriber>,
         deliveries: mpsc::Receiver<Delivery>,
         store: Arc<dyn Store>,
+        publisher: Publisher,
         timing: Timing,
     ) -> Self {
         // Bounded: when the hub falls behind, connections wait to tell it
@@ -77,6 +80,8 @@ impl Hub {
         let task = HubTask {
             subscriber,
             store,
+            publisher,
+            presence: Presence::new(uuid::Uuid::new_v4()),
             timing,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
@@ -139,6 +144,8 @@ pub struct Timing {
     pub gap_wait: Duration,
     /// How often room heads are compared with the store.
     pub head_check: Duration,
+    /// How often this gateway tells the others it is alive.
+    pub presence_beat: Duration,
 }
 
 /// What store-reading tasks report back.
@@ -189,6 +196,9 @@ struct RoomRef {
 struct HubTask {
     subscriber: Box<dyn Subscriber>,
     store: Arc<dyn Store>,
+    /// For presence announcements and answers.
+    publisher: Publisher,
+    presence: Presence,
     timing: Timing,
     rooms: HashMap<RoomId, RoomFeed>,
     sessions: HashMap<SessionKey, SessionEntry>,
@@ -207,6 +217,9 @@ impl HubTask {
     ) {
         let mut head_check = tokio::time::interval(self.timing.head_check);
         head_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat = tokio::time::interval(self.timing.presence_beat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.subscribe(Topic::Presence).await;
         loop {
             let next_deadline = self.deadlines.first().map(|(at, _)| *at);
             tokio::select! {
@@ -218,6 +231,7 @@ impl HubTask {
                 Some(report) = reports.recv() => self.on_report(report).await,
                 () = sleep_until(next_deadline) => self.on_deadlines(),
                 _ = head_check.tick() => self.check_heads(),
+                _ = beat.tick() => self.beat(),
             }
         }
     }
@@ -246,6 +260,7 @@ impl HubTask {
                 for (room, head) in rooms {
                     self.add_follower(key, room, head).await;
                 }
+                self.greet_presence(key, user);
             }
             Command::Detach { key } => self.detach(key).await,
             Command::Follow {
@@ -284,6 +299,12 @@ impl HubTask {
         }
         if is_new {
             self.subscribe(Topic::Room(room)).await;
+            // Who is online here, on the other gateways?
+            let query = PresenceMessage::PresenceQuery {
+                gateway: self.presence.gateway,
+            };
+            self.publisher
+                .publish(Topic::Room(room), presence_bytes(&query));
         }
     }
 
@@ -291,6 +312,10 @@ impl HubTask {
         let Some(session) = self.sessions.remove(&key) else {
             return;
         };
+        if self.presence.disconnected(session.user) {
+            let rooms: Vec<RoomId> = session.rooms.iter().copied().collect();
+            self.announce(session.user, false, &rooms);
+        }
         if let Some(keys) = self.users.get_mut(&session.user) {
             keys.remove(&key);
             if keys.is_empty() {
@@ -343,6 +368,12 @@ impl HubTask {
             tracing::warn!(%topic, "unreadable bus message dropped");
             return;
         };
+        if route.kind.starts_with("presence_") || route.kind == "gateway_alive" {
+            if let Ok(message) = serde_json::from_slice::<PresenceMessage>(&payload) {
+                self.on_presence(topic, &message);
+            }
+            return;
+        }
         match topic {
             Topic::Room(room) => match route.seq {
                 Some(seq) => self.offer(room, seq, payload).await,
@@ -591,6 +622,164 @@ impl HubTask {
             let _ = reports.send(Report::Heads(heads)).await;
         });
     }
+}
+
+impl HubTask {
+    /// A user's first connection here: tell everyone sharing a room with
+    /// them, and tell the new connection who is online in its rooms.
+    fn greet_presence(&mut self, key: SessionKey, user: UserId) {
+        let rooms: Vec<RoomId> = self
+            .sessions
+            .get(&key)
+            .map(|s| s.rooms.iter().copied().collect())
+            .unwrap_or_default();
+        if self.presence.connected(user) {
+            self.announce(user, true, &rooms);
+        }
+        let mut online = HashSet::new();
+        for room in &rooms {
+            online.extend(self.presence.remote_online_in(*room));
+            if let Some(feed) = self.rooms.get(room) {
+                online.extend(
+                    feed.followers
+                        .iter()
+                        .filter_map(|k| self.sessions.get(k))
+                        .map(|s| s.user),
+                );
+            }
+        }
+        online.remove(&user);
+        if let Some(session) = self.sessions.get(&key) {
+            for other in online {
+                session
+                    .outbox
+                    .push(Outbound::Frame(presence_frame(other, true)));
+            }
+        }
+    }
+
+    /// A local user's status changed: tell local followers of their rooms
+    /// now, and the other gateways through the rooms' topics.
+    fn announce(&self, user: UserId, online: bool, rooms: &[RoomId]) {
+        let gateway = self.presence.gateway;
+        let message = if online {
+            PresenceMessage::PresenceOnline {
+                gateway,
+                user_id: user,
+            }
+        } else {
+            PresenceMessage::PresenceOffline {
+                gateway,
+                user_id: user,
+            }
+        };
+        let payload = presence_bytes(&message);
+        for room in rooms {
+            self.publisher.publish(Topic::Room(*room), payload.clone());
+        }
+        if !online && self.presence.is_online(user) {
+            // Gone from here, but still connected through another gateway.
+            return;
+        }
+        self.notify(&Change {
+            user,
+            online,
+            rooms: rooms.to_vec(),
+        });
+    }
+
+    /// Another gateway's presence message.
+    fn on_presence(&mut self, topic: Topic, message: &PresenceMessage) {
+        match (topic, message) {
+            (Topic::Room(room), PresenceMessage::PresenceQuery { gateway })
+                if *gateway != self.presence.gateway =>
+            {
+                // Answer with our users who follow the room.
+                let Some(feed) = self.rooms.get(&room) else {
+                    return;
+                };
+                let users: HashSet<UserId> = feed
+                    .followers
+                    .iter()
+                    .filter_map(|k| self.sessions.get(k))
+                    .map(|s| s.user)
+                    .collect();
+                for user_id in users {
+                    let answer = PresenceMessage::PresenceOnline {
+                        gateway: self.presence.gateway,
+                        user_id,
+                    };
+                    self.publisher
+                        .publish(Topic::Room(room), presence_bytes(&answer));
+                }
+            }
+            (Topic::Room(room), _) => {
+                if let Some(change) = self.presence.heard(room, message, Instant::now()) {
+                    self.notify(&change);
+                }
+            }
+            (Topic::Presence, _) => {
+                // Only liveness travels here; the room is irrelevant.
+                self.presence
+                    .heard(RoomId(uuid::Uuid::nil()), message, Instant::now());
+            }
+            (Topic::User(_), _) => {}
+        }
+    }
+
+    /// Every heartbeat: say we are alive, and bury silent gateways.
+    fn beat(&mut self) {
+        let alive = PresenceMessage::GatewayAlive {
+            gateway: self.presence.gateway,
+        };
+        self.publisher
+            .publish(Topic::Presence, presence_bytes(&alive));
+        for change in self
+            .presence
+            .expire(Instant::now(), self.timing.presence_beat)
+        {
+            self.notify(&change);
+        }
+    }
+
+    /// Sends a `presence` frame to the followers of the change's rooms, once
+    /// per connection, never to the user themselves.
+    fn notify(&self, change: &Change) {
+        let frame = presence_frame(change.user, change.online);
+        let mut told = HashSet::new();
+        for room in &change.rooms {
+            let Some(feed) = self.rooms.get(room) else {
+                continue;
+            };
+            for key in &feed.followers {
+                let Some(session) = self.sessions.get(key) else {
+                    continue;
+                };
+                if session.user != change.user && told.insert(*key) {
+                    session.outbox.push(Outbound::Frame(frame.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn presence_frame(user: UserId, online: bool) -> Bytes {
+    let status = if online {
+        PresenceStatus::Online
+    } else {
+        PresenceStatus::Offline
+    };
+    Bytes::from(
+        ServerFrame::Presence {
+            user_id: user,
+            status,
+        }
+        .to_json(),
+    )
+}
+
+fn presence_bytes(message: &PresenceMessage) -> Bytes {
+    Bytes::from(serde_json::to_vec(message).expect("presence messages serialise"))
 }
 
 /// Every event of `room` after `after`, serialised as delivered.

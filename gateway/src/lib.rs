@@ -14,6 +14,7 @@ mod handshake;
 mod hub;
 mod inbound;
 mod outbox;
+mod presence;
 mod sequencer;
 mod session;
 

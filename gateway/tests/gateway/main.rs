@@ -8,4 +8,5 @@ mod cluster;
 mod bad_input;
 mod delivery;
 mod faults;
+mod presence;
 mod rooms;
