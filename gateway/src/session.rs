@@ -42,7 +42,7 @@ pub mod close {
     pub const RESTARTING: u16 = 1012;
     /// The client fell too far behind: reconnect and `sync`.
     pub const SLOW_CONSUMER: u16 = 1013;
-    /// Nothing was heard for two heartbeat intervals.
+    /// Nothing was heard for 1.5 heartbeat intervals (closed within two).
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
     /// The access token expired and no fresh one came with `auth`.
     pub const TOKEN_EXPIRED: u16 = 4001;
@@ -162,10 +162,15 @@ impl Writer {
         overflowed: CancellationToken,
         inbound_done: CancellationToken,
     ) -> (u16, &'static str) {
+        // Ticks at half the interval: a ping goes out every other tick, and
+        // a connection silent for 1.5 intervals (a live client answers each
+        // ping within a round trip) is closed, so a half-open connection is
+        // gone within two intervals of its last sign of life.
         let interval = self.ctx.config.heartbeat_interval;
-        let mut heartbeat = tokio::time::interval(interval);
+        let mut heartbeat = tokio::time::interval(interval / 2);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
+        let mut ping_due = false;
         let expiry = tokio::time::sleep(until_unix(self.expires_at));
         tokio::pin!(expiry);
         loop {
@@ -177,10 +182,11 @@ impl Writer {
                 () = &mut expiry => return (close::TOKEN_EXPIRED, "access token expired"),
                 _ = heartbeat.tick() => {
                     let silent = now_millis() - self.last_heard.load(Ordering::Relaxed);
-                    if silent > 2 * interval.as_millis() as i64 {
+                    if silent > (interval.as_millis() * 3 / 2) as i64 {
                         return (close::HEARTBEAT_TIMEOUT, "no heartbeat");
                     }
-                    if self.send(Frame::new(true, fastwebsockets::OpCode::Ping, None, Payload::Borrowed(b""))).await.is_err() {
+                    ping_due = !ping_due;
+                    if ping_due && self.send(Frame::new(true, fastwebsockets::OpCode::Ping, None, Payload::Borrowed(b""))).await.is_err() {
                         return (close::NORMAL, "");
                     }
                 }
