@@ -94,6 +94,7 @@ impl Gateway {
         let Self { listener, ctx } = self;
         // Plain HTTP connections (probes, handshakes in progress).
         let http = TaskTracker::new();
+        let pruner = tokio::spawn(prune_send_rates(ctx.clone()));
         // Each connection holds a permit for its whole life, upgraded or not.
         let slots = Arc::new(Semaphore::new(ctx.config.max_connections));
         tokio::pin!(shutdown);
@@ -139,7 +140,19 @@ impl Gateway {
                 }
             });
         }
+        pruner.abort();
         drain(ctx, listener, http).await;
+    }
+}
+
+/// Forgets the rate state of users whose allowance is full again, so the
+/// limiter holds only recent senders.
+async fn prune_send_rates(ctx: Arc<Context>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        ctx.send_rate.retain_recent();
+        ctx.send_rate.shrink_to_fit();
     }
 }
 

@@ -48,9 +48,9 @@ pub struct GatewayConfig {
     pub max_message_bytes: usize,
     /// `CHAT_MAX_BODY_CHARS`: longest message text, in characters.
     pub max_body_chars: usize,
-    /// `CHAT_SEND_RATE_PER_SECOND`: sustained sends per connection.
+    /// `CHAT_SEND_RATE_PER_SECOND`: sustained sends per user (per gateway).
     pub send_rate_per_second: u32,
-    /// `CHAT_SEND_BURST`: sends a connection may make at once.
+    /// `CHAT_SEND_BURST`: sends a user may make at once.
     pub send_burst: u32,
     /// `CHAT_OUTBOUND_QUEUE`: frames queued for one connection before it
     /// counts as a slow consumer and is closed (1013).

@@ -1,8 +1,12 @@
 //! What every part of a gateway shares: configuration, the store, the token
 //! verifier, the hub, the bus publisher, and the shutdown signals.
 
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use chat_shared::model::UserId;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use chat_shared::auth::TokenVerifier;
 use chat_shared::bus::Publisher;
@@ -27,6 +31,9 @@ pub struct Context {
     pub hub: Hub,
     /// Publishes to the bus off the request path.
     pub publisher: Publisher,
+    /// Sends, typing and signals per user, across their connections to
+    /// this gateway.
+    pub send_rate: DefaultKeyedRateLimiter<UserId>,
     /// Cancelled on shutdown: every session closes with 1012.
     pub drain: CancellationToken,
     /// Set on shutdown, so `/readyz` turns away the load balancer first.
@@ -45,8 +52,12 @@ impl Context {
         hub: Hub,
         publisher: Publisher,
     ) -> Arc<Self> {
+        let per_second = NonZeroU32::new(config.send_rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.send_burst).unwrap_or(NonZeroU32::MIN);
+        let send_rate = RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst));
         Arc::new(Self {
             origins: config.origins(),
+            send_rate,
             config,
             store,
             verifier,

@@ -2,7 +2,6 @@
 //! fragmented messages under the size cap, and acts on each client frame in
 //! order. Every frame is authorised against the store as it is now.
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -11,7 +10,6 @@ use chat_shared::bus::Topic;
 use chat_shared::model::{RoomId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
 use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::ReadHalf;
@@ -124,17 +122,11 @@ pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
 struct Handler {
     ctx: Arc<Context>,
     session: Session,
-    /// Frames that make others do work (sends, typing, signals).
-    rate: DefaultDirectRateLimiter,
 }
 
 impl Handler {
     fn new(ctx: Arc<Context>, session: Session) -> Self {
-        let per_second =
-            NonZeroU32::new(ctx.config.send_rate_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(ctx.config.send_burst).unwrap_or(NonZeroU32::MIN);
-        let rate = RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst));
-        Self { ctx, session, rate }
+        Self { ctx, session }
     }
 
     async fn close(&self, code: u16, reason: &'static str) {
@@ -212,8 +204,10 @@ impl Handler {
         self.error(code, message, None).await;
     }
 
+    /// Counts a frame that makes others do work (a send, typing, a
+    /// signal) against the user's rate; true when over it.
     fn limited(&self) -> bool {
-        self.rate.check().is_err()
+        self.ctx.send_rate.check_key(&self.session.user).is_err()
     }
 
     async fn send(&mut self, room: RoomId, client_id: String, body: String) {
