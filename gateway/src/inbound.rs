@@ -42,7 +42,8 @@ pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
     // Pings and closes are answered by the writer, which owns the socket.
     read.set_auto_pong(false);
     read.set_auto_close(false);
-    read.set_max_message_size(ctx.config.max_message_bytes);
+    // fastwebsockets refuses a frame of exactly its limit; ours is inclusive.
+    read.set_max_message_size(ctx.config.max_message_bytes.saturating_add(1));
     let mut handler = Handler::new(ctx.clone(), session);
     let mut message: Option<(OpCode, Vec<u8>)> = None;
     loop {
@@ -397,6 +398,13 @@ impl Handler {
     async fn renew(&self, token: &str) {
         match self.ctx.verifier.verify(token) {
             Ok(claims) if claims.sub == self.session.user => {
+                // A token of a logged-out session extends nothing.
+                let live = self.ctx.store.session(claims.sid).await;
+                if !matches!(live, Ok(Some(ref s)) if s.revoked_at.is_none()) {
+                    return self
+                        .error("session_revoked", "this session has been logged out", None)
+                        .await;
+                }
                 self.session
                     .outbox
                     .send(Outbound::Extend {

@@ -78,16 +78,19 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         rooms: heads.clone(),
         heartbeat_ms: ctx.config.heartbeat_interval.as_millis() as u64,
     };
-    if write_text(&mut write, hello.to_json().as_bytes())
-        .await
-        .is_err()
-    {
-        return;
-    }
+    // Routed before `hello`: a client that has its `hello` misses nothing
+    // published afterwards (typing, read markers, signals have no replay).
     let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
     ctx.hub
         .attach(key, user.id, rooms.clone(), outbox.clone())
         .await;
+    if write_text(&mut write, hello.to_json().as_bytes())
+        .await
+        .is_err()
+    {
+        ctx.hub.detach(key).await;
+        return;
+    }
     tracing::debug!(session = key, user_id = %user.id, "session started");
 
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
@@ -178,7 +181,17 @@ impl Writer {
                 biased;
                 () = self.ctx.drain.cancelled() => return (close::RESTARTING, "server restarting; reconnect and sync"),
                 () = overflowed.cancelled() => return (close::SLOW_CONSUMER, "too far behind; reconnect and sync"),
-                () = inbound_done.cancelled() => return (close::NORMAL, ""),
+                () = inbound_done.cancelled() => {
+                    // A reader that ends on a protocol violation queues its
+                    // close (1002, 1007, 1009) just before: send that code,
+                    // not 1000.
+                    while let Ok(item) = queue.try_recv() {
+                        if let Outbound::Close { code, reason } = item {
+                            return (code, reason);
+                        }
+                    }
+                    return (close::NORMAL, "");
+                }
                 () = &mut expiry => return (close::TOKEN_EXPIRED, "access token expired"),
                 _ = heartbeat.tick() => {
                     let silent = now_millis() - self.last_heard.load(Ordering::Relaxed);
@@ -228,6 +241,9 @@ impl Writer {
                     self.text(frame.as_bytes()).await?;
                 } else {
                     self.cursors.entry(room).or_insert(after);
+                    // The events since `after` may have been released
+                    // before this follow (or missed by the bus): read them.
+                    self.catch_up(room, None).await?;
                 }
             }
             Outbound::Unfollow { room } => {
