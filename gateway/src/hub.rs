@@ -18,7 +18,7 @@ use chat_shared::model::{RoomId, UserId};
 use chat_shared::protocol::{PresenceStatus, ServerFrame};
 use chat_shared::store::{Page, Store};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::outbox::{Outbound, Outbox};
@@ -45,6 +45,8 @@ enum Command {
         user: UserId,
         rooms: Vec<(RoomId, i64)>,
         outbox: Outbox,
+        /// Answered once the connection is routed.
+        attached: oneshot::Sender<()>,
     },
     /// A connection closed.
     Detach { key: SessionKey },
@@ -93,7 +95,9 @@ impl Hub {
         Self { commands }
     }
 
-    /// Registers a connection and the rooms it starts with.
+    /// Registers a connection and the rooms it starts with; returns once
+    /// the hub routes to it, so whatever is published after that reaches it
+    /// (the session says `hello` only then).
     pub async fn attach(
         &self,
         key: SessionKey,
@@ -101,13 +105,17 @@ impl Hub {
         rooms: Vec<(RoomId, i64)>,
         outbox: Outbox,
     ) {
+        let (attached, routed) = oneshot::channel();
         self.send(Command::Attach {
             key,
             user,
             rooms,
             outbox,
+            attached,
         })
         .await;
+        // Only fails once the hub has stopped, i.e. during shutdown.
+        let _ = routed.await;
     }
 
     /// Forgets a connection.
@@ -191,6 +199,8 @@ struct Route {
 #[derive(Deserialize)]
 struct RoomRef {
     id: RoomId,
+    #[serde(default)]
+    last_seq: i64,
 }
 
 struct HubTask {
@@ -243,6 +253,7 @@ impl HubTask {
                 user,
                 rooms,
                 outbox,
+                attached,
             } => {
                 let first_of_user = self.users.entry(user).or_default().is_empty();
                 self.users.entry(user).or_default().insert(key);
@@ -258,8 +269,25 @@ impl HubTask {
                     },
                 );
                 for (room, head) in rooms {
+                    // An event committed after the session read its heads
+                    // may already have gone out: the writer reads it back.
+                    let behind = self
+                        .rooms
+                        .get(&room)
+                        .and_then(|feed| feed.sequencer.head())
+                        .is_some_and(|released| released > head);
                     self.add_follower(key, room, head).await;
+                    if behind {
+                        if let Some(session) = self.sessions.get(&key) {
+                            session.outbox.push(Outbound::Follow {
+                                room,
+                                after: head,
+                                synced: false,
+                            });
+                        }
+                    }
                 }
+                let _ = attached.send(());
                 self.greet_presence(key, user);
             }
             Command::Detach { key } => self.detach(key).await,
@@ -376,9 +404,11 @@ impl HubTask {
         }
         match topic {
             Topic::Room(room) => match route.seq {
-                Some(seq) => self.offer(room, seq, payload).await,
+                // A read marker's seq is that of the event read, not a place
+                // in the log: sequencing it would drop it as a duplicate.
+                Some(seq) if route.kind != "read" => self.offer(room, seq, payload).await,
                 // Typing, read markers: ephemeral, no order to keep.
-                None => self.fan_out(room, |_| Outbound::Frame(payload.clone())),
+                _ => self.fan_out(room, |_| Outbound::Frame(payload.clone())),
             },
             Topic::User(user) => self.on_user_message(user, route, payload).await,
             Topic::Presence => {}
@@ -415,7 +445,10 @@ impl HubTask {
                             synced: false,
                         });
                     }
-                    self.add_follower(key, room.id, after).await;
+                    // A room new to this hub starts at the head the api saw:
+                    // the writer reads what came before from the store.
+                    self.add_follower(key, room.id, room.last_seq.max(after))
+                        .await;
                 }
             }
             ("room_removed", _, Some(room)) => {
