@@ -112,13 +112,17 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         cursors: rooms.into_iter().collect(),
         expires_at: claims.exp,
         last_heard,
+        broken: false,
     };
     let (code, reason) = writer.run(queue, overflowed, inbound_done).await;
     tracing::debug!(session = key, code, reason, "session ended");
-    let _ = writer
-        .write
-        .write_frame(Frame::close(code, reason.as_bytes()))
-        .await;
+    // Bounded like every write: a client that stopped reading (the usual
+    // reason to close) must not keep the session, its slot and its hub
+    // entry forever. After a failed write the stream may end mid-frame, so
+    // no close frame can follow; dropping the socket is all that is left.
+    if !writer.broken {
+        let _ = writer.send(Frame::close(code, reason.as_bytes())).await;
+    }
     inbound.abort();
     ctx.hub.detach(key).await;
 }
@@ -153,6 +157,8 @@ struct Writer {
     expires_at: i64,
     /// When the inbound task last heard anything, Unix milliseconds.
     last_heard: Arc<AtomicI64>,
+    /// A write failed or timed out: the socket is unusable.
+    broken: bool,
 }
 
 /// Why writing failed: the socket is gone.
@@ -321,7 +327,10 @@ impl Writer {
         let write = self.write.write_frame(frame);
         match tokio::time::timeout(self.ctx.config.heartbeat_interval, write).await {
             Ok(Ok(())) => Ok(()),
-            _ => Err(Gone),
+            _ => {
+                self.broken = true;
+                Err(Gone)
+            }
         }
     }
 }

@@ -91,6 +91,8 @@ pub struct TestCluster {
     stops: Vec<Option<oneshot::Sender<()>>>,
     db: TestDatabase,
     prefix: String,
+    /// The Redis every process of the cluster uses (with `BusKind::Redis`).
+    redis_url: String,
 }
 
 /// A registered user.
@@ -121,6 +123,26 @@ impl TestCluster {
         adjust: impl Fn(&mut GatewayConfig),
         wrap: impl Fn(Arc<dyn Bus>) -> Arc<dyn Bus>,
     ) -> Self {
+        Self::start_inner(setup, testing::redis_url(), adjust, wrap).await
+    }
+
+    /// Starts a cluster whose api and gateways use the Redis at `redis_url`
+    /// (a server of the test's own, or the shared one as a user of its own),
+    /// so a test can break the bus without touching other tests.
+    pub async fn start_on_redis(
+        setup: Setup,
+        redis_url: &str,
+        adjust: impl Fn(&mut GatewayConfig),
+    ) -> Self {
+        Self::start_inner(setup, redis_url.to_owned(), adjust, |bus| bus).await
+    }
+
+    async fn start_inner(
+        setup: Setup,
+        redis_url: String,
+        adjust: impl Fn(&mut GatewayConfig),
+        wrap: impl Fn(Arc<dyn Bus>) -> Arc<dyn Bus>,
+    ) -> Self {
         // `RUST_LOG=chat_gateway=debug cargo test …` shows the servers' logs.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -138,7 +160,7 @@ impl TestCluster {
             auth_rate_burst: 10_000,
             ..ApiConfig::default()
         };
-        let api_bus = bus(setup.bus, &memory, &prefix).await;
+        let api_bus = bus(setup.bus, &memory, &redis_url, &prefix).await;
         let state = AppState::with_parts(api_config, store.clone(), api_bus).unwrap();
         let app = App::with_state(state).await.unwrap();
         let api = format!("http://{}", app.local_addr());
@@ -156,6 +178,7 @@ impl TestCluster {
             stops,
             db,
             prefix,
+            redis_url,
         };
         for _ in 0..setup.gateways {
             cluster.add_gateway(&memory, &adjust, &wrap).await;
@@ -178,7 +201,7 @@ impl TestCluster {
             ..GatewayConfig::default()
         };
         adjust(&mut config);
-        let bus = wrap(bus(self.setup.bus, memory, &self.prefix).await);
+        let bus = wrap(bus(self.setup.bus, memory, &self.redis_url, &self.prefix).await);
         let gateway = Gateway::with_parts(config, self.store.clone(), bus)
             .await
             .unwrap();
@@ -264,6 +287,12 @@ impl TestCluster {
             .await
             .unwrap_or_else(|e| panic!("connecting to gateway {index}: {e}"))
     }
+
+    /// The directory holding the cluster's data, including the api's JWT
+    /// key pair (`jwt-private.pem`, `jwt-public.pem`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.db.dir()
+    }
 }
 
 impl Drop for TestCluster {
@@ -274,15 +303,12 @@ impl Drop for TestCluster {
     }
 }
 
-async fn bus(kind: BusKind, memory: &MemoryBus, prefix: &str) -> Arc<dyn Bus> {
+async fn bus(kind: BusKind, memory: &MemoryBus, url: &str, prefix: &str) -> Arc<dyn Bus> {
     match kind {
         BusKind::Memory => Arc::new(memory.clone()),
-        BusKind::Redis => {
-            let url = testing::redis_url();
-            Arc::new(RedisBus::connect(&url, prefix).await.unwrap_or_else(|e| {
-                panic!("Redis is not reachable at {url} ({e}); start it (see README)")
-            }))
-        }
+        BusKind::Redis => Arc::new(RedisBus::connect(url, prefix).await.unwrap_or_else(|e| {
+            panic!("Redis is not reachable at {url} ({e}); start it (see README)")
+        })),
     }
 }
 
@@ -323,6 +349,28 @@ impl TestClient {
         };
         client.hello = client.recv_until(|f| f["type"] == "hello").await;
         Ok(client)
+    }
+
+    /// Connects with a handshake request built by the caller (headers of
+    /// its choosing) and reads `hello`; returns the upgrade response too.
+    pub async fn connect_request(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<
+        (
+            Self,
+            tokio_tungstenite::tungstenite::handshake::client::Response,
+        ),
+        tokio_tungstenite::tungstenite::Error,
+    > {
+        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+        let mut client = Self {
+            socket,
+            backlog: std::collections::VecDeque::new(),
+            hello: Value::Null,
+            closed: None,
+        };
+        client.hello = client.recv_until(|f| f["type"] == "hello").await;
+        Ok((client, response))
     }
 
     /// Sends a frame.
@@ -440,5 +488,49 @@ impl TestClient {
                 )
             })
             .collect()
+    }
+}
+
+impl TestClient {
+    /// Connects like [`TestClient::connect`], over a socket whose kernel
+    /// receive buffer is about `bytes`: once such a client stops reading,
+    /// the server's writes back up after little data, as with a slow phone.
+    pub async fn connect_with_receive_buffer(
+        url: &str,
+        token: &str,
+        bytes: u32,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_str(&format!("chat.v1, bearer.{token}")).unwrap(),
+        );
+        let authority = request.uri().authority().unwrap().as_str();
+        let addr = tokio::net::lookup_host(authority)
+            .await?
+            .next()
+            .expect("the gateway address resolves");
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(bytes)?;
+        let stream = socket.connect(addr).await?;
+        let (socket, _) =
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await?;
+        let mut client = Self {
+            socket,
+            backlog: std::collections::VecDeque::new(),
+            hello: Value::Null,
+            closed: None,
+        };
+        client.hello = client.recv_until(|f| f["type"] == "hello").await;
+        Ok(client)
+    }
+
+    /// Sends a frame; false if the connection is already gone (the close
+    /// that ended it is then read with [`TestClient::closed`]).
+    pub async fn try_send(&mut self, frame: Value) -> bool {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .is_ok()
     }
 }
