@@ -43,6 +43,11 @@ pub struct GatewayConfig {
     /// silent for two intervals is closed.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// `CHAT_SYNC_GRACE`: how long after `hello` room events wait for the
+    /// client's first frame (its `sync`, when resuming), so the replay comes
+    /// first; a client that says nothing gets live events after it.
+    #[serde(with = "humantime_serde")]
+    pub sync_grace: Duration,
     /// `CHAT_MAX_MESSAGE_BYTES`: largest WebSocket message (after
     /// reassembling fragments).
     pub max_message_bytes: usize,
@@ -88,6 +93,7 @@ impl Default for GatewayConfig {
             jwt_audience: "chat".into(),
             allowed_origins: String::new(),
             heartbeat_interval: Duration::from_secs(20),
+            sync_grace: Duration::from_secs(1),
             max_message_bytes: 64 * 1024,
             max_body_chars: 4000,
             send_rate_per_second: 20,

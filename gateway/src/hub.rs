@@ -56,6 +56,8 @@ enum Command {
         room: RoomId,
         after: i64,
         synced: bool,
+        /// Answered once the follow is queued for the connection's writer.
+        queued: oneshot::Sender<()>,
     },
     /// This gateway committed an event: deliver it without waiting for the
     /// bus to bring it back.
@@ -123,15 +125,21 @@ impl Hub {
         self.send(Command::Detach { key }).await;
     }
 
-    /// Makes a connection follow `room` from just after `after`.
+    /// Makes a connection follow `room` from just after `after`; returns
+    /// once the writer has it queued, so what the caller queues next comes
+    /// after it.
     pub async fn follow(&self, key: SessionKey, room: RoomId, after: i64, synced: bool) {
+        let (queued, done) = oneshot::channel();
         self.send(Command::Follow {
             key,
             room,
             after,
             synced,
+            queued,
         })
         .await;
+        // Only fails once the hub has stopped, i.e. during shutdown.
+        let _ = done.await;
     }
 
     /// Delivers an event this gateway just committed.
@@ -296,6 +304,7 @@ impl HubTask {
                 room,
                 after,
                 synced,
+                queued,
             } => {
                 let Some(session) = self.sessions.get(&key) else {
                     return;
@@ -307,6 +316,7 @@ impl HubTask {
                     after,
                     synced,
                 });
+                let _ = queued.send(());
                 self.add_follower(key, room, after).await;
             }
             Command::Committed { room, seq, frame } => self.offer(room, seq, frame).await,

@@ -113,6 +113,7 @@ pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
                         return;
                     };
                     handler.on_text(&text).await;
+                    handler.go_live().await;
                 }
             }
         }
@@ -123,11 +124,26 @@ pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
 struct Handler {
     ctx: Arc<Context>,
     session: Session,
+    /// Whether the writer has been told that live delivery may start.
+    live: bool,
 }
 
 impl Handler {
     fn new(ctx: Arc<Context>, session: Session) -> Self {
-        Self { ctx, session }
+        Self {
+            ctx,
+            session,
+            live: false,
+        }
+    }
+
+    /// Once the client's first frame is handled (its `sync` replay, if any,
+    /// is then queued), live room events may flow.
+    async fn go_live(&mut self) {
+        if !self.live {
+            self.live = true;
+            self.session.outbox.send(Outbound::Live).await;
+        }
     }
 
     async fn close(&self, code: u16, reason: &'static str) {

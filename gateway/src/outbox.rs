@@ -44,6 +44,9 @@ pub enum Outbound {
         /// The room.
         room: RoomId,
     },
+    /// The client has sent its first frame (a `sync`, if it resumes, is
+    /// queued before this): live room events may flow.
+    Live,
     /// The client renewed its token: the session may last until then.
     Extend {
         /// New expiry, Unix seconds.

@@ -7,7 +7,7 @@
 //! its per-room cursors (so each event is written once, in seq order, with
 //! gaps filled from the store), heartbeats, token expiry, and closing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +113,7 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         expires_at: claims.exp,
         last_heard,
         broken: false,
+        held: Some(Hold::default()),
     };
     let (code, reason) = writer.run(queue, overflowed, inbound_done).await;
     tracing::debug!(session = key, code, reason, "session ended");
@@ -159,6 +160,20 @@ struct Writer {
     last_heard: Arc<AtomicI64>,
     /// A write failed or timed out: the socket is unusable.
     broken: bool,
+    /// Room events held between `hello` and the client's first frame (or
+    /// `CHAT_SYNC_GRACE`), so that a resuming client's `sync` replay comes
+    /// before them and the client sees one ordered sequence; `None` once
+    /// live.
+    held: Option<Hold>,
+}
+
+/// What arrived for a session before it went live.
+#[derive(Default)]
+struct Hold {
+    /// The events, in arrival order; at most `CHAT_OUTBOUND_QUEUE`.
+    events: VecDeque<(RoomId, i64, Bytes)>,
+    /// Rooms with events beyond that bound, read from the store instead.
+    spilled: HashSet<RoomId>,
 }
 
 /// Why writing failed: the socket is gone.
@@ -182,6 +197,8 @@ impl Writer {
         let mut ping_due = false;
         let expiry = tokio::time::sleep(until_unix(self.expires_at));
         tokio::pin!(expiry);
+        let grace = tokio::time::sleep(self.ctx.config.sync_grace);
+        tokio::pin!(grace);
         loop {
             tokio::select! {
                 biased;
@@ -199,6 +216,12 @@ impl Writer {
                     return (close::NORMAL, "");
                 }
                 () = &mut expiry => return (close::TOKEN_EXPIRED, "access token expired"),
+                () = &mut grace, if self.held.is_some() => {
+                    // The client said nothing: it is not resuming.
+                    if self.go_live().await.is_err() {
+                        return (close::NORMAL, "");
+                    }
+                }
                 _ = heartbeat.tick() => {
                     let silent = now_millis() - self.last_heard.load(Ordering::Relaxed);
                     if silent > (interval.as_millis() * 3 / 2) as i64 {
@@ -228,7 +251,14 @@ impl Writer {
 
     async fn handle(&mut self, item: Outbound) -> Result<Option<(u16, &'static str)>, Gone> {
         match item {
-            Outbound::Event { room, seq, frame } => self.deliver(room, seq, &frame).await?,
+            Outbound::Event { room, seq, frame } => match &mut self.held {
+                Some(hold) if hold.events.len() >= self.ctx.config.outbound_queue => {
+                    hold.spilled.insert(room);
+                }
+                Some(hold) => hold.events.push_back((room, seq, frame)),
+                None => self.deliver(room, seq, &frame).await?,
+            },
+            Outbound::Live => self.go_live().await?,
             Outbound::Frame(frame) => self.text(&frame).await?,
             Outbound::Pong(payload) => {
                 self.send(Frame::pong(Payload::Borrowed(&payload))).await?;
@@ -248,11 +278,27 @@ impl Writer {
                 } else {
                     self.cursors.entry(room).or_insert(after);
                     // The events since `after` may have been released
-                    // before this follow (or missed by the bus): read them.
-                    self.catch_up(room, None).await?;
+                    // before this follow (or missed by the bus): read them,
+                    // once live (a `sync` may yet move the cursor back).
+                    match &mut self.held {
+                        Some(hold) => {
+                            hold.spilled.insert(room);
+                        }
+                        None => self.catch_up(room, None).await?,
+                    }
                 }
             }
             Outbound::Unfollow { room } => {
+                // What was held of the room (its `member_left` at least)
+                // goes out before the room does.
+                if let Some(hold) = &mut self.held {
+                    let (mine, others): (VecDeque<_>, VecDeque<_>) =
+                        hold.events.drain(..).partition(|(r, _, _)| *r == room);
+                    hold.events = others;
+                    for (room, seq, frame) in mine {
+                        self.deliver(room, seq, &frame).await?;
+                    }
+                }
                 if self.cursors.remove(&room).is_some() {
                     let frame = ServerFrame::RoomRemoved { room_id: room }.to_json();
                     self.text(frame.as_bytes()).await?;
@@ -262,6 +308,21 @@ impl Writer {
             Outbound::Close { code, reason } => return Ok(Some((code, reason))),
         }
         Ok(None)
+    }
+
+    /// Ends the hold: writes what was held (each event once, after any
+    /// replay that overtook it) and delivers live from now on.
+    async fn go_live(&mut self) -> Result<(), Gone> {
+        let Some(hold) = self.held.take() else {
+            return Ok(());
+        };
+        for (room, seq, frame) in hold.events {
+            self.deliver(room, seq, &frame).await?;
+        }
+        for room in hold.spilled {
+            self.catch_up(room, None).await?;
+        }
+        Ok(())
     }
 
     /// Writes a room event if it is the next one the client needs; fills
