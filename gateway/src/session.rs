@@ -46,7 +46,8 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
     /// The access token expired and no fresh one came with `auth`.
     pub const TOKEN_EXPIRED: u16 = 4001;
-    /// The session could not start (store unreachable).
+    /// The store could not be read (to start the session, or to fill a
+    /// gap): retry, and resume with `sync`.
     pub const UNAVAILABLE: u16 = 4003;
 }
 
@@ -113,6 +114,7 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         expires_at: claims.exp,
         last_heard,
         broken: false,
+        lost_track: false,
         held: Some(Hold::default()),
     };
     let (code, reason) = writer.run(queue, overflowed, inbound_done).await;
@@ -160,6 +162,8 @@ struct Writer {
     last_heard: Arc<AtomicI64>,
     /// A write failed or timed out: the socket is unusable.
     broken: bool,
+    /// A gap could not be filled from the store: the session must end.
+    lost_track: bool,
     /// Room events held between `hello` and the client's first frame (or
     /// `CHAT_SYNC_GRACE`), so that a resuming client's `sync` replay comes
     /// before them and the client sees one ordered sequence; `None` once
@@ -219,7 +223,7 @@ impl Writer {
                 () = &mut grace, if self.held.is_some() => {
                     // The client said nothing: it is not resuming.
                     if self.go_live().await.is_err() {
-                        return (close::NORMAL, "");
+                        return self.halted();
                     }
                 }
                 _ = heartbeat.tick() => {
@@ -242,7 +246,7 @@ impl Writer {
                     match self.handle(item).await {
                         Ok(None) => {}
                         Ok(Some(closing)) => return closing,
-                        Err(Gone) => return (close::NORMAL, ""),
+                        Err(Gone) => return self.halted(),
                     }
                 }
             }
@@ -310,6 +314,15 @@ impl Writer {
         Ok(None)
     }
 
+    /// The close for a writer that had to stop.
+    fn halted(&self) -> (u16, &'static str) {
+        if self.lost_track {
+            (close::UNAVAILABLE, "store unavailable; reconnect and sync")
+        } else {
+            (close::NORMAL, "")
+        }
+    }
+
     /// Ends the hold: writes what was held (each event once, after any
     /// replay that overtook it) and delivers live from now on.
     async fn go_live(&mut self) -> Result<(), Gone> {
@@ -360,9 +373,12 @@ impl Writer {
             let events = match self.ctx.store.events(room, page).await {
                 Ok(events) => events,
                 Err(e) => {
-                    // The client's cursor stays put; its next sync retries.
+                    // Writing on past the gap would break the client's
+                    // sequence: end the session instead, and the client
+                    // resumes with `sync` once the store is back.
                     tracing::warn!(error = %e, %room, "catch-up read failed");
-                    return Ok(());
+                    self.lost_track = true;
+                    return Err(Gone);
                 }
             };
             let full = events.len() == CATCH_UP_PAGE as usize;
