@@ -114,9 +114,7 @@ impl GatewayConfig {
     pub fn from_env() -> chat_shared::Result<Self> {
         let mut config: Self = chat_shared::config::from_env()?;
         config.database_url = chat_shared::config::database_url(&config.data_dir);
-        config.redis_url = std::env::var("REDIS_URL")
-            .ok()
-            .filter(|url| !url.is_empty());
+        config.redis_url = chat_shared::config::redis_url();
         config.validate()?;
         Ok(config)
     }

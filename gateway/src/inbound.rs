@@ -160,6 +160,11 @@ impl Handler {
             .await;
     }
 
+    async fn not_member(&self, reference: Option<String>) {
+        self.error("not_member", "you are not a member of this room", reference)
+            .await;
+    }
+
     async fn error(&self, code: &str, message: impl Into<String>, reference: Option<String>) {
         self.reply(ServerFrame::error(code, message, reference))
             .await;
@@ -260,11 +265,7 @@ impl Handler {
             .await;
         let event = match appended {
             Ok(appended) => appended.event,
-            Err(chat_shared::Error::NotMember) => {
-                return self
-                    .error("not_member", "you are not a member of this room", reference)
-                    .await
-            }
+            Err(chat_shared::Error::NotMember) => return self.not_member(reference).await,
             Err(chat_shared::Error::NotFound) => {
                 return self.error("not_found", "room not found", reference).await
             }
@@ -312,14 +313,7 @@ impl Handler {
                     .follow(self.session.key, room, after, true)
                     .await
             }
-            Ok(None) => {
-                self.error(
-                    "not_member",
-                    "you are not a member of this room",
-                    Some(room.to_string()),
-                )
-                .await
-            }
+            Ok(None) => self.not_member(Some(room.to_string())).await,
             Err(e) => {
                 tracing::warn!(error = %e, "membership check failed");
                 self.error("unavailable", "try the sync again", Some(room.to_string()))
@@ -342,14 +336,7 @@ impl Handler {
                     .publisher
                     .publish(Topic::Room(room), frame_bytes(&frame));
             }
-            Ok(None) => {
-                self.error(
-                    "not_member",
-                    "you are not a member of this room",
-                    Some(room.to_string()),
-                )
-                .await
-            }
+            Ok(None) => self.not_member(Some(room.to_string())).await,
             Err(e) => tracing::warn!(error = %e, "membership check failed"),
         }
     }
@@ -375,14 +362,7 @@ impl Handler {
                     .publisher
                     .publish(Topic::Room(room), frame_bytes(&frame));
             }
-            Err(chat_shared::Error::NotMember) => {
-                self.error(
-                    "not_member",
-                    "you are not a member of this room",
-                    Some(room.to_string()),
-                )
-                .await
-            }
+            Err(chat_shared::Error::NotMember) => self.not_member(Some(room.to_string())).await,
             Err(e) => tracing::warn!(error = %e, "storing a read marker failed"),
         }
     }

@@ -47,6 +47,13 @@ pub fn database_url(data_dir: &Path) -> String {
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("chat.db").display()))
 }
 
+/// `REDIS_URL`, if set and not empty.
+pub fn redis_url() -> Option<String> {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
