@@ -39,12 +39,25 @@ impl App {
 
     /// Binds an api over prepared state (tests, the all-in-one binary).
     pub async fn with_state(state: AppState) -> chat_shared::Result<Self> {
+        Self::bind(state.clone(), router(state)).await
+    }
+
+    /// Binds the api with routes of the embedder's own beside it (see
+    /// [`routes_with`]); the all-in-one binary serves everything this way.
+    pub async fn with_routes(
+        state: AppState,
+        extend: impl FnOnce(Router<AppState>) -> Router<AppState>,
+    ) -> chat_shared::Result<Self> {
+        Self::bind(state.clone(), routes_with(state, extend)).await
+    }
+
+    async fn bind(state: AppState, router: Router) -> chat_shared::Result<Self> {
         let addr = state.config.api_addr;
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            chat_shared::Error::Config(format!("CHAT_API_ADDR={addr}: cannot listen: {e}"))
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| chat_shared::Error::Config(format!("cannot listen on {addr}: {e}")))?;
         Ok(Self {
-            router: router(state.clone()),
+            router,
             listener,
             state,
         })
@@ -100,13 +113,23 @@ impl App {
     }
 }
 
-/// The api's router with its middleware, for embedding (tests, the
-/// all-in-one binary).
+/// The api's router with its middleware, answering unknown routes with a
+/// JSON 404.
 pub fn router(state: AppState) -> Router {
+    routes_with(state, |routes| {
+        routes.fallback(|| async { ApiError::NotFound("route") })
+    })
+}
+
+/// The api's routes with its middleware, after `extend` has added routes of
+/// its own (the all-in-one binary adds the WebSocket and the web client).
+pub fn routes_with(
+    state: AppState,
+    extend: impl FnOnce(Router<AppState>) -> Router<AppState>,
+) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let max_body = state.config.max_request_bytes;
-    routes::router(&state)
-        .fallback(|| async { ApiError::NotFound("route") })
+    extend(routes::router(&state))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))

@@ -14,7 +14,7 @@ mod routes;
 mod state;
 mod validate;
 
-pub use app::{router, App};
+pub use app::{router, routes_with, App};
 pub use config::ApiConfig;
 pub use error::ApiError;
 pub use state::AppState;

@@ -22,7 +22,7 @@ use hyper::service::service_fn;
 use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
 use crate::config::GatewayConfig;
@@ -31,22 +31,16 @@ use crate::handshake;
 use crate::hub::{Hub, Timing};
 use crate::session;
 
-/// A bound, ready-to-run gateway.
-pub struct Gateway {
-    listener: TcpListener,
+/// A gateway without a listener of its own: what the all-in-one binary
+/// mounts at `/v1/ws` beside the api, and what [`Gateway`] serves alone.
+#[derive(Clone)]
+pub struct GatewayService {
     ctx: Arc<Context>,
 }
 
-impl Gateway {
-    /// Opens the store and the bus named by the configuration and binds.
-    pub async fn build(config: GatewayConfig) -> chat_shared::Result<Self> {
-        let store = store::connect(&config.database_url, config.db_max_connections).await?;
-        let bus = bus::connect(config.redis_url.as_deref(), &config.bus_prefix).await?;
-        Self::with_parts(config, store, bus).await
-    }
-
-    /// Builds over a given store and bus (tests, the all-in-one binary).
-    pub async fn with_parts(
+impl GatewayService {
+    /// Starts the hub and the publisher over a given store and bus.
+    pub async fn start(
         config: GatewayConfig,
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
@@ -74,12 +68,54 @@ impl Gateway {
             publisher.clone(),
             timing,
         );
+        let ctx = Context::new(config, store, verifier, hub, publisher);
+        tokio::spawn(prune_send_rates(Arc::downgrade(&ctx)));
+        Ok(Self { ctx })
+    }
+
+    /// Answers a request for `/v1/ws`: admits and upgrades it, or refuses
+    /// it over plain HTTP.
+    pub async fn websocket<B>(&self, request: Request<B>) -> Response<Body> {
+        // Each connection holds a slot for its whole life.
+        let Ok(permit) = self.ctx.slots.clone().try_acquire_owned() else {
+            return refusal(handshake::Refusal::full());
+        };
+        upgrade(self.ctx.clone(), Arc::new(permit), request).await
+    }
+
+    /// Drains: `/readyz` turns 503, every session closes with 1012, and
+    /// this returns once they have ended or `CHAT_SHUTDOWN_GRACE` passed.
+    pub async fn drain(&self) {
+        drain(&self.ctx, TaskTracker::new()).await;
+    }
+}
+
+/// A bound, ready-to-run gateway.
+pub struct Gateway {
+    listener: TcpListener,
+    service: GatewayService,
+}
+
+impl Gateway {
+    /// Opens the store and the bus named by the configuration and binds.
+    pub async fn build(config: GatewayConfig) -> chat_shared::Result<Self> {
+        let store = store::connect(&config.database_url, config.db_max_connections).await?;
+        let bus = bus::connect(config.redis_url.as_deref(), &config.bus_prefix).await?;
+        Self::with_parts(config, store, bus).await
+    }
+
+    /// Builds over a given store and bus (tests, fault injection).
+    pub async fn with_parts(
+        config: GatewayConfig,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+    ) -> chat_shared::Result<Self> {
         let addr = config.gateway_addr;
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             chat_shared::Error::Config(format!("CHAT_GATEWAY_ADDR={addr}: cannot listen: {e}"))
         })?;
-        let ctx = Context::new(config, store, verifier, hub, publisher);
-        Ok(Self { listener, ctx })
+        let service = GatewayService::start(config, store, bus).await?;
+        Ok(Self { listener, service })
     }
 
     /// The address actually bound.
@@ -91,12 +127,10 @@ impl Gateway {
 
     /// Serves until `shutdown` resolves, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let Self { listener, ctx } = self;
+        let Self { listener, service } = self;
+        let ctx = service.ctx;
         // Plain HTTP connections (probes, handshakes in progress).
         let http = TaskTracker::new();
-        let pruner = tokio::spawn(prune_send_rates(ctx.clone()));
-        // Each connection holds a permit for its whole life, upgraded or not.
-        let slots = Arc::new(Semaphore::new(ctx.config.max_connections));
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -112,7 +146,8 @@ impl Gateway {
                     continue;
                 }
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Each connection holds a slot for its whole life, upgraded or not.
+            let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
                 tracing::warn!("connection limit reached; refusing a connection");
                 continue;
             };
@@ -140,30 +175,30 @@ impl Gateway {
                 }
             });
         }
-        pruner.abort();
-        drain(ctx, listener, http).await;
+        drop(listener);
+        drain(&ctx, http).await;
     }
 }
 
 /// Forgets the rate state of users whose allowance is full again, so the
-/// limiter holds only recent senders.
-async fn prune_send_rates(ctx: Arc<Context>) {
+/// limiter holds only recent senders; ends with the gateway.
+async fn prune_send_rates(ctx: std::sync::Weak<Context>) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
         every.tick().await;
+        let Some(ctx) = ctx.upgrade() else { return };
         ctx.send_rate.retain_recent();
         ctx.send_rate.shrink_to_fit();
     }
 }
 
-async fn drain(ctx: Arc<Context>, listener: TcpListener, http: TaskTracker) {
+async fn drain(ctx: &Context, http: TaskTracker) {
     let grace = ctx.config.shutdown_grace;
     tracing::info!(
         sessions = ctx.sessions.len(),
         "draining: closing sessions with 1012"
     );
     ctx.draining.store(true, Ordering::Relaxed);
-    drop(listener);
     ctx.drain.cancel();
     ctx.sessions.close();
     http.close();
@@ -180,7 +215,8 @@ async fn drain(ctx: Arc<Context>, listener: TcpListener, http: TaskTracker) {
     }
 }
 
-type Body = Full<Bytes>;
+/// The body of every response the gateway makes itself.
+pub type Body = Full<Bytes>;
 
 async fn route(
     ctx: Arc<Context>,
@@ -219,10 +255,10 @@ async fn ready(ctx: &Context) -> Response<Body> {
 }
 
 /// Admits and upgrades a WebSocket, or refuses it over plain HTTP.
-async fn upgrade(
+async fn upgrade<B>(
     ctx: Arc<Context>,
     permit: Arc<OwnedSemaphorePermit>,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
 ) -> Response<Body> {
     if ctx.is_draining() {
         return refusal(handshake::Refusal::draining());

@@ -11,6 +11,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use chat_shared::auth::TokenVerifier;
 use chat_shared::bus::Publisher;
 use chat_shared::store::Store;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -40,6 +41,8 @@ pub struct Context {
     pub draining: AtomicBool,
     /// Every session task, so shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// One permit per open connection, up to `CHAT_MAX_CONNECTIONS`.
+    pub slots: Arc<Semaphore>,
     next_key: AtomicU64,
 }
 
@@ -56,6 +59,7 @@ impl Context {
         let burst = NonZeroU32::new(config.send_burst).unwrap_or(NonZeroU32::MIN);
         let send_rate = RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst));
         Arc::new(Self {
+            slots: Arc::new(Semaphore::new(config.max_connections)),
             origins: config.origins(),
             send_rate,
             config,

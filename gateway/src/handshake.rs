@@ -36,6 +36,15 @@ impl Refusal {
         )
     }
 
+    /// The gateway holds `CHAT_MAX_CONNECTIONS` already.
+    pub fn full() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "this gateway is full; connect to another",
+        )
+    }
+
     /// The token's session was logged out.
     pub fn revoked() -> Self {
         Self::new(

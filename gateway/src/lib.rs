@@ -18,5 +18,5 @@ mod presence;
 mod sequencer;
 mod session;
 
-pub use app::Gateway;
+pub use app::{Body, Gateway, GatewayService};
 pub use config::GatewayConfig;

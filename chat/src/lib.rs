@@ -1,0 +1,150 @@
+//! `chat`: the embedded default. One process serves the REST api under
+//! `/v1`, one gateway at `/v1/ws` and the web client at `/`, on one port,
+//! over SQLite and the in-process bus unless `DATABASE_URL` / `REDIS_URL`
+//! say otherwise. On first start it creates the data dir, the database and
+//! the JWT key pair; later starts reuse them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chat_api::{ApiConfig, App, AppState};
+use chat_gateway::{GatewayConfig, GatewayService};
+use chat_shared::config::LogFormat;
+use chat_shared::{bus, store};
+use serde::Deserialize;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+/// Settings of the all-in-one binary itself; the api's and the gateway's
+/// own settings are read from the same environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ChatConfig {
+    /// `CHAT_ADDR`: where to listen.
+    pub addr: SocketAddr,
+    /// `CHAT_WEB_DIR`: the web client's files.
+    pub web_dir: PathBuf,
+    /// `CHAT_LOG`: log filter.
+    pub log: String,
+    /// `CHAT_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web-client")),
+            log: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Everything the binary needs, read from the environment.
+pub struct Settings {
+    /// The binary's own settings.
+    pub chat: ChatConfig,
+    /// The api's.
+    pub api: ApiConfig,
+    /// The gateway's.
+    pub gateway: GatewayConfig,
+}
+
+impl Settings {
+    /// Reads all three; the error names the variable at fault.
+    pub fn from_env() -> chat_shared::Result<Self> {
+        Ok(Self {
+            chat: chat_shared::config::from_env()?,
+            api: ApiConfig::from_env()?,
+            gateway: GatewayConfig::from_env()?,
+        })
+    }
+}
+
+/// Serves the web client: `/` is `index.html`, and only the files beside it
+/// with the page's own extensions are served, so the folder's tests and
+/// `node_modules` never are.
+async fn web_client(dir: PathBuf, request: Request) -> Response {
+    const SERVED: [&str; 6] = ["html", "js", "css", "png", "svg", "ico"];
+    let name = match request.uri().path().trim_start_matches('/') {
+        "" => "index.html",
+        name => name,
+    };
+    let plain = !name.contains('/') && !name.starts_with('.');
+    let served = name
+        .rsplit_once('.')
+        .is_some_and(|(_, ext)| SERVED.contains(&ext));
+    if !(plain && served) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match ServeFile::new(dir.join(name)).oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
+}
+
+/// A bound, ready-to-run all-in-one server.
+pub struct Chat {
+    app: App,
+    gateway: GatewayService,
+}
+
+impl Chat {
+    /// Opens (creating on first start) the store and the keys, starts the
+    /// gateway and binds `CHAT_ADDR`.
+    pub async fn build(settings: Settings) -> chat_shared::Result<Self> {
+        let Settings {
+            chat,
+            mut api,
+            gateway,
+        } = settings;
+        std::fs::create_dir_all(&api.data_dir)?;
+        let store = store::connect(&api.database_url, api.db_max_connections).await?;
+        let bus = bus::connect(api.redis_url.as_deref(), &api.bus_prefix).await?;
+        api.api_addr = chat.addr;
+        // The api creates the key pair on first start; the gateway then
+        // reads its public half from the same data dir.
+        let state = AppState::with_parts(api, store.clone(), bus.clone())?;
+        let gateway = GatewayService::start(gateway, store, bus).await?;
+        let ws = gateway.clone();
+        let web_dir = chat.web_dir.clone();
+        let app = App::with_routes(state, move |routes| {
+            routes
+                .route(
+                    "/v1/ws",
+                    get(move |request: Request| {
+                        let ws = ws.clone();
+                        async move { ws.websocket(request).await }
+                    }),
+                )
+                .fallback(move |request: Request| web_client(web_dir.clone(), request))
+        })
+        .await?;
+        Ok(Self { app, gateway })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.app.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves; then closes the WebSockets with
+    /// 1012 and lets HTTP requests in flight finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self { app, gateway } = self;
+        app.run(async move {
+            shutdown.await;
+            gateway.drain().await;
+        })
+        .await
+    }
+}

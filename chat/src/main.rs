@@ -1,0 +1,37 @@
+//! The `chat` binary: the whole chat system in one process. Reads its
+//! configuration, sets up logging, prints the address to open, and serves
+//! until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use chat::{Chat, Settings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = chat_shared::telemetry::init(&settings.chat.log, settings.chat.log_format) {
+        eprintln!("chat: {e}");
+        return ExitCode::FAILURE;
+    }
+    let chat = match Chat::build(settings).await {
+        Ok(chat) => chat,
+        Err(e) => {
+            tracing::error!(error = %e, "chat failed to start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("chat is running: open http://{}/", chat.local_addr());
+    match chat.run(chat_shared::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "chat stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

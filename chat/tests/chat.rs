@@ -1,0 +1,198 @@
+//! The all-in-one binary as a newcomer meets it: a fresh data dir, one
+//! port serving the web client, the api and the WebSocket, and data and
+//! sessions that survive a restart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use chat::{Chat, ChatConfig, Settings};
+use chat_api::ApiConfig;
+use chat_gateway::GatewayConfig;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A `chat` started in-process on port 0 over `data_dir`.
+struct Running {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    async fn start(data_dir: &Path) -> Self {
+        let settings = Settings {
+            chat: ChatConfig {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..ChatConfig::default()
+            },
+            api: ApiConfig {
+                data_dir: data_dir.to_path_buf(),
+                database_url: chat_shared::config::database_url(data_dir),
+                ..ApiConfig::default()
+            },
+            gateway: GatewayConfig {
+                data_dir: data_dir.to_path_buf(),
+                ..GatewayConfig::default()
+            },
+        };
+        let chat = Chat::build(settings).await.expect("chat starts");
+        let base = format!("http://{}", chat.local_addr());
+        let (stop, stopping) = oneshot::channel::<()>();
+        let stopped = tokio::spawn(chat.run(async move {
+            let _ = stopping.await;
+        }));
+        Self {
+            base,
+            stop: Some(stop),
+            stopped: Some(stopped),
+        }
+    }
+
+    /// Stops the server and waits until it has let go of the data dir.
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.stopped.take().unwrap().await.unwrap().unwrap();
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_data_dir_gives_a_working_system_on_one_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let chat = Running::start(&data_dir).await;
+    for file in ["chat.db", "jwt-private.pem", "jwt-public.pem"] {
+        assert!(data_dir.join(file).exists(), "{file} was not created");
+    }
+
+    // The web client at `/`.
+    let page = reqwest::get(format!("{}/", chat.base)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("chat-client.js") || html.contains("app.js"),
+        "{html}"
+    );
+    // Only the page's own files: not the folder's tests or packages.
+    for hidden in [
+        "/package.json",
+        "/tests/e2e.mjs",
+        "/node_modules/.package-lock.json",
+        "/../Cargo.toml",
+    ] {
+        let response = reqwest::get(format!("{}{hidden}", chat.base))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{hidden} is served");
+    }
+
+    // The api under /v1, the WebSocket at /v1/ws, same origin.
+    let (status, body) = chat
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({ "username": "newcomer", "password": "first-start" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let general = "00000000-0000-7000-8000-000000000001";
+    let (status, _) = chat
+        .post(
+            &format!("/v1/rooms/{general}/join"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let ws_url = chat.base.replacen("http", "ws", 1) + "/v1/ws";
+    let mut request = ws_url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_str(&format!("chat.v1, bearer.{token}")).unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let send =
+        json!({ "type": "send", "room_id": general, "client_id": "hello-1", "body": "hello" });
+    ws.send(Message::text(send.to_string())).await.unwrap();
+    let mut acked = false;
+    let mut delivered = false;
+    while !(acked && delivered) {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("the socket stays open")
+            .unwrap();
+        let Message::Text(text) = frame else { continue };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        acked |= frame["type"] == "ack" && frame["client_id"] == "hello-1";
+        delivered |= frame["type"] == "message" && frame["body"] == "hello";
+    }
+    drop(ws);
+    chat.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_start_reuses_the_data_and_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Running::start(dir.path()).await;
+    let (status, body) = first
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({ "username": "returning", "password": "survives-restart" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let user_id = body["user"]["id"].clone();
+    first.stop().await;
+
+    let second = Running::start(dir.path()).await;
+    // The same key pair: the token from before the restart still works.
+    let (status, me) = second.get("/v1/users/me", &token).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["id"], user_id);
+    // The same database: the account can log in again.
+    let (status, body) = second
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({ "username": "returning", "password": "survives-restart" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["id"], user_id);
+    second.stop().await;
+}
