@@ -1,0 +1,246 @@
+// Unit tests of the protocol client (chat-client.js) against a scripted
+// fake socket: the client's half of the delivery contract, with no server
+// and no browser. Run: node --test web-client/tests/chat-client.test.mjs
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Backoff, ChatClient, Outbox, jwtTimes } from '../chat-client.js';
+
+const ROOM = 'room-1';
+const OTHER_ROOM = 'room-2';
+const ME = { id: 'me', username: 'me', display_name: 'Me' };
+
+/** A Storage in memory (what localStorage offers). */
+class MemoryStorage {
+  #items = new Map();
+  getItem(key) {
+    return this.#items.has(key) ? this.#items.get(key) : null;
+  }
+  setItem(key, value) {
+    this.#items.set(key, String(value));
+  }
+  removeItem(key) {
+    this.#items.delete(key);
+  }
+}
+
+/** A WebSocket class whose instances the test drives as the server. */
+function fakeSocketClass() {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url, protocols) {
+      this.url = url;
+      this.protocols = protocols;
+      this.sent = [];
+      this.readyState = 1;
+      sockets.push(this);
+    }
+    send(text) {
+      const frame = JSON.parse(text);
+      this.sent.push(frame);
+      // A live server answers pings at once.
+      if (frame.type === 'ping' && this.autoPong) queueMicrotask(() => this.receive({ type: 'pong' }));
+    }
+    close(code = 1000) {
+      this.readyState = 3;
+      this.closedWith = code;
+    }
+    /** The server sends a frame. */
+    receive(frame) {
+      this.onmessage?.({ data: JSON.stringify(frame) });
+    }
+    /** The server (or the network) closes the connection. */
+    drop(code = 1006) {
+      this.readyState = 3;
+      this.onclose?.({ code });
+    }
+    sentOf(type) {
+      return this.sent.filter((frame) => frame.type === type);
+    }
+  }
+  return { FakeSocket, sockets };
+}
+
+const tick = (ms = 5) => new Promise((done) => setTimeout(done, ms));
+
+/** A started client on fake sockets, with every emitted event recorded;
+ *  stopped when the test ends, pass or fail (its timers would keep node up). */
+async function connected(t, { cursors = {}, heads = [{ room_id: ROOM, last_seq: 0 }], storage = new MemoryStorage(), heartbeatMs = 20_000 } = {}) {
+  const { FakeSocket, sockets } = fakeSocketClass();
+  const client = new ChatClient({
+    url: ['ws://a/v1/ws', 'ws://b/v1/ws'],
+    getToken: async () => 'header.eyJleHAiOjR9.signature',
+    outbox: new Outbox({ key: 'outbox', storage }),
+    backoff: new Backoff({ baseMs: 2, maxMs: 4, random: () => 0 }),
+    WebSocket: FakeSocket,
+  });
+  const seen = [];
+  for (const type of ['event', 'ack', 'sendFailed', 'roomAdded', 'roomRemoved', 'synced', 'pending']) {
+    client.on(type, (detail) => seen.push({ type, detail }));
+  }
+  t.after(() => client.stop());
+  client.start(cursors);
+  await tick();
+  const hello = (socket, rooms = heads) =>
+    socket.receive({ type: 'hello', session_id: '1', user: ME, rooms, heartbeat_ms: heartbeatMs });
+  hello(sockets[0]);
+  const events = () => seen.filter((e) => e.type === 'event').map((e) => e.detail.seq);
+  return { client, sockets, seen, events, hello, storage };
+}
+
+function message(seq, extra = {}) {
+  return { type: 'message', room_id: ROOM, seq, id: `e${seq}`, sender: 'them', ts: '2026-01-01T00:00:00Z', body: `m${seq}`, ...extra };
+}
+
+test('connects with the token as a subprotocol and syncs first, from the cursors it has', async (t) => {
+  const { client, sockets } = await connected(t, {
+    cursors: { [ROOM]: 7 },
+    heads: [{ room_id: ROOM, last_seq: 9 }, { room_id: OTHER_ROOM, last_seq: 4 }],
+  });
+  const [socket] = sockets;
+  assert.deepEqual(socket.protocols, ['chat.v1', 'bearer.header.eyJleHAiOjR9.signature']);
+  assert.deepEqual(socket.sent[0], { type: 'sync', rooms: { [ROOM]: 7, [OTHER_ROOM]: 4 } });
+  assert.equal(client.state, 'online');
+});
+
+test('hands each event over once, in seq order, and re-syncs a room when a gap shows', async (t) => {
+  const { client, sockets, events } = await connected(t, { cursors: { [ROOM]: 0 } });
+  const [socket] = sockets;
+  socket.receive(message(1));
+  socket.receive(message(1)); // a repeat
+  socket.receive(message(3)); // 2 is missing
+  socket.receive(message(4));
+  assert.deepEqual(events(), [1]);
+  assert.deepEqual(socket.sentOf('sync').at(-1), { type: 'sync', rooms: { [ROOM]: 1 } });
+  assert.equal(socket.sentOf('sync').length, 2, 'one re-sync per gap, not one per event');
+  for (const seq of [2, 3, 4]) socket.receive(message(seq)); // the replay
+  socket.receive({ type: 'synced', room_id: ROOM, seq: 4 });
+  socket.receive(message(4)); // live, already replayed
+  assert.deepEqual(events(), [1, 2, 3, 4]);
+  assert.equal(client.cursor(ROOM), 4);
+});
+
+test('a send stays pending until its ack, and is re-sent with the same client_id after a reconnect', async (t) => {
+  const { client, sockets, seen, hello } = await connected(t);
+  const entry = client.send(ROOM, 'hello');
+  assert.deepEqual(client.pending(ROOM), [entry]);
+  const first = sockets[0].sentOf('send');
+  assert.equal(first.length, 1);
+  sockets[0].drop(1012); // the gateway restarts before acknowledging
+  assert.equal(client.state, 'waiting');
+  await tick(20);
+  assert.equal(sockets.length, 2, 'reconnected');
+  assert.notEqual(sockets[1].url, sockets[0].url, 'to the next gateway');
+  hello(sockets[1]);
+  const again = sockets[1].sentOf('send');
+  assert.equal(sockets[1].sent[0].type, 'sync', 'the sync still comes first');
+  assert.deepEqual(again, first, 'the same frame, the same client_id');
+  sockets[1].receive({ type: 'ack', client_id: entry.client_id, room_id: ROOM, seq: 1, id: 'e1', ts: 't' });
+  assert.deepEqual(client.pending(), []);
+  const acks = seen.filter((e) => e.type === 'ack');
+  assert.equal(acks.length, 1);
+  assert.equal(acks[0].detail.body, 'hello');
+});
+
+test('pending sends survive a reload: a new client on the same storage sends them', async (t) => {
+  const storage = new MemoryStorage();
+  const before = await connected(t, { storage });
+  before.sockets[0].drop(1006);
+  before.client.stop();
+  const entry = before.client.send(ROOM, 'written offline');
+  const after = await connected(t, { storage });
+  assert.deepEqual(after.sockets[0].sentOf('send'), [
+    { type: 'send', room_id: ROOM, client_id: entry.client_id, body: 'written offline' },
+  ]);
+});
+
+test("a room's sends go one at a time, so a retried one never lands after a later one", async (t) => {
+  const { client, sockets, seen } = await connected(t, {
+    heads: [{ room_id: ROOM, last_seq: 0 }, { room_id: OTHER_ROOM, last_seq: 0 }],
+  });
+  const [socket] = sockets;
+  const one = client.send(ROOM, 'one');
+  const two = client.send(ROOM, 'two');
+  const elsewhere = client.send(OTHER_ROOM, 'elsewhere');
+  assert.deepEqual(socket.sentOf('send').map((f) => f.body), ['one', 'elsewhere'], 'rooms do not wait for each other');
+  socket.receive({ type: 'error', code: 'rate_limited', message: 'slow down', ref: one.client_id });
+  assert.deepEqual(socket.sentOf('send').map((f) => f.body), ['one', 'elsewhere'], '"two" waits for "one"');
+  await new Promise((done) => setTimeout(done, 1100)); // the retry delay (1 s step)
+  assert.deepEqual(socket.sentOf('send').map((f) => f.body), ['one', 'elsewhere', 'one']);
+  socket.receive({ type: 'ack', client_id: one.client_id, room_id: ROOM, seq: 1, id: 'e1', ts: 't' });
+  assert.deepEqual(socket.sentOf('send').map((f) => f.body), ['one', 'elsewhere', 'one', 'two']);
+  socket.receive({ type: 'error', code: 'not_member', message: 'no', ref: two.client_id });
+  const failed = seen.filter((e) => e.type === 'sendFailed');
+  assert.equal(failed.length, 1);
+  assert.equal(failed[0].detail.code, 'not_member');
+  assert.deepEqual(client.pending().map((e) => e.client_id), [elsewhere.client_id]);
+});
+
+test('my own message coming back settles its send even if the ack was lost', async (t) => {
+  const { client, sockets, seen } = await connected(t, { cursors: { [ROOM]: 0 } });
+  const entry = client.send(ROOM, 'mine');
+  sockets[0].receive(message(1, { sender: ME.id, client_id: entry.client_id, body: 'mine' }));
+  assert.deepEqual(client.pending(), []);
+  assert.equal(seen.filter((e) => e.type === 'ack').length, 1);
+});
+
+test('rooms come and go: room_added starts at its event, a room missing from hello is removed', async (t) => {
+  const { client, sockets, seen, events, hello } = await connected(t, { cursors: { [ROOM]: 0 } });
+  const room = { id: OTHER_ROOM, kind: 'private', name: 'g', topic: '', last_seq: 5 };
+  sockets[0].receive({ type: 'room_added', room, seq: 5 });
+  assert.equal(client.cursor(OTHER_ROOM), 4);
+  sockets[0].receive({ ...message(5), room_id: OTHER_ROOM, type: 'member_joined', user: ME.id });
+  assert.deepEqual(events(), [5]);
+  sockets[0].drop(1006);
+  await tick(20);
+  hello(sockets[1], [{ room_id: OTHER_ROOM, last_seq: 5 }]);
+  assert.deepEqual(seen.filter((e) => e.type === 'roomRemoved').map((e) => e.detail.room_id), [ROOM]);
+  assert.deepEqual(sockets[1].sent[0], { type: 'sync', rooms: { [OTHER_ROOM]: 5 } });
+});
+
+test('follow() makes the session follow a room joined over REST, once', async (t) => {
+  const { client, sockets } = await connected(t);
+  client.follow(OTHER_ROOM, 3);
+  client.follow(OTHER_ROOM, 9);
+  assert.deepEqual(sockets[0].sentOf('sync').slice(1), [{ type: 'sync', rooms: { [OTHER_ROOM]: 3 } }]);
+  assert.equal(client.cursor(OTHER_ROOM), 3);
+});
+
+test('a ping left unanswered for a heartbeat ends the connection; answered ones keep it', async (t) => {
+  const { client, sockets } = await connected(t, { heartbeatMs: 40 });
+  const [socket] = sockets;
+  socket.autoPong = true;
+  await tick(150);
+  assert.ok(socket.sentOf('ping').length >= 2, 'it pings');
+  assert.equal(client.state, 'online', 'answered pings keep it');
+  socket.autoPong = false;
+  const pings = socket.sentOf('ping').length;
+  await tick(400);
+  assert.equal(socket.closedWith, 4000);
+  assert.ok(socket.sentOf('ping').length <= pings + 1, 'no new pings while one is unanswered');
+  assert.notEqual(client.state, 'online');
+});
+
+test('Outbox: tabs sharing a storage add and remove without losing each other’s sends', () => {
+  const storage = new MemoryStorage();
+  const tabA = new Outbox({ key: 'k', storage });
+  const tabB = new Outbox({ key: 'k', storage });
+  tabA.add({ client_id: 'a1', room_id: ROOM, body: 'a', created_at: 1 });
+  tabB.add({ client_id: 'b1', room_id: ROOM, body: 'b', created_at: 2 });
+  tabA.remove('a1');
+  assert.deepEqual(tabB.list().map((e) => e.client_id), ['b1']);
+});
+
+test('Backoff: exponential, jittered within the upper half, capped, and reset', () => {
+  const backoff = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 1 });
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map(() => backoff.next()), [100, 200, 400, 800, 1000, 1000]);
+  backoff.reset();
+  backoff.random = () => 0;
+  assert.equal(backoff.next(), 50, 'never below half the step');
+});
+
+test('jwtTimes reads iat and exp without verifying', () => {
+  const payload = Buffer.from(JSON.stringify({ iat: 100, exp: 1000 })).toString('base64url');
+  assert.deepEqual(jwtTimes(`h.${payload}.s`), { issuedAt: 100_000, expiresAt: 1_000_000 });
+  assert.equal(jwtTimes('not a token'), null);
+});
