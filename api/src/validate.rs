@@ -69,23 +69,14 @@ pub fn topic(topic: &str) -> Result<String, ApiError> {
     text("topic", topic, 0, 512)
 }
 
-/// A client's idempotency key: 1–64 visible ASCII characters.
+/// A client's idempotency key (the rule the gateway applies too).
 pub fn client_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid("client_id: 1 to 64 visible ASCII characters"));
-    }
-    Ok(())
+    chat_shared::model::check_client_id(id).map_err(invalid)
 }
 
-/// A message: 1 to `max` characters, not only whitespace, and no NUL
-/// (PostgreSQL cannot store one); kept as written.
+/// A message text (the rule the gateway applies too).
 pub fn message_body(body: &str, max: usize) -> Result<(), ApiError> {
-    if body.trim().is_empty() || body.chars().count() > max || body.contains('\0') {
-        return Err(invalid(format!(
-            "body: 1 to {max} characters, not only whitespace, no NUL"
-        )));
-    }
-    Ok(())
+    chat_shared::model::check_message_body(body, max).map_err(invalid)
 }
 
 #[cfg(test)]

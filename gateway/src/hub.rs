@@ -367,14 +367,48 @@ impl HubTask {
     }
 
     async fn remove_follower(&mut self, room: RoomId, key: SessionKey) {
-        let Some(feed) = self.rooms.get_mut(&room) else {
-            return;
-        };
-        feed.followers.remove(&key);
-        if feed.followers.is_empty() {
+        if let Some(feed) = self.rooms.get_mut(&room) {
+            feed.followers.remove(&key);
+        }
+        self.forget_if_unfollowed(room).await;
+    }
+
+    /// Drops a room nobody here follows any more, and its subscription.
+    async fn forget_if_unfollowed(&mut self, room: RoomId) {
+        if self
+            .rooms
+            .get(&room)
+            .is_some_and(|feed| feed.followers.is_empty())
+        {
             self.rooms.remove(&room);
             self.unsubscribe(Topic::Room(room)).await;
         }
+    }
+
+    /// The connections of `user` on this gateway.
+    fn sessions_of(&self, user: UserId) -> Vec<SessionKey> {
+        self.users
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// Stops delivering `room` to connection `key` and tells it so; false
+    /// if it was not following the room.
+    fn unfollow(&mut self, key: SessionKey, room: RoomId) -> bool {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return false;
+        };
+        if !session.rooms.remove(&room) {
+            return false;
+        }
+        session.outbox.push(Outbound::Unfollow { room });
+        if let Some(feed) = self.rooms.get_mut(&room) {
+            feed.followers.remove(&key);
+        }
+        true
     }
 
     async fn subscribe(&self, topic: Topic) {
@@ -427,13 +461,7 @@ impl HubTask {
 
     /// A message for every connection of `user`.
     async fn on_user_message(&mut self, user: UserId, route: Route, payload: Bytes) {
-        let keys: Vec<SessionKey> = self
-            .users
-            .get(&user)
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect();
+        let keys = self.sessions_of(user);
         match (route.kind.as_str(), route.room, route.room_id) {
             ("room_added", Some(room), _) => {
                 // Start just before the event that added them, so the
@@ -478,12 +506,8 @@ impl HubTask {
 
     /// Stops delivering `room` to connection `key` at once.
     async fn cut_off(&mut self, key: SessionKey, room: RoomId) {
-        let Some(session) = self.sessions.get_mut(&key) else {
-            return;
-        };
-        if session.rooms.remove(&room) {
-            session.outbox.push(Outbound::Unfollow { room });
-            self.remove_follower(room, key).await;
+        if self.unfollow(key, room) {
+            self.forget_if_unfollowed(room).await;
         }
     }
 
@@ -494,16 +518,8 @@ impl HubTask {
         };
         let released = feed.sequencer.offer(seq, frame);
         self.release(room, released);
-        if self
-            .rooms
-            .get(&room)
-            .is_some_and(|feed| feed.followers.is_empty())
-        {
-            // Its last local member left or was removed.
-            self.rooms.remove(&room);
-            self.unsubscribe(Topic::Room(room)).await;
-            return;
-        }
+        // Its last local member may just have left or been removed.
+        self.forget_if_unfollowed(room).await;
         self.arm_gap_timer(room);
     }
 
@@ -523,26 +539,8 @@ impl HubTask {
                 if let Some(user) = route.user {
                     // The kicked member got their own `member_left`; from
                     // here on they get nothing more of this room.
-                    let keys: Vec<SessionKey> = self
-                        .users
-                        .get(&user)
-                        .into_iter()
-                        .flatten()
-                        .copied()
-                        .collect();
-                    for key in keys {
-                        let detach = self
-                            .sessions
-                            .get_mut(&key)
-                            .is_some_and(|s| s.rooms.remove(&room));
-                        if detach {
-                            if let Some(session) = self.sessions.get(&key) {
-                                session.outbox.push(Outbound::Unfollow { room });
-                            }
-                            if let Some(feed) = self.rooms.get_mut(&room) {
-                                feed.followers.remove(&key);
-                            }
-                        }
+                    for key in self.sessions_of(user) {
+                        self.unfollow(key, room);
                     }
                 }
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_shared::bus::Topic;
-use chat_shared::model::{RoomId, UserId};
+use chat_shared::model::{check_client_id, check_message_body, RoomId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
 use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
 use hyper::upgrade::Upgraded;
@@ -239,21 +239,9 @@ impl Handler {
                 .error("rate_limited", "sending too fast; slow down", reference)
                 .await;
         }
-        if client_id.is_empty()
-            || client_id.len() > 64
-            || !client_id.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return self
-                .error(
-                    "validation_failed",
-                    "client_id: 1 to 64 visible ASCII characters",
-                    reference,
-                )
-                .await;
-        }
         let max = self.ctx.config.max_body_chars;
-        if body.trim().is_empty() || body.chars().count() > max || body.contains('\0') {
-            let message = format!("body: 1 to {max} characters, not only whitespace, no NUL");
+        let valid = check_client_id(&client_id).and_then(|()| check_message_body(&body, max));
+        if let Err(message) = valid {
             return self.error("validation_failed", message, reference).await;
         }
         // Durable before anything else: the ack, the fan-out and the

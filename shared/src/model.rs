@@ -288,3 +288,23 @@ pub struct RoomEvent {
     #[serde(flatten)]
     pub body: EventBody,
 }
+
+/// Checks a sender's idempotency key: 1–64 visible ASCII characters. The
+/// api and the gateway both send through this, so the rule is one.
+pub fn check_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("client_id: 1 to 64 visible ASCII characters".into());
+    }
+    Ok(())
+}
+
+/// Checks a message text: 1 to `max` characters, not only whitespace, and
+/// no NUL (PostgreSQL cannot store one); the text is kept as written.
+pub fn check_message_body(body: &str, max: usize) -> Result<(), String> {
+    if body.trim().is_empty() || body.chars().count() > max || body.contains('\0') {
+        return Err(format!(
+            "body: 1 to {max} characters, not only whitespace, no NUL"
+        ));
+    }
+    Ok(())
+}
