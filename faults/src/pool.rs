@@ -1,0 +1,679 @@
+//! The system under test as real processes on loopback: a private
+//! PostgreSQL instance and redis-server (so they can be stopped, frozen and
+//! restarted without touching anyone else's), one `chat-api`, several
+//! `chat-gateway`s, and nginx running `deploy/nginx.conf`. Every process
+//! logs to a file in the suite's directory; nothing outlives the suite.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{Pid, User};
+
+use crate::proxy::FaultProxy;
+
+/// Settings the gateways run with: short intervals so faults are detected
+/// and repaired within a scenario.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// One child process that can be started again after it stops.
+pub struct Service {
+    pub name: String,
+    /// Where it answers HTTP (`/readyz`, `/metrics`), if it does.
+    pub addr: Option<SocketAddr>,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    run_as: Option<User>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Service {
+    fn new(name: &str, addr: Option<SocketAddr>, command: Vec<String>, log_dir: &Path) -> Self {
+        Self {
+            name: name.to_owned(),
+            addr,
+            command,
+            env: Vec::new(),
+            run_as: None,
+            log: log_dir.join(format!("{name}.log")),
+            child: None,
+        }
+    }
+
+    fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// Starts the process, appending its output to its log file.
+    pub fn start(&mut self) -> Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let mut command = Command::new(&self.command[0]);
+        command
+            .args(&self.command[1..])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(user) = &self.run_as {
+            use std::os::unix::process::CommandExt;
+            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {} ({})", self.name, self.command[0]))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<Pid> {
+        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Sends `signal` to the process and every child it started (a whole
+    /// PostgreSQL instance: the postmaster and its backends).
+    pub fn signal_tree(&self, signal: Signal) -> Result<()> {
+        let pid = self
+            .pid()
+            .with_context(|| format!("{} is not running", self.name))?;
+        for child in children_of(pid) {
+            let _ = kill(child, signal);
+        }
+        kill(pid, signal).with_context(|| format!("signalling {}", self.name))
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait up to `grace` for the exit; SIGKILL after it.
+    /// Returns how long the exit took.
+    pub fn terminate(&mut self, grace: Duration) -> Result<Duration> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(Duration::ZERO);
+        };
+        let started = Instant::now();
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        while started.elapsed() < grace {
+            if child.try_wait()?.is_some() {
+                return Ok(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("{} did not exit within {grace:?} of SIGTERM", self.name)
+    }
+
+    /// Resident memory now, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    }
+
+    /// The lines of its log that report a panic.
+    pub fn panics(&self) -> Vec<String> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("panicked at"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            // A frozen process must be thawed to die.
+            let _ = kill(pid, Signal::SIGCONT);
+        }
+        self.kill();
+    }
+}
+
+/// Every process whose parent is `parent`.
+fn children_of(parent: Pid) -> Vec<Pid> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // `pid (comm) state ppid …`; comm may hold spaces, so split after ')'.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                == Some(parent.as_raw())
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The whole deployment.
+pub struct Pool {
+    pub dir: PathBuf,
+    pub postgres: Service,
+    pub postgres_url: String,
+    pub redis: Service,
+    pub redis_url: String,
+    /// Between the api and PostgreSQL.
+    pub db_proxy: FaultProxy,
+    pub api: Service,
+    pub gateways: Vec<Service>,
+    pub nginx: Service,
+    /// nginx's address: where clients connect.
+    pub entry: SocketAddr,
+    /// Between some clients and nginx.
+    pub client_proxy: FaultProxy,
+    http: reqwest::Client,
+}
+
+/// Knobs of the pool.
+pub struct PoolOptions {
+    pub gateways: usize,
+    /// `CHAT_OUTBOUND_QUEUE` of the gateways.
+    pub outbound_queue: usize,
+    /// The nginx config to run (its listen line and upstream servers are
+    /// replaced by the pool's).
+    pub nginx_conf: PathBuf,
+}
+
+impl Pool {
+    /// Starts everything and waits until every `/readyz` answers 200.
+    pub async fn start(repo: &Path, options: &PoolOptions) -> Result<Self> {
+        let bin_dir = std::env::current_exe()?
+            .parent()
+            .context("the suite's own directory")?
+            .to_owned();
+        let dir = std::env::temp_dir().join(format!("chat-faults-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let logs = dir.join("logs");
+        fs::create_dir_all(&logs)?;
+
+        let (postgres, postgres_url) = start_postgres(&dir, &logs).await?;
+        let redis_port = free_port()?;
+        let mut redis = Service::new(
+            "redis",
+            None,
+            vec![
+                "redis-server".into(),
+                "--port".into(),
+                redis_port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--save".into(),
+                String::new(),
+                "--appendonly".into(),
+                "no".into(),
+            ],
+            &logs,
+        );
+        redis.start()?;
+        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        wait_for_tcp(&format!("127.0.0.1:{redis_port}"), Duration::from_secs(10)).await?;
+
+        let pg_addr: SocketAddr = postgres_url
+            .trim_start_matches("postgres://postgres@")
+            .split('/')
+            .next()
+            .context("postgres address")?
+            .parse()?;
+        let db_proxy = FaultProxy::start(pg_addr).await?;
+        let api_database_url = format!("postgres://postgres@{}/chat", db_proxy.addr());
+
+        let api_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let api_dir = dir.join("api");
+        let mut api = Service::new(
+            "chat-api",
+            Some(api_addr),
+            vec![bin(&bin_dir, "chat-api")?],
+            &logs,
+        )
+        .env("CHAT_API_ADDR", api_addr.to_string())
+        .env("CHAT_DATA_DIR", api_dir.display().to_string())
+        .env("DATABASE_URL", api_database_url)
+        .env("REDIS_URL", &redis_url)
+        .env("CHAT_BUS_PREFIX", "faults")
+        .env("CHAT_AUTH_RATE_PER_MINUTE", "100000")
+        .env("CHAT_AUTH_RATE_BURST", "10000")
+        .env("CHAT_ACCESS_TOKEN_TTL", "2h")
+        .env("CHAT_SHUTDOWN_GRACE", "5s")
+        .env("CHAT_LOG", "info");
+        api.start()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        wait_ready(&http, &mut api, Duration::from_secs(60)).await?;
+
+        let public_key = api_dir.join("jwt-public.pem");
+        let mut gateways = Vec::new();
+        for i in 0..options.gateways {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            let mut gateway = Service::new(
+                &format!("chat-gateway-{}", i + 1),
+                Some(addr),
+                vec![bin(&bin_dir, "chat-gateway")?],
+                &logs,
+            )
+            .env("CHAT_GATEWAY_ADDR", addr.to_string())
+            .env(
+                "CHAT_DATA_DIR",
+                dir.join(format!("gateway-{i}")).display().to_string(),
+            )
+            .env("DATABASE_URL", &postgres_url)
+            .env("REDIS_URL", &redis_url)
+            .env("CHAT_BUS_PREFIX", "faults")
+            .env("CHAT_JWT_PUBLIC_KEY", public_key.display().to_string())
+            .env(
+                "CHAT_HEARTBEAT_INTERVAL",
+                format!("{}s", HEARTBEAT.as_secs()),
+            )
+            .env("CHAT_OUTBOUND_QUEUE", options.outbound_queue.to_string())
+            .env("CHAT_SHUTDOWN_GRACE", "5s")
+            .env("CHAT_LOG", "info");
+            gateway.start()?;
+            gateways.push(gateway);
+        }
+        for gateway in &mut gateways {
+            wait_ready(&http, gateway, Duration::from_secs(30)).await?;
+        }
+
+        let entry: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let prefix = dir.join("nginx");
+        let conf = render_nginx_conf(
+            &fs::read_to_string(&options.nginx_conf)
+                .with_context(|| format!("reading {}", options.nginx_conf.display()))?,
+            entry,
+            api_addr,
+            &gateways.iter().filter_map(|g| g.addr).collect::<Vec<_>>(),
+        )?;
+        fs::create_dir_all(prefix.join("logs"))?;
+        fs::create_dir_all(prefix.join("tmp"))?;
+        std::os::unix::fs::symlink(repo.join("web-client"), prefix.join("web-client"))?;
+        fs::write(prefix.join("nginx.conf"), conf)?;
+        let mut nginx = Service::new(
+            "nginx",
+            None,
+            vec![
+                nginx_binary(),
+                "-p".into(),
+                format!("{}/", prefix.display()),
+                "-c".into(),
+                prefix.join("nginx.conf").display().to_string(),
+                "-e".into(),
+                "stderr".into(),
+                "-g".into(),
+                "daemon off;".into(),
+            ],
+            &logs,
+        );
+        nginx.start()?;
+        wait_for_tcp(&entry.to_string(), Duration::from_secs(10)).await?;
+        let client_proxy = FaultProxy::start(entry).await?;
+
+        Ok(Self {
+            dir,
+            postgres,
+            postgres_url,
+            redis,
+            redis_url,
+            db_proxy,
+            api,
+            gateways,
+            nginx,
+            entry,
+            client_proxy,
+            http,
+        })
+    }
+
+    /// Every HTTP service (api, gateways) that is running answers
+    /// `/readyz` 200 within `within`; the time it took.
+    pub async fn wait_all_ready(&mut self, within: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        let http = self.http.clone();
+        wait_ready(&http, &mut self.api, within).await?;
+        for gateway in &mut self.gateways {
+            if gateway.is_running() {
+                wait_ready(&http, gateway, within.saturating_sub(started.elapsed())).await?;
+            }
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Restarts a stopped service and waits for its `/readyz`.
+    pub async fn restart(&mut self, which: Which) -> Result<()> {
+        let http = self.http.clone();
+        let service = self.service(which);
+        service.start()?;
+        if service.addr.is_some() {
+            wait_ready(&http, service, Duration::from_secs(30)).await?;
+        }
+        Ok(())
+    }
+
+    pub fn service(&mut self, which: Which) -> &mut Service {
+        match which {
+            Which::Api => &mut self.api,
+            Which::Gateway(i) => &mut self.gateways[i],
+            Which::Redis => &mut self.redis,
+        }
+    }
+
+    /// Sum over the gateways of a Prometheus series, e.g.
+    /// `chat_gateway_connections_closed_total{code="4000"}`: the name plus
+    /// label pairs that must all be present.
+    pub async fn gateway_metric(&mut self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut total = 0.0;
+        for gateway in &mut self.gateways {
+            let Some(addr) = gateway.addr else { continue };
+            if !gateway.is_running() {
+                continue;
+            }
+            let Ok(response) = self.http.get(format!("http://{addr}/metrics")).send().await else {
+                continue;
+            };
+            let text = response.text().await.unwrap_or_default();
+            total += sum_series(&text, name, labels);
+        }
+        total
+    }
+
+    /// The largest resident set among the gateways, in KiB.
+    pub fn peak_gateway_rss_kib(&self) -> u64 {
+        self.gateways
+            .iter()
+            .filter_map(Service::rss_kib)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every panic line in any log.
+    pub fn panics(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for service in [&self.api, &self.nginx, &self.redis]
+            .into_iter()
+            .chain(self.gateways.iter())
+        {
+            all.extend(
+                service
+                    .panics()
+                    .into_iter()
+                    .map(|l| format!("{}: {l}", service.name)),
+            );
+        }
+        all
+    }
+
+    /// A superuser connection straight to PostgreSQL (not through the proxy).
+    pub async fn postgres_admin(&self) -> Result<sqlx::PgConnection> {
+        use sqlx::Connection;
+        Ok(sqlx::PgConnection::connect(&self.postgres_url).await?)
+    }
+}
+
+/// Names a restartable part of the pool.
+#[derive(Debug, Clone, Copy)]
+pub enum Which {
+    Api,
+    Gateway(usize),
+    Redis,
+}
+
+fn bin(dir: &Path, name: &str) -> Result<String> {
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it first (cargo build -p {name})",
+            path.display()
+        );
+    }
+    Ok(path.display().to_string())
+}
+
+fn nginx_binary() -> String {
+    ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("nginx")
+        .to_owned()
+}
+
+/// `deploy/nginx.conf` with its listen address and upstream servers
+/// replaced by the pool's, so the suite runs the shipped directives.
+pub fn render_nginx_conf(
+    conf: &str,
+    listen: SocketAddr,
+    api: SocketAddr,
+    gateways: &[SocketAddr],
+) -> Result<String> {
+    let mut out = String::new();
+    let mut upstream: Option<&str> = None;
+    let mut replaced = HashMap::new();
+    let mut listened = false;
+    for line in conf.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if let Some(name) = trimmed.strip_prefix("upstream ") {
+            upstream = name.split_whitespace().next().map(|n| match n {
+                "chat_api" => "chat_api",
+                "chat_gateways" => "chat_gateways",
+                _ => "other",
+            });
+        } else if trimmed.starts_with('}') {
+            upstream = None;
+        } else if trimmed.starts_with("server ") && upstream.is_some_and(|u| u != "other") {
+            let name = upstream.expect("checked");
+            if replaced.insert(name, ()).is_none() {
+                let addrs: Vec<SocketAddr> = if name == "chat_api" {
+                    vec![api]
+                } else {
+                    gateways.to_vec()
+                };
+                // Keep the shipped parameters (max_fails …), swap the address.
+                let params = trimmed
+                    .trim_start_matches("server ")
+                    .trim_end_matches(';')
+                    .split_whitespace()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                for addr in addrs {
+                    out.push_str(&format!("{indent}server {addr} {params};\n"));
+                }
+            }
+            continue;
+        } else if trimmed.starts_with("listen ") && !listened {
+            out.push_str(&format!("{indent}listen {listen};\n"));
+            listened = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if replaced.len() != 2 || !listened {
+        bail!("deploy/nginx.conf lacks a listen line or the chat_api/chat_gateways upstreams");
+    }
+    Ok(out)
+}
+
+/// Sums every sample of `name` carrying all `labels`.
+pub fn sum_series(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest),
+                None => (series, ""),
+            };
+            let matches = series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+async fn wait_for_tcp(addr: &str, within: Duration) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("nothing answered on {addr} within {within:?}")
+}
+
+async fn wait_ready(http: &reqwest::Client, service: &mut Service, within: Duration) -> Result<()> {
+    let addr = service.addr.context("service without HTTP")?;
+    let started = Instant::now();
+    loop {
+        if !service.is_running() {
+            bail!(
+                "{} exited; see {}",
+                service.name,
+                service.log_path().display()
+            );
+        }
+        if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if started.elapsed() > within {
+            bail!("{} not ready within {within:?}", service.name);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// initdb + postgres on a free port, as the `postgres` user when run as
+/// root (PostgreSQL refuses to run as root).
+async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String)> {
+    let bin_dir = postgres_bin_dir()?;
+    let data = dir.join("pg");
+    fs::create_dir_all(&data)?;
+    let run_as = if nix::unistd::geteuid().is_root() {
+        let user = User::from_name("postgres")?.context("no postgres user to run PostgreSQL as")?;
+        nix::unistd::chown(dir, Some(user.uid), Some(user.gid))?;
+        nix::unistd::chown(&data, Some(user.uid), Some(user.gid))?;
+        Some(user)
+    } else {
+        None
+    };
+    let mut init = Command::new(bin_dir.join("initdb"));
+    init.args(["-D", &data.display().to_string()])
+        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(user) = &run_as {
+        use std::os::unix::process::CommandExt;
+        init.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    let output = init.output().context("running initdb")?;
+    if !output.status.success() {
+        bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let port = free_port()?;
+    let mut postgres = Service::new(
+        "postgres",
+        None,
+        vec![
+            bin_dir.join("postgres").display().to_string(),
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            "-c".into(),
+            format!("unix_socket_directories={}", data.display()),
+            "-c".into(),
+            "max_connections=300".into(),
+        ],
+        logs,
+    );
+    postgres.run_as = run_as;
+    postgres.start()?;
+    wait_for_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(30)).await?;
+    let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let started = Instant::now();
+    loop {
+        use sqlx::{Connection, Executor};
+        match sqlx::PgConnection::connect(&admin).await {
+            Ok(mut conn) => {
+                conn.execute("CREATE DATABASE chat").await?;
+                break;
+            }
+            Err(e) if started.elapsed() > Duration::from_secs(30) => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    Ok((
+        postgres,
+        format!("postgres://postgres@127.0.0.1:{port}/chat"),
+    ))
+}
+
+/// Where `initdb` and `postgres` live: next to `pg_ctl` on the PATH, or
+/// Debian's newest `/usr/lib/postgresql/<version>/bin`.
+fn postgres_bin_dir() -> Result<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    for dir in on_path {
+        let candidate = dir.join("postgres");
+        if candidate.exists() {
+            let resolved = fs::canonicalize(&candidate)?;
+            return Ok(resolved.parent().context("postgres dir")?.to_owned());
+        }
+    }
+    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .context("PostgreSQL is not installed (/usr/lib/postgresql missing)")?
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions
+        .pop()
+        .context("no PostgreSQL server binaries under /usr/lib/postgresql")
+}

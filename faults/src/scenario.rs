@@ -1,0 +1,654 @@
+//! The fault scenarios and the judge: steady traffic from many clients,
+//! one fault in the middle of it, then the delivery contract checked from
+//! every client's books.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+
+use crate::client::{Account, Client, Command, Rest, Stalled};
+use crate::pool::{Pool, Which, HEARTBEAT};
+use crate::proxy::Mode;
+
+/// One row of the report.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub name: &'static str,
+    pub sent: usize,
+    pub acked: usize,
+    /// Sends whose outcome the client could not know (connection or request
+    /// failed before the answer); all were retried with the same client_id.
+    pub unknown: usize,
+    /// (event, member) deliveries expected and made.
+    pub expected: usize,
+    pub delivered: usize,
+    pub lost: usize,
+    /// Delivered, but more than 10 s after the fault ended (or the ack).
+    pub late: usize,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    /// Deliberate re-sends of acknowledged messages / those whose ack
+    /// carried another seq.
+    pub retry_checks: u64,
+    pub retry_mismatches: u64,
+    /// REST retries that found their send already committed (200 with the
+    /// original event after a failed attempt).
+    pub recovered_originals: usize,
+    /// The worst delay of a delivery past the later of its ack and the
+    /// fault's end: how long the system took to catch up.
+    pub recovery: Duration,
+    pub peak_rss_kib: u64,
+    /// What the fault itself showed (detection times, close codes …).
+    pub notes: Vec<String>,
+    pub failures: Vec<String>,
+}
+
+/// The load every scenario runs under.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub clients: usize,
+    pub rooms: usize,
+    /// Messages per second, all senders together.
+    pub rate: u32,
+    pub duration: Duration,
+}
+
+/// Every scenario, in the order they run.
+pub const SCENARIOS: &[&str] = &[
+    "baseline",
+    "gateway-sigkill",
+    "rolling-restart",
+    "redis-restart",
+    "redis-pubsub-kill",
+    "redis-pause",
+    "postgres-sigstop",
+    "postgres-terminate",
+    "client-slow-network",
+    "client-reset",
+    "client-half-open",
+    "stalled-reader",
+    "api-killed-after-commit",
+];
+
+/// How late an acknowledged event may reach a member after the fault.
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
+/// Memory a gateway may reach under this load before we call it unbounded.
+const RSS_LIMIT_KIB: u64 = 256 * 1024;
+
+pub struct Suite {
+    pub pool: Pool,
+    rest: Rest,
+    clients: Vec<Client>,
+    /// Clients from this index on connect through the client fault proxy.
+    proxied_from: usize,
+    rooms: Vec<String>,
+    load: Load,
+    _stop: watch::Sender<bool>,
+    peak_rss_kib: u64,
+}
+
+impl Suite {
+    /// Registers the users, creates the rooms (everyone joins every room)
+    /// and connects the clients: half straight to nginx, half through the
+    /// client fault proxy.
+    pub async fn start(pool: Pool, load: Load) -> Result<Self> {
+        let rest = Rest::new(pool.entry)?;
+        let run = std::process::id();
+        let mut accounts = Vec::new();
+        for i in 0..load.clients {
+            accounts.push(rest.register(&format!("f{run}u{i}")).await?);
+        }
+        let mut rooms = Vec::new();
+        for r in 0..load.rooms {
+            let room = rest
+                .create_room(&accounts[0], &format!("faults {run} {r}"))
+                .await?;
+            for account in &accounts[1..] {
+                rest.join(account, &room).await?;
+            }
+            rooms.push(room);
+        }
+        let (stop, stopped) = watch::channel(false);
+        let proxied_from = load.clients / 2;
+        let clients = accounts
+            .into_iter()
+            .enumerate()
+            .map(|(i, account)| {
+                let via = if i >= proxied_from {
+                    pool.client_proxy.addr()
+                } else {
+                    pool.entry
+                };
+                Client::spawn(account, format!("ws://{via}/v1/ws"), stopped.clone())
+            })
+            .collect::<Vec<_>>();
+        let suite = Self {
+            pool,
+            rest,
+            clients,
+            proxied_from,
+            rooms,
+            load,
+            _stop: stop,
+            peak_rss_kib: 0,
+        };
+        // Everyone connected and resumed before the first scenario.
+        let started = Instant::now();
+        while suite.clients.iter().any(|c| c.books().connects == 0) {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("clients did not connect within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(suite)
+    }
+
+    /// Runs one scenario by name.
+    pub async fn run(&mut self, name: &'static str) -> Result<Outcome> {
+        for client in &self.clients {
+            client.books().reset();
+        }
+        self.peak_rss_kib = 0;
+        let mut outcome = Outcome {
+            name,
+            ..Outcome::default()
+        };
+        let rest_sends = name == "api-killed-after-commit";
+        let body_len = if name == "stalled-reader" { 2000 } else { 100 };
+        let mut stalled = None;
+        if name == "stalled-reader" {
+            let account = self
+                .rest
+                .register(&format!("stall{}", std::process::id()))
+                .await?;
+            for room in &self.rooms {
+                self.rest.join(&account, room).await?;
+            }
+            stalled = Some(Stalled::connect(self.pool.entry, &account).await?);
+        }
+        let traffic = tokio::spawn(traffic(
+            self.handles(),
+            self.rest.clone(),
+            self.rooms.clone(),
+            self.load.clone(),
+            name,
+            body_len,
+            rest_sends,
+        ));
+        let fault_end = self.inject(name, &mut outcome).await?;
+        let stats = traffic.await.context("traffic task")?;
+        outcome.recovered_originals = stats.recovered_originals;
+        if rest_sends {
+            outcome.notes.push(format!(
+                "{} retries found their send already committed and got its original seq",
+                stats.recovered_originals
+            ));
+        }
+        self.judge(fault_end, &mut outcome).await?;
+        if let Some(stalled) = stalled {
+            self.judge_stalled(stalled, &mut outcome).await;
+        }
+        outcome.peak_rss_kib = self.peak_rss_kib;
+        if outcome.peak_rss_kib > RSS_LIMIT_KIB {
+            outcome.failures.push(format!(
+                "a gateway reached {} MiB",
+                outcome.peak_rss_kib / 1024
+            ));
+        }
+        Ok(outcome)
+    }
+
+    fn handles(&self) -> Vec<Handle> {
+        self.clients
+            .iter()
+            .map(|c| Handle {
+                account: c.account.clone(),
+                client: c.clone_sender(),
+            })
+            .collect()
+    }
+
+    /// Sleeps, sampling the gateways' memory.
+    async fn pause(&mut self, duration: Duration) {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            self.peak_rss_kib = self.peak_rss_kib.max(self.pool.peak_gateway_rss_kib());
+            tokio::time::sleep(Duration::from_millis(250).min(until - Instant::now())).await;
+        }
+    }
+
+    /// Injects the scenario's fault while the traffic runs; returns when the
+    /// fault ended (everything healed).
+    async fn inject(&mut self, name: &str, outcome: &mut Outcome) -> Result<Instant> {
+        let start = Instant::now();
+        self.pause(Duration::from_secs(5)).await;
+        match name {
+            "baseline" | "stalled-reader" => {}
+            "gateway-sigkill" => {
+                self.pool.gateways[0].kill();
+                self.pause(Duration::from_secs(5)).await;
+                self.pool.restart(Which::Gateway(0)).await?;
+            }
+            "rolling-restart" => {
+                for i in 0..self.pool.gateways.len() {
+                    let took = self.pool.gateways[i].terminate(Duration::from_secs(15))?;
+                    outcome.notes.push(format!(
+                        "gateway {} drained in {:.1} s",
+                        i + 1,
+                        took.as_secs_f64()
+                    ));
+                    self.pool.restart(Which::Gateway(i)).await?;
+                    self.pause(Duration::from_secs(1)).await;
+                }
+            }
+            "redis-restart" => {
+                self.pool.redis.terminate(Duration::from_secs(5))?;
+                self.pause(Duration::from_secs(4)).await;
+                self.pool.restart(Which::Redis).await?;
+            }
+            "redis-pubsub-kill" => {
+                for _ in 0..2 {
+                    let killed = self
+                        .redis_command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+                        .await?;
+                    outcome
+                        .notes
+                        .push(format!("killed {killed} pub/sub connections"));
+                    self.pause(Duration::from_secs(5)).await;
+                }
+            }
+            "redis-pause" => {
+                self.redis_command(&["CLIENT", "PAUSE", "5000", "ALL"])
+                    .await?;
+                self.pause(Duration::from_secs(5)).await;
+            }
+            "postgres-sigstop" => {
+                self.pool.postgres.signal_tree(Signal::SIGSTOP)?;
+                self.pause(Duration::from_secs(5)).await;
+                self.pool.postgres.signal_tree(Signal::SIGCONT)?;
+            }
+            "postgres-terminate" => {
+                for _ in 0..2 {
+                    let ended = self.terminate_backends().await?;
+                    outcome
+                        .notes
+                        .push(format!("terminated {ended} connections"));
+                    self.pause(Duration::from_secs(5)).await;
+                }
+            }
+            "client-slow-network" => {
+                self.pool
+                    .client_proxy
+                    .set(Mode::Delay(Duration::from_millis(250)));
+                self.pause(Duration::from_secs(5)).await;
+                self.pool.client_proxy.set(Mode::Pass);
+            }
+            "client-reset" => {
+                for _ in 0..2 {
+                    self.pool.client_proxy.set(Mode::Reset);
+                    self.pause(Duration::from_millis(300)).await;
+                    self.pool.client_proxy.set(Mode::Pass);
+                    self.pause(Duration::from_secs(5)).await;
+                }
+            }
+            "client-half-open" => self.half_open(outcome).await?,
+            "api-killed-after-commit" => self.kill_api_after_commit(outcome).await?,
+            other => bail!("no scenario named {other}"),
+        }
+        let fault_end = Instant::now();
+        let rest = self.load.duration.saturating_sub(start.elapsed());
+        self.pause(rest).await;
+        Ok(fault_end)
+    }
+
+    async fn redis_command(&self, args: &[&str]) -> Result<i64> {
+        let client = redis::Client::open(self.pool.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        let reply: redis::Value = command.query_async(&mut conn).await?;
+        Ok(match reply {
+            redis::Value::Int(n) => n,
+            _ => 0,
+        })
+    }
+
+    async fn terminate_backends(&self) -> Result<i64> {
+        let mut admin = self.pool.postgres_admin().await?;
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = 'chat' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut admin)
+        .await?;
+        Ok(ended)
+    }
+
+    /// The proxied clients' network goes dark: the gateways must close them
+    /// (4000) within two heartbeat intervals.
+    async fn half_open(&mut self, outcome: &mut Outcome) -> Result<()> {
+        let series = "chat_gateway_connections_closed_total";
+        let before = self.pool.gateway_metric(series, &[("code", "4000")]).await;
+        let cut = (self.clients.len() - self.proxied_from) as f64;
+        self.pool.client_proxy.set(Mode::Blackhole);
+        let started = Instant::now();
+        let mut detected = None;
+        while started.elapsed() < HEARTBEAT * 4 {
+            let closed = self.pool.gateway_metric(series, &[("code", "4000")]).await - before;
+            if closed >= cut {
+                detected = Some(started.elapsed());
+                break;
+            }
+            self.pause(Duration::from_millis(100)).await;
+        }
+        match detected {
+            Some(took) => {
+                outcome.notes.push(format!(
+                    "{cut} half-open connections closed (4000) {:.1} s after the blackhole (heartbeat {} s)",
+                    took.as_secs_f64(),
+                    HEARTBEAT.as_secs()
+                ));
+                if took > HEARTBEAT * 2 {
+                    outcome.failures.push(format!(
+                        "half-open detected after {took:?}, more than two heartbeat intervals"
+                    ));
+                }
+            }
+            None => outcome
+                .failures
+                .push("the gateways did not close the half-open connections".into()),
+        }
+        self.pause(Duration::from_secs(3)).await;
+        self.pool.client_proxy.set(Mode::Pass);
+        Ok(())
+    }
+
+    /// Transactions commit but their answers never reach the api, which is
+    /// then killed: each client retries, and must get the original seq.
+    async fn kill_api_after_commit(&mut self, outcome: &mut Outcome) -> Result<()> {
+        self.pool
+            .db_proxy
+            .set(Mode::HoldRepliesAfter(b"COMMIT".to_vec()));
+        let started = Instant::now();
+        while self.pool.db_proxy.held_connections() < 3
+            && started.elapsed() < Duration::from_secs(5)
+        {
+            self.pause(Duration::from_millis(50)).await;
+        }
+        outcome.notes.push(format!(
+            "{} commits left unanswered when the api was killed",
+            self.pool.db_proxy.held_connections()
+        ));
+        self.pool.api.kill();
+        self.pool.db_proxy.set(Mode::Pass);
+        self.pause(Duration::from_secs(1)).await;
+        self.pool.restart(Which::Api).await?;
+        Ok(())
+    }
+
+    /// Checks the contract from every client's books.
+    async fn judge(&mut self, fault_end: Instant, outcome: &mut Outcome) -> Result<()> {
+        // Every send gets its answer (retries included).
+        let started = Instant::now();
+        while self.clients.iter().any(|c| c.books().pending() > 0) {
+            if started.elapsed() > Duration::from_secs(30) {
+                let pending: usize = self.clients.iter().map(|c| c.books().pending()).sum();
+                outcome.failures.push(format!(
+                    "{pending} sends still unacknowledged 30 s after the load"
+                ));
+                break;
+            }
+            self.pause(Duration::from_millis(100)).await;
+        }
+        let mut acked: HashMap<(String, i64), (String, Instant)> = HashMap::new();
+        for client in &self.clients {
+            let books = client.books();
+            outcome.sent += books.sent.len();
+            outcome.unknown += books.unknown.len();
+            outcome.retry_checks += books.retry_checks;
+            outcome.retry_mismatches += books.retry_mismatches;
+            for (client_id, (room, seq, at)) in &books.acked {
+                if let Some((other, _)) =
+                    acked.insert((room.clone(), *seq), (client_id.clone(), *at))
+                {
+                    outcome.failures.push(format!(
+                        "{client_id} and {other} were both acked as {room}#{seq}"
+                    ));
+                }
+            }
+        }
+        outcome.acked = acked.len();
+        // Wait for every acknowledged event to reach every member.
+        let members = self.clients.len();
+        outcome.expected = acked.len() * members;
+        let last_ack = acked.values().map(|(_, at)| *at).max().unwrap_or(fault_end);
+        let deadline = fault_end.max(last_ack) + DELIVERY_DEADLINE + Duration::from_secs(5);
+        loop {
+            let delivered: usize = self
+                .clients
+                .iter()
+                .map(|c| {
+                    let books = c.books();
+                    acked.keys().filter(|k| books.seen.contains_key(*k)).count()
+                })
+                .sum();
+            outcome.delivered = delivered;
+            if delivered == outcome.expected || Instant::now() > deadline {
+                break;
+            }
+            self.pause(Duration::from_millis(100)).await;
+        }
+        outcome.lost = outcome.expected - outcome.delivered;
+        let mut recovery = Duration::ZERO;
+        let mut ids_seen: HashSet<String> = HashSet::new();
+        for (i, client) in self.clients.iter().enumerate() {
+            let books = client.books();
+            outcome.duplicated += books.duplicates;
+            outcome.out_of_order += books.out_of_order;
+            for (key, (client_id, acked_at)) in &acked {
+                let Some(at) = books.seen.get(key) else {
+                    continue;
+                };
+                let due = (*acked_at).max(fault_end);
+                recovery = recovery.max(at.saturating_duration_since(due));
+                if at.saturating_duration_since(due) > DELIVERY_DEADLINE {
+                    outcome.late += 1;
+                }
+                if books.messages.get(key) != Some(client_id) {
+                    outcome.failures.push(format!(
+                        "{}#{}: acked for {client_id}, delivered as {:?}",
+                        key.0,
+                        key.1,
+                        books.messages.get(key)
+                    ));
+                }
+            }
+            if i == 0 {
+                // At most once in the log: no client_id under two seqs.
+                for client_id in books.messages.values() {
+                    if !ids_seen.insert(client_id.clone()) {
+                        outcome
+                            .failures
+                            .push(format!("{client_id} is stored more than once"));
+                    }
+                }
+            }
+        }
+        outcome.recovery = recovery;
+        // Nothing stored past what the clients hold (a lost last event).
+        let owner = self.clients[0].account.clone();
+        let heads = self.rest.heads(&owner).await?;
+        let last = self.clients[0].books().last.clone();
+        for room in &self.rooms {
+            if heads.get(room) != last.get(room) {
+                outcome.failures.push(format!(
+                    "room {room}: the store's head is {:?}, clients reached {:?}",
+                    heads.get(room),
+                    last.get(room)
+                ));
+            }
+        }
+        for (what, count) in [
+            ("lost", outcome.lost as u64),
+            ("late", outcome.late as u64),
+            ("duplicated", outcome.duplicated),
+            ("out of order", outcome.out_of_order),
+            (
+                "retries answered with another seq",
+                outcome.retry_mismatches,
+            ),
+        ] {
+            if count > 0 {
+                outcome.failures.push(format!("{count} {what}"));
+            }
+        }
+        if outcome.acked == 0 {
+            outcome.failures.push("nothing was acknowledged".into());
+        }
+        if outcome.name == "api-killed-after-commit" && outcome.recovered_originals == 0 {
+            outcome
+                .failures
+                .push("no retry found its send already committed".into());
+        }
+        outcome.failures.extend(self.pool.panics());
+        match self.pool.wait_all_ready(Duration::from_secs(10)).await {
+            Ok(_) => {}
+            Err(e) => outcome
+                .failures
+                .push(format!("/readyz did not recover: {e}")),
+        }
+        Ok(())
+    }
+
+    async fn judge_stalled(&mut self, stalled: Stalled, outcome: &mut Outcome) {
+        let closes = self
+            .pool
+            .gateway_metric("chat_gateway_slow_consumer_closes_total", &[])
+            .await;
+        match stalled.how_it_ended(Duration::from_secs(5)).await {
+            Ok(code) => outcome.notes.push(format!(
+                "the stalled reader was closed ({}); slow-consumer closes: {closes}",
+                code.map_or("connection dropped".to_owned(), |c| format!("code {c}"))
+            )),
+            Err(e) => outcome.failures.push(format!("{e}")),
+        }
+    }
+}
+
+/// What the traffic task needs of a client.
+struct Handle {
+    account: Account,
+    client: crate::client::Sender,
+}
+
+struct TrafficStats {
+    recovered_originals: usize,
+}
+
+/// Sends `load.rate` messages a second for `load.duration`, spread over the
+/// clients and rooms; every 20th send also re-sends an acknowledged one.
+async fn traffic(
+    handles: Vec<Handle>,
+    rest: Rest,
+    rooms: Vec<String>,
+    load: Load,
+    tag: &'static str,
+    body_len: usize,
+    over_rest: bool,
+) -> TrafficStats {
+    let body: String = "x".repeat(body_len);
+    let total = (load.rate as u64 * load.duration.as_secs()) as usize;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / load.rate);
+    let mut rest_tasks = tokio::task::JoinSet::new();
+    let run = std::process::id();
+    for n in 0..total {
+        tick.tick().await;
+        let handle = &handles[n % handles.len()];
+        let room = rooms[(n / handles.len()) % rooms.len()].clone();
+        let client_id = format!("{tag}-{run}-{n}");
+        if over_rest {
+            let (rest, account, books, body) = (
+                rest.clone(),
+                handle.account.clone(),
+                handle.client.books.clone(),
+                body.clone(),
+            );
+            rest_tasks.spawn(rest_send(rest, account, books, room, client_id, body));
+        } else {
+            handle.client.send(Command::Send {
+                room,
+                client_id,
+                body: body.clone(),
+            });
+            if n % 20 == 19 && n >= handles.len() * 4 {
+                let earlier = format!("{tag}-{run}-{}", n - handles.len() * 4);
+                let owner = &handles[(n - handles.len() * 4) % handles.len()];
+                if owner
+                    .client
+                    .books
+                    .lock()
+                    .expect("books")
+                    .acked
+                    .contains_key(&earlier)
+                {
+                    owner.client.send(Command::Resend { client_id: earlier });
+                }
+            }
+        }
+    }
+    let mut recovered = 0;
+    while let Some(result) = rest_tasks.join_next().await {
+        if let Ok(true) = result {
+            recovered += 1;
+        }
+    }
+    TrafficStats {
+        recovered_originals: recovered,
+    }
+}
+
+/// A REST send retried with the same client_id until it is answered; true
+/// when a retry found it already committed (a 200 after a failure).
+async fn rest_send(
+    rest: Rest,
+    account: Account,
+    books: std::sync::Arc<std::sync::Mutex<crate::client::Books>>,
+    room: String,
+    client_id: String,
+    body: String,
+) -> bool {
+    books
+        .lock()
+        .expect("books")
+        .sent
+        .insert(client_id.clone(), room.clone());
+    let started = Instant::now();
+    let mut failed = false;
+    while started.elapsed() < Duration::from_secs(60) {
+        match rest.send(&account, &room, &client_id, &body).await {
+            Ok((seq, existed)) => {
+                books
+                    .lock()
+                    .expect("books")
+                    .record_ack(&client_id, &room, seq);
+                return failed && existed;
+            }
+            Err(_) => {
+                failed = true;
+                books
+                    .lock()
+                    .expect("books")
+                    .unknown
+                    .insert(client_id.clone());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    false
+}
