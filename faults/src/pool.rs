@@ -677,3 +677,52 @@ fn postgres_bin_dir() -> Result<PathBuf> {
         .pop()
         .context("no PostgreSQL server binaries under /usr/lib/postgresql")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nginx_conf_gets_the_pools_addresses_and_keeps_its_parameters() {
+        let conf = "http {\n    upstream chat_api {\n        server 127.0.0.1:8081;\n    }\n    \
+                    upstream chat_gateways {\n        least_conn;\n        server 127.0.0.1:8082 max_fails=0;\n        \
+                    server 127.0.0.1:8083 max_fails=0;\n    }\n    server {\n        listen 127.0.0.1:8080;\n    }\n}\n";
+        let gateways: Vec<SocketAddr> = vec![
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "127.0.0.1:3".parse().unwrap(),
+        ];
+        let out = render_nginx_conf(
+            conf,
+            "127.0.0.1:9".parse().unwrap(),
+            "127.0.0.1:7".parse().unwrap(),
+            &gateways,
+        )
+        .unwrap();
+        assert!(out.contains("listen 127.0.0.1:9;"));
+        assert!(out.contains("server 127.0.0.1:7 ;") || out.contains("server 127.0.0.1:7;"));
+        for port in 1..=3 {
+            assert!(
+                out.contains(&format!("server 127.0.0.1:{port} max_fails=0;")),
+                "{out}"
+            );
+        }
+        assert!(!out.contains("8082") && !out.contains("8083") && !out.contains("8080"));
+        assert!(out.contains("least_conn;"));
+        assert!(render_nginx_conf(
+            "http {}\n",
+            "127.0.0.1:9".parse().unwrap(),
+            "127.0.0.1:7".parse().unwrap(),
+            &gateways
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn series_are_summed_by_name_and_labels() {
+        let text = "# TYPE x counter\nx{code=\"4000\",gw=\"a\"} 2\nx{code=\"1013\"} 5\nx{code=\"4000\"} 3\nxy 9\n";
+        assert_eq!(sum_series(text, "x", &[("code", "4000")]), 5.0);
+        assert_eq!(sum_series(text, "x", &[]), 10.0);
+        assert_eq!(sum_series(text, "xy", &[]), 9.0);
+    }
+}

@@ -158,18 +158,21 @@ async fn connection(
         }
     };
     // Either direction ending (EOF, error, reset) ends the connection.
-    tokio::select! {
-        () = to_server => {}
-        () = to_client => {}
-        () = wait_for(&mut reset_watch, Mode::Reset) => {
-            // Dropping every handle below is the last close of each
-            // socket, which sends RST with linger zero. (Linger is
-            // deprecated for blocking drops; a zero linger never blocks.)
-            #[allow(deprecated)]
-            let _ = client_ctl.set_linger(Some(Duration::ZERO));
-            #[allow(deprecated)]
-            let _ = server_ctl.set_linger(Some(Duration::ZERO));
-        }
+    let reset_now = tokio::select! {
+        () = to_server => false,
+        () = to_client => false,
+        () = wait_for(&mut reset_watch, Mode::Reset) => true,
+    };
+    if reset_now {
+        // A write half shuts its side down (FIN) when dropped; forget them
+        // so the last close, with linger zero, sends RST instead. (Linger is
+        // deprecated for blocking drops; a zero linger never blocks.)
+        #[allow(deprecated)]
+        let _ = client_ctl.set_linger(Some(Duration::ZERO));
+        #[allow(deprecated)]
+        let _ = server_ctl.set_linger(Some(Duration::ZERO));
+        client_write.forget();
+        server_write.forget();
     }
 }
 
@@ -221,4 +224,104 @@ fn reset(stream: TcpStream) {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream that echoes every byte back.
+    async fn echo_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = stream.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn round_trip(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        stream.write_all(bytes).await?;
+        let mut back = vec![0; bytes.len()];
+        tokio::time::timeout(Duration::from_millis(500), stream.read_exact(&mut back))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+        Ok(back)
+    }
+
+    #[tokio::test]
+    async fn passes_delays_and_blackholes() {
+        let proxy = FaultProxy::start(echo_server().await).await.unwrap();
+        let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut stream, b"hello").await.unwrap(), b"hello");
+
+        proxy.set(Mode::Delay(Duration::from_millis(100)));
+        let started = std::time::Instant::now();
+        assert_eq!(round_trip(&mut stream, b"slow").await.unwrap(), b"slow");
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "delayed both ways"
+        );
+
+        proxy.set(Mode::Blackhole);
+        let err = round_trip(&mut stream, b"void").await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        // New connections fall into it too; lifting it closes the old ones.
+        let mut late = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert!(round_trip(&mut late, b"x").await.is_err());
+        proxy.set(Mode::Pass);
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "closed after the blackhole"
+        );
+        let mut fresh = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut fresh, b"again").await.unwrap(), b"again");
+    }
+
+    #[tokio::test]
+    async fn resets_open_and_new_connections() {
+        let proxy = FaultProxy::start(echo_server().await).await.unwrap();
+        let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut open, b"hi").await.unwrap(), b"hi");
+        proxy.set(Mode::Reset);
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(1), open.read(&mut buf))
+            .await
+            .expect("the reset arrives at once");
+        assert_eq!(
+            read.unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionReset
+        );
+        let mut new = TcpStream::connect(proxy.addr()).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(1), new.read(&mut buf))
+            .await
+            .expect("the reset arrives at once");
+        assert_eq!(
+            read.unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionReset
+        );
+    }
+
+    #[tokio::test]
+    async fn holds_replies_once_the_pattern_was_sent() {
+        let proxy = FaultProxy::start(echo_server().await).await.unwrap();
+        proxy.set(Mode::HoldRepliesAfter(b"COMMIT".to_vec()));
+        let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut stream, b"BEGIN").await.unwrap(), b"BEGIN");
+        // The pattern split across two writes still counts.
+        assert_eq!(round_trip(&mut stream, b"COM").await.unwrap(), b"COM");
+        let err = round_trip(&mut stream, b"MIT").await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(proxy.held_connections(), 1);
+        let mut other = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut other, b"fine").await.unwrap(), b"fine");
+    }
 }
