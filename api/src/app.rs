@@ -12,7 +12,9 @@ use axum::middleware::from_fn;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -127,12 +129,14 @@ pub fn routes_with(
     state: AppState,
     extend: impl FnOnce(Router<AppState>) -> Router<AppState>,
 ) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(chat_shared::request_id::HEADER);
     let max_body = state.config.max_request_bytes;
     extend(routes::router(&state))
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                // Outermost: counts every answer, 408 and 413 included.
+                .layer(from_fn(crate::metrics::record))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuidV7))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let id = req
                         .headers()
@@ -150,6 +154,17 @@ pub fn routes_with(
                 .layer(DefaultBodyLimit::max(max_body)),
         )
         .with_state(state)
+}
+
+/// Mints request ids as the gateway does: UUID v7, which sort by time.
+#[derive(Clone, Copy)]
+struct MakeRequestUuidV7;
+
+impl MakeRequestId for MakeRequestUuidV7 {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = chat_shared::request_id::new().parse();
+        Some(RequestId::new(id.expect("a UUID is a valid header value")))
+    }
 }
 
 /// Keeps the rate limiter's address map small.

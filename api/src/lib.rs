@@ -7,6 +7,7 @@ mod app;
 mod config;
 mod error;
 mod extract;
+mod metrics;
 mod password;
 mod rate_limit;
 mod refresh_token;

@@ -38,6 +38,7 @@ impl AuthRateLimit {
     /// Counts one attempt from `ip`, or says how many seconds to wait.
     fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
         self.limiter.check_key(&ip).map_err(|not_until| {
+            chat_shared::metrics::rate_limited(chat_shared::metrics::scope::CREDENTIALS);
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::RateLimited(wait.as_secs().max(1))
         })

@@ -45,6 +45,7 @@ impl AppState {
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
     ) -> chat_shared::Result<Self> {
+        chat_shared::metrics::install();
         let keys = match (&config.jwt_private_key, &config.jwt_public_key) {
             (Some(private), Some(public)) => KeyPair {
                 private_pem: read_key(private)?,

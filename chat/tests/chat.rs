@@ -159,6 +159,24 @@ async fn a_fresh_data_dir_gives_a_working_system_on_one_port() {
         acked |= frame["type"] == "ack" && frame["client_id"] == "hello-1";
         delivered |= frame["type"] == "message" && frame["body"] == "hello";
     }
+    // One `/metrics` for the whole process: the api's series and the
+    // gateway's side by side.
+    let response = reqwest::get(format!("{}/metrics", chat.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4"
+    );
+    let metrics = response.text().await.unwrap();
+    for series in [
+        r#"chat_http_requests_total{method="POST",route="/v1/auth/register",status="201"}"#,
+        r#"chat_gateway_frames_in_total{type="send"}"#,
+        "chat_gateway_connections ",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
     drop(ws);
     chat.stop().await;
 }

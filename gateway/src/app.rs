@@ -24,11 +24,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::GatewayConfig;
 use crate::context::Context;
 use crate::handshake;
 use crate::hub::{Hub, Timing};
+use crate::metrics;
 use crate::session;
 
 /// A gateway without a listener of its own: what the all-in-one binary
@@ -45,6 +47,7 @@ impl GatewayService {
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
     ) -> chat_shared::Result<Self> {
+        chat_shared::metrics::install();
         let public_key = config
             .jwt_public_key
             .clone()
@@ -78,6 +81,7 @@ impl GatewayService {
     pub async fn websocket<B>(&self, request: Request<B>) -> Response<Body> {
         // Each connection holds a slot for its whole life.
         let Ok(permit) = self.ctx.slots.clone().try_acquire_owned() else {
+            metrics::connection_limited();
             return refusal(handshake::Refusal::full());
         };
         upgrade(self.ctx.clone(), Arc::new(permit), request).await
@@ -148,6 +152,7 @@ impl Gateway {
             };
             // Each connection holds a slot for its whole life, upgraded or not.
             let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
+                metrics::connection_limited();
                 tracing::warn!("connection limit reached; refusing a connection");
                 continue;
             };
@@ -218,21 +223,45 @@ async fn drain(ctx: &Context, http: TaskTracker) {
 /// The body of every response the gateway makes itself.
 pub type Body = Full<Bytes>;
 
+/// Answers one HTTP request inside a `request` span carrying its request
+/// id (as the api does), and returns that id in `x-request-id`. A WebSocket
+/// session started here runs inside the same span.
 async fn route(
     ctx: Arc<Context>,
     permit: Arc<OwnedSemaphorePermit>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let response = match (request.method(), request.uri().path()) {
+    use chat_shared::request_id;
+    let incoming = request.headers().get(request_id::HEADER);
+    let id = request_id::keep_or_new(incoming.map(|v| v.as_bytes()));
+    let span = tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id);
+    let mut response = respond(ctx, permit, request).instrument(span).await;
+    let value = header::HeaderValue::from_str(&id).expect("a sane request id is a header value");
+    response
+        .headers_mut()
+        .insert(header::HeaderName::from_static(request_id::HEADER), value);
+    Ok(response)
+}
+
+async fn respond(
+    ctx: Arc<Context>,
+    permit: Arc<OwnedSemaphorePermit>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    match (request.method(), request.uri().path()) {
         (&Method::GET, "/v1/ws") => upgrade(ctx, permit, request).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
         (&Method::GET, "/readyz") => ready(&ctx).await,
+        // Internal: the load balancer must not route it (docs/operations.md).
+        (&Method::GET, "/metrics") => Response::builder()
+            .header(header::CONTENT_TYPE, chat_shared::metrics::CONTENT_TYPE)
+            .body(Body::new(Bytes::from(metrics::render())))
+            .expect("a static response is valid"),
         _ => json(
             StatusCode::NOT_FOUND,
             r#"{"error":{"code":"not_found","message":"route not found"}}"#.into(),
         ),
-    };
-    Ok(response)
+    }
 }
 
 async fn ready(ctx: &Context) -> Response<Body> {
@@ -264,6 +293,7 @@ async fn upgrade<B>(
         return refusal(handshake::Refusal::draining());
     }
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        metrics::handshake_rejected("upgrade_required");
         return json(
             StatusCode::UPGRADE_REQUIRED,
             r#"{"error":{"code":"upgrade_required","message":"this is a WebSocket endpoint"}}"#
@@ -287,6 +317,7 @@ async fn upgrade<B>(
         Ok(parts) => parts,
         Err(e) => {
             tracing::debug!(error = %e, "bad upgrade request");
+            metrics::handshake_rejected("bad_upgrade");
             return json(
                 StatusCode::BAD_REQUEST,
                 r#"{"error":{"code":"bad_upgrade","message":"invalid WebSocket upgrade request"}}"#
@@ -301,18 +332,26 @@ async fn upgrade<B>(
         );
     }
     let claims = admitted.claims;
+    // Inside the request's span (its request_id), for the session's life;
+    // the session records its key once it has one.
+    let span =
+        tracing::info_span!("session", session = tracing::field::Empty, user_id = %claims.sub);
     let sessions = ctx.sessions.clone();
-    sessions.spawn(async move {
-        let _permit = permit;
-        match upgraded.await {
-            Ok(ws) => session::run(ctx, ws, claims).await,
-            Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+    sessions.spawn(
+        async move {
+            let _permit = permit;
+            match upgraded.await {
+                Ok(ws) => session::run(ctx, ws, claims).await,
+                Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+            }
         }
-    });
+        .instrument(span),
+    );
     response.map(|_| Body::default())
 }
 
 fn refusal(refused: handshake::Refusal) -> Response<Body> {
+    metrics::handshake_rejected(refused.code);
     json(refused.status, refused.body())
 }
 

@@ -551,6 +551,7 @@ impl HubTask {
         let Some(feed) = self.rooms.get(&room) else {
             return;
         };
+        let _timed = crate::metrics::FanOut::start();
         for key in &feed.followers {
             if let Some(session) = self.sessions.get(key) {
                 session.outbox.push(item(*key));
@@ -604,6 +605,7 @@ impl HubTask {
             return;
         }
         feed.repairing = true;
+        crate::metrics::gap_repair();
         let store = self.store.clone();
         let reports = self.reports.clone();
         tokio::spawn(async move {

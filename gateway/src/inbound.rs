@@ -176,6 +176,7 @@ impl Handler {
             Ok(frame) => frame,
             Err(e) => return self.unreadable(text, e).await,
         };
+        crate::metrics::frame_in(Some(&frame));
         match frame {
             ClientFrame::Send {
                 room_id,
@@ -215,6 +216,7 @@ impl Handler {
             #[serde(rename = "type")]
             kind: Option<String>,
         }
+        crate::metrics::frame_in(None);
         let (code, message) = match serde_json::from_str::<Envelope>(text) {
             Err(_) => ("malformed_json", "frames are JSON objects".to_owned()),
             Ok(Envelope { kind: None }) => ("invalid_frame", "a frame needs a \"type\"".to_owned()),
@@ -229,7 +231,11 @@ impl Handler {
     /// Counts a frame that makes others do work (a send, typing, a
     /// signal) against the user's rate; true when over it.
     fn limited(&self) -> bool {
-        self.ctx.send_rate.check_key(&self.session.user).is_err()
+        let limited = self.ctx.send_rate.check_key(&self.session.user).is_err();
+        if limited {
+            crate::metrics::send_limited();
+        }
+        limited
     }
 
     async fn send(&mut self, room: RoomId, client_id: String, body: String) {
@@ -277,6 +283,7 @@ impl Handler {
             ts: event.ts,
         })
         .await;
+        crate::metrics::ack();
         // Also on a retry: if the first attempt's publish was lost (the
         // gateway died after the commit), this one heals it; receivers
         // drop the duplicate by seq.

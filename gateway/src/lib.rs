@@ -13,6 +13,7 @@ mod context;
 mod handshake;
 mod hub;
 mod inbound;
+mod metrics;
 mod outbox;
 mod presence;
 mod sequencer;

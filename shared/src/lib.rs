@@ -1,13 +1,15 @@
 //! The core both chat binaries share: the domain model, access-token
-//! signing and verification, configuration and telemetry set-up, and the
-//! `Store` port with its PostgreSQL and SQLite adapters.
+//! signing and verification, configuration, telemetry and metrics set-up,
+//! and the `Store` port with its PostgreSQL and SQLite adapters.
 
 pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod request_id;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -129,3 +129,78 @@ pub async fn redis_bus() -> crate::bus::RedisBus {
             panic!("Redis is not reachable at {url} ({e}); start it (see README) or set TEST_REDIS_URL")
         })
 }
+
+/// The sum of every series named `name` in a Prometheus text exposition
+/// (`/metrics`) that carries all of `labels`; 0 when none does. Tests in one
+/// process share one recorder, so compare values before and after.
+pub fn metric(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(parse_sample)
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, _, value)| value)
+        .sum()
+}
+
+/// One sample line: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_owned();
+    let mut labels = Vec::new();
+    let mut rest = &line[name_end..];
+    if let Some(mut inner) = rest.strip_prefix('{') {
+        // Label values are quoted and may hold `}` or `,` (route templates).
+        loop {
+            inner = inner.trim_start_matches(',');
+            if let Some(after) = inner.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (key, after_key) = inner.split_once("=\"")?;
+            let mut value = String::new();
+            let mut chars = after_key.char_indices();
+            let end = loop {
+                let (i, c) = chars.next()?;
+                match c {
+                    '\\' => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    '"' => break i,
+                    c => value.push(c),
+                }
+            };
+            labels.push((key.to_owned(), value));
+            inner = &after_key[end + 1..];
+        }
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some((name, labels, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric;
+
+    #[test]
+    fn series_are_found_by_name_and_labels() {
+        let text = "# TYPE x counter\n\
+            chat_x{route=\"/v1/rooms/{id}\",status=\"200\"} 3\n\
+            chat_x{route=\"/v1/rooms/{id}\",status=\"404\"} 1\n\
+            chat_x_total 7\n\
+            chat_y{q=\"a \\\"b\\\" c\"} 2.5\n";
+        assert_eq!(metric(text, "chat_x", &[("route", "/v1/rooms/{id}")]), 4.0);
+        assert_eq!(metric(text, "chat_x", &[("status", "200")]), 3.0);
+        assert_eq!(metric(text, "chat_x_total", &[]), 7.0);
+        assert_eq!(metric(text, "chat_y", &[("q", "a \"b\" c")]), 2.5);
+        assert_eq!(metric(text, "chat_z", &[]), 0.0);
+    }
+}

@@ -43,7 +43,8 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Every route, plus `/v1/openapi.json` describing them.
+/// Every route, plus `/v1/openapi.json` describing them and `/metrics`
+/// (internal, so not in the document).
 pub fn router(state: &AppState) -> Router<AppState> {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
@@ -54,8 +55,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dms::router())
         .merge(events::router())
         .split_for_parts();
-    router.route(
-        "/v1/openapi.json",
-        axum::routing::get(move || async move { Json(openapi) }),
-    )
+    router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || async move { Json(openapi) }),
+        )
+        .route("/metrics", axum::routing::get(crate::metrics::render))
 }

@@ -10,4 +10,5 @@ mod dms;
 mod events;
 mod health;
 mod members;
+mod metrics;
 mod rooms;

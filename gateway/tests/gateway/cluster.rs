@@ -288,6 +288,21 @@ impl TestCluster {
             .unwrap_or_else(|e| panic!("connecting to gateway {index}: {e}"))
     }
 
+    /// The `/metrics` text of gateway `index`. Every server of a test
+    /// process shares one recorder: compare values before and after.
+    pub async fn metrics(&self, index: usize) -> String {
+        let url = self.gateways[index]
+            .replacen("ws://", "http://", 1)
+            .replacen("/v1/ws", "/metrics", 1);
+        let response = self.http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4"
+        );
+        response.text().await.unwrap()
+    }
+
     /// The directory holding the cluster's data, including the api's JWT
     /// key pair (`jwt-private.pem`, `jwt-public.pem`).
     pub fn data_dir(&self) -> &std::path::Path {

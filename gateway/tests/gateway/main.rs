@@ -8,5 +8,6 @@ mod cluster;
 mod bad_input;
 mod delivery;
 mod faults;
+mod metrics;
 mod presence;
 mod rooms;

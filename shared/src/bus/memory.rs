@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{Bus, Delivery, Subscriber, Topic, DELIVERY_QUEUE};
+use super::{metrics, Bus, Delivery, Subscriber, Topic, DELIVERY_QUEUE};
 use crate::error::Result;
 
 /// An in-process bus. Clones share the same registry, so the api and the
@@ -42,6 +42,7 @@ impl MemoryBus {
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, topic: Topic, payload: Bytes) -> Result<()> {
+        metrics::published(true);
         self.with_registry(|registry| {
             let Some(ids) = registry.topics.get(&topic) else {
                 return;
@@ -50,10 +51,11 @@ impl Bus for MemoryBus {
                 if let Some(queue) = registry.queues.get(id) {
                     // A full queue loses the message, as Redis would; the
                     // consumer repairs gaps from the store.
-                    let _ = queue.try_send(Delivery::Message {
+                    let queued = queue.try_send(Delivery::Message {
                         topic,
                         payload: payload.clone(),
                     });
+                    metrics::received(queued.is_ok());
                 }
             }
         });

@@ -103,6 +103,32 @@ pub trait Subscriber: Send + Sync {
     async fn unsubscribe(&self, topics: &[Topic]) -> Result<()>;
 }
 
+/// The bus's series, counted the same way by both adapters.
+mod metrics {
+    use crate::metrics::names;
+
+    /// A message handed to the bus, or one it did not take.
+    pub(super) fn published(ok: bool) {
+        let name = if ok {
+            names::BUS_PUBLISHED
+        } else {
+            names::BUS_PUBLISH_FAILURES
+        };
+        ::metrics::counter!(name).increment(1);
+    }
+
+    /// A message received for a subscriber: queued, or dropped because the
+    /// subscriber's queue was full.
+    pub(super) fn received(queued: bool) {
+        let name = if queued {
+            names::BUS_RECEIVED
+        } else {
+            names::BUS_DROPPED
+        };
+        ::metrics::counter!(name).increment(1);
+    }
+}
+
 /// The bus a process should use: Redis when `redis_url` is set, otherwise
 /// a new in-process bus (which reaches only this process).
 pub async fn connect(redis_url: Option<&str>, prefix: &str) -> Result<std::sync::Arc<dyn Bus>> {

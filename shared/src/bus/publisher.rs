@@ -38,6 +38,7 @@ impl Publisher {
     /// Queues `payload` for `topic` without waiting.
     pub fn publish(&self, topic: Topic, payload: Bytes) {
         if self.queue.try_send((topic, payload)).is_err() {
+            super::metrics::published(false);
             tracing::warn!(%topic, "bus publish queue full; message dropped");
         }
     }

@@ -16,8 +16,9 @@ use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Bus, Delivery, Subscriber, Topic, DELIVERY_QUEUE};
+use super::{metrics, Bus, Delivery, Subscriber, Topic, DELIVERY_QUEUE};
 use crate::error::{Error, Result};
+use crate::metrics::names;
 
 /// Longest a publish may take before it is abandoned.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -67,10 +68,12 @@ impl Bus for RedisBus {
         let mut command = redis::cmd("PUBLISH");
         command.arg(self.channel(topic)).arg(payload.as_ref());
         let publish = command.query_async::<i64>(&mut publisher);
-        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+        let result = match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
             Ok(result) => result.map(drop).map_err(bus_error),
             Err(_) => Err(Error::Bus("publish timed out".into())),
-        }
+        };
+        metrics::published(result.is_ok());
+        result
     }
 
     async fn subscriber(&self) -> Result<(Box<dyn Subscriber>, mpsc::Receiver<Delivery>)> {
@@ -165,6 +168,7 @@ impl SubscriptionTask {
                     backoff = BACKOFF.0;
                     if resumed {
                         tracing::info!("redis subscription restored");
+                        ::metrics::counter!(names::BUS_RECONNECTS).increment(1);
                         let _ = self.deliveries.send(Delivery::Resumed).await;
                     }
                     resumed = true;
@@ -233,7 +237,8 @@ impl SubscriptionTask {
                     let Some(topic) = topic else { continue };
                     let payload = Bytes::copy_from_slice(message.get_payload_bytes());
                     // Full: the consumer is behind; drop as Redis would.
-                    let _ = self.deliveries.try_send(Delivery::Message { topic, payload });
+                    let queued = self.deliveries.try_send(Delivery::Message { topic, payload });
+                    metrics::received(queued.is_ok());
                 }
             }
         }

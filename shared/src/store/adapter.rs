@@ -79,6 +79,26 @@ pub(super) fn missing_reference(err: sqlx::Error) -> super::Error {
     }
 }
 
+/// Implements a store trait with every method timed under its own name,
+/// and its database failures counted (`chat_store_query_seconds{op}`,
+/// `chat_store_errors_total{op}`): one place, so no method is left out.
+macro_rules! metered {
+    (impl $trait:ident for $store:ty {
+        $(
+            async fn $name:ident(&$self:ident $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty $body:block
+        )*
+    }) => {
+        #[async_trait]
+        impl $trait for $store {
+            $(
+                async fn $name(&$self $(, $arg: $ty)*) -> $ret {
+                    $crate::metrics::store_call(stringify!($name), async move $body).await
+                }
+            )*
+        }
+    };
+}
+
 macro_rules! impl_store {
     ($store:ty, $db:ty) => {
         use async_trait::async_trait;
@@ -204,7 +224,7 @@ macro_rules! impl_store {
             }
         }
 
-        #[async_trait]
+        $crate::store::adapter::metered! {
         impl UserStore for $store {
             async fn create_user(&self, new: NewUser) -> Result<User> {
                 let user = User {
@@ -259,8 +279,9 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(User::from).collect())
             }
         }
+        }
 
-        #[async_trait]
+        $crate::store::adapter::metered! {
         impl SessionStore for $store {
             async fn create_session(
                 &self,
@@ -390,8 +411,9 @@ macro_rules! impl_store {
                 Ok(revoked == 1)
             }
         }
+        }
 
-        #[async_trait]
+        $crate::store::adapter::metered! {
         impl RoomStore for $store {
             async fn create_room(&self, new: NewRoom) -> Result<(Room, RoomEvent)> {
                 let at = now();
@@ -733,8 +755,9 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(Ban::from).collect())
             }
         }
+        }
 
-        #[async_trait]
+        $crate::store::adapter::metered! {
         impl RoomLog for $store {
             async fn append_message(
                 &self,
@@ -855,15 +878,18 @@ macro_rules! impl_store {
                 marker.ok_or(Error::NotMember)
             }
         }
+        }
 
-        #[async_trait]
+        $crate::store::adapter::metered! {
         impl Store for $store {
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1").execute(self.reader()).await?;
                 Ok(())
             }
         }
+        }
     };
 }
 
 pub(super) use impl_store;
+pub(super) use metered;
