@@ -42,7 +42,7 @@ pub mod close {
     pub const RESTARTING: u16 = 1012;
     /// The client fell too far behind: reconnect and `sync`.
     pub const SLOW_CONSUMER: u16 = 1013;
-    /// Nothing was heard for 1.5 heartbeat intervals (closed within two).
+    /// Nothing was heard for 1.25 heartbeat intervals (closed within two).
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
     /// The access token expired and no fresh one came with `auth`.
     pub const TOKEN_EXPIRED: u16 = 4001;
@@ -59,6 +59,8 @@ type Socket = TokioIo<Upgraded>;
 /// Runs a session on an upgraded socket until it ends.
 pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
     let key = ctx.next_session_key();
+    tracing::Span::current().record("session", key);
+    let mut connection = crate::metrics::Connection::opened();
     let (read, mut write) = ws.split(tokio::io::split);
     let (outbox, queue, overflowed) = Outbox::new(ctx.config.outbound_queue);
 
@@ -67,6 +69,7 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         Ok(greeting) => greeting,
         Err(e) => {
             tracing::warn!(error = %e, "session could not start");
+            connection.closing(close::UNAVAILABLE);
             let _ = write
                 .write_frame(Frame::close(close::UNAVAILABLE, b"try again"))
                 .await;
@@ -92,11 +95,12 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         ctx.hub.detach(key).await;
         return;
     }
+    crate::metrics::frame_out("hello");
     tracing::debug!(session = key, user_id = %user.id, "session started");
 
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
     let inbound_done = CancellationToken::new();
-    let inbound = tokio::spawn(inbound::run(
+    let inbound = tokio::spawn(tracing::Instrument::in_current_span(inbound::run(
         ctx.clone(),
         read,
         inbound::Session {
@@ -106,7 +110,7 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
             last_heard: last_heard.clone(),
             done: inbound_done.clone(),
         },
-    ));
+    )));
     let mut writer = Writer {
         ctx: ctx.clone(),
         write,
@@ -116,6 +120,7 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         broken: false,
         lost_track: false,
         held: Some(Hold::default()),
+        replaying: false,
     };
     let (code, reason) = writer.run(queue, overflowed, inbound_done).await;
     tracing::debug!(session = key, code, reason, "session ended");
@@ -124,6 +129,7 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
     // entry forever. After a failed write the stream may end mid-frame, so
     // no close frame can follow; dropping the socket is all that is left.
     if !writer.broken {
+        connection.closing(code);
         let _ = writer.send(Frame::close(code, reason.as_bytes())).await;
     }
     inbound.abort();
@@ -169,6 +175,8 @@ struct Writer {
     /// before them and the client sees one ordered sequence; `None` once
     /// live.
     held: Option<Hold>,
+    /// Writing a `sync` replay: history, not live delivery (not timed).
+    replaying: bool,
 }
 
 /// What arrived for a session before it went live.
@@ -191,9 +199,11 @@ impl Writer {
         inbound_done: CancellationToken,
     ) -> (u16, &'static str) {
         // Ticks at half the interval: a ping goes out every other tick, and
-        // a connection silent for 1.5 intervals (a live client answers each
-        // ping within a round trip) is closed, so a half-open connection is
-        // gone within two intervals of its last sign of life.
+        // a connection silent for 1.25 intervals is closed (a live client
+        // answers each ping within a round trip, so it is never silent for
+        // more than one interval plus its round trip). Checked every half
+        // interval, a half-open connection is gone within 1.75 intervals of
+        // its last sign of life: under two, as promised.
         let interval = self.ctx.config.heartbeat_interval;
         let mut heartbeat = tokio::time::interval(interval / 2);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -228,7 +238,7 @@ impl Writer {
                 }
                 _ = heartbeat.tick() => {
                     let silent = now_millis() - self.last_heard.load(Ordering::Relaxed);
-                    if silent > (interval.as_millis() * 3 / 2) as i64 {
+                    if silent > (interval.as_millis() * 5 / 4) as i64 {
                         return (close::HEARTBEAT_TIMEOUT, "no heartbeat");
                     }
                     ping_due = !ping_due;
@@ -275,7 +285,10 @@ impl Writer {
                 if synced {
                     tracing::debug!(%room, after, "replaying for sync");
                     self.cursors.insert(room, after);
-                    self.catch_up(room, None).await?;
+                    self.replaying = true;
+                    let replayed = self.catch_up(room, None).await;
+                    self.replaying = false;
+                    replayed?;
                     let seq = self.cursors.get(&room).copied().unwrap_or(after);
                     let frame = ServerFrame::Synced { room_id: room, seq }.to_json();
                     self.text(frame.as_bytes()).await?;
@@ -348,6 +361,7 @@ impl Writer {
             return Ok(());
         }
         if seq > cursor + 1 {
+            crate::metrics::gap_repair();
             self.catch_up(room, Some(seq)).await?;
             if self.cursors.get(&room).is_some_and(|c| *c >= seq) {
                 return Ok(());
@@ -394,7 +408,9 @@ impl Writer {
     }
 
     async fn text(&mut self, text: &[u8]) -> Result<(), Gone> {
-        self.send(Frame::text(Payload::Borrowed(text))).await
+        self.send(Frame::text(Payload::Borrowed(text))).await?;
+        crate::metrics::frame_written(text, !self.replaying);
+        Ok(())
     }
 
     /// Writes a frame. A peer that has stopped reading (or vanished) blocks
