@@ -29,6 +29,8 @@ pub struct Service {
     command: Vec<String>,
     env: Vec<(String, String)>,
     run_as: Option<User>,
+    /// What stops it cleanly at the end of the suite.
+    stop_signal: Signal,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -41,6 +43,7 @@ impl Service {
             command,
             env: Vec::new(),
             run_as: None,
+            stop_signal: Signal::SIGTERM,
             log: log_dir.join(format!("{name}.log")),
             child: None,
         }
@@ -148,10 +151,23 @@ impl Service {
 }
 
 impl Drop for Service {
+    /// Stops the process the way its operator would (nginx's master must
+    /// take its workers down with it; PostgreSQL must shut down fast), and
+    /// kills it if it does not exit within five seconds.
     fn drop(&mut self) {
-        if let Some(pid) = self.pid() {
-            // A frozen process must be thawed to die.
-            let _ = kill(pid, Signal::SIGCONT);
+        let Some(pid) = self.pid() else { return };
+        // A frozen process must be thawed to stop.
+        let _ = self.signal_tree(Signal::SIGCONT);
+        let _ = kill(pid, self.stop_signal);
+        if let Some(child) = self.child.as_mut() {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5) {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         self.kill();
     }
@@ -443,6 +459,22 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    /// Stops the pool from the front: nginx, gateways and api before the
+    /// services they use.
+    fn drop(&mut self) {
+        let mut order: Vec<&mut Service> = vec![&mut self.nginx];
+        order.extend(self.gateways.iter_mut());
+        order.push(&mut self.api);
+        for service in order {
+            drop(std::mem::replace(
+                service,
+                Service::new("stopped", None, vec![String::new()], &self.dir),
+            ));
+        }
+    }
+}
+
 /// Names a restartable part of the pool.
 #[derive(Debug, Clone, Copy)]
 pub enum Which {
@@ -629,6 +661,8 @@ async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String)> {
         logs,
     );
     postgres.run_as = run_as;
+    // SIGTERM waits for every client to leave; SIGINT is the fast shutdown.
+    postgres.stop_signal = Signal::SIGINT;
     postgres.start()?;
     wait_for_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(30)).await?;
     let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
