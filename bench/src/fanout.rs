@@ -1,0 +1,236 @@
+//! Fan-out: one room of many members, one sender stepping its rate up.
+//! Every member measures each message's end-to-end latency (send time in
+//! the body → receipt); the sender measures its acknowledgements.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::accounts;
+use crate::proto::{self, Event, Protocol};
+use crate::system::System;
+
+/// The shape of one fan-out run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub members: usize,
+    /// Messages per second, one step each.
+    pub rates: Vec<u32>,
+    pub step: Duration,
+    pub body_len: usize,
+}
+
+/// What one rate step showed.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub rate: u32,
+    pub sent: u64,
+    pub acked: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub deliveries_per_second: f64,
+    /// End-to-end latency percentiles in milliseconds: p50, p99, p99.9.
+    pub latency_ms: [f64; 3],
+    pub ack_ms: [f64; 3],
+    /// Server CPU seconds spent in this step.
+    pub cpu_seconds: f64,
+}
+
+impl Step {
+    /// Every message reached every member and p99 stayed under 50 ms.
+    pub fn within_target(&self) -> bool {
+        self.delivered == self.expected && self.latency_ms[1] < 50.0
+    }
+}
+
+/// One member's receive loop: latencies per step until `stop`.
+async fn receive(
+    mut ws: proto::Socket,
+    protocol: Protocol,
+    epoch: Instant,
+    step: Arc<AtomicUsize>,
+    steps: usize,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<Histogram<u64>> {
+    let mut histograms: Vec<Histogram<u64>> = (0..steps).map(|_| histogram()).collect();
+    loop {
+        let frame = tokio::select! {
+            frame = ws.next() => frame,
+            _ = stop.changed() => break,
+        };
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                match proto::classify(protocol, text.as_str(), false) {
+                    Event::Delivery { sent_us } => {
+                        let now = epoch.elapsed().as_micros() as u64;
+                        let index = step.load(Ordering::Relaxed).min(steps - 1);
+                        let _ = histograms[index].record(now.saturating_sub(sent_us).max(1));
+                    }
+                    Event::Ping => {
+                        let _ = ws.send(Message::text("3")).await;
+                    }
+                    _ => {}
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    histograms
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 60 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+fn percentiles_ms(h: &Histogram<u64>) -> [f64; 3] {
+    if h.is_empty() {
+        return [0.0; 3];
+    }
+    [50.0, 99.0, 99.9].map(|q| h.value_at_quantile(q / 100.0) as f64 / 1000.0)
+}
+
+/// The loopback source address for connection `i`: 127.0.0.2, .3, … so no
+/// single address runs out of ephemeral ports.
+pub fn source(i: usize) -> IpAddr {
+    let n = (i / 20_000) as u32 + 2;
+    IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + n))
+}
+
+/// Runs the plan against a started system (members spread over its nodes).
+pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
+    let room = accounts::room(system, plan.members).await?;
+    let epoch = Instant::now();
+    let step = Arc::new(AtomicUsize::new(0));
+    let (stop, stopped) = watch::channel(false);
+    let mut receivers = Vec::new();
+    for i in 1..plan.members {
+        let endpoint = system.endpoint(i, &room.name);
+        let ws = proto::connect(&endpoint, room.tokens.get(i).map(String::as_str), source(i))
+            .await
+            .with_context(|| format!("connecting member {i}"))?;
+        receivers.push(tokio::spawn(receive(
+            ws,
+            endpoint.protocol,
+            epoch,
+            step.clone(),
+            plan.rates.len(),
+            stopped.clone(),
+        )));
+    }
+    let endpoint = system.endpoint(0, &room.name);
+    let sender = proto::connect(
+        &endpoint,
+        room.tokens.first().map(String::as_str),
+        source(0),
+    )
+    .await?;
+    let (mut sink, mut acks_in) = sender.split();
+    // Send times by message number, for the ack latencies.
+    let sent_at: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+    let ack_hist: Arc<Mutex<Vec<Histogram<u64>>>> = Arc::new(Mutex::new(
+        (0..plan.rates.len()).map(|_| histogram()).collect(),
+    ));
+    let acks = {
+        let (sent_at, ack_hist, step, protocol) = (
+            sent_at.clone(),
+            ack_hist.clone(),
+            step.clone(),
+            endpoint.protocol,
+        );
+        let mut stop = stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    frame = acks_in.next() => frame,
+                    _ = stop.changed() => break,
+                };
+                let Some(Ok(Message::Text(text))) = frame else {
+                    if frame.is_none() {
+                        break;
+                    }
+                    continue;
+                };
+                if let Event::Ack { seq } = proto::classify(protocol, text.as_str(), true) {
+                    let now = epoch.elapsed().as_micros() as u64;
+                    if let Some(at) = sent_at.lock().expect("sent_at").remove(&seq) {
+                        let index = step
+                            .load(Ordering::Relaxed)
+                            .min(ack_hist.lock().expect("acks").len() - 1);
+                        let _ = ack_hist.lock().expect("acks")[index]
+                            .record(now.saturating_sub(at).max(1));
+                    }
+                }
+            }
+        })
+    };
+
+    let mut seq = 0u64;
+    let mut sent_per_step = Vec::new();
+    let mut cpu_per_step = Vec::new();
+    for (index, &rate) in plan.rates.iter().enumerate() {
+        step.store(index, Ordering::Relaxed);
+        let cpu_before = system.cpu_seconds();
+        let started = Instant::now();
+        let total = (rate as f64 * plan.step.as_secs_f64()) as u64;
+        let mut sent = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        while sent < total {
+            tick.tick().await;
+            let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+            while sent < due {
+                seq += 1;
+                let now = epoch.elapsed().as_micros() as u64;
+                sent_at.lock().expect("sent_at").insert(seq, now);
+                sink.feed(proto::send_frame(
+                    &endpoint,
+                    seq,
+                    &proto::body(now, plan.body_len),
+                ))
+                .await?;
+                sent += 1;
+            }
+            sink.flush().await?;
+        }
+        // Let the step drain before the next begins.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cpu_per_step.push(system.cpu_seconds() - cpu_before);
+        sent_per_step.push(sent);
+        system.check_alive()?;
+    }
+    let _ = stop.send(true);
+    let _ = acks.await;
+    let mut merged: Vec<Histogram<u64>> = (0..plan.rates.len()).map(|_| histogram()).collect();
+    for receiver in receivers {
+        for (index, h) in receiver.await?.into_iter().enumerate() {
+            merged[index].add(&h)?;
+        }
+    }
+    let ack_hist = ack_hist.lock().expect("acks").clone();
+    let receivers = (plan.members - 1) as u64;
+    Ok(plan
+        .rates
+        .iter()
+        .enumerate()
+        .map(|(i, &rate)| Step {
+            rate,
+            sent: sent_per_step[i],
+            acked: ack_hist[i].len(),
+            expected: sent_per_step[i] * receivers,
+            delivered: merged[i].len(),
+            deliveries_per_second: merged[i].len() as f64 / plan.step.as_secs_f64(),
+            latency_ms: percentiles_ms(&merged[i]),
+            ack_ms: percentiles_ms(&ack_hist[i]),
+            cpu_seconds: cpu_per_step[i],
+        })
+        .collect())
+}

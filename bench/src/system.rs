@@ -1,0 +1,341 @@
+//! The systems under test, each started as real processes on loopback by
+//! the benchmark, and read from `/proc` for CPU time and memory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::proto::{Endpoint, Protocol};
+
+/// Every system the benchmark knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `chat`: api + gateway in one process, SQLite, in-process bus.
+    OursSqlite,
+    /// `chat-api` + `chat-gateway`s on PostgreSQL and Redis.
+    OursPostgres,
+    /// `bench/peers/ws-server.mjs`.
+    NodeWs,
+    /// `bench/peers/socketio-server.mjs` (with the Redis adapter when there
+    /// are two nodes).
+    SocketIo,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::OursSqlite => "chat (SQLite)",
+            Kind::OursPostgres => "chat-gateway (PostgreSQL+Redis)",
+            Kind::NodeWs => "node ws",
+            Kind::SocketIo => "socket.io",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "ours-sqlite" => Kind::OursSqlite,
+            "ours-pg" => Kind::OursPostgres,
+            "ws" => Kind::NodeWs,
+            "socketio" => Kind::SocketIo,
+            other => bail!("unknown system {other}: ours-sqlite, ours-pg, ws, socketio"),
+        })
+    }
+
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Kind::OursSqlite | Kind::OursPostgres => Protocol::Chat,
+            Kind::NodeWs => Protocol::Plain,
+            Kind::SocketIo => Protocol::SocketIo,
+        }
+    }
+}
+
+/// A running process of a system.
+struct Process {
+    name: String,
+    child: Child,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A started system: its entry points (one per node that clients connect
+/// to) and the processes whose CPU and memory count as the server's.
+pub struct System {
+    pub kind: Kind,
+    /// Where clients connect, one per node (gateway).
+    pub nodes: Vec<SocketAddr>,
+    /// Our REST api, for accounts and rooms.
+    pub api: Option<SocketAddr>,
+    measured: Vec<Process>,
+    _helpers: Vec<Process>,
+    dir: PathBuf,
+}
+
+/// Options shared by every start.
+pub struct Start<'a> {
+    pub repo: &'a Path,
+    pub bin_dir: &'a Path,
+    pub nodes: usize,
+    /// A unique prefix for Redis channels and database names.
+    pub tag: &'a str,
+}
+
+impl System {
+    pub async fn start(kind: Kind, options: &Start<'_>) -> Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("chat-bench-{}-{}", options.tag, kind_slug(kind)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut system = Self {
+            kind,
+            nodes: Vec::new(),
+            api: None,
+            measured: Vec::new(),
+            _helpers: Vec::new(),
+            dir,
+        };
+        match kind {
+            Kind::OursSqlite => {
+                let addr = free_addr()?;
+                let process = system.spawn(
+                    "chat",
+                    Command::new(options.bin_dir.join("chat"))
+                        .env("CHAT_ADDR", addr.to_string())
+                        .env("CHAT_DATA_DIR", system.dir.join("data"))
+                        .env("CHAT_WEB_DIR", options.repo.join("web-client"))
+                        .envs(our_limits()),
+                )?;
+                system.measured.push(process);
+                wait_http(addr, "/readyz").await?;
+                system.nodes.push(addr);
+                system.api = Some(addr);
+            }
+            Kind::OursPostgres => system.start_pool(options).await?,
+            Kind::NodeWs | Kind::SocketIo => {
+                let script = if kind == Kind::NodeWs {
+                    "ws-server.mjs"
+                } else {
+                    "socketio-server.mjs"
+                };
+                for i in 0..options.nodes {
+                    let addr = free_addr()?;
+                    let mut command = Command::new("node");
+                    command
+                        .arg(options.repo.join("bench/peers").join(script))
+                        .args(["--port", &addr.port().to_string()]);
+                    if kind == Kind::SocketIo && options.nodes > 1 {
+                        command.args(["--redis", &redis_url(), "--redis-prefix", options.tag]);
+                    }
+                    let process =
+                        system.spawn(&format!("{}-{i}", kind_slug(kind)), &mut command)?;
+                    system.measured.push(process);
+                    wait_tcp(addr).await?;
+                    system.nodes.push(addr);
+                }
+            }
+        }
+        Ok(system)
+    }
+
+    /// chat-api (a helper: accounts and rooms) and the gateways (measured).
+    async fn start_pool(&mut self, options: &Start<'_>) -> Result<()> {
+        let database = format!("bench_{}", options.tag.replace('-', "_"));
+        let admin = std::env::var("BENCH_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        {
+            use sqlx::{Connection, Executor};
+            let mut conn = sqlx::PgConnection::connect(&format!("{admin}/postgres")).await?;
+            conn.execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str())
+                .await?;
+            conn.execute(format!("CREATE DATABASE {database}").as_str())
+                .await?;
+        }
+        let database_url = format!("{admin}/{database}");
+        let api = free_addr()?;
+        let api_process = self.spawn(
+            "chat-api",
+            Command::new(options.bin_dir.join("chat-api"))
+                .env("CHAT_API_ADDR", api.to_string())
+                .env("CHAT_DATA_DIR", self.dir.join("api"))
+                .env("DATABASE_URL", &database_url)
+                .env("REDIS_URL", redis_url())
+                .env("CHAT_BUS_PREFIX", options.tag)
+                .envs(our_limits()),
+        )?;
+        self._helpers.push(api_process);
+        wait_http(api, "/readyz").await?;
+        self.api = Some(api);
+        for i in 0..options.nodes {
+            let addr = free_addr()?;
+            let process = self.spawn(
+                &format!("chat-gateway-{i}"),
+                Command::new(options.bin_dir.join("chat-gateway"))
+                    .env("CHAT_GATEWAY_ADDR", addr.to_string())
+                    .env("CHAT_DATA_DIR", self.dir.join(format!("gateway-{i}")))
+                    .env("CHAT_JWT_PUBLIC_KEY", self.dir.join("api/jwt-public.pem"))
+                    .env("DATABASE_URL", &database_url)
+                    .env("REDIS_URL", redis_url())
+                    .env("CHAT_BUS_PREFIX", options.tag)
+                    .envs(our_limits()),
+            )?;
+            self.measured.push(process);
+            wait_http(addr, "/readyz").await?;
+            self.nodes.push(addr);
+        }
+        Ok(())
+    }
+
+    fn spawn(&self, name: &str, command: &mut Command) -> Result<Process> {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Process {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    /// The endpoint of `room` on node `node`.
+    pub fn endpoint(&self, node: usize, room: &str) -> Endpoint {
+        Endpoint {
+            protocol: self.kind.protocol(),
+            addr: self.nodes[node % self.nodes.len()],
+            room: room.to_owned(),
+        }
+    }
+
+    /// CPU seconds used so far by the measured processes (user + system).
+    pub fn cpu_seconds(&self) -> f64 {
+        self.measured
+            .iter()
+            .map(|p| cpu_seconds(p.child.id()))
+            .sum()
+    }
+
+    /// Peak resident memory of the measured processes, summed, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.measured
+            .iter()
+            .map(|p| status_kib(p.child.id(), "VmHWM:"))
+            .sum()
+    }
+
+    /// Whether every measured process still runs (a crash voids a run).
+    pub fn check_alive(&mut self) -> Result<()> {
+        for p in &mut self.measured {
+            if let Some(status) = p.child.try_wait()? {
+                bail!("{} exited ({status}); see {}", p.name, self.dir.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.measured.clear();
+        self._helpers.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Limits that would throttle a benchmark's single fast sender and its
+/// burst of registrations; everything else stays at the defaults.
+fn our_limits() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("CHAT_SEND_RATE_PER_SECOND", "1000000"),
+        ("CHAT_SEND_BURST", "1000000"),
+        ("CHAT_AUTH_RATE_PER_MINUTE", "1000000"),
+        ("CHAT_AUTH_RATE_BURST", "1000000"),
+        ("CHAT_MAX_CONNECTIONS", "200000"),
+        ("CHAT_LOG", "warn"),
+    ]
+}
+
+fn kind_slug(kind: Kind) -> &'static str {
+    match kind {
+        Kind::OursSqlite => "sqlite",
+        Kind::OursPostgres => "pg",
+        Kind::NodeWs => "ws",
+        Kind::SocketIo => "socketio",
+    }
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn free_addr() -> Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+async fn wait_tcp(addr: SocketAddr) -> Result<()> {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("nothing listens on {addr} after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn wait_http(addr: SocketAddr, path: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = http.get(format!("http://{addr}{path}")).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("{addr}{path} not ready after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on.
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |t| t as f64)
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
