@@ -17,8 +17,9 @@ impl AppState {
     /// user concerned.
     pub(crate) async fn announce(&self, event: &RoomEvent) {
         let frame = serde_json::to_vec(event).expect("events serialise");
+        // Within the request's trace: the gateways' deliveries continue it.
         self.publisher
-            .publish(Topic::Room(event.room_id), Bytes::from(frame));
+            .publish_traced(Topic::Room(event.room_id), Bytes::from(frame));
         match event.body {
             EventBody::MemberJoined { user } => match self.store.room(event.room_id).await {
                 Ok(Some(room)) => {

@@ -6,9 +6,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, Next};
+use axum::response::Response;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -17,6 +18,9 @@ use tower_http::request_id::{
 };
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use tracing::{Instrument, Span};
+
+use chat_shared::telemetry;
 
 use crate::config::ApiConfig;
 use crate::error::{log_internal_errors, ApiError};
@@ -136,16 +140,13 @@ pub fn routes_with(
             ServiceBuilder::new()
                 // Outermost: counts every answer, 408 and 413 included.
                 .layer(from_fn(crate::metrics::record))
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuidV7))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-                }))
+                .layer(SetRequestIdLayer::new(
+                    request_id.clone(),
+                    MakeRequestUuidV7,
+                ))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(from_fn(trace_request))
                 .layer(from_fn(log_internal_errors))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
@@ -154,6 +155,38 @@ pub fn routes_with(
                 .layer(DefaultBodyLimit::max(max_body)),
         )
         .with_state(state)
+}
+
+/// The span of one request, carrying its request id (in every log line).
+fn request_span(req: &Request) -> Span {
+    let id = req
+        .headers()
+        .get(chat_shared::request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+}
+
+/// With traces on, runs the request inside its OpenTelemetry server span
+/// `METHOD /route`, continuing the caller's `traceparent` if it sent one.
+/// A WebSocket upgrade gets none: its session would live inside it.
+async fn trace_request(req: Request, next: Next) -> Response {
+    let upgrade = req.headers().contains_key(axum::http::header::UPGRADE);
+    if !telemetry::traces_enabled() || upgrade {
+        return next.run(req).await;
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let parent = req
+        .headers()
+        .get(telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    let span = telemetry::http_server(req.method().as_str(), route, parent);
+    let response = next.run(req).instrument(span.clone()).await;
+    telemetry::record_status(&span, response.status().as_u16());
+    response
 }
 
 /// Mints request ids as the gateway does: UUID v7, which sort by time.

@@ -1,5 +1,6 @@
-//! The `chat-api` binary: read configuration, set up logging, serve until
-//! SIGTERM or Ctrl-C.
+//! The `chat-api` binary: read configuration, set up logging (and traces,
+//! with `OTEL_EXPORTER_OTLP_ENDPOINT`), serve until SIGTERM or Ctrl-C, then
+//! flush the traces.
 
 use std::process::ExitCode;
 
@@ -14,10 +15,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = chat_shared::telemetry::init(&config.log, config.log_format) {
-        eprintln!("chat-api: {e}");
-        return ExitCode::FAILURE;
-    }
+    let telemetry = match chat_shared::telemetry::init(&config.log, config.log_format, "chat-api") {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("chat-api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = serve(config).await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve(config: ApiConfig) -> ExitCode {
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(e) => {

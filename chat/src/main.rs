@@ -1,6 +1,7 @@
 //! The `chat` binary: the whole chat system in one process. Reads its
-//! configuration, sets up logging, prints the address to open, and serves
-//! until SIGTERM or Ctrl-C.
+//! configuration, sets up logging (and traces, with
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`), prints the address to open, serves until
+//! SIGTERM or Ctrl-C, then flushes the traces.
 
 use std::process::ExitCode;
 
@@ -15,10 +16,20 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = chat_shared::telemetry::init(&settings.chat.log, settings.chat.log_format) {
-        eprintln!("chat: {e}");
-        return ExitCode::FAILURE;
-    }
+    let telemetry =
+        match chat_shared::telemetry::init(&settings.chat.log, settings.chat.log_format, "chat") {
+            Ok(telemetry) => telemetry,
+            Err(e) => {
+                eprintln!("chat: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let code = serve(settings).await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve(settings: Settings) -> ExitCode {
     let chat = match Chat::build(settings).await {
         Ok(chat) => chat,
         Err(e) => {

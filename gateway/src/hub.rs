@@ -13,13 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_shared::bus::{Delivery, Publisher, Subscriber, Topic};
+use chat_shared::bus::{self, Delivery, Publisher, Subscriber, Topic};
 use chat_shared::model::{RoomId, UserId};
 use chat_shared::protocol::{PresenceStatus, ServerFrame};
 use chat_shared::store::{Page, Store};
+use chat_shared::telemetry;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tracing::Span;
 
 use crate::outbox::{Outbound, Outbox};
 use crate::presence::{Change, Presence, PresenceMessage};
@@ -65,6 +67,8 @@ enum Command {
         room: RoomId,
         seq: i64,
         frame: Bytes,
+        /// The send's span, parent of the `deliver` span.
+        trace: Span,
     },
 }
 
@@ -142,9 +146,21 @@ impl Hub {
         let _ = done.await;
     }
 
-    /// Delivers an event this gateway just committed.
+    /// Delivers an event this gateway just committed (within the current
+    /// span's trace, when traces are on).
     pub async fn committed(&self, room: RoomId, seq: i64, frame: Bytes) {
-        self.send(Command::Committed { room, seq, frame }).await;
+        let trace = if telemetry::traces_enabled() {
+            Span::current()
+        } else {
+            Span::none()
+        };
+        self.send(Command::Committed {
+            room,
+            seq,
+            frame,
+            trace,
+        })
+        .await;
     }
 
     async fn send(&self, command: Command) {
@@ -178,7 +194,9 @@ enum Report {
 /// One room as this gateway delivers it.
 #[derive(Default)]
 struct RoomFeed {
-    sequencer: Sequencer<Bytes>,
+    /// Each event with the span its `deliver` goes under (`Span::none()`
+    /// untraced).
+    sequencer: Sequencer<(Bytes, Span)>,
     followers: HashSet<SessionKey>,
     /// A store read for this room is under way.
     repairing: bool,
@@ -319,7 +337,12 @@ impl HubTask {
                 let _ = queued.send(());
                 self.add_follower(key, room, after).await;
             }
-            Command::Committed { room, seq, frame } => self.offer(room, seq, frame).await,
+            Command::Committed {
+                room,
+                seq,
+                frame,
+                trace,
+            } => self.offer(room, seq, frame, trace).await,
         }
     }
 
@@ -436,6 +459,8 @@ impl HubTask {
                 return;
             }
         };
+        // Off before anything else: clients never see it.
+        let (payload, traceparent) = bus::trace::detach(payload);
         let Ok(route) = serde_json::from_slice::<Route>(&payload) else {
             tracing::warn!(%topic, "unreadable bus message dropped");
             return;
@@ -450,9 +475,14 @@ impl HubTask {
             Topic::Room(room) => match route.seq {
                 // A read marker's seq is that of the event read, not a place
                 // in the log: sequencing it would drop it as a duplicate.
-                Some(seq) if route.kind != "read" => self.offer(room, seq, payload).await,
+                Some(seq) if route.kind != "read" => {
+                    let trace = telemetry::bus_receive(room, seq, traceparent.as_deref());
+                    self.offer(room, seq, payload, trace).await
+                }
                 // Typing, read markers: ephemeral, no order to keep.
-                _ => self.fan_out(room, |_| Outbound::Frame(payload.clone())),
+                _ => {
+                    self.fan_out(room, |_| Outbound::Frame(payload.clone()));
+                }
             },
             Topic::User(user) => self.on_user_message(user, route, payload).await,
             Topic::Presence => {}
@@ -512,11 +542,11 @@ impl HubTask {
     }
 
     /// Takes one room event in, from the bus, this gateway, or the store.
-    async fn offer(&mut self, room: RoomId, seq: i64, frame: Bytes) {
+    async fn offer(&mut self, room: RoomId, seq: i64, frame: Bytes, trace: Span) {
         let Some(feed) = self.rooms.get_mut(&room) else {
             return;
         };
-        let released = feed.sequencer.offer(seq, frame);
+        let released = feed.sequencer.offer(seq, (frame, trace));
         self.release(room, released);
         // Its last local member may just have left or been removed.
         self.forget_if_unfollowed(room).await;
@@ -525,13 +555,20 @@ impl HubTask {
 
     /// Fans released events out, in order, and applies membership changes
     /// they record.
-    fn release(&mut self, room: RoomId, released: Vec<(i64, Bytes)>) {
-        for (seq, frame) in released {
-            self.fan_out(room, |_| Outbound::Event {
-                room,
-                seq,
-                frame: frame.clone(),
+    fn release(&mut self, room: RoomId, released: Vec<(i64, (Bytes, Span))>) {
+        for (seq, (frame, trace)) in released {
+            // One span per event for all local sockets, never one per socket.
+            let deliver = telemetry::deliver(&trace, room, seq);
+            let sockets = deliver.in_scope(|| {
+                self.fan_out(room, |_| Outbound::Event {
+                    room,
+                    seq,
+                    frame: frame.clone(),
+                })
             });
+            deliver.record("chat.sockets", sockets as u64);
+            drop(deliver);
+            drop(trace);
             let Ok(route) = serde_json::from_slice::<Route>(&frame) else {
                 continue;
             };
@@ -547,16 +584,20 @@ impl HubTask {
         }
     }
 
-    fn fan_out(&self, room: RoomId, item: impl Fn(SessionKey) -> Outbound) {
+    /// Pushes `item` to every follower of `room`; returns how many.
+    fn fan_out(&self, room: RoomId, item: impl Fn(SessionKey) -> Outbound) -> usize {
         let Some(feed) = self.rooms.get(&room) else {
-            return;
+            return 0;
         };
         let _timed = crate::metrics::FanOut::start();
+        let mut pushed = 0;
         for key in &feed.followers {
             if let Some(session) = self.sessions.get(key) {
                 session.outbox.push(item(*key));
+                pushed += 1;
             }
         }
+        pushed
     }
 
     fn arm_gap_timer(&mut self, room: RoomId) {
@@ -625,7 +666,7 @@ impl HubTask {
                     Ok(events) => {
                         tracing::debug!(%room, count = events.len(), "gap repaired from the store");
                         for (seq, frame) in events {
-                            self.offer(room, seq, frame).await;
+                            self.offer(room, seq, frame, Span::none()).await;
                         }
                     }
                     Err(e) => {

@@ -9,11 +9,13 @@ use bytes::Bytes;
 use chat_shared::bus::Topic;
 use chat_shared::model::{check_client_id, check_message_body, RoomId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
+use chat_shared::telemetry;
 use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::ReadHalf;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::context::Context;
 use crate::outbox::{Outbound, Outbox};
@@ -238,7 +240,18 @@ impl Handler {
         limited
     }
 
+    /// A `send` frame, inside its `ws send` span when traces are on.
     async fn send(&mut self, room: RoomId, client_id: String, body: String) {
+        let span = telemetry::ws_send(room);
+        if span.is_none() {
+            return self.append_and_ack(room, client_id, body).await;
+        }
+        self.append_and_ack(room, client_id, body)
+            .instrument(span)
+            .await
+    }
+
+    async fn append_and_ack(&mut self, room: RoomId, client_id: String, body: String) {
         let reference = Some(client_id.clone());
         if self.limited() {
             return self
@@ -252,11 +265,14 @@ impl Handler {
         }
         // Durable before anything else: the ack, the fan-out and the
         // publish all follow the commit (contract point 1).
+        let span = telemetry::store_append(room);
         let appended = self
             .ctx
             .store
             .append_message(room, self.session.user, &client_id, &body)
+            .instrument(span.clone())
             .await;
+        telemetry::record_append(&span, &appended);
         let event = match appended {
             Ok(appended) => appended.event,
             Err(chat_shared::Error::NotMember) => return self.not_member(reference).await,
@@ -288,7 +304,8 @@ impl Handler {
         // gateway died after the commit), this one heals it; receivers
         // drop the duplicate by seq.
         self.ctx.hub.committed(room, event.seq, frame.clone()).await;
-        self.ctx.publisher.publish(Topic::Room(room), frame);
+        tracing::Span::current().record("chat.seq", event.seq);
+        self.ctx.publisher.publish_traced(Topic::Room(room), frame);
     }
 
     async fn sync(&self, room: RoomId, after: i64) {

@@ -1,5 +1,6 @@
-//! The `chat-gateway` binary: read configuration, set up logging, serve
-//! until SIGTERM or Ctrl-C, then drain.
+//! The `chat-gateway` binary: read configuration, set up logging (and
+//! traces, with `OTEL_EXPORTER_OTLP_ENDPOINT`), serve until SIGTERM or
+//! Ctrl-C, then drain and flush the traces.
 
 use std::process::ExitCode;
 
@@ -14,10 +15,20 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = chat_shared::telemetry::init(&config.log, config.log_format) {
-        eprintln!("chat-gateway: {e}");
-        return ExitCode::FAILURE;
-    }
+    let telemetry =
+        match chat_shared::telemetry::init(&config.log, config.log_format, "chat-gateway") {
+            Ok(telemetry) => telemetry,
+            Err(e) => {
+                eprintln!("chat-gateway: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let code = serve(config).await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve(config: GatewayConfig) -> ExitCode {
     let gateway = match Gateway::build(config).await {
         Ok(gateway) => gateway,
         Err(e) => {

@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use chat_shared::model::{RoomEvent, RoomId};
 use chat_shared::store::Page;
+use chat_shared::telemetry;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -121,14 +123,17 @@ async fn send(
     validate::message_body(&req.body, state.config.max_body_chars)?;
     // Membership is checked by the append itself, atomically with the seq
     // allocation, so a member kicked a moment ago cannot slip one in.
+    let span = telemetry::store_append(id);
     let appended = state
         .store
         .append_message(id, me.id, &req.client_id, &req.body)
-        .await
-        .map_err(|e| match e {
-            chat_shared::Error::NotFound => ApiError::NotFound("room"),
-            other => other.into(),
-        })?;
+        .instrument(span.clone())
+        .await;
+    telemetry::record_append(&span, &appended);
+    let appended = appended.map_err(|e| match e {
+        chat_shared::Error::NotFound => ApiError::NotFound("room"),
+        other => other.into(),
+    })?;
     // Announced on a retry too: it heals a first attempt whose publish was
     // lost; gateways drop the duplicate by seq.
     state.announce(&appended.event).await;

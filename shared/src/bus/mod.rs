@@ -11,6 +11,7 @@
 mod memory;
 mod publisher;
 mod redis;
+pub mod trace;
 
 use std::fmt;
 

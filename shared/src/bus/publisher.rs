@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tracing::{Instrument, Span};
 
 use super::{Bus, Topic};
+use crate::telemetry;
 
 /// Messages waiting to be published before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -17,17 +19,21 @@ const QUEUE: usize = 8192;
 /// A handle to the publishing task; cheap to clone.
 #[derive(Clone)]
 pub struct Publisher {
-    queue: mpsc::Sender<(Topic, Bytes)>,
+    /// Each message with its `bus.publish` span (`Span::none()` without
+    /// traces).
+    queue: mpsc::Sender<(Topic, Bytes, Span)>,
 }
 
 impl Publisher {
     /// Starts the task publishing on `bus`; it ends when every handle is
     /// dropped.
     pub fn start(bus: Arc<dyn Bus>) -> Self {
-        let (queue, mut rx) = mpsc::channel::<(Topic, Bytes)>(QUEUE);
+        let (queue, mut rx) = mpsc::channel::<(Topic, Bytes, Span)>(QUEUE);
         tokio::spawn(async move {
-            while let Some((topic, payload)) = rx.recv().await {
-                if let Err(e) = bus.publish(topic, payload).await {
+            while let Some((topic, payload, span)) = rx.recv().await {
+                let published = bus.publish(topic, payload).instrument(span.clone()).await;
+                if let Err(e) = published {
+                    telemetry::record_error(&span);
                     tracing::warn!(error = %e, %topic, "bus publish failed; receivers will repair from the store");
                 }
             }
@@ -37,7 +43,25 @@ impl Publisher {
 
     /// Queues `payload` for `topic` without waiting.
     pub fn publish(&self, topic: Topic, payload: Bytes) {
-        if self.queue.try_send((topic, payload)).is_err() {
+        self.enqueue(topic, payload, Span::none());
+    }
+
+    /// Queues a room event within the current trace: a `bus.publish` span,
+    /// child of the current span, covers it, and the message carries that
+    /// span's `traceparent` (see [`super::trace`]) so each receiving gateway
+    /// continues the trace. Exactly [`Publisher::publish`] without traces.
+    pub fn publish_traced(&self, topic: Topic, payload: Bytes) {
+        let span = telemetry::bus_publish(&topic);
+        let payload = match telemetry::traceparent(&span) {
+            Some(traceparent) => super::trace::attach(payload, &traceparent),
+            None => payload,
+        };
+        self.enqueue(topic, payload, span);
+    }
+
+    fn enqueue(&self, topic: Topic, payload: Bytes, span: Span) {
+        if let Err(refused) = self.queue.try_send((topic, payload, span)) {
+            telemetry::record_error(&refused.into_inner().2);
             super::metrics::published(false);
             tracing::warn!(%topic, "bus publish queue full; message dropped");
         }
