@@ -134,18 +134,21 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
         source(0),
     )
     .await?;
-    let (mut sink, mut acks_in) = sender.split();
+    let (sink, mut acks_in) = sender.split();
+    // Shared with the ack reader, which must answer engine.io pings.
+    let sink = Arc::new(tokio::sync::Mutex::new(sink));
     // Send times by message number, for the ack latencies.
     let sent_at: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
     let ack_hist: Arc<Mutex<Vec<Histogram<u64>>>> = Arc::new(Mutex::new(
         (0..plan.rates.len()).map(|_| histogram()).collect(),
     ));
     let acks = {
-        let (sent_at, ack_hist, step, protocol) = (
+        let (sent_at, ack_hist, step, protocol, sink) = (
             sent_at.clone(),
             ack_hist.clone(),
             step.clone(),
             endpoint.protocol,
+            sink.clone(),
         );
         let mut stop = stopped.clone();
         tokio::spawn(async move {
@@ -160,7 +163,11 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
                     }
                     continue;
                 };
-                if let Event::Ack { seq } = proto::classify(protocol, text.as_str(), true) {
+                let event = proto::classify(protocol, text.as_str(), true);
+                if event == Event::Ping {
+                    let _ = sink.lock().await.send(Message::text("3")).await;
+                }
+                if let Event::Ack { seq } = event {
                     let now = epoch.elapsed().as_micros() as u64;
                     if let Some(at) = sent_at.lock().expect("sent_at").remove(&seq) {
                         let index = step
@@ -191,15 +198,11 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
                 seq += 1;
                 let now = epoch.elapsed().as_micros() as u64;
                 sent_at.lock().expect("sent_at").insert(seq, now);
-                sink.feed(proto::send_frame(
-                    &endpoint,
-                    seq,
-                    &proto::body(now, plan.body_len),
-                ))
-                .await?;
+                let frame = proto::send_frame(&endpoint, seq, &proto::body(now, plan.body_len));
+                sink.lock().await.feed(frame).await?;
                 sent += 1;
             }
-            sink.flush().await?;
+            sink.lock().await.flush().await?;
         }
         // Let the step drain before the next begins.
         tokio::time::sleep(Duration::from_secs(2)).await;
