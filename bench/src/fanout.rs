@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::accounts;
 use crate::proto::{self, Event, Protocol};
+use crate::receiver::{Frame, Receiver};
 use crate::system::System;
 
 /// The shape of one fan-out run.
@@ -53,7 +54,7 @@ impl Step {
 
 /// One member's receive loop: latencies per step until `stop`.
 async fn receive(
-    mut ws: proto::Socket,
+    mut receiver: Receiver,
     protocol: Protocol,
     epoch: Instant,
     step: Arc<AtomicUsize>,
@@ -62,26 +63,25 @@ async fn receive(
 ) -> Vec<Histogram<u64>> {
     let mut histograms: Vec<Histogram<u64>> = (0..steps).map(|_| histogram()).collect();
     loop {
-        let frame = tokio::select! {
-            frame = ws.next() => frame,
-            _ = stop.changed() => break,
-        };
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                match proto::classify(protocol, text.as_str(), false) {
+        let ping = tokio::select! {
+            frame = receiver.next() => match frame {
+                Ok(Frame::Text(text)) => match proto::classify(protocol, text, false) {
                     Event::Delivery { sent_us } => {
                         let now = epoch.elapsed().as_micros() as u64;
                         let index = step.load(Ordering::Relaxed).min(steps - 1);
                         let _ = histograms[index].record(now.saturating_sub(sent_us).max(1));
+                        false
                     }
-                    Event::Ping => {
-                        let _ = ws.send(Message::text("3")).await;
-                    }
-                    _ => {}
-                }
-            }
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => break,
+                    Event::Ping => true,
+                    _ => false,
+                },
+                Ok(Frame::Closed) | Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
+        // Engine.io's server pings in a text frame; answer like a client.
+        if ping && receiver.send_text("3").await.is_err() {
+            break;
         }
     }
     histograms
@@ -115,11 +115,12 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     let mut receivers = Vec::new();
     for i in 1..plan.members {
         let endpoint = system.endpoint(i, &room.name);
-        let ws = proto::connect(&endpoint, room.tokens.get(i).map(String::as_str), source(i))
-            .await
-            .with_context(|| format!("connecting member {i}"))?;
+        let receiver =
+            proto::connect_receiver(&endpoint, room.tokens.get(i).map(String::as_str), source(i))
+                .await
+                .with_context(|| format!("connecting member {i}"))?;
         receivers.push(tokio::spawn(receive(
-            ws,
+            receiver,
             endpoint.protocol,
             epoch,
             step.clone(),

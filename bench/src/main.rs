@@ -6,12 +6,15 @@
 //! ```text
 //! chat-bench fanout [--systems ours-sqlite,ours-pg,ws,socketio] [--members 1000]
 //!                   [--rates 100,200,500,1000,2000,5000] [--step-secs 5] [--nodes 1]
+//!                   [--server-cpus 0]   pin the servers (`taskset -c`); run the
+//!                                       generator itself under `taskset -c 1`
 //! chat-bench smoke      a few seconds against `chat`: checks the tool works (CI)
 //! ```
 
 mod accounts;
 mod fanout;
 mod proto;
+mod receiver;
 mod system;
 
 use std::path::PathBuf;
@@ -39,6 +42,7 @@ struct Args {
     systems: Vec<Kind>,
     plan: Plan,
     nodes: usize,
+    server_cpus: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -59,6 +63,7 @@ fn parse_args() -> Result<Args> {
             body_len: 100,
         },
         nodes: 1,
+        server_cpus: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -78,6 +83,7 @@ fn parse_args() -> Result<Args> {
             }
             "--step-secs" => args.plan.step = Duration::from_secs(value()?.parse()?),
             "--nodes" => args.nodes = value()?.parse()?,
+            "--server-cpus" => args.server_cpus = Some(value()?),
             other => bail!("unknown argument {other}; see the top of bench/src/main.rs"),
         }
     }
@@ -120,6 +126,7 @@ async fn run() -> Result<()> {
             bin_dir: &bin_dir,
             nodes: args.nodes,
             tag: &tag,
+            cpus: args.server_cpus.as_deref(),
         };
         let mut system = System::start(kind, &start).await?;
         eprintln!(

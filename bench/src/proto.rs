@@ -22,6 +22,8 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::receiver::{Frame, Receiver};
+
 /// A connected WebSocket.
 pub type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
@@ -58,23 +60,28 @@ pub enum Event {
     Other,
 }
 
+/// The request path that joins the endpoint's room.
+fn path(endpoint: &Endpoint) -> String {
+    match endpoint.protocol {
+        Protocol::Chat => "/v1/ws".to_owned(),
+        Protocol::Plain => format!("/?room={}", endpoint.room),
+        Protocol::SocketIo => format!(
+            "/socket.io/?EIO=4&transport=websocket&room={}",
+            endpoint.room
+        ),
+    }
+}
+
 /// Opens a WebSocket from `source` (a loopback address of our choosing, so
 /// many connections do not exhaust one address's ports) and joins the
-/// endpoint's room. `token` is our access token for `Protocol::Chat`.
+/// endpoint's room: the sender's connection, through a general client.
+/// `token` is our access token for `Protocol::Chat`.
 pub async fn connect(
     endpoint: &Endpoint,
     token: Option<&str>,
     source: std::net::IpAddr,
 ) -> Result<Socket> {
-    let url = match endpoint.protocol {
-        Protocol::Chat => format!("ws://{}/v1/ws", endpoint.addr),
-        Protocol::Plain => format!("ws://{}/?room={}", endpoint.addr, endpoint.room),
-        Protocol::SocketIo => format!(
-            "ws://{}/socket.io/?EIO=4&transport=websocket&room={}",
-            endpoint.addr, endpoint.room
-        ),
-    };
-    let mut request = url.into_client_request()?;
+    let mut request = format!("ws://{}{}", endpoint.addr, path(endpoint)).into_client_request()?;
     if let Some(token) = token {
         request
             .headers_mut()
@@ -85,10 +92,71 @@ pub async fn connect(
     let stream = socket.connect(endpoint.addr).await?;
     stream.set_nodelay(true)?;
     let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
-    match endpoint.protocol {
+    join(&mut ws, endpoint.protocol).await?;
+    Ok(ws)
+}
+
+/// The same for a receiving member, through the lean [`Receiver`].
+pub async fn connect_receiver(
+    endpoint: &Endpoint,
+    token: Option<&str>,
+    source: std::net::IpAddr,
+) -> Result<Receiver> {
+    let headers: Vec<String> = token
+        .map(|t| format!("Authorization: Bearer {t}"))
+        .into_iter()
+        .collect();
+    let mut receiver = Receiver::connect(endpoint.addr, source, &path(endpoint), &headers).await?;
+    join(&mut receiver, endpoint.protocol).await?;
+    Ok(receiver)
+}
+
+/// Text in and out: what joining a room needs of a connection.
+pub trait TextIo {
+    async fn recv_text(&mut self) -> Result<String>;
+    async fn send_text(&mut self, text: &str) -> Result<()>;
+}
+
+impl TextIo for Socket {
+    async fn recv_text(&mut self) -> Result<String> {
+        loop {
+            match self
+                .next()
+                .await
+                .context("connection closed during set-up")??
+            {
+                Message::Text(text) => return Ok(text.as_str().to_owned()),
+                Message::Close(frame) => bail!("closed during set-up: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    async fn send_text(&mut self, text: &str) -> Result<()> {
+        self.send(Message::text(text)).await?;
+        Ok(())
+    }
+}
+
+impl TextIo for Receiver {
+    async fn recv_text(&mut self) -> Result<String> {
+        match self.next().await? {
+            Frame::Text(text) => Ok(text.to_owned()),
+            Frame::Closed => bail!("closed during set-up"),
+        }
+    }
+
+    async fn send_text(&mut self, text: &str) -> Result<()> {
+        Receiver::send_text(self, text).await
+    }
+}
+
+/// The protocol's opening exchange, after which room messages flow.
+async fn join(io: &mut impl TextIo, protocol: Protocol) -> Result<()> {
+    match protocol {
         Protocol::Chat => {
             // hello, then a sync with its heads: live delivery starts now.
-            let hello = next_text(&mut ws).await?;
+            let hello = io.recv_text().await?;
             if !hello.starts_with(r#"{"type":"hello""#) {
                 bail!("expected hello, got {hello}");
             }
@@ -100,36 +168,22 @@ pub async fn connect(
                 .filter_map(|r| Some((r["room_id"].as_str()?.to_owned(), r["last_seq"].clone())))
                 .collect();
             let sync = serde_json::json!({"type": "sync", "rooms": rooms});
-            ws.send(Message::text(sync.to_string())).await?;
+            io.send_text(&sync.to_string()).await?;
         }
         Protocol::Plain => {}
         Protocol::SocketIo => {
-            let open = next_text(&mut ws).await?;
+            let open = io.recv_text().await?;
             if !open.starts_with('0') {
                 bail!("expected the engine.io open packet, got {open}");
             }
-            ws.send(Message::text("40")).await?;
-            let connected = next_text(&mut ws).await?;
+            io.send_text("40").await?;
+            let connected = io.recv_text().await?;
             if !connected.starts_with("40") {
                 bail!("expected the namespace connect, got {connected}");
             }
         }
     }
-    Ok(ws)
-}
-
-async fn next_text(ws: &mut Socket) -> Result<String> {
-    loop {
-        match ws
-            .next()
-            .await
-            .context("connection closed during set-up")??
-        {
-            Message::Text(text) => return Ok(text.as_str().to_owned()),
-            Message::Close(frame) => bail!("closed during set-up: {frame:?}"),
-            _ => {}
-        }
-    }
+    Ok(())
 }
 
 /// The frame that sends message number `seq` with `body` (which starts

@@ -86,6 +86,9 @@ pub struct Start<'a> {
     pub nodes: usize,
     /// A unique prefix for Redis channels and database names.
     pub tag: &'a str,
+    /// CPUs the measured processes may run on (`taskset -c`), so the server
+    /// and the generator do not share cores; `None`: anywhere.
+    pub cpus: Option<&'a str>,
 }
 
 impl System {
@@ -112,6 +115,7 @@ impl System {
                         .env("CHAT_DATA_DIR", system.dir.join("data"))
                         .env("CHAT_WEB_DIR", options.repo.join("web-client"))
                         .envs(our_limits()),
+                    options.cpus,
                 )?;
                 system.measured.push(process);
                 wait_http(addr, "/readyz").await?;
@@ -134,8 +138,11 @@ impl System {
                     if kind == Kind::SocketIo && options.nodes > 1 {
                         command.args(["--redis", &redis_url(), "--redis-prefix", options.tag]);
                     }
-                    let process =
-                        system.spawn(&format!("{}-{i}", kind_slug(kind)), &mut command)?;
+                    let process = system.spawn(
+                        &format!("{}-{i}", kind_slug(kind)),
+                        &mut command,
+                        options.cpus,
+                    )?;
                     system.measured.push(process);
                     wait_tcp(addr).await?;
                     system.nodes.push(addr);
@@ -169,6 +176,7 @@ impl System {
                 .env("REDIS_URL", redis_url())
                 .env("CHAT_BUS_PREFIX", options.tag)
                 .envs(our_limits()),
+            None,
         )?;
         self._helpers.push(api_process);
         wait_http(api, "/readyz").await?;
@@ -185,6 +193,7 @@ impl System {
                     .env("REDIS_URL", redis_url())
                     .env("CHAT_BUS_PREFIX", options.tag)
                     .envs(our_limits()),
+                options.cpus,
             )?;
             self.measured.push(process);
             wait_http(addr, "/readyz").await?;
@@ -193,8 +202,20 @@ impl System {
         Ok(())
     }
 
-    fn spawn(&self, name: &str, command: &mut Command) -> Result<Process> {
+    fn spawn(&self, name: &str, command: &mut Command, cpus: Option<&str>) -> Result<Process> {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut pinned = Command::new("taskset");
+                pinned
+                    .args(["-c", cpus])
+                    .arg(command.get_program())
+                    .args(command.get_args())
+                    .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))));
+                pinned
+            }
+            None => std::mem::replace(command, Command::new("true")),
+        };
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
