@@ -20,8 +20,9 @@ if (!Number.isInteger(port)) {
   process.exit(2);
 }
 
+// engine.io takes /socket.io/ and hands every other request to this one.
 const server = http.createServer((req, res) => {
-  if (req.url === '/healthz') res.writeHead(200).end();
+  res.writeHead(req.url === '/healthz' ? 200 : 404).end();
 });
 const io = new Server(server, {
   transports: ['websocket'],
@@ -37,6 +38,12 @@ if (redisUrl) {
   await Promise.all([pub.connect(), sub.connect()]);
   clients.push(pub, sub);
   io.adapter(createAdapter(pub, sub, { key: option('--redis-prefix') ?? 'socket.io' }));
+  // The adapter subscribes without a promise to wait on; replies come in
+  // order, so once a later subscription is confirmed, its are too, and a
+  // message published by another node from now on reaches this one.
+  const probe = `${option('--redis-prefix') ?? 'socket.io'}-ready#${process.pid}`;
+  await sub.subscribe(probe, () => {});
+  await sub.unsubscribe(probe);
 }
 
 io.on('connection', (socket) => {

@@ -4,7 +4,7 @@
 //
 //   node ws-server.mjs --port P        clients connect to ws://127.0.0.1:P/?room=NAME
 import http from 'node:http';
-import { WebSocketServer } from 'ws';
+import { Sender, WebSocket, WebSocketServer } from 'ws';
 
 const port = Number(process.argv[process.argv.indexOf('--port') + 1]);
 if (!Number.isInteger(port)) {
@@ -25,9 +25,17 @@ wss.on('connection', (socket, req) => {
   members.add(socket);
   socket.on('message', (data, isBinary) => {
     if (isBinary) return;
-    // Sent as the same Buffer to every member: ws frames it per socket.
-    for (const member of members) member.send(data, { binary: false });
+    // The frame is built once and written as is to every member, the way
+    // Socket.IO's broadcast does it (ws issue 617): no compression, so
+    // ws's send would only rebuild this same header per socket.
+    const frame = Sender.frame(data, {
+      readOnly: false, mask: false, rsv1: false, opcode: 1, fin: true,
+    });
+    for (const member of members) {
+      if (member.readyState === WebSocket.OPEN) member._sender.sendFrame(frame);
+    }
   });
+  socket.on('error', () => {}); // a bad frame closes that socket, not the server
   socket.on('close', () => {
     members.delete(socket);
     if (members.size === 0) rooms.delete(room);
