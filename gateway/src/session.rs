@@ -20,7 +20,7 @@ use chat_shared::store::Page;
 use fastwebsockets::{Frame, Payload, WebSocket, WebSocketWrite};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::WriteHalf;
+use tokio::io::{BufWriter, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -56,12 +56,24 @@ const CATCH_UP_PAGE: u32 = 500;
 
 type Socket = TokioIo<Upgraded>;
 
+/// The write side: frames go into a buffer and reach the socket on
+/// `flush`, so a writer that finds many frames queued sends them with one
+/// system call instead of one each.
+type Sink = WebSocketWrite<BufWriter<WriteHalf<Socket>>>;
+
+/// Frames written between two flushes at most, so one busy session cannot
+/// hold its write buffer (and its heartbeat checks) for long.
+const BATCH: usize = 64;
+
 /// Runs a session on an upgraded socket until it ends.
 pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
     let key = ctx.next_session_key();
     tracing::Span::current().record("session", key);
     let mut connection = crate::metrics::Connection::opened();
-    let (read, mut write) = ws.split(tokio::io::split);
+    let (read, mut write) = ws.split(|socket| {
+        let (read, write) = tokio::io::split(socket);
+        (read, BufWriter::new(write))
+    });
     let (outbox, queue, overflowed) = Outbox::new(ctx.config.outbound_queue);
 
     let greeting = greet(&ctx, &claims).await;
@@ -73,6 +85,7 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
             let _ = write
                 .write_frame(Frame::close(close::UNAVAILABLE, b"try again"))
                 .await;
+            let _ = write.flush().await;
             return;
         }
     };
@@ -121,6 +134,7 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         lost_track: false,
         held: Some(Hold::default()),
         replaying: false,
+        unflushed: false,
     };
     let (code, reason) = writer.run(queue, overflowed, inbound_done).await;
     tracing::debug!(session = key, code, reason, "session ended");
@@ -130,7 +144,13 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
     // no close frame can follow; dropping the socket is all that is left.
     if !writer.broken {
         connection.closing(code);
-        let _ = writer.send(Frame::close(code, reason.as_bytes())).await;
+        if writer
+            .send(Frame::close(code, reason.as_bytes()))
+            .await
+            .is_ok()
+        {
+            let _ = writer.flush().await;
+        }
     }
     inbound.abort();
     ctx.hub.detach(key).await;
@@ -159,7 +179,7 @@ async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec
 /// The write side of a session.
 struct Writer {
     ctx: Arc<Context>,
-    write: WebSocketWrite<WriteHalf<Socket>>,
+    write: Sink,
     /// Room → the last seq written to the client.
     cursors: HashMap<RoomId, i64>,
     /// When the token (or its last renewal) expires, Unix seconds.
@@ -177,6 +197,8 @@ struct Writer {
     held: Option<Hold>,
     /// Writing a `sync` replay: history, not live delivery (not timed).
     replaying: bool,
+    /// Frames are in the write buffer, not yet on the socket.
+    unflushed: bool,
 }
 
 /// What arrived for a session before it went live.
@@ -214,6 +236,10 @@ impl Writer {
         let grace = tokio::time::sleep(self.ctx.config.sync_grace);
         tokio::pin!(grace);
         loop {
+            // What the last round wrote leaves in one system call.
+            if self.unflushed && self.flush().await.is_err() {
+                return self.halted();
+            }
             tokio::select! {
                 biased;
                 () = self.ctx.drain.cancelled() => return (close::RESTARTING, "server restarting; reconnect and sync"),
@@ -247,16 +273,31 @@ impl Writer {
                     }
                 }
                 item = queue.recv() => {
-                    let Some(item) = item else { return (close::NORMAL, "") };
-                    if let Outbound::Extend { expires_at } = item {
-                        self.expires_at = expires_at;
-                        expiry.as_mut().reset(tokio::time::Instant::now() + until_unix(expires_at));
-                        continue;
-                    }
-                    match self.handle(item).await {
-                        Ok(None) => {}
-                        Ok(Some(closing)) => return closing,
-                        Err(Gone) => return self.halted(),
+                    let Some(mut item) = item else { return (close::NORMAL, "") };
+                    // Take what else is already queued (up to a batch), so
+                    // a busy room costs one flush per batch, not per frame.
+                    let mut taken = 1;
+                    loop {
+                        if let Outbound::Extend { expires_at } = item {
+                            self.expires_at = expires_at;
+                            expiry.as_mut().reset(tokio::time::Instant::now() + until_unix(expires_at));
+                        } else {
+                            match self.handle(item).await {
+                                Ok(None) => {}
+                                Ok(Some(closing)) => return closing,
+                                Err(Gone) => return self.halted(),
+                            }
+                        }
+                        if taken == BATCH {
+                            break;
+                        }
+                        match queue.try_recv() {
+                            Ok(next) => {
+                                item = next;
+                                taken += 1;
+                            }
+                            Err(_) => break,
+                        }
                     }
                 }
             }
@@ -413,10 +454,12 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes a frame. A peer that has stopped reading (or vanished) blocks
-    /// writes once the socket buffers fill; after one heartbeat interval the
-    /// session counts it as gone.
+    /// Writes a frame into the write buffer (which writes through to the
+    /// socket when full). A peer that has stopped reading (or vanished)
+    /// blocks writes once the socket buffers fill; after one heartbeat
+    /// interval the session counts it as gone.
     async fn send(&mut self, frame: Frame<'_>) -> Result<(), Gone> {
+        self.unflushed = true;
         let write = self.write.write_frame(frame);
         match tokio::time::timeout(self.ctx.config.heartbeat_interval, write).await {
             Ok(Ok(())) => Ok(()),
@@ -426,16 +469,27 @@ impl Writer {
             }
         }
     }
+
+    /// Sends what the buffer holds, bounded like every write.
+    async fn flush(&mut self) -> Result<(), Gone> {
+        self.unflushed = false;
+        let flush = self.write.flush();
+        match tokio::time::timeout(self.ctx.config.heartbeat_interval, flush).await {
+            Ok(Ok(())) => Ok(()),
+            _ => {
+                self.broken = true;
+                Err(Gone)
+            }
+        }
+    }
 }
 
-async fn write_text(
-    write: &mut WebSocketWrite<WriteHalf<Socket>>,
-    text: &[u8],
-) -> Result<(), Gone> {
+async fn write_text(write: &mut Sink, text: &[u8]) -> Result<(), Gone> {
     write
         .write_frame(Frame::text(Payload::Borrowed(text)))
         .await
-        .map_err(|_| Gone)
+        .map_err(|_| Gone)?;
+    write.flush().await.map_err(|_| Gone)
 }
 
 /// Unix time in milliseconds.
