@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Span;
 
+use crate::metrics::EventMeta;
 use crate::outbox::{Outbound, Outbox};
 use crate::presence::{Change, Presence, PresenceMessage};
 use crate::sequencer::{Gap, Sequencer};
@@ -217,6 +218,7 @@ struct Route {
     #[serde(rename = "type")]
     kind: String,
     seq: Option<i64>,
+    ts: Option<String>,
     user: Option<UserId>,
     room_id: Option<RoomId>,
     room: Option<RoomRef>,
@@ -558,18 +560,24 @@ impl HubTask {
     fn release(&mut self, room: RoomId, released: Vec<(i64, (Bytes, Span))>) {
         for (seq, (frame, trace)) in released {
             // One span per event for all local sockets, never one per socket.
+            let route = serde_json::from_slice::<Route>(&frame).ok();
+            let meta = match &route {
+                Some(route) => EventMeta::new(&route.kind, route.ts.as_deref()),
+                None => EventMeta::new("", None),
+            };
             let deliver = telemetry::deliver(&trace, room, seq);
             let sockets = deliver.in_scope(|| {
                 self.fan_out(room, |_| Outbound::Event {
                     room,
                     seq,
                     frame: frame.clone(),
+                    meta,
                 })
             });
             deliver.record("chat.sockets", sockets as u64);
             drop(deliver);
             drop(trace);
-            let Ok(route) = serde_json::from_slice::<Route>(&frame) else {
+            let Some(route) = route else {
                 continue;
             };
             if route.kind == "member_left" {

@@ -161,25 +161,50 @@ struct Head<'a> {
     ts: Option<Cow<'a, str>>,
 }
 
-/// A text frame written to a client: counted by type; a room event written
-/// `live` (not replayed for a `sync`) also records its delivery latency,
-/// from its commit time to now.
+/// What the metrics need of a room event: its type and commit time, read
+/// once per event by the hub, not once per socket it is written to.
+#[derive(Debug, Clone, Copy)]
+pub struct EventMeta {
+    kind: &'static str,
+    committed: Option<time::OffsetDateTime>,
+}
+
+impl EventMeta {
+    /// From an event's `type` and `ts` fields.
+    pub fn new(kind: &str, ts: Option<&str>) -> Self {
+        Self {
+            kind: EVENT_TYPES
+                .iter()
+                .find(|t| **t == kind)
+                .copied()
+                .unwrap_or("other"),
+            committed: ts.and_then(parse_ts),
+        }
+    }
+}
+
+/// A room event written to a client: counted by type; written `live` (not
+/// replayed for a `sync`), it also records its delivery latency, from its
+/// commit time to now.
+pub fn event_written(event: EventMeta, live: bool) {
+    frame_out(event.kind);
+    if let (true, Some(committed)) = (live, event.committed) {
+        let age = time::OffsetDateTime::now_utc() - committed;
+        // Clocks of different hosts may disagree a little.
+        ::metrics::histogram!(names::DELIVERY_LATENCY_SECONDS)
+            .record(age.as_seconds_f64().max(0.0));
+    }
+}
+
+/// Any other text frame written to a client (replies, replays), read for
+/// its type: counted like [`event_written`] for room events.
 pub fn frame_written(text: &[u8], live: bool) {
     let Ok(head) = serde_json::from_slice::<Head>(text) else {
         return frame_out("other");
     };
     let kind = head.kind.as_deref().unwrap_or_default();
-    if let Some(&event) = EVENT_TYPES.iter().find(|t| **t == kind) {
-        frame_out(event);
-        if live {
-            if let Some(ts) = head.ts.as_deref().and_then(parse_ts) {
-                let age = time::OffsetDateTime::now_utc() - ts;
-                // Clocks of different hosts may disagree a little.
-                ::metrics::histogram!(names::DELIVERY_LATENCY_SECONDS)
-                    .record(age.as_seconds_f64().max(0.0));
-            }
-        }
-        return;
+    if EVENT_TYPES.contains(&kind) {
+        return event_written(EventMeta::new(kind, head.ts.as_deref()), live);
     }
     frame_out(
         SERVER_TYPES

@@ -11,6 +11,8 @@ use chat_shared::model::RoomId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::EventMeta;
+
 /// Something for a connection's writer to do, in queue order.
 #[derive(Debug)]
 pub enum Outbound {
@@ -24,6 +26,8 @@ pub enum Outbound {
         seq: i64,
         /// The serialised event, shared by every recipient.
         frame: Bytes,
+        /// Its type and commit time, for the metrics.
+        meta: EventMeta,
     },
     /// Any other frame, written as is.
     Frame(Bytes),

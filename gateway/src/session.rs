@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::inbound;
+use crate::metrics::EventMeta;
 use crate::outbox::{Outbound, Outbox};
 
 /// Close codes this gateway uses (see docs/protocol.md).
@@ -205,7 +206,7 @@ struct Writer {
 #[derive(Default)]
 struct Hold {
     /// The events, in arrival order; at most `CHAT_OUTBOUND_QUEUE`.
-    events: VecDeque<(RoomId, i64, Bytes)>,
+    events: VecDeque<(RoomId, i64, Bytes, EventMeta)>,
     /// Rooms with events beyond that bound, read from the store instead.
     spilled: HashSet<RoomId>,
 }
@@ -306,12 +307,17 @@ impl Writer {
 
     async fn handle(&mut self, item: Outbound) -> Result<Option<(u16, &'static str)>, Gone> {
         match item {
-            Outbound::Event { room, seq, frame } => match &mut self.held {
+            Outbound::Event {
+                room,
+                seq,
+                frame,
+                meta,
+            } => match &mut self.held {
                 Some(hold) if hold.events.len() >= self.ctx.config.outbound_queue => {
                     hold.spilled.insert(room);
                 }
-                Some(hold) => hold.events.push_back((room, seq, frame)),
-                None => self.deliver(room, seq, &frame).await?,
+                Some(hold) => hold.events.push_back((room, seq, frame, meta)),
+                None => self.deliver(room, seq, &frame, meta).await?,
             },
             Outbound::Live => self.go_live().await?,
             Outbound::Frame(frame) => self.text(&frame).await?,
@@ -351,10 +357,10 @@ impl Writer {
                 // goes out before the room does.
                 if let Some(hold) = &mut self.held {
                     let (mine, others): (VecDeque<_>, VecDeque<_>) =
-                        hold.events.drain(..).partition(|(r, _, _)| *r == room);
+                        hold.events.drain(..).partition(|(r, _, _, _)| *r == room);
                     hold.events = others;
-                    for (room, seq, frame) in mine {
-                        self.deliver(room, seq, &frame).await?;
+                    for (room, seq, frame, meta) in mine {
+                        self.deliver(room, seq, &frame, meta).await?;
                     }
                 }
                 if self.cursors.remove(&room).is_some() {
@@ -383,8 +389,8 @@ impl Writer {
         let Some(hold) = self.held.take() else {
             return Ok(());
         };
-        for (room, seq, frame) in hold.events {
-            self.deliver(room, seq, &frame).await?;
+        for (room, seq, frame, meta) in hold.events {
+            self.deliver(room, seq, &frame, meta).await?;
         }
         for room in hold.spilled {
             self.catch_up(room, None).await?;
@@ -394,7 +400,13 @@ impl Writer {
 
     /// Writes a room event if it is the next one the client needs; fills
     /// any gap before it from the store; skips what was already written.
-    async fn deliver(&mut self, room: RoomId, seq: i64, frame: &[u8]) -> Result<(), Gone> {
+    async fn deliver(
+        &mut self,
+        room: RoomId,
+        seq: i64,
+        frame: &[u8],
+        meta: EventMeta,
+    ) -> Result<(), Gone> {
         let Some(&cursor) = self.cursors.get(&room) else {
             return Ok(());
         };
@@ -408,7 +420,8 @@ impl Writer {
                 return Ok(());
             }
         }
-        self.text(frame).await?;
+        self.send(Frame::text(Payload::Borrowed(frame))).await?;
+        crate::metrics::event_written(meta, !self.replaying);
         self.cursors.insert(room, seq);
         Ok(())
     }
