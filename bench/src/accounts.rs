@@ -21,18 +21,29 @@ pub struct Room {
 /// more than the api's cores only queue.
 const CONCURRENT_REGISTRATIONS: usize = 8;
 
+/// One room of `members`.
 pub async fn room(system: &System, members: usize) -> Result<Room> {
+    let mut rooms = rooms(system, 1, members).await?;
+    rooms.pop().context("one room")
+}
+
+/// `count` rooms of `members` each, every member its own user in exactly
+/// one room (a connection of ours receives every room its user is in).
+pub async fn rooms(system: &System, count: usize, members: usize) -> Result<Vec<Room>> {
     if system.kind.protocol() != Protocol::Chat {
-        return Ok(Room {
-            name: "bench".into(),
-            tokens: Vec::new(),
-        });
+        return Ok((0..count)
+            .map(|i| Room {
+                name: format!("bench{i}"),
+                tokens: Vec::new(),
+            })
+            .collect());
     }
     let api = system.api.context("our system has an api")?;
     let http = reqwest::Client::new();
     let base = format!("http://{api}");
     let run = std::process::id();
-    let tokens: Vec<String> = stream::iter(0..members)
+    let started = std::time::Instant::now();
+    let tokens: Vec<String> = stream::iter(0..count * members)
         .map(|i| {
             let (http, base) = (http.clone(), base.clone());
             async move {
@@ -40,7 +51,7 @@ pub async fn room(system: &System, members: usize) -> Result<Room> {
                     &http,
                     &format!("{base}/v1/auth/register"),
                     None,
-                    json!({"username": format!("b{run}m{i}"), "password": "benchmark password"}),
+                    json!({"username": format!("b{run}u{i}"), "password": "benchmark password"}),
                 )
                 .await?;
                 Ok::<_, anyhow::Error>(body["access_token"].as_str().context("token")?.to_owned())
@@ -49,26 +60,44 @@ pub async fn room(system: &System, members: usize) -> Result<Room> {
         .buffered(CONCURRENT_REGISTRATIONS)
         .try_collect()
         .await?;
-    let room = post(
-        &http,
-        &format!("{base}/v1/rooms"),
-        Some(&tokens[0]),
-        json!({"name": format!("bench {run}"), "kind": "public"}),
-    )
-    .await?;
-    let room_id = room["id"].as_str().context("room id")?.to_owned();
-    stream::iter(tokens.iter().skip(1))
-        .map(|token| {
-            let (http, url) = (http.clone(), format!("{base}/v1/rooms/{room_id}/join"));
+    if count * members >= 1000 {
+        eprintln!(
+            "chat-bench: registered {} users in {:.0} s",
+            tokens.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let mut rooms = Vec::with_capacity(count);
+    for (i, tokens) in tokens.chunks(members).enumerate() {
+        let room = post(
+            &http,
+            &format!("{base}/v1/rooms"),
+            Some(&tokens[0]),
+            json!({"name": format!("bench {run} {i}"), "kind": "public"}),
+        )
+        .await?;
+        let room_id = room["id"].as_str().context("room id")?.to_owned();
+        rooms.push(Room {
+            name: room_id,
+            tokens: tokens.to_vec(),
+        });
+    }
+    let base = &base;
+    let joins = rooms.iter().flat_map(|room| {
+        room.tokens
+            .iter()
+            .skip(1)
+            .map(move |token| (format!("{base}/v1/rooms/{}/join", room.name), token))
+    });
+    stream::iter(joins)
+        .map(|(url, token)| {
+            let http = http.clone();
             async move { post(&http, &url, Some(token), json!({})).await }
         })
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
         .await?;
-    Ok(Room {
-        name: room_id,
-        tokens,
-    })
+    Ok(rooms)
 }
 
 async fn post(

@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::accounts;
-use crate::proto::{self, Event, Protocol};
-use crate::receiver::{Frame, Receiver};
+use crate::measure::{self, histogram, percentiles_ms, receive, Step};
+use crate::proto::{self, Event};
 use crate::system::System;
 
 /// The shape of one fan-out run.
@@ -27,76 +27,6 @@ pub struct Plan {
     pub rates: Vec<u32>,
     pub step: Duration,
     pub body_len: usize,
-}
-
-/// What one rate step showed.
-#[derive(Debug, Clone)]
-pub struct Step {
-    pub rate: u32,
-    pub sent: u64,
-    pub acked: u64,
-    pub expected: u64,
-    pub delivered: u64,
-    pub deliveries_per_second: f64,
-    /// End-to-end latency percentiles in milliseconds: p50, p99, p99.9.
-    pub latency_ms: [f64; 3],
-    pub ack_ms: [f64; 3],
-    /// Server CPU seconds spent in this step.
-    pub cpu_seconds: f64,
-}
-
-impl Step {
-    /// Every message reached every member and p99 stayed under 50 ms.
-    pub fn within_target(&self) -> bool {
-        self.delivered == self.expected && self.latency_ms[1] < 50.0
-    }
-}
-
-/// One member's receive loop: latencies per step until `stop`.
-async fn receive(
-    mut receiver: Receiver,
-    protocol: Protocol,
-    epoch: Instant,
-    step: Arc<AtomicUsize>,
-    steps: usize,
-    mut stop: watch::Receiver<bool>,
-) -> Vec<Histogram<u64>> {
-    let mut histograms: Vec<Histogram<u64>> = (0..steps).map(|_| histogram()).collect();
-    loop {
-        let ping = tokio::select! {
-            frame = receiver.next() => match frame {
-                Ok(Frame::Text(text)) => match proto::classify(protocol, text, false) {
-                    Event::Delivery { sent_us } => {
-                        let now = epoch.elapsed().as_micros() as u64;
-                        let index = step.load(Ordering::Relaxed).min(steps - 1);
-                        let _ = histograms[index].record(now.saturating_sub(sent_us).max(1));
-                        false
-                    }
-                    Event::Ping => true,
-                    _ => false,
-                },
-                Ok(Frame::Closed) | Err(_) => break,
-            },
-            _ = stop.changed() => break,
-        };
-        // Engine.io's server pings in a text frame; answer like a client.
-        if ping && receiver.send_text("3").await.is_err() {
-            break;
-        }
-    }
-    histograms
-}
-
-fn histogram() -> Histogram<u64> {
-    // 1 µs to 60 s at 3 significant digits.
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-fn percentiles_ms(h: &Histogram<u64>) -> [f64; 3] {
-    if h.is_empty() {
-        return [0.0; 3];
-    }
-    [50.0, 99.0, 99.9].map(|q| h.value_at_quantile(q / 100.0) as f64 / 1000.0)
 }
 
 /// The loopback source address for connection `i`: 127.0.0.2, .3, … so no
@@ -213,12 +143,11 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     }
     let _ = stop.send(true);
     let _ = acks.await;
-    let mut merged: Vec<Histogram<u64>> = (0..plan.rates.len()).map(|_| histogram()).collect();
+    let mut members = Vec::with_capacity(receivers.len());
     for receiver in receivers {
-        for (index, h) in receiver.await?.into_iter().enumerate() {
-            merged[index].add(&h)?;
-        }
+        members.push(receiver.await?);
     }
+    let merged = measure::merge(plan.rates.len(), members)?;
     let ack_hist = ack_hist.lock().expect("acks").clone();
     let receivers = (plan.members - 1) as u64;
     Ok(plan

@@ -4,17 +4,28 @@
 //! table.
 //!
 //! ```text
-//! chat-bench fanout [--systems ours-sqlite,ours-pg,ws,socketio] [--members 1000]
-//!                   [--rates 100,200,500,1000,2000,5000] [--step-secs 5] [--nodes 1]
-//!                   [--server-cpus 0]   pin the servers (`taskset -c`); run the
-//!                                       generator itself under `taskset -c 1`
-//! chat-bench smoke      a few seconds against `chat`: checks the tool works (CI)
+//! chat-bench fanout   one room of --members 1000, one sender stepping --rates
+//!                     100,200,500,1000,2000,5000 msg/s (--nodes 1)
+//! chat-bench cross    the same with the members over two nodes (ours through
+//!                     Redis, Socket.IO through its Redis adapter)
+//! chat-bench rooms    --rooms 1000 of --members 10, every room sending; --rates
+//!                     1000,2000,5000,10000 msg/s in all
+//! chat-bench all      every workload with its defaults; tables and charts go
+//!                     to --out (default target/bench)
+//! chat-bench smoke    a few seconds against `chat`: checks the tool works (CI)
+//!
+//! common: [--systems ours-sqlite,ours-pg,ws,socketio] [--step-secs 5]
+//!         [--server-cpus 0]   pin the servers (`taskset -c`); run the
+//!                             generator itself under `taskset -c 1`
 //! ```
 
 mod accounts;
 mod fanout;
+mod measure;
 mod proto;
 mod receiver;
+mod report;
+mod rooms;
 mod system;
 
 use std::path::PathBuf;
@@ -23,7 +34,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use fanout::{Plan, Step};
+use measure::Step;
+use report::{Outcome, Target};
 use system::{Kind, Start, System};
 
 #[tokio::main]
@@ -37,64 +49,140 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The command line; what is not given takes each workload's default.
+#[derive(Default)]
 struct Args {
     command: String,
-    systems: Vec<Kind>,
-    plan: Plan,
-    nodes: usize,
+    systems: Option<Vec<Kind>>,
+    members: Option<usize>,
+    rooms: Option<usize>,
+    rates: Option<Vec<u32>>,
+    step: Option<Duration>,
     server_cpus: Option<String>,
+    out: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
     let mut it = std::env::args().skip(1);
-    let command = it.next().unwrap_or_default();
     let mut args = Args {
-        command,
-        systems: vec![
-            Kind::OursSqlite,
-            Kind::OursPostgres,
-            Kind::NodeWs,
-            Kind::SocketIo,
-        ],
-        plan: Plan {
-            members: 1000,
-            rates: vec![100, 200, 500, 1000, 2000, 5000],
-            step: Duration::from_secs(5),
-            body_len: 100,
-        },
-        nodes: 1,
-        server_cpus: None,
+        command: it.next().unwrap_or_default(),
+        ..Args::default()
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--systems" => {
-                args.systems = value()?
-                    .split(',')
-                    .map(Kind::parse)
-                    .collect::<Result<_>>()?
+                args.systems = Some(
+                    value()?
+                        .split(',')
+                        .map(Kind::parse)
+                        .collect::<Result<_>>()?,
+                )
             }
-            "--members" => args.plan.members = value()?.parse()?,
+            "--members" => args.members = Some(value()?.parse()?),
+            "--rooms" => args.rooms = Some(value()?.parse()?),
             "--rates" => {
-                args.plan.rates = value()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
+                args.rates = Some(
+                    value()?
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?,
+                )
             }
-            "--step-secs" => args.plan.step = Duration::from_secs(value()?.parse()?),
-            "--nodes" => args.nodes = value()?.parse()?,
+            "--step-secs" => args.step = Some(Duration::from_secs(value()?.parse()?)),
             "--server-cpus" => args.server_cpus = Some(value()?),
+            "--out" => args.out = Some(value()?.into()),
             other => bail!("unknown argument {other}; see the top of bench/src/main.rs"),
         }
     }
-    if args.plan.members < 2 {
+    if args.members.is_some_and(|m| m < 2) {
         bail!("--members must be at least 2 (a sender and a receiver)");
     }
     Ok(args)
 }
 
+/// One workload with its shape, ready to run against each system.
+enum Workload {
+    Fanout { plan: fanout::Plan, nodes: usize },
+    Rooms(rooms::Plan),
+}
+
+const EVERY_SYSTEM: [Kind; 4] = [
+    Kind::OursSqlite,
+    Kind::OursPostgres,
+    Kind::NodeWs,
+    Kind::SocketIo,
+];
+
+impl Workload {
+    fn fanout(args: &Args, nodes: usize) -> Self {
+        Workload::Fanout {
+            plan: fanout::Plan {
+                members: args.members.unwrap_or(1000),
+                rates: args
+                    .rates
+                    .clone()
+                    .unwrap_or_else(|| vec![100, 200, 500, 1000, 2000, 5000]),
+                step: args.step.unwrap_or(Duration::from_secs(5)),
+                body_len: 100,
+            },
+            nodes,
+        }
+    }
+
+    fn rooms(args: &Args) -> Self {
+        Workload::Rooms(rooms::Plan {
+            rooms: args.rooms.unwrap_or(1000),
+            members: args.members.unwrap_or(10),
+            rates: args
+                .rates
+                .clone()
+                .unwrap_or_else(|| vec![1000, 2000, 5000, 10_000]),
+            step: args.step.unwrap_or(Duration::from_secs(5)),
+            body_len: 100,
+        })
+    }
+
+    fn nodes(&self) -> usize {
+        match self {
+            Workload::Fanout { nodes, .. } => *nodes,
+            Workload::Rooms(_) => 1,
+        }
+    }
+
+    fn target(&self) -> Target {
+        match self {
+            Workload::Fanout { .. } => Target::Delivery { p99_ms: 50.0 },
+            Workload::Rooms(_) => Target::Ack { p99_ms: 20.0 },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Workload::Fanout { plan, nodes: 1 } => {
+                format!("fan-out: one room of {} members", plan.members)
+            }
+            Workload::Fanout { plan, nodes } => format!(
+                "cross-node fan-out: one room of {} members over {nodes} nodes",
+                plan.members
+            ),
+            Workload::Rooms(plan) => format!(
+                "many rooms: {} rooms of {} members, one sender each",
+                plan.rooms, plan.members
+            ),
+        }
+    }
+
+    async fn run(&self, system: &mut System) -> Result<Vec<Step>> {
+        match self {
+            Workload::Fanout { plan, .. } => fanout::run(system, plan).await,
+            Workload::Rooms(plan) => rooms::run(system, plan).await,
+        }
+    }
+}
+
 async fn run() -> Result<()> {
-    let mut args = parse_args()?;
+    let args = parse_args()?;
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("repository root")?
@@ -103,94 +191,76 @@ async fn run() -> Result<()> {
         .parent()
         .context("the generator's directory")?
         .to_owned();
-    match args.command.as_str() {
-        "fanout" => {}
-        "smoke" => {
-            args.systems = vec![Kind::OursSqlite];
-            args.plan = Plan {
-                members: 20,
-                rates: vec![50, 100],
-                step: Duration::from_secs(1),
-                body_len: 100,
-            };
-        }
-        other => {
-            bail!("unknown command {other:?}: fanout or smoke; see the top of bench/src/main.rs")
-        }
-    }
     let tag = format!("b{}", std::process::id());
-    let mut results = Vec::new();
-    for kind in args.systems.clone() {
-        let start = Start {
-            repo: &repo,
-            bin_dir: &bin_dir,
-            nodes: args.nodes,
-            tag: &tag,
-            cpus: args.server_cpus.as_deref(),
-        };
-        let mut system = System::start(kind, &start).await?;
-        eprintln!(
-            "chat-bench: {} up; {} members",
-            kind.name(),
-            args.plan.members
-        );
-        let steps = fanout::run(&mut system, &args.plan)
-            .await
-            .with_context(|| kind.name())?;
-        results.push((kind, steps, system.peak_rss_kib()));
-    }
-    println!("{}", table(&results));
-    if args.command == "smoke" {
-        for (_, steps, _) in &results {
-            for step in steps {
-                if step.delivered != step.expected || step.acked != step.sent {
-                    bail!("smoke: {step:?}: not every message was acknowledged and delivered");
+    let start = Start {
+        repo: &repo,
+        bin_dir: &bin_dir,
+        nodes: 1,
+        tag: &tag,
+        cpus: args.server_cpus.as_deref(),
+    };
+    println!("machine: {}\n", report::machine());
+    let systems = |default: &[Kind]| args.systems.clone().unwrap_or_else(|| default.to_vec());
+    match args.command.as_str() {
+        "fanout" => {
+            let workload = Workload::fanout(&args, 1);
+            let outcome = measure_all(&workload, &systems(&EVERY_SYSTEM), &start).await?;
+            println!("{}", outcome.table());
+        }
+        "cross" => {
+            let workload = Workload::fanout(&args, 2);
+            let default = [Kind::OursPostgres, Kind::SocketIo];
+            let outcome = measure_all(&workload, &systems(&default), &start).await?;
+            println!("{}", outcome.table());
+        }
+        "rooms" => {
+            let workload = Workload::rooms(&args);
+            let outcome = measure_all(&workload, &systems(&EVERY_SYSTEM), &start).await?;
+            println!("{}", outcome.table());
+        }
+        "smoke" => {
+            let workload = Workload::Fanout {
+                plan: fanout::Plan {
+                    members: 20,
+                    rates: vec![50, 100],
+                    step: Duration::from_secs(1),
+                    body_len: 100,
+                },
+                nodes: 1,
+            };
+            let outcome = measure_all(&workload, &[Kind::OursSqlite], &start).await?;
+            println!("{}", outcome.table());
+            for (_, steps, _) in &outcome.results {
+                for step in steps {
+                    if step.delivered != step.expected || step.acked != step.sent {
+                        bail!("smoke: {step:?}: not every message was acknowledged and delivered");
+                    }
                 }
             }
         }
+        other => bail!(
+            "unknown command {other:?}: fanout, cross, rooms, all or smoke; \
+             see the top of bench/src/main.rs"
+        ),
     }
     Ok(())
 }
 
-fn table(results: &[(Kind, Vec<Step>, u64)]) -> String {
-    let mut out = String::from(
-        "| system | offered msg/s | deliveries/s | delivered | p50 ms | p99 ms | p99.9 ms | ack p50 ms | ack p99 ms | server CPU s | deliveries per CPU-s |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-    );
-    for (kind, steps, _) in results {
-        for s in steps {
-            out.push_str(&format!(
-                "| {} | {} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} |\n",
-                kind.name(),
-                s.rate,
-                s.deliveries_per_second,
-                100.0 * s.delivered as f64 / s.expected.max(1) as f64,
-                s.latency_ms[0],
-                s.latency_ms[1],
-                s.latency_ms[2],
-                s.ack_ms[0],
-                s.ack_ms[1],
-                s.cpu_seconds,
-                s.delivered as f64 / s.cpu_seconds.max(0.001),
-            ));
-        }
+/// Runs `workload` against each system in turn, each started fresh.
+async fn measure_all(workload: &Workload, systems: &[Kind], start: &Start<'_>) -> Result<Outcome> {
+    let start = Start {
+        nodes: workload.nodes(),
+        ..*start
+    };
+    let mut outcome = Outcome::new(workload.describe(), workload.target());
+    for &kind in systems {
+        let mut system = System::start(kind, &start).await?;
+        eprintln!("chat-bench: {} up for {}", kind.name(), workload.describe());
+        let steps = workload
+            .run(&mut system)
+            .await
+            .with_context(|| kind.name())?;
+        outcome.results.push((kind, steps, system.peak_rss_kib()));
     }
-    out.push_str("\nhighest rate with every message delivered and p99 < 50 ms:\n");
-    for (kind, steps, rss) in results {
-        let best = steps
-            .iter()
-            .filter(|s| s.within_target())
-            .max_by_key(|s| s.rate);
-        out.push_str(&match best {
-            Some(s) => format!(
-                "- {}: {} msg/s, {:.0} deliveries/s (peak RSS {} MiB)\n",
-                kind.name(),
-                s.rate,
-                s.deliveries_per_second,
-                rss / 1024
-            ),
-            None => format!("- {}: none of the offered rates\n", kind.name()),
-        });
-    }
-    out
+    Ok(outcome)
 }

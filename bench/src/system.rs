@@ -75,11 +75,12 @@ pub struct System {
     /// Our REST api, for accounts and rooms.
     pub api: Option<SocketAddr>,
     measured: Vec<Process>,
-    _helpers: Vec<Process>,
+    helpers: Vec<Process>,
     dir: PathBuf,
 }
 
 /// Options shared by every start.
+#[derive(Clone, Copy)]
 pub struct Start<'a> {
     pub repo: &'a Path,
     pub bin_dir: &'a Path,
@@ -102,7 +103,7 @@ impl System {
             nodes: Vec::new(),
             api: None,
             measured: Vec::new(),
-            _helpers: Vec::new(),
+            helpers: Vec::new(),
             dir,
         };
         match kind {
@@ -118,7 +119,7 @@ impl System {
                     options.cpus,
                 )?;
                 system.measured.push(process);
-                wait_http(addr, "/readyz").await?;
+                system.wait_ready(addr, Some("/readyz")).await?;
                 system.nodes.push(addr);
                 system.api = Some(addr);
             }
@@ -144,7 +145,7 @@ impl System {
                         options.cpus,
                     )?;
                     system.measured.push(process);
-                    wait_tcp(addr).await?;
+                    system.wait_ready(addr, None).await?;
                     system.nodes.push(addr);
                 }
             }
@@ -178,8 +179,8 @@ impl System {
                 .envs(our_limits()),
             None,
         )?;
-        self._helpers.push(api_process);
-        wait_http(api, "/readyz").await?;
+        self.helpers.push(api_process);
+        self.wait_ready(api, Some("/readyz")).await?;
         self.api = Some(api);
         for i in 0..options.nodes {
             let addr = free_addr()?;
@@ -196,7 +197,7 @@ impl System {
                 options.cpus,
             )?;
             self.measured.push(process);
-            wait_http(addr, "/readyz").await?;
+            self.wait_ready(addr, Some("/readyz")).await?;
             self.nodes.push(addr);
         }
         Ok(())
@@ -253,11 +254,46 @@ impl System {
             .sum()
     }
 
-    /// Whether every measured process still runs (a crash voids a run).
+    /// Waits until `addr` accepts connections (`path`: `None`) or answers
+    /// `GET path` with a success, failing at once if a process exits (a
+    /// peer whose modules are missing, a server refusing its config).
+    async fn wait_ready(&mut self, addr: SocketAddr, path: Option<&str>) -> Result<()> {
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            self.check_alive()?;
+            let ready = match path {
+                None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+                Some(path) => http
+                    .get(format!("http://{addr}{path}"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success()),
+            };
+            if ready {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("{addr} not ready after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether every process still runs (a crash voids a run).
     pub fn check_alive(&mut self) -> Result<()> {
-        for p in &mut self.measured {
+        for p in self.measured.iter_mut().chain(self.helpers.iter_mut()) {
             if let Some(status) = p.child.try_wait()? {
-                bail!("{} exited ({status}); see {}", p.name, self.dir.display());
+                // The directory goes with the system: quote the log's end.
+                let log = std::fs::read_to_string(self.dir.join(format!("{}.log", p.name)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "{} exited ({status}); its log ends:\n{}",
+                    p.name,
+                    tail.join("\n")
+                );
             }
         }
         Ok(())
@@ -267,7 +303,7 @@ impl System {
 impl Drop for System {
     fn drop(&mut self) {
         self.measured.clear();
-        self._helpers.clear();
+        self.helpers.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -300,33 +336,6 @@ fn redis_url() -> String {
 
 fn free_addr() -> Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-async fn wait_tcp(addr: SocketAddr) -> Result<()> {
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("nothing listens on {addr} after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-async fn wait_http(addr: SocketAddr, path: &str) -> Result<()> {
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if let Ok(response) = http.get(format!("http://{addr}{path}")).send().await {
-            if response.status().is_success() {
-                return Ok(());
-            }
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("{addr}{path} not ready after 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// utime + stime of a process, in seconds.

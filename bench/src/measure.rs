@@ -1,0 +1,103 @@
+//! What every workload measures the same way: latency histograms, the
+//! receiving members' loop, and one rate step's figures.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use tokio::sync::watch;
+
+use crate::proto::{self, Event, Protocol};
+use crate::receiver::{Frame, Receiver};
+
+/// What one rate step showed.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Offered messages per second (all senders together).
+    pub rate: u32,
+    pub sent: u64,
+    pub acked: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub deliveries_per_second: f64,
+    /// End-to-end latency percentiles in milliseconds: p50, p99, p99.9.
+    pub latency_ms: [f64; 3],
+    pub ack_ms: [f64; 3],
+    /// Server CPU seconds spent in this step.
+    pub cpu_seconds: f64,
+}
+
+impl Step {
+    /// Every message reached every member and p99 stayed under 50 ms.
+    pub fn within_target(&self) -> bool {
+        self.delivered == self.expected && self.latency_ms[1] < 50.0
+    }
+}
+
+pub fn histogram() -> Histogram<u64> {
+    // 1 µs to 60 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+pub fn percentiles_ms(h: &Histogram<u64>) -> [f64; 3] {
+    if h.is_empty() {
+        return [0.0; 3];
+    }
+    [50.0, 99.0, 99.9].map(|q| h.value_at_quantile(q / 100.0) as f64 / 1000.0)
+}
+
+/// Microseconds since `epoch`: the clock every body's send time uses.
+pub fn micros(epoch: Instant) -> u64 {
+    epoch.elapsed().as_micros() as u64
+}
+
+/// One member's receive loop: end-to-end latencies, one histogram per
+/// step (`step` says which is running), until `stop`.
+pub async fn receive(
+    mut receiver: Receiver,
+    protocol: Protocol,
+    epoch: Instant,
+    step: Arc<AtomicUsize>,
+    steps: usize,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<Histogram<u64>> {
+    let mut histograms: Vec<Histogram<u64>> = (0..steps).map(|_| histogram()).collect();
+    loop {
+        let ping = tokio::select! {
+            frame = receiver.next() => match frame {
+                Ok(Frame::Text(text)) => match proto::classify(protocol, text, false) {
+                    Event::Delivery { sent_us } => {
+                        let index = step.load(Ordering::Relaxed).min(steps - 1);
+                        let latency = micros(epoch).saturating_sub(sent_us).max(1);
+                        let _ = histograms[index].record(latency);
+                        false
+                    }
+                    Event::Ping => true,
+                    _ => false,
+                },
+                Ok(Frame::Closed) | Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
+        // Engine.io's server pings in a text frame; answer like a client.
+        if ping && receiver.send_text("3").await.is_err() {
+            break;
+        }
+    }
+    histograms
+}
+
+/// Adds each member's per-step histograms into one per step.
+pub fn merge(
+    steps: usize,
+    members: impl IntoIterator<Item = Vec<Histogram<u64>>>,
+) -> anyhow::Result<Vec<Histogram<u64>>> {
+    let mut merged: Vec<Histogram<u64>> = (0..steps).map(|_| histogram()).collect();
+    for member in members {
+        for (index, h) in member.into_iter().enumerate() {
+            merged[index].add(&h)?;
+        }
+    }
+    Ok(merged)
+}
