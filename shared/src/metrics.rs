@@ -75,6 +75,9 @@ pub mod names {
     /// Counter `{op}`: store calls that failed in the database (not
     /// domain outcomes such as not-found or conflict).
     pub const STORE_ERRORS: &str = "chat_store_errors_total";
+    /// Histogram: message appends committed together by one group commit
+    /// (PostgreSQL).
+    pub const STORE_BATCH_APPENDS: &str = "chat_store_batch_appends";
 
     /// Counter `{method,route,status}`: api requests answered.
     pub const HTTP_REQUESTS: &str = "chat_http_requests_total";
@@ -189,6 +192,10 @@ fn describe() {
         "Duration of one store call, by method."
     );
     describe_counter!(STORE_ERRORS, "Store calls that failed in the database.");
+    describe_histogram!(
+        STORE_BATCH_APPENDS,
+        "Message appends committed together in one transaction (group commit)."
+    );
     describe_counter!(HTTP_REQUESTS, "API requests answered.");
     describe_histogram!(
         HTTP_REQUEST_SECONDS,
@@ -200,6 +207,11 @@ fn describe() {
 /// Counts one request refused by a limit.
 pub fn rate_limited(scope: &'static str) {
     ::metrics::counter!(names::RATE_LIMITED, "scope" => scope).increment(1);
+}
+
+/// Records the size of one group commit.
+pub fn store_batch(appends: usize) {
+    ::metrics::histogram!(names::STORE_BATCH_APPENDS).record(appends as f64);
 }
 
 /// Runs one store call, recording its duration and, when the database

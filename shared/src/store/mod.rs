@@ -8,6 +8,7 @@
 //! records them commit together.
 
 mod adapter;
+mod group_commit;
 mod postgres;
 mod rows;
 mod sqlite;

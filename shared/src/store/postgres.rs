@@ -2,14 +2,19 @@
 //! writes; per-room seq allocation is serialised by the `rooms` row lock that
 //! `NEXT_SEQ` takes, so appends to different rooms run in parallel.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::group_commit::GroupCommit;
 
 /// The store on PostgreSQL.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Every message append of this store goes through here.
+    appends: Arc<GroupCommit>,
 }
 
 impl PgStore {
@@ -21,7 +26,18 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let appends = Arc::new(GroupCommit::start(pool.clone()));
+        Ok(Self { pool, appends })
+    }
+
+    async fn append(
+        &self,
+        room: crate::model::RoomId,
+        sender: crate::model::UserId,
+        client_id: &str,
+        body: &str,
+    ) -> super::Result<super::Appended> {
+        self.appends.append(room, sender, client_id, body).await
     }
 
     fn reader(&self) -> &PgPool {

@@ -56,6 +56,16 @@ impl SqliteStore {
     fn writer(&self) -> &SqlitePool {
         &self.writer
     }
+
+    async fn append(
+        &self,
+        room: crate::model::RoomId,
+        sender: crate::model::UserId,
+        client_id: &str,
+        body: &str,
+    ) -> super::Result<super::Appended> {
+        self.append_alone(room, sender, client_id, body).await
+    }
 }
 
 super::adapter::impl_store!(SqliteStore, sqlx::Sqlite);

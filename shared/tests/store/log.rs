@@ -19,6 +19,7 @@ conformance!(
     concurrent_appends_get_gap_free_seqs,
     retried_append_returns_the_original,
     concurrent_retries_store_one_event,
+    busy_rooms_from_two_processes_stay_gap_free,
     append_requires_membership_and_a_room,
     no_message_follows_its_senders_kick,
     read_markers_never_move_back_under_concurrency,
@@ -219,6 +220,87 @@ async fn concurrent_retries_store_one_event(backend: Backend) {
     let log = fx.log(room.id).await;
     assert_eq!(log.len() as i64, base + 1);
     assert_eq!(log.last(), Some(original));
+}
+
+/// Many rooms, many senders, and two processes (two stores on one
+/// PostgreSQL database, as two gateways are) appending at once, each
+/// message sent twice at the same moment, once through each process (a
+/// retry racing its original): appends are gathered into shared
+/// transactions, and still every room's log is gap-free, every client_id
+/// is stored once, and both copies get the same answer.
+async fn busy_rooms_from_two_processes_stay_gap_free(backend: Backend) {
+    const ROOMS: usize = 6;
+    const SENDERS: usize = 4;
+    const MESSAGES: usize = 15;
+    let fx = Fixture::new(backend).await;
+    // SQLite is owned by one process; there, both "processes" are one store.
+    let other = match backend {
+        Backend::Postgres => fx.db.store().await,
+        Backend::Sqlite => fx.store.clone(),
+    };
+    let mut rooms = Vec::new();
+    for r in 0..ROOMS {
+        let owner = fx.register(&format!("owner{r}")).await;
+        let room = fx.private_room(&owner).await;
+        let mut senders = vec![owner.id];
+        for s in 1..SENDERS {
+            let user = fx.register(&format!("r{r}s{s}")).await;
+            fx.join(room.id, &user).await;
+            senders.push(user.id);
+        }
+        let base = fx.reload(room.id).await.last_seq;
+        rooms.push((room.id, senders, base));
+    }
+    let barrier = Arc::new(Barrier::new(ROOMS * SENDERS));
+    let tasks = rooms.iter().flat_map(|(room, senders, _)| {
+        senders.iter().map(|&sender| {
+            let (room, a, b, barrier) = (*room, fx.store.clone(), other.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut answers = Vec::new();
+                for i in 0..MESSAGES {
+                    let client_id = format!("m{i}");
+                    let (first, second) = tokio::join!(
+                        a.append_message(room, sender, &client_id, "hi"),
+                        b.append_message(room, sender, &client_id, "hi"),
+                    );
+                    answers.push((first.unwrap(), second.unwrap()));
+                }
+                answers
+            })
+        })
+    });
+    let answers: Vec<(Appended, Appended)> = join_all(tasks)
+        .await
+        .into_iter()
+        .flat_map(|joined| joined.expect("a sender panicked"))
+        .collect();
+    for (first, second) in &answers {
+        assert_eq!(first.event, second.event, "a retry got another answer");
+        assert!(
+            first.created != second.created,
+            "exactly one copy is stored"
+        );
+    }
+    for (room, _, base) in &rooms {
+        let log = fx.log(*room).await;
+        let messages: Vec<_> = log.iter().filter(|e| e.seq > *base).collect();
+        let expected: Vec<i64> = (base + 1..=base + (SENDERS * MESSAGES) as i64).collect();
+        assert_eq!(
+            messages.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            expected,
+            "room log is not gap-free"
+        );
+        let keys: HashSet<_> = messages
+            .iter()
+            .map(|e| (e.sender, e.client_id.clone()))
+            .collect();
+        assert_eq!(keys.len(), messages.len(), "a client_id was stored twice");
+        assert_eq!(
+            fx.reload(*room).await.last_seq,
+            base + (SENDERS * MESSAGES) as i64
+        );
+    }
 }
 
 async fn append_requires_membership_and_a_room(backend: Backend) {

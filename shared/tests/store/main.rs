@@ -57,7 +57,7 @@ struct Fixture {
     /// The store under test; shared with spawned tasks through `Arc`.
     store: Arc<dyn Store>,
     /// Kept alive for the test; dropping it drops the database.
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 impl Deref for Fixture {
@@ -73,7 +73,7 @@ impl Fixture {
     async fn new(backend: Backend) -> Self {
         let db = TestDatabase::create(backend).await;
         let store = db.store().await;
-        Self { store, _db: db }
+        Self { store, db }
     }
 
     /// Registers a user whose display name is the username capitalised.
