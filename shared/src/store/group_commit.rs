@@ -243,6 +243,7 @@ async fn commit(pool: &PgPool, batch: &[Pending]) -> sqlx::Result<Vec<Result<App
     if !new.is_empty() {
         // Each room's new head: its last new event's seq (they ascend).
         let bumped: HashMap<Uuid, i64> = new.iter().map(|(e, _)| (e.room_id.0, e.seq)).collect();
+        let (bumped_rooms, bumped_seqs): (Vec<Uuid>, Vec<i64>) = bumped.into_iter().unzip();
         sqlx::query(INSERT_AND_BUMP)
             .bind(new.iter().map(|(e, _)| e.room_id.0).collect::<Vec<_>>())
             .bind(new.iter().map(|(e, _)| e.seq).collect::<Vec<_>>())
@@ -256,8 +257,8 @@ async fn commit(pool: &PgPool, batch: &[Pending]) -> sqlx::Result<Vec<Result<App
             )
             .bind(new.iter().map(|(_, p)| p.body.as_str()).collect::<Vec<_>>())
             .bind(new.iter().map(|(e, _)| e.ts).collect::<Vec<_>>())
-            .bind(bumped.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-            .bind(bumped.iter().map(|(_, seq)| *seq).collect::<Vec<_>>())
+            .bind(bumped_rooms)
+            .bind(bumped_seqs)
             .execute(&mut *tx)
             .await?;
     }
