@@ -111,90 +111,21 @@ macro_rules! impl_store {
         use $crate::store::adapter::{missing_reference, now, Timestamp};
         use $crate::store::rows::{self, *};
         use $crate::store::{
-            is_unique_violation, message_body, ordered_pair, Appended, Credentials, Error, NewRoom,
-            NewUser, Page, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session,
-            SessionStore, Store, UserStore,
+            is_unique_violation, ordered_pair, Appended, Credentials, Error, NewRoom, NewUser,
+            Page, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session, SessionStore, Store,
+            UserStore,
         };
 
         impl $store {
-            /// Appends one message in a transaction of its own (what
-            /// `append_message` does on SQLite, whose single writer
-            /// serialises transactions anyway; PostgreSQL gathers appends
-            /// into group commits, see `group_commit`).
-            #[allow(dead_code, reason = "stamped out for both adapters; PostgreSQL appends through group_commit")]
-            async fn append_alone(
-                &self,
-                room: RoomId,
-                sender: UserId,
-                client_id: &str,
-                body: &str,
-            ) -> Result<Appended> {
-                // A retry usually finds its event here without writing.
-                if let Some(event) = self.event_by_client_id(room, sender, client_id).await? {
-                    return Ok(Appended {
-                        event,
-                        created: false,
-                    });
-                }
-                let mut tx = self.writer().begin().await?;
-                let appended = Self::append_in(
-                    &mut tx,
-                    room,
-                    Some(sender),
-                    Some(client_id),
-                    message_body(body),
-                    Some(sender),
-                )
-                .await;
-                match appended {
-                    Ok(Some(event)) => {
-                        // Committed before anyone is told: the ack, the
-                        // fan-out and the REST response all follow this.
-                        tx.commit().await?;
-                        Ok(Appended {
-                            event,
-                            created: true,
-                        })
-                    }
-                    Ok(None) => {
-                        // A concurrent retry of the same client_id won; the
-                        // rollback returns our seq, and theirs is the answer.
-                        tx.rollback().await?;
-                        let event = self
-                            .event_by_client_id(room, sender, client_id)
-                            .await?
-                            .ok_or(Error::Conflict("client_id"))?;
-                        Ok(Appended {
-                            event,
-                            created: false,
-                        })
-                    }
-                    Err(Error::NotFound) => {
-                        tx.rollback().await?;
-                        match self.room(room).await? {
-                            Some(_) => Err(Error::NotMember),
-                            None => Err(Error::NotFound),
-                        }
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-
-            /// Appends an event inside `tx`, allocating the room's next seq.
-            ///
-            /// With `member` set, the append succeeds only while that user is
-            /// a member (`NotFound` otherwise, as for a missing room).
-            /// `Ok(None)` means the `(room, sender, client_id)` already
-            /// exists: the caller rolls back (undoing the seq bump) and
-            /// returns the original.
-            async fn append_in(
+            /// Appends an api-written event inside `tx`, allocating the
+            /// room's next seq (message appends are in `group_commit`).
+            /// It has no client_id, so it cannot collide with another.
+            async fn record(
                 tx: &mut Transaction<'_, $db>,
                 room: RoomId,
-                sender: Option<UserId>,
-                client_id: Option<&str>,
+                by: UserId,
                 body: EventBody,
-                member: Option<UserId>,
-            ) -> Result<Option<RoomEvent>> {
+            ) -> Result<RoomEvent> {
                 let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ)
                     .bind(room.0)
                     .fetch_optional(&mut **tx)
@@ -202,42 +133,29 @@ macro_rules! impl_store {
                 let Some(seq) = seq else {
                     return Err(Error::NotFound);
                 };
-                if let Some(user) = member {
-                    // Only now, holding the room's seq (its row lock on
-                    // PostgreSQL), is membership final: see `IS_MEMBER`.
-                    let is_member: Option<i32> = sqlx::query_scalar(IS_MEMBER)
-                        .bind(room.0)
-                        .bind(user.0)
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                    if is_member.is_none() {
-                        return Err(Error::NotFound);
-                    }
-                }
                 let event = RoomEvent {
                     room_id: room,
                     seq,
                     id: EventId::new(),
-                    sender,
+                    sender: Some(by),
                     ts: now(),
-                    client_id: client_id.map(str::to_owned),
+                    client_id: None,
                     body,
                 };
                 let (text, payload) = event_columns(&event.body);
-                let inserted = sqlx::query(INSERT_EVENT)
+                sqlx::query(INSERT_EVENT)
                     .bind(room.0)
                     .bind(seq)
                     .bind(event.id.0)
                     .bind(event.body.kind())
-                    .bind(sender.map(|s| s.0))
-                    .bind(client_id)
+                    .bind(by.0)
+                    .bind(None::<&str>)
                     .bind(text)
                     .bind(payload)
                     .bind(Timestamp(event.ts))
                     .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-                Ok((inserted == 1).then_some(event))
+                    .await?;
+                Ok(event)
             }
 
             /// Takes `room`'s row lock (PostgreSQL; SQLite has one writer
@@ -255,35 +173,6 @@ macro_rules! impl_store {
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
-            }
-
-            /// Appends an api-written event (no client_id, so it cannot
-            /// collide) inside `tx`.
-            async fn record(
-                tx: &mut Transaction<'_, $db>,
-                room: RoomId,
-                by: UserId,
-                body: EventBody,
-            ) -> Result<RoomEvent> {
-                Self::append_in(tx, room, Some(by), None, body, None)
-                    .await?
-                    .ok_or(Error::Conflict("event"))
-            }
-
-            async fn event_by_client_id(
-                &self,
-                room: RoomId,
-                sender: UserId,
-                client_id: &str,
-            ) -> Result<Option<RoomEvent>> {
-                sqlx::query_as::<_, EventRow>(EVENT_BY_CLIENT_ID)
-                    .bind(room.0)
-                    .bind(sender.0)
-                    .bind(client_id)
-                    .fetch_optional(self.reader())
-                    .await?
-                    .map(RoomEvent::try_from)
-                    .transpose()
             }
         }
 
@@ -829,7 +718,7 @@ macro_rules! impl_store {
                 client_id: &str,
                 body: &str,
             ) -> Result<Appended> {
-                self.append(room, sender, client_id, body).await
+                self.appends.append(room, sender, client_id, body).await
             }
 
             async fn events(&self, room: RoomId, page: Page) -> Result<Vec<RoomEvent>> {

@@ -1,49 +1,56 @@
-//! Group commit of message appends on PostgreSQL.
+//! Group commit of message appends.
 //!
-//! An append alone costs six round trips (look up the client_id, begin,
-//! bump the room's seq, check membership, insert, commit) and a WAL flush;
-//! at thousands of sends per second that is the database's CPU, not its
-//! disk. Here every append in the process joins a queue, and a writer takes
-//! whatever has gathered (up to [`MAX_BATCH`]) into one transaction of five
-//! round trips: lock the batch's rooms, check membership and client_ids,
-//! insert every event and bump every seq in one statement, commit. Under
-//! load a batch holds many appends; alone, an append takes about as long
-//! as before.
+//! An append alone is a transaction of its own: on PostgreSQL six round
+//! trips (look up the client_id, begin, bump the room's seq, check
+//! membership, insert, commit) and a WAL flush, on SQLite an fsync. At
+//! thousands of sends per second that is the database's whole budget. Here
+//! every append in the process joins a queue, and a writer takes whatever
+//! has gathered (up to [`MAX_BATCH`]) into one transaction: on PostgreSQL
+//! five round trips (lock the batch's rooms, check membership and
+//! client_ids, insert every event and bump every seq in one statement,
+//! commit), on SQLite one fsync. Under load a batch holds many appends;
+//! alone, an append takes about as long as before.
 //!
-//! The contract is the one-at-a-time path's (`append_alone` in the
-//! adapter): seqs are gap-free because each is taken from `rooms.last_seq`
+//! The contract is `RoomLog::append_message`'s: seqs are gap-free because each is taken from `rooms.last_seq`
 //! under that row's lock, held until the commit; a `(room, sender,
 //! client_id)` is stored once because it is looked up under the same lock
 //! (and twice in one batch, the later copies answer with the first); and
 //! membership is read after the lock, so a kick that committed first is
-//! seen. Rooms are locked in id order, so two batches cannot deadlock.
+//! seen. On PostgreSQL rooms are locked in id order, so two batches cannot
+//! deadlock; SQLite has one writer, which serialises everything anyway.
 //! Nobody hears of an append before its transaction commits.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
-use super::adapter::now;
-use super::rows::{EventRow, EVENT_BY_CLIENT_ID};
+use super::adapter::{now, Timestamp};
+use super::rows::{event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, IS_MEMBER, NEXT_SEQ};
 use super::{message_body, Appended, Error, Result};
 use crate::model::{EventId, RoomEvent, RoomId, UserId};
 
 /// Appends committed together at most.
 const MAX_BATCH: usize = 256;
 
-/// Transactions in flight at once: while one commits, the next batch is
-/// already gathering and running; more would mostly wait on room locks.
-const WRITERS: usize = 2;
+/// Transactions in flight at once on PostgreSQL: while one commits, the
+/// next batch is already gathering and running; more would mostly wait on
+/// room locks. SQLite has one writer connection, so one.
+const PG_WRITERS: usize = 2;
 
 /// Appends waiting at most; beyond that, callers wait to join the queue.
 const QUEUE: usize = 4096;
 
 /// Locks the batch's rooms, in id order, and reads where their seqs are.
 const LOCK_ROOMS: &str = "SELECT id, last_seq FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// A room's seq head, asked only to tell a missing room from a non-member.
+const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
 
 /// Per append (by position, from 1): whether the sender is a member, and
 /// the seq its client_id already has, if any. Asked after [`LOCK_ROOMS`],
@@ -63,13 +70,27 @@ const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
      UPDATE rooms SET last_seq = heads.last_seq \
      FROM unnest($9::uuid[], $10::int8[]) AS heads(id, last_seq) WHERE rooms.id = heads.id";
 
-/// One append waiting for its batch.
-struct Pending {
+/// One message to append.
+struct Append {
     room: RoomId,
     sender: UserId,
     client_id: String,
     body: String,
+}
+
+/// One append waiting for its batch.
+struct Pending {
+    append: Append,
     reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// How one database commits a batch: per append, its answer, in order; an
+/// `Err` means nothing of the batch was stored.
+trait Commit: Clone + Send + Sync + 'static {
+    fn commit(
+        &self,
+        batch: &[Append],
+    ) -> impl Future<Output = sqlx::Result<Vec<Result<Appended>>>> + Send;
 }
 
 /// The queue every append of one store joins.
@@ -78,12 +99,22 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writers on `pool`; they stop when this is dropped.
-    pub(super) fn start(pool: PgPool) -> Self {
+    /// Starts the writers on a PostgreSQL pool; they stop when this is
+    /// dropped.
+    pub(super) fn postgres(pool: PgPool) -> Self {
+        Self::start(Postgres(pool), PG_WRITERS)
+    }
+
+    /// Starts the writer on SQLite's one-connection write pool.
+    pub(super) fn sqlite(writer: SqlitePool) -> Self {
+        Self::start(Sqlite(writer), 1)
+    }
+
+    fn start(database: impl Commit, writers: usize) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let waiting = Arc::new(Mutex::new(waiting));
-        for _ in 0..WRITERS {
-            tokio::spawn(write(pool.clone(), waiting.clone()));
+        for _ in 0..writers {
+            tokio::spawn(write(database.clone(), waiting.clone()));
         }
         Self { queue }
     }
@@ -98,10 +129,12 @@ impl GroupCommit {
     ) -> Result<Appended> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
-            room,
-            sender,
-            client_id: client_id.to_owned(),
-            body: body.to_owned(),
+            append: Append {
+                room,
+                sender,
+                client_id: client_id.to_owned(),
+                body: body.to_owned(),
+            },
             reply,
         };
         self.queue
@@ -115,7 +148,7 @@ impl GroupCommit {
 }
 
 /// One writer: takes what has gathered, commits it, answers each append.
-async fn write(pool: PgPool, waiting: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+async fn write(database: impl Commit, waiting: Arc<Mutex<mpsc::Receiver<Pending>>>) {
     loop {
         let batch = {
             let mut waiting = waiting.lock().await;
@@ -132,22 +165,24 @@ async fn write(pool: PgPool, waiting: Arc<Mutex<mpsc::Receiver<Pending>>>) {
             batch
         };
         crate::metrics::store_batch(batch.len());
-        match commit(&pool, &batch).await {
+        let (appends, replies): (Vec<Append>, Vec<_>) =
+            batch.into_iter().map(|p| (p.append, p.reply)).unzip();
+        match database.commit(&appends).await {
             Ok(outcomes) => {
-                for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A caller that stopped waiting (its client left) has
                     // its message stored all the same; a retry finds it.
-                    let _ = pending.reply.send(outcome);
+                    let _ = reply.send(outcome);
                 }
             }
             Err(e) => {
                 // Nothing of the batch was stored: each caller gets the
                 // failure, and a retry with the same client_id is safe.
-                tracing::warn!(error = %e, appends = batch.len(), "group commit failed");
+                tracing::warn!(error = %e, appends = appends.len(), "group commit failed");
                 let message = e.to_string();
-                for pending in batch {
+                for reply in replies {
                     let failure = sqlx::Error::Io(std::io::Error::other(message.clone()));
-                    let _ = pending.reply.send(Err(Error::Database(failure)));
+                    let _ = reply.send(Err(Error::Database(failure)));
                 }
             }
         }
@@ -168,8 +203,16 @@ enum Outcome {
     NotMember,
 }
 
-/// Commits one batch; per append, its answer in order.
-async fn commit(pool: &PgPool, batch: &[Pending]) -> sqlx::Result<Vec<Result<Appended>>> {
+#[derive(Clone)]
+struct Postgres(PgPool);
+
+impl Commit for Postgres {
+    async fn commit(&self, batch: &[Append]) -> sqlx::Result<Vec<Result<Appended>>> {
+        commit_postgres(&self.0, batch).await
+    }
+}
+
+async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Result<Appended>>> {
     let mut tx = pool.begin().await?;
     let mut rooms: Vec<Uuid> = batch.iter().map(|p| p.room.0).collect();
     rooms.sort_unstable();
@@ -232,7 +275,7 @@ async fn commit(pool: &PgPool, batch: &[Pending]) -> sqlx::Result<Vec<Result<App
         outcomes.push(outcome);
     }
 
-    let new: Vec<(&RoomEvent, &Pending)> = outcomes
+    let new: Vec<(&RoomEvent, &Append)> = outcomes
         .iter()
         .zip(batch)
         .filter_map(|(o, p)| match o {
@@ -300,4 +343,81 @@ async fn commit(pool: &PgPool, batch: &[Pending]) -> sqlx::Result<Vec<Result<App
     }
     tx.commit().await?;
     Ok(answers)
+}
+
+#[derive(Clone)]
+struct Sqlite(SqlitePool);
+
+impl Commit for Sqlite {
+    /// One statement at a time, in process: the writer connection is the
+    /// only one, so what each append checks cannot change before the
+    /// commit, and a later copy of a client_id finds the earlier one.
+    async fn commit(&self, batch: &[Append]) -> sqlx::Result<Vec<Result<Appended>>> {
+        let mut tx = self.0.begin().await?;
+        let ts = now();
+        let mut answers = Vec::with_capacity(batch.len());
+        for append in batch {
+            let existing: Option<EventRow> = sqlx::query_as(EVENT_BY_CLIENT_ID)
+                .bind(append.room.0)
+                .bind(append.sender.0)
+                .bind(&append.client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = existing {
+                answers.push(RoomEvent::try_from(row).map(|event| Appended {
+                    event,
+                    created: false,
+                }));
+                continue;
+            }
+            let member: Option<i32> = sqlx::query_scalar(IS_MEMBER)
+                .bind(append.room.0)
+                .bind(append.sender.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if member.is_none() {
+                let room: Option<i64> = sqlx::query_scalar(ROOM_HEAD)
+                    .bind(append.room.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                answers.push(Err(match room {
+                    Some(_) => Error::NotMember,
+                    None => Error::NotFound,
+                }));
+                continue;
+            }
+            let seq: i64 = sqlx::query_scalar(NEXT_SEQ)
+                .bind(append.room.0)
+                .fetch_one(&mut *tx)
+                .await?;
+            let event = RoomEvent {
+                room_id: append.room,
+                seq,
+                id: EventId::new(),
+                sender: Some(append.sender),
+                ts,
+                client_id: Some(append.client_id.clone()),
+                body: message_body(&append.body),
+            };
+            let (text, payload) = event_columns(&event.body);
+            sqlx::query(INSERT_EVENT)
+                .bind(append.room.0)
+                .bind(seq)
+                .bind(event.id.0)
+                .bind(event.body.kind())
+                .bind(append.sender.0)
+                .bind(&append.client_id)
+                .bind(text)
+                .bind(payload)
+                .bind(Timestamp(ts))
+                .execute(&mut *tx)
+                .await?;
+            answers.push(Ok(Appended {
+                event,
+                created: true,
+            }));
+        }
+        tx.commit().await?;
+        Ok(answers)
+    }
 }

@@ -26,18 +26,8 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        let appends = Arc::new(GroupCommit::start(pool.clone()));
+        let appends = Arc::new(GroupCommit::postgres(pool.clone()));
         Ok(Self { pool, appends })
-    }
-
-    async fn append(
-        &self,
-        room: crate::model::RoomId,
-        sender: crate::model::UserId,
-        client_id: &str,
-        body: &str,
-    ) -> super::Result<super::Appended> {
-        self.appends.append(room, sender, client_id, body).await
     }
 
     fn reader(&self) -> &PgPool {

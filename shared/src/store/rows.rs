@@ -136,14 +136,14 @@ pub(super) const NEXT_SEQ: &str =
 /// Locks a room's row without changing it; see `lock_room` in the adapter.
 pub(super) const LOCK_ROOM: &str = "UPDATE rooms SET last_seq = last_seq WHERE id = $1";
 
-/// Whether `$2` is a member of `$1`, asked by a send after [`NEXT_SEQ`] in
-/// the same transaction. Not folded into `NEXT_SEQ` as an `EXISTS`: on
-/// PostgreSQL a statement that waited for the row lock rechecks only the
-/// `rooms` row and still sees membership as of before the wait, so a send
-/// queued behind a kick would land after its `member_left`. Asked as a
-/// statement of its own, after the lock, it sees the kick; and every
-/// membership change holds that lock until it commits (`lock_room` in the
-/// adapter), so a kick and a send cannot interleave.
+/// Whether `$2` is a member of `$1`: asked by a message append on SQLite
+/// (`group_commit`), whose single writer connection means no membership
+/// change can land between this and the append's commit. PostgreSQL asks
+/// the same inside `group_commit`'s `CHECK`, after taking the rooms' row
+/// locks: a statement that waited for a lock still sees the data as of
+/// before the wait, so the check must be a statement of its own after it;
+/// every membership change holds that lock until it commits (`lock_room` in
+/// the adapter), so a kick and a send cannot interleave.
 pub(super) const IS_MEMBER: &str = "SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2";
 
 pub(super) const INSERT_EVENT: &str = "INSERT INTO room_events \

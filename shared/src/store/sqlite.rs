@@ -8,17 +8,22 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::group_commit::GroupCommit;
+
 /// The store on SQLite.
 #[derive(Clone)]
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// Every message append of this store goes through here.
+    appends: Arc<GroupCommit>,
 }
 
 impl SqliteStore {
@@ -46,7 +51,12 @@ impl SqliteStore {
             .max_connections(readers.max(1))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { reader, writer })
+        let appends = Arc::new(GroupCommit::sqlite(writer.clone()));
+        Ok(Self {
+            reader,
+            writer,
+            appends,
+        })
     }
 
     fn reader(&self) -> &SqlitePool {
@@ -55,16 +65,6 @@ impl SqliteStore {
 
     fn writer(&self) -> &SqlitePool {
         &self.writer
-    }
-
-    async fn append(
-        &self,
-        room: crate::model::RoomId,
-        sender: crate::model::UserId,
-        client_id: &str,
-        body: &str,
-    ) -> super::Result<super::Appended> {
-        self.append_alone(room, sender, client_id, body).await
     }
 }
 
