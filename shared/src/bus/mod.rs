@@ -88,6 +88,15 @@ pub trait Bus: Send + Sync {
     /// Sends `payload` to the current subscribers of `topic`, at most once.
     async fn publish(&self, topic: Topic, payload: Bytes) -> Result<()>;
 
+    /// Publishes each message in order, in one round trip where the bus
+    /// has a way (Redis: a pipeline); all or nothing is reported.
+    async fn publish_many(&self, messages: Vec<(Topic, Bytes)>) -> Result<()> {
+        for (topic, payload) in messages {
+            self.publish(topic, payload).await?;
+        }
+        Ok(())
+    }
+
     /// Opens this process's subscription: a handle choosing the topics and
     /// the stream of what arrives on them. One per process is the intended
     /// use (Redis: one connection for all of a gateway's topics).

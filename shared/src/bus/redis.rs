@@ -76,6 +76,28 @@ impl Bus for RedisBus {
         result
     }
 
+    async fn publish_many(&self, messages: Vec<(Topic, Bytes)>) -> Result<()> {
+        let count = messages.len();
+        let mut publisher = self.publisher.clone();
+        let mut pipeline = redis::pipe();
+        for (topic, payload) in &messages {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(self.channel(*topic))
+                .arg(payload.as_ref())
+                .ignore();
+        }
+        let publish = pipeline.query_async::<()>(&mut publisher);
+        let result = match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+            Ok(result) => result.map_err(bus_error),
+            Err(_) => Err(Error::Bus("publish timed out".into())),
+        };
+        for _ in 0..count {
+            metrics::published(result.is_ok());
+        }
+        result
+    }
+
     async fn subscriber(&self) -> Result<(Box<dyn Subscriber>, mpsc::Receiver<Delivery>)> {
         let (commands_tx, commands_rx) = mpsc::channel(64);
         let (deliveries_tx, deliveries_rx) = mpsc::channel(DELIVERY_QUEUE);

@@ -48,6 +48,7 @@ conformance!(
     every_subscriber_gets_a_copy,
     unsubscribing_stops_delivery,
     one_publisher_is_received_in_order,
+    a_batch_is_received_whole_and_in_order,
     a_dropped_subscriber_costs_nothing,
 );
 
@@ -127,6 +128,21 @@ async fn one_publisher_is_received_in_order(adapter: Adapter) {
     for i in 0..500 {
         assert_eq!(next_message(&mut rx).await.1, i.to_string());
     }
+}
+
+async fn a_batch_is_received_whole_and_in_order(adapter: Adapter) {
+    let bus = bus(adapter).await;
+    let rooms = [Topic::Room(RoomId::new()), Topic::Room(RoomId::new())];
+    let (subscriber, mut rx) = bus.subscriber().await.unwrap();
+    subscriber.subscribe(&rooms).await.unwrap();
+    let batch: Vec<(Topic, Bytes)> = (0..300)
+        .map(|i| (rooms[i % 2], Bytes::from(i.to_string())))
+        .collect();
+    bus.publish_many(batch.clone()).await.unwrap();
+    for expected in batch {
+        assert_eq!(next_message(&mut rx).await, expected);
+    }
+    assert_quiet(&mut rx).await;
 }
 
 async fn a_dropped_subscriber_costs_nothing(adapter: Adapter) {
