@@ -10,8 +10,10 @@
 //!                     Redis, Socket.IO through its Redis adapter)
 //! chat-bench rooms    --rooms 1000 of --members 10, every room sending; --rates
 //!                     1000,2000,5000,10000 msg/s in all
-//! chat-bench all      every workload with its defaults; tables and charts go
-//!                     to --out (default target/bench)
+//! chat-bench all      every workload with its defaults
+//!
+//! Each writes its tables (`<command>.md`) and charts (`<workload>.png`) to
+//! --out (default target/bench) and prints the tables.
 //! chat-bench smoke    a few seconds against `chat`: checks the tool works (CI)
 //!
 //! common: [--systems ours-sqlite,ours-pg,ws,socketio] [--step-secs 5]
@@ -20,6 +22,7 @@
 //! ```
 
 mod accounts;
+mod chart;
 mod fanout;
 mod measure;
 mod proto;
@@ -28,6 +31,7 @@ mod report;
 mod rooms;
 mod system;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -201,23 +205,45 @@ async fn run() -> Result<()> {
     };
     println!("machine: {}\n", report::machine());
     let systems = |default: &[Kind]| args.systems.clone().unwrap_or_else(|| default.to_vec());
-    match args.command.as_str() {
-        "fanout" => {
-            let workload = Workload::fanout(&args, 1);
-            let outcome = measure_all(&workload, &systems(&EVERY_SYSTEM), &start).await?;
-            println!("{}", outcome.table());
-        }
-        "cross" => {
-            let workload = Workload::fanout(&args, 2);
-            let default = [Kind::OursPostgres, Kind::SocketIo];
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| repo.join("target/bench"));
+    let cross_systems = [Kind::OursPostgres, Kind::SocketIo];
+    let runs = match args.command.as_str() {
+        "fanout" => vec![("fanout", Workload::fanout(&args, 1), EVERY_SYSTEM.to_vec())],
+        "cross" => vec![("cross", Workload::fanout(&args, 2), cross_systems.to_vec())],
+        "rooms" => vec![("rooms", Workload::rooms(&args), EVERY_SYSTEM.to_vec())],
+        "all" => vec![
+            ("fanout", Workload::fanout(&args, 1), EVERY_SYSTEM.to_vec()),
+            ("cross", Workload::fanout(&args, 2), cross_systems.to_vec()),
+            ("rooms", Workload::rooms(&args), EVERY_SYSTEM.to_vec()),
+        ],
+        _ => Vec::new(),
+    };
+    if !runs.is_empty() {
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let command: Vec<String> = std::env::args().collect();
+        let mut report = format!(
+            "# chat-bench {}\n\n- machine: {}\n- command: `{}`\n\n",
+            args.command,
+            report::machine(),
+            command.join(" ")
+        );
+        for (name, workload, default) in runs {
             let outcome = measure_all(&workload, &systems(&default), &start).await?;
-            println!("{}", outcome.table());
+            let table = outcome.table();
+            println!("{table}");
+            let png = out.join(format!("{name}.png"));
+            outcome.chart(&png)?;
+            let _ = write!(report, "{table}\n![{}]({name}.png)\n\n", outcome.title);
         }
-        "rooms" => {
-            let workload = Workload::rooms(&args);
-            let outcome = measure_all(&workload, &systems(&EVERY_SYSTEM), &start).await?;
-            println!("{}", outcome.table());
-        }
+        let path = out.join(format!("{}.md", args.command));
+        std::fs::write(&path, report)?;
+        eprintln!("chat-bench: tables and charts in {}", path.display());
+        return Ok(());
+    }
+    match args.command.as_str() {
         "smoke" => {
             let workload = Workload::Fanout {
                 plan: fanout::Plan {

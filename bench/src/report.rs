@@ -2,7 +2,11 @@
 //! every system, then each system's best rate within the workload's target.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
+use anyhow::Result;
+
+use crate::chart::{self, Chart, Series};
 use crate::measure::Step;
 use crate::system::Kind;
 
@@ -47,6 +51,45 @@ impl Outcome {
             target,
             results: Vec::new(),
         }
+    }
+
+    /// Draws p99 against offered load for every system to `path`: the
+    /// end-to-end p99 where the target is delivery, the ack p99 where it
+    /// is the store's.
+    pub fn chart(&self, path: &Path) -> Result<()> {
+        let (y_label, target_ms) = match self.target {
+            Target::Delivery { p99_ms } => ("end-to-end p99 latency (ms)", p99_ms),
+            Target::Ack { p99_ms } => ("acknowledgement p99 latency (ms)", p99_ms),
+        };
+        let series: Vec<Series> = self
+            .results
+            .iter()
+            .map(|(kind, steps, _)| Series {
+                name: kind.name().to_owned(),
+                points: steps
+                    .iter()
+                    .map(|s| {
+                        let p99 = match self.target {
+                            Target::Delivery { .. } => s.latency_ms[1],
+                            Target::Ack { .. } => s.ack_ms[1],
+                        };
+                        (f64::from(s.rate), p99)
+                    })
+                    // A step where nothing arrived has no latency to show.
+                    .filter(|&(_, p99)| p99 > 0.0)
+                    .collect(),
+            })
+            .collect();
+        chart::draw(
+            path,
+            &Chart {
+                title: &self.title,
+                x_label: "offered messages per second",
+                y_label,
+                series: &series,
+                target_ms: Some(target_ms),
+            },
+        )
     }
 
     /// A markdown table of every step, and the summary lines.
