@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::accounts;
 use crate::measure::{self, histogram, percentiles_ms, receive, Step};
 use crate::proto::{self, Event};
+use crate::receiver::BUSY_BUFFER;
 use crate::system::System;
 
 /// The shape of one fan-out run.
@@ -45,10 +46,14 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     let mut receivers = Vec::new();
     for i in 1..plan.members {
         let endpoint = system.endpoint(i, &room.name);
-        let receiver =
-            proto::connect_receiver(&endpoint, room.tokens.get(i).map(String::as_str), source(i))
-                .await
-                .with_context(|| format!("connecting member {i}"))?;
+        let receiver = proto::connect_receiver(
+            &endpoint,
+            room.tokens.get(i).map(String::as_str),
+            source(i),
+            BUSY_BUFFER,
+        )
+        .await
+        .with_context(|| format!("connecting member {i}"))?;
         receivers.push(tokio::spawn(receive(
             receiver,
             endpoint.protocol,

@@ -10,6 +10,9 @@
 //!                     Redis, Socket.IO through its Redis adapter)
 //! chat-bench rooms    --rooms 1000 of --members 10, every room sending; --rates
 //!                     1000,2000,5000,10000 msg/s in all
+//! chat-bench idle     --connections 100000 authenticated idle connections on
+//!                     one node (ours: over --users 100 accounts): memory per
+//!                     connection, connects per second
 //! chat-bench all      every workload with its defaults
 //!
 //! Each writes its tables (`<command>.md`) and charts (`<workload>.png`) to
@@ -24,6 +27,7 @@
 mod accounts;
 mod chart;
 mod fanout;
+mod idle;
 mod measure;
 mod proto;
 mod receiver;
@@ -60,6 +64,8 @@ struct Args {
     systems: Option<Vec<Kind>>,
     members: Option<usize>,
     rooms: Option<usize>,
+    connections: Option<usize>,
+    users: Option<usize>,
     rates: Option<Vec<u32>>,
     step: Option<Duration>,
     server_cpus: Option<String>,
@@ -85,6 +91,8 @@ fn parse_args() -> Result<Args> {
             }
             "--members" => args.members = Some(value()?.parse()?),
             "--rooms" => args.rooms = Some(value()?.parse()?),
+            "--connections" => args.connections = Some(value()?.parse()?),
+            "--users" => args.users = Some(value()?.parse()?),
             "--rates" => {
                 args.rates = Some(
                     value()?
@@ -187,6 +195,7 @@ impl Workload {
 
 async fn run() -> Result<()> {
     let args = parse_args()?;
+    raise_file_limit();
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("repository root")?
@@ -219,9 +228,10 @@ async fn run() -> Result<()> {
             ("cross", Workload::fanout(&args, 2), cross_systems.to_vec()),
             ("rooms", Workload::rooms(&args), EVERY_SYSTEM.to_vec()),
         ],
+        "idle" => Vec::new(),
         _ => Vec::new(),
     };
-    if !runs.is_empty() {
+    if !runs.is_empty() || args.command == "idle" {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let command: Vec<String> = std::env::args().collect();
         let mut report = format!(
@@ -237,6 +247,15 @@ async fn run() -> Result<()> {
             let png = out.join(format!("{name}.png"));
             outcome.chart(&png)?;
             let _ = write!(report, "{table}\n![{}]({name}.png)\n\n", outcome.title);
+        }
+        if args.command == "all" || args.command == "idle" {
+            let plan = idle::Plan {
+                connections: args.connections.unwrap_or(100_000),
+                users: args.users.unwrap_or(100),
+            };
+            let table = measure_idle(&plan, &systems(&EVERY_SYSTEM), &start).await?;
+            println!("{table}");
+            report.push_str(&table);
         }
         let path = out.join(format!("{}.md", args.command));
         std::fs::write(&path, report)?;
@@ -272,6 +291,24 @@ async fn run() -> Result<()> {
     Ok(())
 }
 
+/// Holds idle connections on each system in turn, each started fresh.
+async fn measure_idle(plan: &idle::Plan, systems: &[Kind], start: &Start<'_>) -> Result<String> {
+    let mut results = Vec::new();
+    for &kind in systems {
+        let mut system = System::start(kind, start).await?;
+        eprintln!(
+            "chat-bench: {} up for {} idle connections",
+            kind.name(),
+            plan.connections
+        );
+        let outcome = idle::run(&mut system, plan)
+            .await
+            .with_context(|| kind.name())?;
+        results.push((kind, outcome));
+    }
+    Ok(report::idle_table(&results))
+}
+
 /// Runs `workload` against each system in turn, each started fresh.
 async fn measure_all(workload: &Workload, systems: &[Kind], start: &Start<'_>) -> Result<Outcome> {
     let start = Start {
@@ -289,4 +326,17 @@ async fn measure_all(workload: &Workload, systems: &[Kind], start: &Start<'_>) -
         outcome.results.push((kind, steps, system.peak_rss_kib()));
     }
     Ok(outcome)
+}
+
+/// Lets this process (and the servers it starts, which inherit the limit)
+/// open as many sockets as the hard limit allows: 100,000 idle
+/// connections need as many descriptors on each side. `scripts/bench`
+/// raises the hard limit itself before it starts the generator.
+fn raise_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+            eprintln!("chat-bench: could not raise the open-file limit from {soft} to {hard}");
+        }
+    }
 }

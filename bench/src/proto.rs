@@ -96,17 +96,20 @@ pub async fn connect(
     Ok(ws)
 }
 
-/// The same for a receiving member, through the lean [`Receiver`].
+/// The same for a receiving member, through the lean [`Receiver`] with a
+/// read buffer of `buffer` bytes.
 pub async fn connect_receiver(
     endpoint: &Endpoint,
     token: Option<&str>,
     source: std::net::IpAddr,
+    buffer: usize,
 ) -> Result<Receiver> {
     let headers: Vec<String> = token
         .map(|t| format!("Authorization: Bearer {t}"))
         .into_iter()
         .collect();
-    let mut receiver = Receiver::connect(endpoint.addr, source, &path(endpoint), &headers).await?;
+    let mut receiver =
+        Receiver::connect(endpoint.addr, source, &path(endpoint), &headers, buffer).await?;
     join(&mut receiver, endpoint.protocol).await?;
     Ok(receiver)
 }

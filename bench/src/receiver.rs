@@ -1,5 +1,5 @@
 //! A receive-only WebSocket client that costs far less per frame than any
-//! server it measures: one `read` fills a 64 KiB buffer with as many frames
+//! server it measures: one `read` fills a buffer with as many frames
 //! as have arrived, and each is parsed in place (server frames are not
 //! masked; RFC 6455 §5.2) with no allocation. Only what a receiver needs:
 //! text frames go to the caller, pings are answered, a close ends it.
@@ -30,16 +30,19 @@ pub enum Frame<'a> {
     Closed,
 }
 
-const BUFFER: usize = 64 * 1024;
+/// The buffer of a busy receiver: room for many frames per read.
+pub const BUSY_BUFFER: usize = 64 * 1024;
 
 impl Receiver {
     /// Opens `path` on `addr` from `source`, sending `headers` (each
-    /// `name: value`), and checks the `101`.
+    /// `name: value`), and checks the `101`. The read buffer starts at
+    /// `buffer` bytes and grows only for a frame larger than itself.
     pub async fn connect(
         addr: SocketAddr,
         source: std::net::IpAddr,
         path: &str,
         headers: &[String],
+        buffer: usize,
     ) -> Result<Self> {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(SocketAddr::new(source, 0))?;
@@ -57,7 +60,7 @@ impl Receiver {
         stream.write_all(request.as_bytes()).await?;
         let mut receiver = Self {
             stream,
-            buf: vec![0; BUFFER],
+            buf: vec![0; buffer],
             start: 0,
             end: 0,
         };

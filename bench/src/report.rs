@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::chart::{self, Chart, Series};
+use crate::idle;
 use crate::measure::Step;
 use crate::system::Kind;
 
@@ -141,6 +142,30 @@ impl Outcome {
         }
         out
     }
+}
+
+/// The idle-density table: per system, connections held, their cost in
+/// server memory, and how fast they opened.
+pub fn idle_table(results: &[(Kind, idle::Outcome)]) -> String {
+    let mut out = String::from(
+        "### idle density: authenticated idle connections on one node\n\n\
+         | system | connections held | connects/s | server RSS before MiB | after MiB | bytes per connection | server CPU s to connect |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for (kind, o) in results {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
+            kind.name(),
+            o.connected,
+            o.connects_per_second,
+            o.rss_before_kib as f64 / 1024.0,
+            o.rss_after_kib as f64 / 1024.0,
+            o.bytes_per_connection(),
+            o.cpu_seconds,
+        );
+    }
+    out
 }
 
 /// The machine a run was measured on: CPU model and count, memory,

@@ -21,6 +21,7 @@ use crate::accounts;
 use crate::fanout::source;
 use crate::measure::{self, histogram, micros, percentiles_ms, receive, Step};
 use crate::proto::{self, Endpoint, Event, Socket};
+use crate::receiver::BUSY_BUFFER;
 use crate::system::System;
 
 /// The shape of one many-rooms run.
@@ -81,9 +82,10 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
         .collect();
     let receivers: Vec<_> = stream::iter(members)
         .map(|(i, endpoint, token)| async move {
-            let receiver = proto::connect_receiver(&endpoint, token.as_deref(), source(i))
-                .await
-                .with_context(|| format!("connecting member {i}"))?;
+            let receiver =
+                proto::connect_receiver(&endpoint, token.as_deref(), source(i), BUSY_BUFFER)
+                    .await
+                    .with_context(|| format!("connecting member {i}"))?;
             Ok::<_, anyhow::Error>((receiver, endpoint.protocol))
         })
         .buffered(CONNECTING)

@@ -246,6 +246,14 @@ impl System {
             .sum()
     }
 
+    /// Resident memory of the measured processes now, summed, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.measured
+            .iter()
+            .map(|p| status_kib(p.child.id(), "VmRSS:"))
+            .sum()
+    }
+
     /// Peak resident memory of the measured processes, summed, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         self.measured
