@@ -178,7 +178,11 @@ pub fn machine() -> String {
         .and_then(|l| l.split(':').nth(1))
         .map_or("unknown CPU", str::trim)
         .to_owned();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // The machine's CPUs, not this process's (the generator runs pinned).
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()

@@ -1,6 +1,9 @@
 //! The inbound side of a session: reads WebSocket frames, reassembles
 //! fragmented messages under the size cap, and acts on each client frame in
-//! order. Every frame is authorised against the store as it is now.
+//! order. Every frame is authorised against the store as it is now. Sends
+//! are queued in the store and answered in order by the session's
+//! [`InFlight`] task, so reading goes on while they commit; every other
+//! frame first waits for the sends before it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use tracing::Instrument;
 
 use crate::context::Context;
 use crate::outbox::{Outbound, Outbox};
+use crate::sends::InFlight;
 use crate::session::{close, frame_bytes, now_millis};
 
 /// What the inbound task knows of its session.
@@ -126,15 +130,19 @@ pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
 struct Handler {
     ctx: Arc<Context>,
     session: Session,
+    /// This connection's sends waiting for their commit.
+    in_flight: InFlight,
     /// Whether the writer has been told that live delivery may start.
     live: bool,
 }
 
 impl Handler {
     fn new(ctx: Arc<Context>, session: Session) -> Self {
+        let in_flight = InFlight::start(ctx.clone(), session.outbox.clone());
         Self {
             ctx,
             session,
+            in_flight,
             live: false,
         }
     }
@@ -148,7 +156,9 @@ impl Handler {
         }
     }
 
+    /// Closes the connection once the sends before are answered.
     async fn close(&self, code: u16, reason: &'static str) {
+        self.in_flight.settle().await;
         self.session
             .outbox
             .send(Outbound::Close { code, reason })
@@ -176,9 +186,15 @@ impl Handler {
         tracing::trace!(text, "frame received");
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => frame,
-            Err(e) => return self.unreadable(text, e).await,
+            Err(e) => {
+                self.in_flight.settle().await;
+                return self.unreadable(text, e).await;
+            }
         };
         crate::metrics::frame_in(Some(&frame));
+        if !matches!(frame, ClientFrame::Send { .. }) {
+            self.in_flight.settle().await;
+        }
         match frame {
             ClientFrame::Send {
                 room_id,
@@ -240,72 +256,50 @@ impl Handler {
         limited
     }
 
-    /// A `send` frame, inside its `ws send` span when traces are on.
+    /// A `send` frame: checked, then queued in the store; its answer
+    /// comes from the in-flight task once it commits, inside its `ws send`
+    /// span when traces are on.
     async fn send(&mut self, room: RoomId, client_id: String, body: String) {
         let span = telemetry::ws_send(room);
-        if span.is_none() {
-            return self.append_and_ack(room, client_id, body).await;
-        }
-        self.append_and_ack(room, client_id, body)
-            .instrument(span)
-            .await
-    }
-
-    async fn append_and_ack(&mut self, room: RoomId, client_id: String, body: String) {
         let reference = Some(client_id.clone());
         if self.limited() {
-            return self
-                .error("rate_limited", "sending too fast; slow down", reference)
-                .await;
+            let frame =
+                ServerFrame::error("rate_limited", "sending too fast; slow down", reference);
+            return self.in_flight.reply(&frame).await;
         }
         let max = self.ctx.config.max_body_chars;
         let valid = check_client_id(&client_id).and_then(|()| check_message_body(&body, max));
         if let Err(message) = valid {
-            return self.error("validation_failed", message, reference).await;
+            let frame = ServerFrame::error("validation_failed", message, reference);
+            return self.in_flight.reply(&frame).await;
         }
         // Durable before anything else: the ack, the fan-out and the
-        // publish all follow the commit (contract point 1).
-        let span = telemetry::store_append(room);
-        let appended = self
+        // publish all wait for the commit (contract point 1).
+        let store_span = span.in_scope(|| telemetry::store_append(room));
+        let at = std::time::Instant::now();
+        let submitted = self
             .ctx
             .store
-            .append_message(room, self.session.user, &client_id, &body)
-            .instrument(span.clone())
+            .submit_message(room, self.session.user, &client_id, &body)
+            .instrument(store_span.clone())
             .await;
-        telemetry::record_append(&span, &appended);
-        let event = match appended {
-            Ok(appended) => appended.event,
-            Err(chat_shared::Error::NotMember) => return self.not_member(reference).await,
-            Err(chat_shared::Error::NotFound) => {
-                return self.error("not_found", "room not found", reference).await
+        match submitted {
+            Ok(submitted) => {
+                self.in_flight
+                    .append(room, client_id, submitted, at, span, store_span)
+                    .await
             }
             Err(e) => {
                 tracing::warn!(error = %e, "append failed");
-                return self
-                    .error(
-                        "unavailable",
-                        "the message was not stored; retry with the same client_id",
-                        reference,
-                    )
-                    .await;
+                telemetry::record_error(&store_span);
+                let frame = ServerFrame::error(
+                    "unavailable",
+                    "the message was not stored; retry with the same client_id",
+                    reference,
+                );
+                self.in_flight.reply(&frame).await
             }
-        };
-        let frame = Bytes::from(serde_json::to_vec(&event).expect("events serialise"));
-        self.reply(ServerFrame::Ack {
-            client_id,
-            room_id: room,
-            seq: event.seq,
-            id: event.id,
-            ts: event.ts,
-        })
-        .await;
-        crate::metrics::ack();
-        // Also on a retry: if the first attempt's publish was lost (the
-        // gateway died after the commit), this one heals it; receivers
-        // drop the duplicate by seq.
-        self.ctx.hub.committed(room, event.seq, frame.clone()).await;
-        tracing::Span::current().record("chat.seq", event.seq);
-        self.ctx.publisher.publish_traced(Topic::Room(room), frame);
+        }
     }
 
     async fn sync(&self, room: RoomId, after: i64) {

@@ -16,6 +16,7 @@ mod inbound;
 mod metrics;
 mod outbox;
 mod presence;
+mod sends;
 mod sequencer;
 mod session;
 

@@ -222,14 +222,21 @@ pub async fn store_call<T>(
 ) -> crate::Result<T> {
     let started = Instant::now();
     let result = call.await;
+    store_answered(op, started, &result);
+    result
+}
+
+/// Records one store call that began at `started` and answered `result`
+/// (for calls that do not run as one future, such as a submitted append
+/// answered later).
+pub fn store_answered<T>(op: &'static str, started: Instant, result: &crate::Result<T>) {
     ::metrics::histogram!(names::STORE_QUERY_SECONDS, "op" => op)
         .record(started.elapsed().as_secs_f64());
-    if let Err(e) = &result {
+    if let Err(e) = result {
         if is_failure(e) {
             ::metrics::counter!(names::STORE_ERRORS, "op" => op).increment(1);
         }
     }
-    result
 }
 
 /// Whether a store error is the database failing rather than an answer

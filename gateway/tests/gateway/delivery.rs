@@ -13,6 +13,7 @@ both_shapes!(
     concurrent_senders_are_delivered_exactly_once_in_order,
     a_client_resumes_with_sync_on_any_gateway,
     a_retried_client_id_yields_one_event,
+    pipelined_sends_are_answered_in_order,
 );
 
 /// The gateway index for the `n`th client: spread over all gateways.
@@ -164,4 +165,68 @@ async fn a_retried_client_id_yields_one_event(setup: Setup) {
         })
         .collect();
     assert_eq!(bodies.len(), 1);
+}
+
+/// A client that sends without waiting for acks (100 sends, one invalid in
+/// the middle, then a `ping`): every answer comes in the order of the
+/// sends, the acks' seqs rise one by one, the invalid send's error sits in
+/// its place, the `pong` comes after them all, and the other member gets
+/// the messages in that order.
+async fn pipelined_sends_are_answered_in_order(setup: Setup) {
+    const SENDS: usize = 100;
+    let cluster = TestCluster::start(setup).await;
+    let (alice, bob) = (cluster.user("alice").await, cluster.user("bob").await);
+    let room = cluster.room(&alice, &[&bob]).await;
+    let mut a = cluster.connect(&alice, 0).await;
+    let mut b = cluster.connect(&bob, spread(&cluster, 1)).await;
+    let head = a.heads()[&room];
+    for i in 0..SENDS {
+        // One send is refused before it reaches the store (empty client_id).
+        let client_id = if i == SENDS / 2 {
+            String::new()
+        } else {
+            format!("p{i}")
+        };
+        a.send(json!({"type": "send", "room_id": room, "client_id": client_id, "body": format!("b{i}")}))
+            .await;
+    }
+    a.send(json!({"type": "ping"})).await;
+
+    let mut answers = Vec::new();
+    loop {
+        let frame = a
+            .recv_until(|f| ["ack", "error", "pong"].contains(&f["type"].as_str().unwrap_or("")))
+            .await;
+        if frame["type"] == "pong" {
+            break;
+        }
+        answers.push(frame);
+    }
+    assert_eq!(answers.len(), SENDS, "one answer per send before the pong");
+    let mut seq = head;
+    for (i, answer) in answers.iter().enumerate() {
+        if i == SENDS / 2 {
+            assert_eq!(answer["type"], "error", "answer {i}: {answer}");
+            assert_eq!(answer["code"], "validation_failed");
+            continue;
+        }
+        assert_eq!(answer["type"], "ack", "answer {i}: {answer}");
+        assert_eq!(answer["client_id"], format!("p{i}"));
+        seq += 1;
+        assert_eq!(
+            answer["seq"], seq,
+            "acks' seqs rise one by one in send order"
+        );
+    }
+    let bodies: Vec<String> = b
+        .messages(&room, SENDS - 1)
+        .await
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..SENDS)
+        .filter(|&i| i != SENDS / 2)
+        .map(|i| format!("b{i}"))
+        .collect();
+    assert_eq!(bodies, expected);
 }

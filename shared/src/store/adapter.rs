@@ -718,7 +718,21 @@ macro_rules! impl_store {
                 client_id: &str,
                 body: &str,
             ) -> Result<Appended> {
-                self.appends.append(room, sender, client_id, body).await
+                self.appends
+                    .submit(room, sender, client_id, body)
+                    .await?
+                    .answer()
+                    .await
+            }
+
+            async fn submit_message(
+                &self,
+                room: RoomId,
+                sender: UserId,
+                client_id: &str,
+                body: &str,
+            ) -> Result<$crate::store::Submitted> {
+                self.appends.submit(room, sender, client_id, body).await
             }
 
             async fn events(&self, room: RoomId, page: Page) -> Result<Vec<RoomEvent>> {

@@ -22,28 +22,28 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::adapter::{now, Timestamp};
 use super::rows::{event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, IS_MEMBER, NEXT_SEQ};
-use super::{message_body, Appended, Error, Result};
+use super::{message_body, Appended, Error, Result, Submitted};
 use crate::model::{EventId, RoomEvent, RoomId, UserId};
 
 /// Appends committed together at most.
 const MAX_BATCH: usize = 256;
 
-/// Transactions in flight at once on PostgreSQL: while one commits, the
-/// next batch is already gathering and running; more would mostly wait on
-/// room locks. SQLite has one writer connection, so one.
+/// Writers on PostgreSQL, each with its own queue and a share of the rooms
+/// (by id): two transactions in flight at once, while a room's appends stay
+/// in one queue and so commit in the order they were submitted. SQLite has
+/// one writer connection, so one.
 const PG_WRITERS: usize = 2;
 
-/// Appends waiting at most; beyond that, callers wait to join the queue.
+/// Appends waiting per writer at most; beyond that, callers wait to join.
 const QUEUE: usize = 4096;
 
 /// Locks the batch's rooms, in id order, and reads where their seqs are.
@@ -93,9 +93,9 @@ trait Commit: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = sqlx::Result<Vec<Result<Appended>>>> + Send;
 }
 
-/// The queue every append of one store joins.
+/// The queues every append of one store joins, one per writer.
 pub(super) struct GroupCommit {
-    queue: mpsc::Sender<Pending>,
+    queues: Vec<mpsc::Sender<Pending>>,
 }
 
 impl GroupCommit {
@@ -111,22 +111,25 @@ impl GroupCommit {
     }
 
     fn start(database: impl Commit, writers: usize) -> Self {
-        let (queue, waiting) = mpsc::channel(QUEUE);
-        let waiting = Arc::new(Mutex::new(waiting));
-        for _ in 0..writers {
-            tokio::spawn(write(database.clone(), waiting.clone()));
-        }
-        Self { queue }
+        let queues = (0..writers)
+            .map(|_| {
+                let (queue, waiting) = mpsc::channel(QUEUE);
+                tokio::spawn(write(database.clone(), waiting));
+                queue
+            })
+            .collect();
+        Self { queues }
     }
 
-    /// Appends a message as `append_message` promises, in the next batch.
-    pub(super) async fn append(
+    /// Queues a message for the next batch of its room's writer and
+    /// returns once it is queued (see `RoomLog::submit_message`).
+    pub(super) async fn submit(
         &self,
         room: RoomId,
         sender: UserId,
         client_id: &str,
         body: &str,
-    ) -> Result<Appended> {
+    ) -> Result<Submitted> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             append: Append {
@@ -137,37 +140,27 @@ impl GroupCommit {
             },
             reply,
         };
-        self.queue
+        let writer = (room.0.as_u128() % self.queues.len() as u128) as usize;
+        self.queues[writer]
             .send(pending)
             .await
             .map_err(|_| Error::Database(sqlx::Error::PoolClosed))?;
-        answer
-            .await
-            .map_err(|_| Error::Database(sqlx::Error::PoolClosed))?
+        Ok(Submitted::new(answer))
     }
 }
 
 /// One writer: takes what has gathered, commits it, answers each append.
-async fn write(database: impl Commit, waiting: Arc<Mutex<mpsc::Receiver<Pending>>>) {
-    loop {
-        let batch = {
-            let mut waiting = waiting.lock().await;
-            let Some(first) = waiting.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match waiting.try_recv() {
-                    Ok(pending) => batch.push(pending),
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
+async fn write(database: impl Commit, mut waiting: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
         crate::metrics::store_batch(batch.len());
         let (appends, replies): (Vec<Append>, Vec<_>) =
-            batch.into_iter().map(|p| (p.append, p.reply)).unzip();
-        match database.commit(&appends).await {
+            batch.drain(..).map(|p| (p.append, p.reply)).unzip();
+        let committed = crate::metrics::store_call("commit_batch", async {
+            database.commit(&appends).await.map_err(Error::Database)
+        })
+        .await;
+        match committed {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A caller that stopped waiting (its client left) has

@@ -111,6 +111,24 @@ pub struct Appended {
     pub created: bool,
 }
 
+/// A message append that has joined its store's queue
+/// ([`RoomLog::submit_message`]); its answer comes once its batch commits.
+#[derive(Debug)]
+pub struct Submitted(tokio::sync::oneshot::Receiver<Result<Appended>>);
+
+impl Submitted {
+    fn new(answer: tokio::sync::oneshot::Receiver<Result<Appended>>) -> Self {
+        Self(answer)
+    }
+
+    /// What became of the append: `append_message`'s answer.
+    pub async fn answer(self) -> Result<Appended> {
+        self.0
+            .await
+            .unwrap_or(Err(Error::Database(sqlx::Error::PoolClosed)))
+    }
+}
+
 /// A window of a room's log, by seq cursor. Events come back in ascending
 /// seq order; with no `after` the window ends at the newest event (or just
 /// below `before`).
@@ -245,6 +263,16 @@ pub trait RoomLog: Send + Sync {
         client_id: &str,
         body: &str,
     ) -> Result<Appended>;
+    /// The same append, returning as soon as it is queued: appends one
+    /// caller submits one after another to a room commit in that order, so
+    /// a connection may have many in flight and still keep its order.
+    async fn submit_message(
+        &self,
+        room: RoomId,
+        sender: UserId,
+        client_id: &str,
+        body: &str,
+    ) -> Result<Submitted>;
     /// A window of the log.
     async fn events(&self, room: RoomId, page: Page) -> Result<Vec<RoomEvent>>;
     /// The newest seq of each of `rooms` that exists.

@@ -1,0 +1,184 @@
+//! A connection's sends in flight, answered in the order they came.
+//!
+//! The inbound task validates a `send`, queues its append in the store
+//! (`RoomLog::submit_message`) and goes on reading: a client may send
+//! without waiting for each `ack`, and a fast sender is limited by the
+//! store's throughput rather than its round-trip time. This task takes the
+//! sends in order, waits for each commit, and only then acknowledges it,
+//! hands the event to the hub and publishes it: `ack` still follows the
+//! commit (contract point 1), and the acks (and errors) of one connection
+//! come in the order of its sends, whose seqs in a room rise in that order
+//! too (the store commits one submitter's appends to a room in order).
+//!
+//! Every other frame waits until the sends before it are answered
+//! ([`InFlight::settle`]), so it sees the same state as before.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chat_shared::bus::Topic;
+use chat_shared::model::RoomId;
+use chat_shared::protocol::ServerFrame;
+use chat_shared::store::{Appended, Submitted};
+use chat_shared::telemetry;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, Span};
+
+use crate::context::Context;
+use crate::outbox::{Outbound, Outbox};
+use crate::session::frame_bytes;
+
+/// Sends one connection may have queued in the store at once; the next
+/// waits (and so does reading the connection) until the oldest is answered.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// What the acknowledging task does next, in arrival order.
+enum Item {
+    /// A send whose append is queued in the store, with its `ws send` and
+    /// `store.append` spans (none without traces).
+    Append {
+        room: RoomId,
+        client_id: String,
+        submitted: Submitted,
+        /// When the append was submitted: its latency is measured to the
+        /// answer, as `chat_store_query_seconds{op="append_message"}`.
+        at: Instant,
+        span: Span,
+        store_span: Span,
+    },
+    /// A reply that must not overtake the answers before it (an error for
+    /// a send refused before reaching the store).
+    Reply(Bytes),
+    /// Answered once everything before it is.
+    Settled(oneshot::Sender<()>),
+}
+
+/// The inbound task's handle on its connection's sends in flight. When it
+/// is dropped, the task still answers what is queued (events committed
+/// must reach the hub and the bus) and then ends.
+pub struct InFlight {
+    queue: mpsc::Sender<Item>,
+}
+
+impl InFlight {
+    /// Starts the acknowledging task of one connection.
+    pub fn start(ctx: Arc<Context>, outbox: Outbox) -> Self {
+        let (queue, items) = mpsc::channel(MAX_IN_FLIGHT);
+        tokio::spawn(acknowledge(ctx, outbox, items).in_current_span());
+        Self { queue }
+    }
+
+    /// Queues a send whose append was submitted.
+    pub async fn append(
+        &self,
+        room: RoomId,
+        client_id: String,
+        submitted: Submitted,
+        at: Instant,
+        span: Span,
+        store_span: Span,
+    ) {
+        let item = Item::Append {
+            room,
+            client_id,
+            submitted,
+            at,
+            span,
+            store_span,
+        };
+        let _ = self.queue.send(item).await;
+    }
+
+    /// Queues a reply behind the sends before it.
+    pub async fn reply(&self, frame: &ServerFrame) {
+        let _ = self.queue.send(Item::Reply(frame_bytes(frame))).await;
+    }
+
+    /// Returns once every send queued before this call is answered.
+    pub async fn settle(&self) {
+        let (settled, done) = oneshot::channel();
+        if self.queue.send(Item::Settled(settled)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+async fn acknowledge(ctx: Arc<Context>, outbox: Outbox, mut items: mpsc::Receiver<Item>) {
+    while let Some(item) = items.recv().await {
+        match item {
+            Item::Append {
+                room,
+                client_id,
+                submitted,
+                at,
+                span,
+                store_span,
+            } => {
+                let appended = submitted.answer().instrument(store_span.clone()).await;
+                chat_shared::metrics::store_answered("append_message", at, &appended);
+                telemetry::record_append(&store_span, &appended);
+                answer(&ctx, &outbox, room, client_id, appended)
+                    .instrument(span)
+                    .await
+            }
+            Item::Reply(frame) => {
+                outbox.send(Outbound::Frame(frame)).await;
+            }
+            Item::Settled(settled) => {
+                let _ = settled.send(());
+            }
+        }
+    }
+}
+
+/// Acknowledges one committed send, fans it out and publishes it (or says
+/// why it was not stored).
+async fn answer(
+    ctx: &Context,
+    outbox: &Outbox,
+    room: RoomId,
+    client_id: String,
+    appended: chat_shared::Result<Appended>,
+) {
+    let reference = Some(client_id.clone());
+    let event = match appended {
+        Ok(appended) => appended.event,
+        Err(e) => {
+            let frame = match e {
+                chat_shared::Error::NotMember => {
+                    ServerFrame::error("not_member", "you are not a member of this room", reference)
+                }
+                chat_shared::Error::NotFound => {
+                    ServerFrame::error("not_found", "room not found", reference)
+                }
+                e => {
+                    tracing::warn!(error = %e, "append failed");
+                    ServerFrame::error(
+                        "unavailable",
+                        "the message was not stored; retry with the same client_id",
+                        reference,
+                    )
+                }
+            };
+            outbox.send(Outbound::Frame(frame_bytes(&frame))).await;
+            return;
+        }
+    };
+    let frame = Bytes::from(serde_json::to_vec(&event).expect("events serialise"));
+    let ack = ServerFrame::Ack {
+        client_id,
+        room_id: room,
+        seq: event.seq,
+        id: event.id,
+        ts: event.ts,
+    };
+    outbox.send(Outbound::Frame(frame_bytes(&ack))).await;
+    crate::metrics::ack();
+    // Also on a retry: if the first attempt's publish was lost (the gateway
+    // died after the commit), this one heals it; receivers drop the
+    // duplicate by seq.
+    ctx.hub.committed(room, event.seq, frame.clone()).await;
+    Span::current().record("chat.seq", event.seq);
+    ctx.publisher.publish_traced(Topic::Room(room), frame);
+}
