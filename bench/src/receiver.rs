@@ -44,9 +44,7 @@ impl Receiver {
         headers: &[String],
         buffer: usize,
     ) -> Result<Self> {
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(source, 0))?;
-        let mut stream = socket.connect(addr).await?;
+        let mut stream = crate::proto::socket_from(source)?.connect(addr).await?;
         stream.set_nodelay(true)?;
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -138,7 +138,7 @@ struct Handler {
 
 impl Handler {
     fn new(ctx: Arc<Context>, session: Session) -> Self {
-        let in_flight = InFlight::start(ctx.clone(), session.outbox.clone());
+        let in_flight = InFlight::new(ctx.clone(), session.outbox.clone());
         Self {
             ctx,
             session,

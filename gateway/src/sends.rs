@@ -12,6 +12,9 @@
 //!
 //! Every other frame waits until the sends before it are answered
 //! ([`InFlight::settle`]), so it sees the same state as before.
+//!
+//! The task and its queue start with a connection's first send: most
+//! connections are idle most of the time, and each costs memory.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,20 +36,23 @@ use crate::session::frame_bytes;
 /// waits (and so does reading the connection) until the oldest is answered.
 pub const MAX_IN_FLIGHT: usize = 64;
 
+/// A send whose append is queued in the store, with its `ws send` and
+/// `store.append` spans (none without traces).
+struct Pending {
+    room: RoomId,
+    client_id: String,
+    submitted: Submitted,
+    /// When the append was submitted: its latency is measured to the
+    /// answer, as `chat_store_query_seconds{op="append_message"}`.
+    at: Instant,
+    span: Span,
+    store_span: Span,
+}
+
 /// What the acknowledging task does next, in arrival order.
 enum Item {
-    /// A send whose append is queued in the store, with its `ws send` and
-    /// `store.append` spans (none without traces).
-    Append {
-        room: RoomId,
-        client_id: String,
-        submitted: Submitted,
-        /// When the append was submitted: its latency is measured to the
-        /// answer, as `chat_store_query_seconds{op="append_message"}`.
-        at: Instant,
-        span: Span,
-        store_span: Span,
-    },
+    /// Boxed: the queue's slots are allocated in blocks, so they stay small.
+    Append(Box<Pending>),
     /// A reply that must not overtake the answers before it (an error for
     /// a send refused before reaching the store).
     Reply(Bytes),
@@ -58,20 +64,34 @@ enum Item {
 /// is dropped, the task still answers what is queued (events committed
 /// must reach the hub and the bus) and then ends.
 pub struct InFlight {
-    queue: mpsc::Sender<Item>,
+    ctx: Arc<Context>,
+    outbox: Outbox,
+    /// The task's queue, once the first send started it.
+    queue: Option<mpsc::Sender<Item>>,
 }
 
 impl InFlight {
-    /// Starts the acknowledging task of one connection.
-    pub fn start(ctx: Arc<Context>, outbox: Outbox) -> Self {
-        let (queue, items) = mpsc::channel(MAX_IN_FLIGHT);
-        tokio::spawn(acknowledge(ctx, outbox, items).in_current_span());
-        Self { queue }
+    /// The handle of one connection; its task starts with the first send.
+    pub fn new(ctx: Arc<Context>, outbox: Outbox) -> Self {
+        Self {
+            ctx,
+            outbox,
+            queue: None,
+        }
+    }
+
+    fn queue(&mut self) -> &mpsc::Sender<Item> {
+        self.queue.get_or_insert_with(|| {
+            let (queue, items) = mpsc::channel(MAX_IN_FLIGHT);
+            let task = acknowledge(self.ctx.clone(), self.outbox.clone(), items);
+            tokio::spawn(task.in_current_span());
+            queue
+        })
     }
 
     /// Queues a send whose append was submitted.
     pub async fn append(
-        &self,
+        &mut self,
         room: RoomId,
         client_id: String,
         submitted: Submitted,
@@ -79,26 +99,38 @@ impl InFlight {
         span: Span,
         store_span: Span,
     ) {
-        let item = Item::Append {
+        let item = Item::Append(Box::new(Pending {
             room,
             client_id,
             submitted,
             at,
             span,
             store_span,
-        };
-        let _ = self.queue.send(item).await;
+        }));
+        let _ = self.queue().send(item).await;
     }
 
-    /// Queues a reply behind the sends before it.
-    pub async fn reply(&self, frame: &ServerFrame) {
-        let _ = self.queue.send(Item::Reply(frame_bytes(frame))).await;
+    /// Queues a reply behind the sends before it (or writes it at once if
+    /// there has been no send).
+    pub async fn reply(&mut self, frame: &ServerFrame) {
+        let frame = frame_bytes(frame);
+        match &self.queue {
+            Some(queue) => {
+                let _ = queue.send(Item::Reply(frame)).await;
+            }
+            None => {
+                self.outbox.send(Outbound::Frame(frame)).await;
+            }
+        }
     }
 
     /// Returns once every send queued before this call is answered.
     pub async fn settle(&self) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
         let (settled, done) = oneshot::channel();
-        if self.queue.send(Item::Settled(settled)).await.is_ok() {
+        if queue.send(Item::Settled(settled)).await.is_ok() {
             let _ = done.await;
         }
     }
@@ -107,14 +139,15 @@ impl InFlight {
 async fn acknowledge(ctx: Arc<Context>, outbox: Outbox, mut items: mpsc::Receiver<Item>) {
     while let Some(item) = items.recv().await {
         match item {
-            Item::Append {
-                room,
-                client_id,
-                submitted,
-                at,
-                span,
-                store_span,
-            } => {
+            Item::Append(pending) => {
+                let Pending {
+                    room,
+                    client_id,
+                    submitted,
+                    at,
+                    span,
+                    store_span,
+                } = *pending;
                 let appended = submitted.answer().instrument(store_span.clone()).await;
                 chat_shared::metrics::store_answered("append_message", at, &appended);
                 telemetry::record_append(&store_span, &appended);
