@@ -198,11 +198,52 @@ struct RoomFeed {
     /// Each event with the span its `deliver` goes under (`Span::none()`
     /// untraced).
     sequencer: Sequencer<(Bytes, Span)>,
-    followers: HashSet<SessionKey>,
+    followers: Followers,
     /// A store read for this room is under way.
     repairing: bool,
     /// When the current gap may be read from the store.
     deadline: Option<Instant>,
+}
+
+/// The connections here that follow a room, and how many of them each user
+/// has: who is online in the room is then one lookup per user, not one per
+/// connection (a room may have thousands of connections of few users).
+#[derive(Default)]
+struct Followers {
+    sessions: HashSet<SessionKey>,
+    users: HashMap<UserId, usize>,
+}
+
+impl Followers {
+    fn insert(&mut self, key: SessionKey, user: UserId) {
+        if self.sessions.insert(key) {
+            *self.users.entry(user).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, key: SessionKey, user: UserId) {
+        if self.sessions.remove(&key) {
+            if let Some(count) = self.users.get_mut(&user) {
+                *count -= 1;
+                if *count == 0 {
+                    self.users.remove(&user);
+                }
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &SessionKey> {
+        self.sessions.iter()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// The users with at least one following connection here.
+    fn users(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.users.keys().copied()
+    }
 }
 
 struct SessionEntry {
@@ -351,12 +392,14 @@ impl HubTask {
     /// Adds `key` to `room`'s followers, subscribing the room on the bus if
     /// it is the first, and seeding the room's head when still unknown.
     async fn add_follower(&mut self, key: SessionKey, room: RoomId, head: i64) {
-        if let Some(session) = self.sessions.get_mut(&key) {
-            session.rooms.insert(room);
-        }
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        session.rooms.insert(room);
+        let user = session.user;
         let is_new = !self.rooms.contains_key(&room);
         let feed = self.rooms.entry(room).or_default();
-        feed.followers.insert(key);
+        feed.followers.insert(key, user);
         if feed.sequencer.head().is_none() {
             feed.sequencer.advance_to(head);
         }
@@ -387,13 +430,13 @@ impl HubTask {
             }
         }
         for room in session.rooms {
-            self.remove_follower(room, key).await;
+            self.remove_follower(room, key, session.user).await;
         }
     }
 
-    async fn remove_follower(&mut self, room: RoomId, key: SessionKey) {
+    async fn remove_follower(&mut self, room: RoomId, key: SessionKey, user: UserId) {
         if let Some(feed) = self.rooms.get_mut(&room) {
-            feed.followers.remove(&key);
+            feed.followers.remove(key, user);
         }
         self.forget_if_unfollowed(room).await;
     }
@@ -430,8 +473,9 @@ impl HubTask {
             return false;
         }
         session.outbox.push(Outbound::Unfollow { room });
+        let user = session.user;
         if let Some(feed) = self.rooms.get_mut(&room) {
-            feed.followers.remove(&key);
+            feed.followers.remove(key, user);
         }
         true
     }
@@ -599,7 +643,7 @@ impl HubTask {
         };
         let _timed = crate::metrics::FanOut::start();
         let mut pushed = 0;
-        for key in &feed.followers {
+        for key in feed.followers.iter() {
             if let Some(session) = self.sessions.get(key) {
                 session.outbox.push(item(*key));
                 pushed += 1;
@@ -732,12 +776,7 @@ impl HubTask {
         for room in &rooms {
             online.extend(self.presence.remote_online_in(*room));
             if let Some(feed) = self.rooms.get(room) {
-                online.extend(
-                    feed.followers
-                        .iter()
-                        .filter_map(|k| self.sessions.get(k))
-                        .map(|s| s.user),
-                );
+                online.extend(feed.followers.users());
             }
         }
         online.remove(&user);
@@ -790,12 +829,7 @@ impl HubTask {
                 let Some(feed) = self.rooms.get(&room) else {
                     return;
                 };
-                let users: HashSet<UserId> = feed
-                    .followers
-                    .iter()
-                    .filter_map(|k| self.sessions.get(k))
-                    .map(|s| s.user)
-                    .collect();
+                let users: Vec<UserId> = feed.followers.users().collect();
                 for user_id in users {
                     let answer = PresenceMessage::PresenceOnline {
                         gateway: self.presence.gateway,
@@ -843,7 +877,7 @@ impl HubTask {
             let Some(feed) = self.rooms.get(room) else {
                 continue;
             };
-            for key in &feed.followers {
+            for key in feed.followers.iter() {
                 let Some(session) = self.sessions.get(key) else {
                     continue;
                 };
