@@ -250,7 +250,7 @@ async fn run() -> Result<()> {
         }
         if args.command == "all" || args.command == "idle" {
             let plan = idle::Plan {
-                connections: args.connections.unwrap_or(100_000),
+                connections: idle_connections(args.connections.unwrap_or(100_000)),
                 users: args.users.unwrap_or(100),
             };
             let table = measure_idle(&plan, &systems(&EVERY_SYSTEM), &start).await?;
@@ -326,6 +326,24 @@ async fn measure_all(workload: &Workload, systems: &[Kind], start: &Start<'_>) -
         outcome.results.push((kind, steps, system.peak_rss_kib()));
     }
     Ok(outcome)
+}
+
+/// `wanted`, or fewer if the open-file limit would refuse them: every
+/// connection is a descriptor here and one in the server, which inherits
+/// this limit. Says so when it cuts.
+fn idle_connections(wanted: usize) -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    // Room for the server's own files, its database and bus connections.
+    const SPARE: u64 = 1000;
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(soft, _)| soft);
+    let possible = usize::try_from(limit.saturating_sub(SPARE)).unwrap_or(usize::MAX);
+    if possible < wanted {
+        eprintln!(
+            "chat-bench: the open-file limit is {limit} (raise the hard limit with \
+             `ulimit -Hn`, as root): holding {possible} idle connections, not {wanted}"
+        );
+    }
+    wanted.min(possible)
 }
 
 /// Lets this process (and the servers it starts, which inherit the limit)
