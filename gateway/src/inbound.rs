@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use crate::context::Context;
 use crate::outbox::{Outbound, Outbox};
-use crate::sends::InFlight;
+use crate::sends::{InFlight, Pending};
 use crate::session::{close, frame_bytes, now_millis};
 
 /// What the inbound task knows of its session.
@@ -285,9 +285,15 @@ impl Handler {
             .await;
         match submitted {
             Ok(submitted) => {
-                self.in_flight
-                    .append(room, client_id, submitted, at, span, store_span)
-                    .await
+                let pending = Pending {
+                    room,
+                    client_id,
+                    submitted,
+                    at,
+                    span,
+                    store_span,
+                };
+                self.in_flight.append(pending).await
             }
             Err(e) => {
                 tracing::warn!(error = %e, "append failed");

@@ -38,15 +38,15 @@ pub const MAX_IN_FLIGHT: usize = 64;
 
 /// A send whose append is queued in the store, with its `ws send` and
 /// `store.append` spans (none without traces).
-struct Pending {
-    room: RoomId,
-    client_id: String,
-    submitted: Submitted,
+pub struct Pending {
+    pub room: RoomId,
+    pub client_id: String,
+    pub submitted: Submitted,
     /// When the append was submitted: its latency is measured to the
     /// answer, as `chat_store_query_seconds{op="append_message"}`.
-    at: Instant,
-    span: Span,
-    store_span: Span,
+    pub at: Instant,
+    pub span: Span,
+    pub store_span: Span,
 }
 
 /// What the acknowledging task does next, in arrival order.
@@ -90,23 +90,8 @@ impl InFlight {
     }
 
     /// Queues a send whose append was submitted.
-    pub async fn append(
-        &mut self,
-        room: RoomId,
-        client_id: String,
-        submitted: Submitted,
-        at: Instant,
-        span: Span,
-        store_span: Span,
-    ) {
-        let item = Item::Append(Box::new(Pending {
-            room,
-            client_id,
-            submitted,
-            at,
-            span,
-            store_span,
-        }));
+    pub async fn append(&mut self, pending: Pending) {
+        let item = Item::Append(Box::new(pending));
         let _ = self.queue().send(item).await;
     }
 
