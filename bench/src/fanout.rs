@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::accounts;
-use crate::measure::{self, histogram, percentiles_ms, receive, Step};
+use crate::measure::{self, histogram, micros, percentiles_ms, receive, Step, StepClock};
 use crate::proto::{self, Event};
 use crate::receiver::BUSY_BUFFER;
 use crate::system::System;
@@ -41,7 +40,7 @@ pub fn source(i: usize) -> IpAddr {
 pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     let room = accounts::room(system, plan.members).await?;
     let epoch = Instant::now();
-    let step = Arc::new(AtomicUsize::new(0));
+    let clock = StepClock::new(plan.rates.len());
     let (stop, stopped) = watch::channel(false);
     let mut receivers = Vec::new();
     for i in 1..plan.members {
@@ -58,8 +57,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
             receiver,
             endpoint.protocol,
             epoch,
-            step.clone(),
-            plan.rates.len(),
+            clock.clone(),
             stopped.clone(),
         )));
     }
@@ -79,10 +77,10 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
         (0..plan.rates.len()).map(|_| histogram()).collect(),
     ));
     let acks = {
-        let (sent_at, ack_hist, step, protocol, sink) = (
+        let (sent_at, ack_hist, clock, protocol, sink) = (
             sent_at.clone(),
             ack_hist.clone(),
-            step.clone(),
+            clock.clone(),
             endpoint.protocol,
             sink.clone(),
         );
@@ -106,10 +104,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
                 if let Event::Ack { seq } = event {
                     let now = epoch.elapsed().as_micros() as u64;
                     if let Some(at) = sent_at.lock().expect("sent_at").remove(&seq) {
-                        let index = step
-                            .load(Ordering::Relaxed)
-                            .min(ack_hist.lock().expect("acks").len() - 1);
-                        let _ = ack_hist.lock().expect("acks")[index]
+                        let _ = ack_hist.lock().expect("acks")[clock.of(at)]
                             .record(now.saturating_sub(at).max(1));
                     }
                 }
@@ -121,7 +116,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     let mut sent_per_step = Vec::new();
     let mut cpu_per_step = Vec::new();
     for (index, &rate) in plan.rates.iter().enumerate() {
-        step.store(index, Ordering::Relaxed);
+        clock.begin(index, micros(epoch));
         let cpu_before = system.cpu_seconds();
         let started = Instant::now();
         let total = (rate as f64 * plan.step.as_secs_f64()) as u64;

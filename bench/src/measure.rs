@@ -1,7 +1,7 @@
 //! What every workload measures the same way: latency histograms, the
 //! receiving members' loop, and one rate step's figures.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,6 +35,35 @@ impl Step {
     }
 }
 
+/// When each rate step began, in µs since the run's epoch. A message
+/// belongs to the step it was sent in (the last one begun at or before its
+/// send time), however late it arrives: a slow step's tail is not counted
+/// in the next.
+pub struct StepClock {
+    starts: Vec<AtomicU64>,
+}
+
+impl StepClock {
+    pub fn new(steps: usize) -> Arc<Self> {
+        Arc::new(Self {
+            starts: (0..steps).map(|_| AtomicU64::new(u64::MAX)).collect(),
+        })
+    }
+
+    /// Step `k` begins at `at_us` (set before any of its messages is sent).
+    pub fn begin(&self, k: usize, at_us: u64) {
+        self.starts[k].store(at_us, Ordering::Release);
+    }
+
+    /// The step a message sent at `sent_us` belongs to.
+    pub fn of(&self, sent_us: u64) -> usize {
+        self.starts
+            .iter()
+            .rposition(|start| start.load(Ordering::Acquire) <= sent_us)
+            .unwrap_or(0)
+    }
+}
+
 pub fn histogram() -> Histogram<u64> {
     // 1 µs to 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
@@ -53,24 +82,23 @@ pub fn micros(epoch: Instant) -> u64 {
 }
 
 /// One member's receive loop: end-to-end latencies, one histogram per
-/// step (`step` says which is running), until `stop`.
+/// step (the step each message was sent in), until `stop`.
 pub async fn receive(
     mut receiver: Receiver,
     protocol: Protocol,
     epoch: Instant,
-    step: Arc<AtomicUsize>,
-    steps: usize,
+    clock: Arc<StepClock>,
     mut stop: watch::Receiver<bool>,
 ) -> Vec<Histogram<u64>> {
-    let mut histograms: Vec<Histogram<u64>> = (0..steps).map(|_| histogram()).collect();
+    let mut histograms: Vec<Histogram<u64>> =
+        (0..clock.starts.len()).map(|_| histogram()).collect();
     loop {
         let ping = tokio::select! {
             frame = receiver.next() => match frame {
                 Ok(Frame::Text(text)) => match proto::classify(protocol, text, false) {
                     Event::Delivery { sent_us } => {
-                        let index = step.load(Ordering::Relaxed).min(steps - 1);
                         let latency = micros(epoch).saturating_sub(sent_us).max(1);
-                        let _ = histograms[index].record(latency);
+                        let _ = histograms[clock.of(sent_us)].record(latency);
                         false
                     }
                     Event::Ping => true,
@@ -100,4 +128,23 @@ pub fn merge(
         }
     }
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_belongs_to_the_step_it_was_sent_in() {
+        let clock = StepClock::new(3);
+        assert_eq!(clock.of(5), 0, "before any step: the first");
+        clock.begin(0, 100);
+        clock.begin(1, 200);
+        assert_eq!(clock.of(150), 0);
+        assert_eq!(clock.of(200), 1);
+        assert_eq!(clock.of(10_000), 1, "step 2 has not begun");
+        clock.begin(2, 300);
+        assert_eq!(clock.of(299), 1, "sent in step 1, however late it arrives");
+        assert_eq!(clock.of(300), 2);
+    }
 }

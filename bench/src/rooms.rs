@@ -6,7 +6,6 @@
 //! small independent writers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::accounts;
 use crate::fanout::source;
-use crate::measure::{self, histogram, micros, percentiles_ms, receive, Step};
+use crate::measure::{self, histogram, micros, percentiles_ms, receive, Step, StepClock};
 use crate::proto::{self, Endpoint, Event, Socket};
 use crate::receiver::BUSY_BUFFER;
 use crate::system::System;
@@ -57,9 +56,9 @@ struct SenderReport {
 pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     let rooms = accounts::rooms(system, plan.rooms, plan.members).await?;
     let epoch = std::time::Instant::now();
-    let step = Arc::new(AtomicUsize::new(0));
     let (stop, stopped) = watch::channel(false);
     let steps = plan.rates.len();
+    let clock = StepClock::new(steps);
     let endpoints: Vec<Endpoint> = rooms
         .iter()
         .map(|room| system.endpoint(0, &room.name))
@@ -94,8 +93,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
                 receiver,
                 protocol,
                 epoch,
-                step.clone(),
-                steps,
+                clock.clone(),
                 stopped.clone(),
             ))
         })
@@ -130,6 +128,11 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
             .collect(),
         step: plan.step,
     });
+    // Every step's start is known before the first message goes.
+    let epoch_at = tokio::time::Instant::from_std(epoch);
+    for (k, start) in schedule.starts.iter().enumerate() {
+        clock.begin(k, (*start - epoch_at).as_micros() as u64);
+    }
     let per_room: Vec<f64> = plan
         .rates
         .iter()
@@ -154,9 +157,8 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
         .collect();
 
     let mut cpu = Vec::with_capacity(steps);
-    for (k, start) in schedule.starts.iter().enumerate() {
+    for start in &schedule.starts {
         tokio::time::sleep_until(*start).await;
-        step.store(k, Ordering::Relaxed);
         let before = system.cpu_seconds();
         tokio::time::sleep_until(*start + plan.step + DRAIN).await;
         cpu.push(system.cpu_seconds() - before);
