@@ -341,7 +341,7 @@ async fn upgrade<B>(
         async move {
             let _permit = permit;
             match upgraded.await {
-                Ok(ws) => session::run(ctx, ws, claims).await,
+                Ok(ws) => session::run(ctx, ws.into_inner(), claims).await,
                 Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
             }
         }

@@ -13,9 +13,7 @@ use chat_shared::bus::Topic;
 use chat_shared::model::{check_client_id, check_message_body, RoomId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
 use chat_shared::telemetry;
-use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use fastwebsockets::OpCode;
 use tokio::io::ReadHalf;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -23,7 +21,8 @@ use tracing::Instrument;
 use crate::context::Context;
 use crate::outbox::{Outbound, Outbox};
 use crate::sends::{InFlight, Pending};
-use crate::session::{close, frame_bytes, now_millis};
+use crate::session::{close, frame_bytes, now_millis, Socket};
+use crate::wire::{FrameReader, ReadError};
 
 /// What the inbound task knows of its session.
 pub struct Session {
@@ -40,31 +39,25 @@ pub struct Session {
     pub done: CancellationToken,
 }
 
-type Reader = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
+type Reader = FrameReader<ReadHalf<Socket>>;
 
 /// Reads and handles frames until the client goes or breaks the protocol.
+/// Pings and closes are answered by the writer, which owns the socket.
 pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
     let _done = session.done.clone().drop_guard();
-    // Pings and closes are answered by the writer, which owns the socket.
-    read.set_auto_pong(false);
-    read.set_auto_close(false);
-    // fastwebsockets refuses a frame of exactly its limit; ours is inclusive.
-    read.set_max_message_size(ctx.config.max_message_bytes.saturating_add(1));
     let mut handler = Handler::new(ctx.clone(), session);
     let mut message: Option<(OpCode, Vec<u8>)> = None;
     loop {
-        // Auto-pong and auto-close are off, so nothing is ever sent here.
-        let mut no_send = |_| async { Ok::<(), WebSocketError>(()) };
-        let frame = match read.read_frame(&mut no_send).await {
+        let frame = match read.next().await {
             Ok(frame) => frame,
-            Err(e) => {
-                let (code, reason) = match e {
-                    WebSocketError::FrameTooLarge => (close::TOO_BIG, "message too big"),
-                    WebSocketError::InvalidUTF8 => (close::INVALID_DATA, "text must be UTF-8"),
-                    WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) => return,
-                    _ => (close::PROTOCOL_ERROR, "protocol error"),
-                };
-                handler.close(code, reason).await;
+            Err(ReadError::Gone) => return,
+            Err(ReadError::TooBig) => {
+                handler.close(close::TOO_BIG, "message too big").await;
+                return;
+            }
+            Err(ReadError::Protocol(reason)) => {
+                tracing::debug!(reason, "protocol error");
+                handler.close(close::PROTOCOL_ERROR, "protocol error").await;
                 return;
             }
         };
@@ -118,7 +111,10 @@ pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
                             .await;
                         return;
                     };
-                    handler.on_text(&text).await;
+                    // Boxed: what acting on a frame needs (store calls,
+                    // the hub) is held only while it runs, not by every
+                    // idle connection's reader.
+                    Box::pin(handler.on_text(&text)).await;
                     handler.go_live().await;
                 }
             }

@@ -19,6 +19,7 @@ mod presence;
 mod sends;
 mod sequencer;
 mod session;
+mod wire;
 
 pub use app::{Body, Gateway, GatewayService};
 pub use config::GatewayConfig;

@@ -5,11 +5,19 @@
 //! slow consumer, marked for closing (1013) rather than allowed to grow
 //! memory (contract point 6); it resumes losslessly with `sync`. A session's
 //! own frames (acks, errors, replays) wait for room instead.
+//!
+//! The queue holds memory only while it holds items: most connections are
+//! idle most of the time, and a channel that keeps its largest burst's
+//! blocks (as tokio's mpsc does, 32 slots at a time) would cost every idle
+//! connection kilobytes. Here the items sit in a `VecDeque` that is let go
+//! whenever the writer empties it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use chat_shared::model::RoomId;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::metrics::EventMeta;
 
@@ -65,36 +73,269 @@ pub enum Outbound {
     },
 }
 
-/// The sending side of a connection's queue.
-#[derive(Clone)]
+/// What the writer takes off its queue.
+#[derive(Debug)]
+pub enum Taken {
+    /// The next item.
+    Item(Outbound),
+    /// A push found the queue full: the connection is a slow consumer.
+    Overflowed,
+    /// Every sender is gone and nothing is left.
+    Closed,
+}
+
+/// The sending side of a connection's queue; cheap to clone.
 pub struct Outbox {
-    queue: mpsc::Sender<Outbound>,
-    /// Cancelled when a push finds the queue full.
-    overflowed: CancellationToken,
+    shared: Arc<Shared>,
+}
+
+/// The receiving side, owned by the connection's writer.
+pub struct Queue {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the writer: an item arrived, the queue overflowed, or the last
+    /// sender left.
+    readable: Notify,
+    /// Wakes a sender waiting for room: an item was taken, or the writer left.
+    writable: Notify,
+    /// Items the queue holds at most.
+    capacity: usize,
+}
+
+struct State {
+    items: VecDeque<Outbound>,
+    overflowed: bool,
+    senders: usize,
+    /// The writer has gone: whatever is sent now is dropped.
+    closed: bool,
 }
 
 impl Outbox {
-    /// A queue of `capacity` and its receiving end.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outbound>, CancellationToken) {
-        let (queue, rx) = mpsc::channel(capacity);
-        let overflowed = CancellationToken::new();
-        let outbox = Self {
-            queue,
-            overflowed: overflowed.clone(),
+    /// A queue of `capacity` items and its receiving end.
+    pub fn new(capacity: usize) -> (Self, Queue) {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                overflowed: false,
+                senders: 1,
+                closed: false,
+            }),
+            readable: Notify::new(),
+            writable: Notify::new(),
+            capacity,
+        });
+        let queue = Queue {
+            shared: shared.clone(),
         };
-        (outbox, rx, overflowed)
+        (Self { shared }, queue)
     }
 
     /// Queues without waiting. A full queue marks the connection as a slow
     /// consumer; the item is dropped (the client will `sync`).
     pub fn push(&self, item: Outbound) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(item) {
-            self.overflowed.cancel();
+        let mut state = self.shared.lock();
+        if state.closed || state.overflowed {
+            return;
         }
+        if state.items.len() >= self.shared.capacity {
+            state.overflowed = true;
+        } else {
+            state.items.push_back(item);
+        }
+        drop(state);
+        self.shared.readable.notify_one();
     }
 
     /// Queues, waiting for room; false once the connection is gone.
     pub async fn send(&self, item: Outbound) -> bool {
-        self.queue.send(item).await.is_ok()
+        loop {
+            // Registered before the check, so a `take` between the check
+            // and the wait is not missed.
+            let room = self.shared.writable.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut state = self.shared.lock();
+                if state.closed {
+                    return false;
+                }
+                if state.items.len() < self.shared.capacity {
+                    state.items.push_back(item);
+                    drop(state);
+                    self.shared.readable.notify_one();
+                    return true;
+                }
+            }
+            room.await;
+        }
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let last = {
+            let mut state = self.shared.lock();
+            state.senders -= 1;
+            state.senders == 0
+        };
+        if last {
+            self.shared.readable.notify_one();
+        }
+    }
+}
+
+impl Queue {
+    /// The next item, waiting for one. Cancel-safe: an item is only taken
+    /// by the call that returns it.
+    pub async fn recv(&mut self) -> Taken {
+        loop {
+            let arrived = self.shared.readable.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(taken) = self.take() {
+                return taken;
+            }
+            arrived.await;
+        }
+    }
+
+    /// The next item if there is one, without waiting. An overflow is
+    /// reported before anything still queued: the connection is closing.
+    pub fn try_recv(&mut self) -> Option<Taken> {
+        self.take()
+    }
+
+    fn take(&self) -> Option<Taken> {
+        let mut state = self.shared.lock();
+        if state.overflowed {
+            return Some(Taken::Overflowed);
+        }
+        let Some(item) = state.items.pop_front() else {
+            return (state.senders == 0).then_some(Taken::Closed);
+        };
+        if state.items.is_empty() {
+            // An idle connection keeps no queue memory.
+            state.items = VecDeque::new();
+        }
+        drop(state);
+        self.shared.writable.notify_one();
+        Some(Taken::Item(item))
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let items = {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            std::mem::take(&mut state.items)
+        };
+        // Dropped outside the lock; every waiting sender gives up.
+        drop(items);
+        self.shared.writable.notify_waiters();
+    }
+}
+
+impl Shared {
+    /// The state, held for a few lines and never across an await. A panic
+    /// while it was held left it consistent (every update is one step).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn frame(n: u8) -> Outbound {
+        Outbound::Frame(Bytes::from(vec![n]))
+    }
+
+    fn byte(taken: Option<Taken>) -> u8 {
+        match taken {
+            Some(Taken::Item(Outbound::Frame(bytes))) => bytes[0],
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn items_arrive_in_order_and_an_emptied_queue_holds_no_memory() {
+        let (outbox, mut queue) = Outbox::new(8);
+        for n in 0..5 {
+            outbox.push(frame(n));
+        }
+        for n in 0..5 {
+            assert_eq!(byte(Some(queue.recv().await)), n);
+        }
+        assert!(queue.try_recv().is_none());
+        assert_eq!(queue.shared.lock().items.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_push_past_capacity_overflows_before_what_is_queued() {
+        let (outbox, mut queue) = Outbox::new(2);
+        outbox.push(frame(1));
+        outbox.push(frame(2));
+        outbox.push(frame(3));
+        assert!(matches!(queue.recv().await, Taken::Overflowed));
+        assert!(matches!(queue.try_recv(), Some(Taken::Overflowed)));
+    }
+
+    #[tokio::test]
+    async fn a_send_waits_for_room_and_then_goes_in_order() {
+        let (outbox, mut queue) = Outbox::new(1);
+        assert!(outbox.send(frame(1)).await);
+        let sender = outbox.clone();
+        let waiting = tokio::spawn(async move { sender.send(frame(2)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "a full queue makes a send wait");
+        assert_eq!(byte(Some(queue.recv().await)), 1);
+        assert!(waiting.await.unwrap());
+        assert_eq!(byte(Some(queue.recv().await)), 2);
+    }
+
+    #[tokio::test]
+    async fn the_writer_sees_closed_once_every_sender_is_gone_and_drained() {
+        let (outbox, mut queue) = Outbox::new(4);
+        let other = outbox.clone();
+        outbox.push(frame(7));
+        drop(outbox);
+        let waiting = tokio::spawn(async move {
+            let first = byte(Some(queue.recv().await));
+            (first, queue.recv().await)
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(other);
+        let (first, then) = waiting.await.unwrap();
+        assert_eq!(first, 7);
+        assert!(matches!(then, Taken::Closed));
+    }
+
+    #[tokio::test]
+    async fn senders_give_up_once_the_writer_is_gone() {
+        let (outbox, queue) = Outbox::new(1);
+        assert!(outbox.send(frame(1)).await);
+        let sender = outbox.clone();
+        let waiting = tokio::spawn(async move { sender.send(frame(2)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(queue);
+        assert!(!waiting.await.unwrap());
+        assert!(!outbox.send(frame(3)).await);
+        outbox.push(frame(4));
     }
 }

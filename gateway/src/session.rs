@@ -8,6 +8,7 @@
 //! gaps filled from the store), heartbeats, token expiry, and closing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +18,18 @@ use chat_shared::auth::Claims;
 use chat_shared::model::{RoomId, User};
 use chat_shared::protocol::{RoomHead, ServerFrame};
 use chat_shared::store::Page;
-use fastwebsockets::{Frame, Payload, WebSocket, WebSocketWrite};
+use fastwebsockets::{Frame, Payload};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{BufWriter, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::io::WriteHalf;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::inbound;
 use crate::metrics::EventMeta;
-use crate::outbox::{Outbound, Outbox};
+use crate::outbox::{Outbound, Outbox, Queue, Taken};
+use crate::wire::{FrameReader, FrameWriter};
 
 /// Close codes this gateway uses (see docs/protocol.md).
 pub mod close {
@@ -52,30 +54,37 @@ pub mod close {
     pub const UNAVAILABLE: u16 = 4003;
 }
 
+/// How a slow consumer's session ends (contract point 6).
+const SLOW_CONSUMER: (u16, &str) = (close::SLOW_CONSUMER, "too far behind; reconnect and sync");
+
 /// Events read per store page when a connection catches up.
 const CATCH_UP_PAGE: u32 = 500;
 
-type Socket = TokioIo<Upgraded>;
+/// An upgraded connection.
+pub type Socket = TokioIo<Upgraded>;
 
-/// The write side: frames go into a buffer and reach the socket on
+/// The write side: frames gather in a buffer and reach the socket on
 /// `flush`, so a writer that finds many frames queued sends them with one
 /// system call instead of one each.
-type Sink = WebSocketWrite<BufWriter<WriteHalf<Socket>>>;
+type Sink = FrameWriter<WriteHalf<Socket>>;
 
 /// Frames written between two flushes at most, so one busy session cannot
 /// hold its write buffer (and its heartbeat checks) for long.
 const BATCH: usize = 64;
 
+/// Bytes gathered past which a write goes out before the batch ends, so a
+/// long replay streams rather than piling up in memory.
+const FLUSH_AT: usize = 16 * 1024;
+
 /// Runs a session on an upgraded socket until it ends.
-pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
+pub async fn run(ctx: Arc<Context>, socket: Socket, claims: Claims) {
     let key = ctx.next_session_key();
     tracing::Span::current().record("session", key);
     let mut connection = crate::metrics::Connection::opened();
-    let (read, mut write) = ws.split(|socket| {
-        let (read, write) = tokio::io::split(socket);
-        (read, BufWriter::new(write))
-    });
-    let (outbox, queue, overflowed) = Outbox::new(ctx.config.outbound_queue);
+    let (read, write) = tokio::io::split(socket);
+    let read = FrameReader::new(read, ctx.config.max_message_bytes);
+    let mut write = FrameWriter::new(write);
+    let (outbox, queue) = Outbox::new(ctx.config.outbound_queue);
 
     let greeting = greet(&ctx, &claims).await;
     let (user, heads) = match greeting {
@@ -83,9 +92,7 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         Err(e) => {
             tracing::warn!(error = %e, "session could not start");
             connection.closing(close::UNAVAILABLE);
-            let _ = write
-                .write_frame(Frame::close(close::UNAVAILABLE, b"try again"))
-                .await;
+            write.push(Frame::close(close::UNAVAILABLE, b"try again"));
             let _ = write.flush().await;
             return;
         }
@@ -135,9 +142,8 @@ pub async fn run(ctx: Arc<Context>, ws: WebSocket<Socket>, claims: Claims) {
         lost_track: false,
         held: Some(Hold::default()),
         replaying: false,
-        unflushed: false,
     };
-    let (code, reason) = writer.run(queue, overflowed, inbound_done).await;
+    let (code, reason) = writer.run(queue, inbound_done).await;
     tracing::debug!(session = key, code, reason, "session ended");
     // Bounded like every write: a client that stopped reading (the usual
     // reason to close) must not keep the session, its slot and its hub
@@ -198,8 +204,6 @@ struct Writer {
     held: Option<Hold>,
     /// Writing a `sync` replay: history, not live delivery (not timed).
     replaying: bool,
-    /// Frames are in the write buffer, not yet on the socket.
-    unflushed: bool,
 }
 
 /// What arrived for a session before it went live.
@@ -217,8 +221,7 @@ struct Gone;
 impl Writer {
     async fn run(
         &mut self,
-        mut queue: mpsc::Receiver<Outbound>,
-        overflowed: CancellationToken,
+        mut queue: Queue,
         inbound_done: CancellationToken,
     ) -> (u16, &'static str) {
         // Ticks at half the interval: a ping goes out every other tick, and
@@ -238,18 +241,17 @@ impl Writer {
         tokio::pin!(grace);
         loop {
             // What the last round wrote leaves in one system call.
-            if self.unflushed && self.flush().await.is_err() {
+            if self.write.pending() > 0 && self.flush().await.is_err() {
                 return self.halted();
             }
             tokio::select! {
                 biased;
                 () = self.ctx.drain.cancelled() => return (close::RESTARTING, "server restarting; reconnect and sync"),
-                () = overflowed.cancelled() => return (close::SLOW_CONSUMER, "too far behind; reconnect and sync"),
                 () = inbound_done.cancelled() => {
                     // A reader that ends on a protocol violation queues its
                     // close (1002, 1007, 1009) just before: send that code,
                     // not 1000.
-                    while let Ok(item) = queue.try_recv() {
+                    while let Some(Taken::Item(item)) = queue.try_recv() {
                         if let Outbound::Close { code, reason } = item {
                             return (code, reason);
                         }
@@ -259,7 +261,7 @@ impl Writer {
                 () = &mut expiry => return (close::TOKEN_EXPIRED, "access token expired"),
                 () = &mut grace, if self.held.is_some() => {
                     // The client said nothing: it is not resuming.
-                    if self.go_live().await.is_err() {
+                    if Box::pin(self.go_live()).await.is_err() {
                         return self.halted();
                     }
                 }
@@ -273,35 +275,52 @@ impl Writer {
                         return (close::NORMAL, "");
                     }
                 }
-                item = queue.recv() => {
-                    let Some(mut item) = item else { return (close::NORMAL, "") };
-                    // Take what else is already queued (up to a batch), so
-                    // a busy room costs one flush per batch, not per frame.
-                    let mut taken = 1;
-                    loop {
-                        if let Outbound::Extend { expires_at } = item {
-                            self.expires_at = expires_at;
-                            expiry.as_mut().reset(tokio::time::Instant::now() + until_unix(expires_at));
-                        } else {
-                            match self.handle(item).await {
-                                Ok(None) => {}
-                                Ok(Some(closing)) => return closing,
-                                Err(Gone) => return self.halted(),
-                            }
-                        }
-                        if taken == BATCH {
-                            break;
-                        }
-                        match queue.try_recv() {
-                            Ok(next) => {
-                                item = next;
-                                taken += 1;
-                            }
-                            Err(_) => break,
-                        }
+                taken = queue.recv() => {
+                    let first = match taken {
+                        Taken::Item(item) => item,
+                        Taken::Overflowed => return SLOW_CONSUMER,
+                        Taken::Closed => return (close::NORMAL, ""),
+                    };
+                    // Boxed, here and for the grace: what handling may
+                    // need (a store read, a replay) is held only while it
+                    // runs, not by every idle connection's future.
+                    match Box::pin(self.take_batch(first, &mut queue, expiry.as_mut())).await {
+                        Ok(None) => {}
+                        Ok(Some(closing)) => return closing,
+                        Err(Gone) => return self.halted(),
                     }
                 }
             }
+        }
+    }
+
+    /// Handles `item` and what else is already queued, up to a batch, so a
+    /// busy room costs one flush per batch, not one per frame.
+    async fn take_batch(
+        &mut self,
+        mut item: Outbound,
+        queue: &mut Queue,
+        mut expiry: Pin<&mut Sleep>,
+    ) -> Result<Option<(u16, &'static str)>, Gone> {
+        let mut handled = 0;
+        loop {
+            if let Outbound::Extend { expires_at } = item {
+                self.expires_at = expires_at;
+                expiry
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + until_unix(expires_at));
+            } else if let Some(closing) = self.handle(item).await? {
+                return Ok(Some(closing));
+            }
+            handled += 1;
+            if handled == BATCH {
+                return Ok(None);
+            }
+            item = match queue.try_recv() {
+                Some(Taken::Item(next)) => next,
+                Some(Taken::Overflowed) => return Ok(Some(SLOW_CONSUMER)),
+                Some(Taken::Closed) | None => return Ok(None),
+            };
         }
     }
 
@@ -467,25 +486,20 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes a frame into the write buffer (which writes through to the
-    /// socket when full). A peer that has stopped reading (or vanished)
-    /// blocks writes once the socket buffers fill; after one heartbeat
-    /// interval the session counts it as gone.
+    /// Adds a frame to the write buffer, and writes the buffer out once it
+    /// holds `FLUSH_AT` bytes.
     async fn send(&mut self, frame: Frame<'_>) -> Result<(), Gone> {
-        self.unflushed = true;
-        let write = self.write.write_frame(frame);
-        match tokio::time::timeout(self.ctx.config.heartbeat_interval, write).await {
-            Ok(Ok(())) => Ok(()),
-            _ => {
-                self.broken = true;
-                Err(Gone)
-            }
+        self.write.push(frame);
+        if self.write.pending() >= FLUSH_AT {
+            self.flush().await?;
         }
+        Ok(())
     }
 
-    /// Sends what the buffer holds, bounded like every write.
+    /// Sends what the buffer holds. A peer that has stopped reading (or
+    /// vanished) blocks writes once the socket buffers fill; after one
+    /// heartbeat interval the session counts it as gone.
     async fn flush(&mut self) -> Result<(), Gone> {
-        self.unflushed = false;
         let flush = self.write.flush();
         match tokio::time::timeout(self.ctx.config.heartbeat_interval, flush).await {
             Ok(Ok(())) => Ok(()),
@@ -498,10 +512,7 @@ impl Writer {
 }
 
 async fn write_text(write: &mut Sink, text: &[u8]) -> Result<(), Gone> {
-    write
-        .write_frame(Frame::text(Payload::Borrowed(text)))
-        .await
-        .map_err(|_| Gone)?;
+    write.push(Frame::text(Payload::Borrowed(text)));
     write.flush().await.map_err(|_| Gone)
 }
 
