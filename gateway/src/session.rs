@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_shared::auth::Claims;
-use chat_shared::model::{RoomId, User};
+use chat_shared::model::{RoomId, User, UserId};
 use chat_shared::protocol::{RoomHead, ServerFrame};
 use chat_shared::store::Page;
 use fastwebsockets::{Frame, Payload};
@@ -26,6 +26,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
+use crate::hub::SessionKey;
 use crate::inbound;
 use crate::metrics::EventMeta;
 use crate::outbox::{Outbound, Outbox, Queue, Taken};
@@ -86,39 +87,18 @@ pub async fn run(ctx: Arc<Context>, socket: Socket, claims: Claims) {
     let mut write = FrameWriter::new(write);
     let (outbox, queue) = Outbox::new(ctx.config.outbound_queue);
 
-    let greeting = greet(&ctx, &claims).await;
-    let (user, heads) = match greeting {
-        Ok(greeting) => greeting,
-        Err(e) => {
-            tracing::warn!(error = %e, "session could not start");
-            connection.closing(close::UNAVAILABLE);
-            write.push(Frame::close(close::UNAVAILABLE, b"try again"));
-            let _ = write.flush().await;
-            return;
-        }
-    };
-    let hello = ServerFrame::Hello {
-        session_id: key.to_string(),
-        user: user.clone(),
-        rooms: heads.clone(),
-        heartbeat_ms: ctx.config.heartbeat_interval.as_millis() as u64,
-    };
-    // Routed before `hello`: a client that has its `hello` misses nothing
-    // published afterwards (typing, read markers, signals have no replay).
-    let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
-    ctx.hub
-        .attach(key, user.id, rooms.clone(), outbox.clone())
-        .await;
-    if write_text(&mut write, hello.to_json().as_bytes())
-        .await
-        .is_err()
-    {
-        ctx.hub.detach(key).await;
+    // Boxed, and its own function: the greeting (the user, the rooms, the
+    // `hello` frame, the store and hub calls) is let go once said, not held
+    // for the session's life by every connection's future.
+    let opened = open(&ctx, key, claims, &outbox, &mut write, &mut connection);
+    let Some(Opened {
+        user,
+        rooms,
+        expires_at,
+    }) = Box::pin(opened).await
+    else {
         return;
-    }
-    crate::metrics::frame_out("hello");
-    tracing::debug!(session = key, user_id = %user.id, "session started");
-
+    };
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
     let inbound_done = CancellationToken::new();
     let inbound = tokio::spawn(tracing::Instrument::in_current_span(inbound::run(
@@ -126,7 +106,7 @@ pub async fn run(ctx: Arc<Context>, socket: Socket, claims: Claims) {
         read,
         inbound::Session {
             key,
-            user: user.id,
+            user,
             outbox,
             last_heard: last_heard.clone(),
             done: inbound_done.clone(),
@@ -136,7 +116,7 @@ pub async fn run(ctx: Arc<Context>, socket: Socket, claims: Claims) {
         ctx: ctx.clone(),
         write,
         cursors: rooms.into_iter().collect(),
-        expires_at: claims.exp,
+        expires_at,
         last_heard,
         broken: false,
         lost_track: false,
@@ -161,6 +141,61 @@ pub async fn run(ctx: Arc<Context>, socket: Socket, claims: Claims) {
     }
     inbound.abort();
     ctx.hub.detach(key).await;
+}
+
+/// What a session keeps of its start.
+struct Opened {
+    user: UserId,
+    /// Each room with the seq the client was told of in `hello`.
+    rooms: Vec<(RoomId, i64)>,
+    /// When the token expires, Unix seconds.
+    expires_at: i64,
+}
+
+/// Greets the client with `hello` once the hub routes to it, or returns
+/// `None` if the session cannot start (the client has been told, or has
+/// gone).
+async fn open(
+    ctx: &Context,
+    key: SessionKey,
+    claims: Claims,
+    outbox: &Outbox,
+    write: &mut Sink,
+    connection: &mut crate::metrics::Connection,
+) -> Option<Opened> {
+    let (user, heads) = match greet(ctx, &claims).await {
+        Ok(greeting) => greeting,
+        Err(e) => {
+            tracing::warn!(error = %e, "session could not start");
+            connection.closing(close::UNAVAILABLE);
+            write.push(Frame::close(close::UNAVAILABLE, b"try again"));
+            let _ = write.flush().await;
+            return None;
+        }
+    };
+    // Routed before `hello`: a client that has its `hello` misses nothing
+    // published afterwards (typing, read markers, signals have no replay).
+    let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
+    ctx.hub
+        .attach(key, user.id, rooms.clone(), outbox.clone())
+        .await;
+    let hello = ServerFrame::Hello {
+        session_id: key.to_string(),
+        user: user.clone(),
+        rooms: heads,
+        heartbeat_ms: ctx.config.heartbeat_interval.as_millis() as u64,
+    };
+    if write_text(write, hello.to_json().as_bytes()).await.is_err() {
+        ctx.hub.detach(key).await;
+        return None;
+    }
+    crate::metrics::frame_out("hello");
+    tracing::debug!(session = key, user_id = %user.id, "session started");
+    Some(Opened {
+        user: user.id,
+        rooms,
+        expires_at: claims.exp,
+    })
 }
 
 /// Who the user is and where their rooms stand.
