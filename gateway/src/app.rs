@@ -84,7 +84,11 @@ impl GatewayService {
             metrics::connection_limited();
             return refusal(handshake::Refusal::full());
         };
-        upgrade(self.ctx.clone(), Arc::new(permit), request).await
+        // The embedding router has set the request's id by now (or the
+        // client did); the session's span carries it.
+        let incoming = request.headers().get(chat_shared::request_id::HEADER);
+        let id = chat_shared::request_id::keep_or_new(incoming.map(|v| v.as_bytes()));
+        upgrade(self.ctx.clone(), Arc::new(permit), request, &id).await
     }
 
     /// Drains: `/readyz` turns 503, every session closes with 1012, and
@@ -225,7 +229,7 @@ pub type Body = Full<Bytes>;
 
 /// Answers one HTTP request inside a `request` span carrying its request
 /// id (as the api does), and returns that id in `x-request-id`. A WebSocket
-/// session started here runs inside the same span.
+/// session started here runs in a `session` span with the same id.
 async fn route(
     ctx: Arc<Context>,
     permit: Arc<OwnedSemaphorePermit>,
@@ -235,7 +239,7 @@ async fn route(
     let incoming = request.headers().get(request_id::HEADER);
     let id = request_id::keep_or_new(incoming.map(|v| v.as_bytes()));
     let span = tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id);
-    let mut response = respond(ctx, permit, request).instrument(span).await;
+    let mut response = respond(ctx, permit, request, &id).instrument(span).await;
     let value = header::HeaderValue::from_str(&id).expect("a sane request id is a header value");
     response
         .headers_mut()
@@ -247,9 +251,10 @@ async fn respond(
     ctx: Arc<Context>,
     permit: Arc<OwnedSemaphorePermit>,
     request: Request<Incoming>,
+    request_id: &str,
 ) -> Response<Body> {
     match (request.method(), request.uri().path()) {
-        (&Method::GET, "/v1/ws") => upgrade(ctx, permit, request).await,
+        (&Method::GET, "/v1/ws") => upgrade(ctx, permit, request, request_id).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
         (&Method::GET, "/readyz") => ready(&ctx).await,
         // Internal: the load balancer must not route it (docs/operations.md).
@@ -288,6 +293,7 @@ async fn upgrade<B>(
     ctx: Arc<Context>,
     permit: Arc<OwnedSemaphorePermit>,
     mut request: Request<B>,
+    request_id: &str,
 ) -> Response<Body> {
     if ctx.is_draining() {
         return refusal(handshake::Refusal::draining());
@@ -332,10 +338,17 @@ async fn upgrade<B>(
         );
     }
     let claims = admitted.claims;
-    // Inside the request's span (its request_id), for the session's life;
-    // the session records its key once it has one.
-    let span =
-        tracing::info_span!("session", session = tracing::field::Empty, user_id = %claims.sub);
+    // A span of its own with the request's id, not a child of the request's
+    // span: a child would keep its parent (and the parent's formatted
+    // fields) for the session's life, memory every idle connection pays.
+    // The session records its key once it has one.
+    let span = tracing::info_span!(
+        parent: None,
+        "session",
+        request_id,
+        session = tracing::field::Empty,
+        user_id = %claims.sub
+    );
     let sessions = ctx.sessions.clone();
     sessions.spawn(
         async move {

@@ -45,77 +45,79 @@ type Reader = FrameReader<ReadHalf<Socket>>;
 /// Pings and closes are answered by the writer, which owns the socket.
 pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
     let _done = session.done.clone().drop_guard();
-    let mut handler = Handler::new(ctx.clone(), session);
-    let mut message: Option<(OpCode, Vec<u8>)> = None;
-    loop {
-        let frame = match read.next().await {
-            Ok(frame) => frame,
-            Err(ReadError::Gone) => return,
-            Err(ReadError::TooBig) => {
-                handler.close(close::TOO_BIG, "message too big").await;
-                return;
-            }
-            Err(ReadError::Protocol(reason)) => {
-                tracing::debug!(reason, "protocol error");
-                handler.close(close::PROTOCOL_ERROR, "protocol error").await;
-                return;
-            }
-        };
-        handler
-            .session
-            .last_heard
-            .store(now_millis(), Ordering::Relaxed);
-        match frame.opcode {
-            OpCode::Close => {
-                handler.close(close::NORMAL, "").await;
-                return;
-            }
-            OpCode::Ping => {
-                let payload = Bytes::copy_from_slice(&frame.payload);
-                handler.session.outbox.send(Outbound::Pong(payload)).await;
-            }
-            OpCode::Pong => {}
-            OpCode::Binary => {
-                handler
-                    .close(
+    let mut handler = Handler::new(ctx, session);
+    if let Some((code, reason)) = handler.read_frames(&mut read).await {
+        // Boxed, like everything done between two reads: what it awaits is
+        // not part of the idle reader's future.
+        Box::pin(handler.close(code, reason)).await;
+    }
+}
+
+impl Handler {
+    /// Reads and acts on frames; the close to send when the client broke
+    /// the protocol or closed, `None` when the connection is gone.
+    async fn read_frames(&mut self, read: &mut Reader) -> Option<(u16, &'static str)> {
+        let max_message_bytes = self.ctx.config.max_message_bytes;
+        let mut message: Option<(OpCode, Vec<u8>)> = None;
+        loop {
+            let frame = match read.next().await {
+                Ok(frame) => frame,
+                Err(ReadError::Gone) => return None,
+                Err(ReadError::TooBig) => {
+                    return Some((close::TOO_BIG, "message too big"));
+                }
+                Err(ReadError::Protocol(reason)) => {
+                    tracing::debug!(reason, "protocol error");
+                    return Some((close::PROTOCOL_ERROR, "protocol error"));
+                }
+            };
+            self.session
+                .last_heard
+                .store(now_millis(), Ordering::Relaxed);
+            match frame.opcode {
+                OpCode::Close => {
+                    return Some((close::NORMAL, ""));
+                }
+                OpCode::Ping => {
+                    let payload = Bytes::copy_from_slice(&frame.payload);
+                    Box::pin(self.session.outbox.send(Outbound::Pong(payload))).await;
+                }
+                OpCode::Pong => {}
+                OpCode::Binary => {
+                    return Some((
                         close::PROTOCOL_ERROR,
                         "binary frames are not part of chat.v1",
-                    )
-                    .await;
-                return;
-            }
-            OpCode::Text | OpCode::Continuation => {
-                // fastwebsockets caps each frame; the whole message is
-                // capped here, across fragments.
-                let started = frame.opcode == OpCode::Text;
-                match (&mut message, started) {
-                    (None, true) => message = Some((OpCode::Text, frame.payload.to_vec())),
-                    (Some((_, buffer)), false) => buffer.extend_from_slice(&frame.payload),
-                    _ => {
-                        handler
-                            .close(close::PROTOCOL_ERROR, "unexpected fragment")
-                            .await;
-                        return;
+                    ));
+                }
+                OpCode::Text | OpCode::Continuation => {
+                    // The reader caps each frame; the whole message is capped
+                    // here, across fragments.
+                    let started = frame.opcode == OpCode::Text;
+                    match (&mut message, started) {
+                        (None, true) => message = Some((OpCode::Text, frame.payload.to_vec())),
+                        (Some((_, buffer)), false) => buffer.extend_from_slice(&frame.payload),
+                        _ => {
+                            return Some((close::PROTOCOL_ERROR, "unexpected fragment"));
+                        }
                     }
-                }
-                let size = message.as_ref().map_or(0, |(_, b)| b.len());
-                if size > ctx.config.max_message_bytes {
-                    handler.close(close::TOO_BIG, "message too big").await;
-                    return;
-                }
-                if frame.fin {
-                    let (_, bytes) = message.take().expect("a message is being assembled");
-                    let Ok(text) = String::from_utf8(bytes) else {
-                        handler
-                            .close(close::INVALID_DATA, "text must be UTF-8")
-                            .await;
-                        return;
-                    };
-                    // Boxed: what acting on a frame needs (store calls,
-                    // the hub) is held only while it runs, not by every
-                    // idle connection's reader.
-                    Box::pin(handler.on_text(&text)).await;
-                    handler.go_live().await;
+                    let size = message.as_ref().map_or(0, |(_, b)| b.len());
+                    if size > max_message_bytes {
+                        return Some((close::TOO_BIG, "message too big"));
+                    }
+                    if frame.fin {
+                        let (_, bytes) = message.take().expect("a message is being assembled");
+                        let Ok(text) = String::from_utf8(bytes) else {
+                            return Some((close::INVALID_DATA, "text must be UTF-8"));
+                        };
+                        // Boxed: what acting on a frame needs (store calls,
+                        // the hub) is held only while it runs, not by every
+                        // idle connection's reader.
+                        Box::pin(async {
+                            self.on_text(&text).await;
+                            self.go_live().await;
+                        })
+                        .await;
+                    }
                 }
             }
         }
