@@ -122,24 +122,38 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
         let total = (rate as f64 * plan.step.as_secs_f64()) as u64;
         let mut sent = 0u64;
         let mut tick = tokio::time::interval(Duration::from_millis(1));
-        while sent < total {
+        let mut cut_off = None;
+        while sent < total && cut_off.is_none() {
             tick.tick().await;
             let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+            let mut sink = sink.lock().await;
             while sent < due {
                 seq += 1;
                 let now = epoch.elapsed().as_micros() as u64;
                 sent_at.lock().expect("sent_at").insert(seq, now);
                 let frame = proto::send_frame(&endpoint, seq, &proto::body(now, plan.body_len));
-                sink.lock().await.feed(frame).await?;
+                if let Err(e) = sink.feed(frame).await {
+                    cut_off = Some(e);
+                    break;
+                }
                 sent += 1;
             }
-            sink.lock().await.flush().await?;
+            if let Err(e) = sink.flush().await {
+                cut_off.get_or_insert(e);
+            }
         }
         // Let the step drain before the next begins.
         tokio::time::sleep(Duration::from_secs(2)).await;
         cpu_per_step.push(system.cpu_seconds() - cpu_before);
         sent_per_step.push(sent);
         system.check_alive()?;
+        // A server that drops an overloaded sender (Socket.IO does, once
+        // its pings go unanswered) ends the run there: the steps so far
+        // stand, and the table shows where it stopped.
+        if let Some(e) = cut_off {
+            eprintln!("chat-bench: the server closed the sender at {rate} msg/s ({e}); later steps skipped");
+            break;
+        }
     }
     let _ = stop.send(true);
     let _ = acks.await;
@@ -153,6 +167,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     Ok(plan
         .rates
         .iter()
+        .take(sent_per_step.len())
         .enumerate()
         .map(|(i, &rate)| Step {
             rate,
