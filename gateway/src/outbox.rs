@@ -152,8 +152,9 @@ impl Outbox {
     /// Queues, waiting for room; false once the connection is gone.
     pub async fn send(&self, item: Outbound) -> bool {
         loop {
-            // Registered before the check, so a `take` between the check
-            // and the wait is not missed.
+            // Registered before the check: the writer's leaving wakes
+            // every sender already waiting (`notify_waiters` leaves no
+            // permit), so a sender must be waiting before it looks.
             let room = self.shared.writable.notified();
             tokio::pin!(room);
             room.as_mut().enable();
@@ -201,13 +202,11 @@ impl Queue {
     /// by the call that returns it.
     pub async fn recv(&mut self) -> Taken {
         loop {
-            let arrived = self.shared.readable.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
             if let Some(taken) = self.take() {
                 return taken;
             }
-            arrived.await;
+            // A push between the check and this wait leaves a permit.
+            self.shared.readable.notified().await;
         }
     }
 
