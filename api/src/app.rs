@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{from_fn, Next};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -90,8 +91,13 @@ impl App {
         let grace = self.state.config.shutdown_grace;
         let pruner = tokio::spawn(prune_rate_limits(self.state.clone()));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        // Small frames (acks, and in `chat` every WebSocket frame) must not
+        // wait for the peer's delayed ACK (Nagle's algorithm).
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = axum::serve(
-            self.listener,
+            listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )

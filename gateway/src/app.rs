@@ -60,6 +60,7 @@ impl GatewayService {
         let (subscriber, deliveries) = bus.subscriber().await?;
         let timing = Timing {
             gap_wait: config.gap_wait,
+            fan_out_interval: config.fanout_interval,
             head_check: config.head_check_interval,
             presence_beat: config.heartbeat_interval,
         };

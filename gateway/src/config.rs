@@ -66,6 +66,13 @@ pub struct GatewayConfig {
     /// one before the store is read.
     #[serde(with = "humantime_serde")]
     pub gap_wait: Duration,
+    /// `CHAT_FANOUT_INTERVAL`: the least time between two fan-outs of one
+    /// room. A busy room's events are gathered for up to this long and
+    /// written to each connection together (one write, not one per event);
+    /// an event that finds its room quiet for an interval goes out at once.
+    /// `0s` writes every event on its own.
+    #[serde(with = "humantime_serde")]
+    pub fanout_interval: Duration,
     /// `CHAT_HEAD_CHECK_INTERVAL`: how often each room's newest seq is
     /// compared with the store, to catch a lost last event.
     #[serde(with = "humantime_serde")]
@@ -101,6 +108,7 @@ impl Default for GatewayConfig {
             outbound_queue: 1024,
             max_connections: 100_000,
             gap_wait: Duration::from_millis(150),
+            fanout_interval: Duration::from_millis(10),
             head_check_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             log: "info".into(),
@@ -136,6 +144,9 @@ impl GatewayConfig {
         }
         if self.max_connections == 0 || self.db_max_connections == 0 {
             return fail("CHAT_MAX_CONNECTIONS and CHAT_DB_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.fanout_interval > Duration::from_secs(1) {
+            return fail("CHAT_FANOUT_INTERVAL must be at most 1s");
         }
         Ok(())
     }

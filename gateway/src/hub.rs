@@ -2,6 +2,11 @@
 //! which room, subscribes the bus accordingly, puts each room's events in
 //! seq order and fans them out.
 //!
+//! A busy room's events are gathered and fanned out together at most once
+//! per `CHAT_FANOUT_INTERVAL`, so each connection gets them in one write
+//! instead of one write (and one wake-up of its writer) per event; an
+//! event that finds its room quiet for an interval goes out at once.
+//!
 //! It owns all routing state, so no lock is ever shared with connections;
 //! they speak to it through [`Hub`], and it answers by pushing into their
 //! outboxes without waiting. Store reads (gap repair, head checks) run in
@@ -175,6 +180,8 @@ impl Hub {
 pub struct Timing {
     /// How long a gap may last before the store is read.
     pub gap_wait: Duration,
+    /// The least time between two fan-outs of one room.
+    pub fan_out_interval: Duration,
     /// How often room heads are compared with the store.
     pub head_check: Duration,
     /// How often this gateway tells the others it is alive.
@@ -202,7 +209,23 @@ struct RoomFeed {
     /// A store read for this room is under way.
     repairing: bool,
     /// When the current gap may be read from the store.
-    deadline: Option<Instant>,
+    repair_at: Option<Instant>,
+    /// Events released in order but not yet fanned out.
+    gathered: Vec<(i64, (Bytes, Span))>,
+    /// Until when events are gathered rather than fanned out at once: one
+    /// interval after the last fan-out.
+    quiet_until: Option<Instant>,
+    /// When the gathered events go out.
+    fan_out_at: Option<Instant>,
+}
+
+/// What a room's deadline is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    /// The missing event did not come: read the gap from the store.
+    Repair,
+    /// Fan the gathered events out.
+    FanOut,
 }
 
 /// The connections here that follow a room, and how many of them each user
@@ -282,8 +305,8 @@ struct HubTask {
     rooms: HashMap<RoomId, RoomFeed>,
     sessions: HashMap<SessionKey, SessionEntry>,
     users: HashMap<UserId, HashSet<SessionKey>>,
-    /// Gap deadlines, soonest first.
-    deadlines: BTreeSet<(Instant, RoomId)>,
+    /// Gap and fan-out deadlines, soonest first.
+    deadlines: BTreeSet<(Instant, RoomId, Due)>,
     reports: mpsc::Sender<Report>,
 }
 
@@ -300,7 +323,7 @@ impl HubTask {
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.subscribe(Topic::Presence).await;
         loop {
-            let next_deadline = self.deadlines.first().map(|(at, _)| *at);
+            let next_deadline = self.deadlines.first().map(|(at, _, _)| *at);
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.on_command(command).await,
@@ -448,7 +471,16 @@ impl HubTask {
             .get(&room)
             .is_some_and(|feed| feed.followers.is_empty())
         {
-            self.rooms.remove(&room);
+            if let Some(feed) = self.rooms.remove(&room) {
+                for (at, due) in [
+                    (feed.repair_at, Due::Repair),
+                    (feed.fan_out_at, Due::FanOut),
+                ] {
+                    if let Some(at) = at {
+                        self.deadlines.remove(&(at, room, due));
+                    }
+                }
+            }
             self.unsubscribe(Topic::Room(room)).await;
         }
     }
@@ -593,10 +625,46 @@ impl HubTask {
             return;
         };
         let released = feed.sequencer.offer(seq, (frame, trace));
-        self.release(room, released);
+        if !released.is_empty() {
+            feed.gathered.extend(released);
+            self.pace(room);
+        }
         // Its last local member may just have left or been removed.
         self.forget_if_unfollowed(room).await;
         self.arm_gap_timer(room);
+    }
+
+    /// Fans the room's gathered events out now if it was quiet for an
+    /// interval, or else at the end of that interval.
+    fn pace(&mut self, room: RoomId) {
+        let Some(feed) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        match feed.quiet_until {
+            Some(until) if until > Instant::now() => {
+                if feed.fan_out_at.is_none() {
+                    feed.fan_out_at = Some(until);
+                    self.deadlines.insert((until, room, Due::FanOut));
+                }
+            }
+            _ => self.fan_out_gathered(room),
+        }
+    }
+
+    /// Fans out what the room gathered, and starts its quiet interval.
+    fn fan_out_gathered(&mut self, room: RoomId) {
+        let Some(feed) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if let Some(at) = feed.fan_out_at.take() {
+            self.deadlines.remove(&(at, room, Due::FanOut));
+        }
+        if feed.gathered.is_empty() {
+            return;
+        }
+        feed.quiet_until = Some(Instant::now() + self.timing.fan_out_interval);
+        let events = std::mem::take(&mut feed.gathered);
+        self.release(room, events);
     }
 
     /// Fans released events out, in order, and applies membership changes
@@ -658,14 +726,14 @@ impl HubTask {
         };
         match feed.sequencer.gap() {
             Gap::None => {
-                if let Some(at) = feed.deadline.take() {
-                    self.deadlines.remove(&(at, room));
+                if let Some(at) = feed.repair_at.take() {
+                    self.deadlines.remove(&(at, room, Due::Repair));
                 }
             }
-            Gap::Missing { .. } if feed.deadline.is_none() => {
+            Gap::Missing { .. } if feed.repair_at.is_none() => {
                 let at = Instant::now() + self.timing.gap_wait;
-                feed.deadline = Some(at);
-                self.deadlines.insert((at, room));
+                feed.repair_at = Some(at);
+                self.deadlines.insert((at, room, Due::Repair));
             }
             Gap::Missing { .. } => {}
         }
@@ -673,16 +741,22 @@ impl HubTask {
 
     fn on_deadlines(&mut self) {
         let now = Instant::now();
-        while let Some(&(at, room)) = self.deadlines.first() {
+        while let Some(&(at, room, due)) = self.deadlines.first() {
             if at > now {
                 break;
             }
             self.deadlines.pop_first();
-            if let Some(feed) = self.rooms.get_mut(&room) {
-                feed.deadline = None;
+            let Some(feed) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            match due {
+                Due::Repair => {
+                    feed.repair_at = None;
+                    // The missing event did not come in time: read it.
+                    self.repair(room);
+                }
+                Due::FanOut => self.fan_out_gathered(room),
             }
-            // The missing event did not come in time: read it.
-            self.repair(room);
         }
     }
 

@@ -2,6 +2,7 @@
 //! exactly once and in order, resume with `sync`, idempotent retries.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -14,6 +15,7 @@ both_shapes!(
     a_client_resumes_with_sync_on_any_gateway,
     a_retried_client_id_yields_one_event,
     pipelined_sends_are_answered_in_order,
+    a_busy_room_is_fanned_out_once_per_interval,
 );
 
 /// The gateway index for the `n`th client: spread over all gateways.
@@ -229,4 +231,59 @@ async fn pipelined_sends_are_answered_in_order(setup: Setup) {
         .map(|i| format!("b{i}"))
         .collect();
     assert_eq!(bodies, expected);
+}
+
+/// With `CHAT_FANOUT_INTERVAL` at 1 s: the first of three quick sends
+/// reaches the other member at once, the next two come together (in
+/// order) an interval later, and a send after a quiet interval again goes
+/// out at once.
+async fn a_busy_room_is_fanned_out_once_per_interval(setup: Setup) {
+    const INTERVAL: Duration = Duration::from_secs(1);
+    let cluster = TestCluster::start_with(setup, |config| config.fanout_interval = INTERVAL).await;
+    let (alice, bob) = (cluster.user("alice").await, cluster.user("bob").await);
+    let room = cluster.room(&alice, &[&bob]).await;
+    let mut a = cluster.connect(&alice, 0).await;
+    let mut b = cluster.connect(&bob, spread(&cluster, 1)).await;
+    let head = a.heads()[&room];
+    // The first frame ends bob's wait for a `sync` (live from here on).
+    b.send(json!({"type": "ping"})).await;
+    b.recv_until(|f| f["type"] == "pong").await;
+
+    for i in 1..=3 {
+        a.send(json!({"type": "send", "room_id": room, "client_id": format!("q{i}"), "body": format!("b{i}")}))
+            .await;
+    }
+    let first = b.messages(&room, 1).await.remove(0);
+    let first_at = Instant::now();
+    let second = b.messages(&room, 1).await.remove(0);
+    let second_at = Instant::now();
+    let third = b.messages(&room, 1).await.remove(0);
+    let third_at = Instant::now();
+    let seqs: Vec<_> = [&first, &second, &third]
+        .map(|m| m["seq"].as_i64().unwrap())
+        .into();
+    assert_eq!(seqs, [head + 1, head + 2, head + 3]);
+    let held = second_at - first_at;
+    assert!(
+        held >= INTERVAL * 7 / 10,
+        "the second send was gathered for the interval, not sent at once ({held:?})"
+    );
+    let apart = third_at - second_at;
+    assert!(
+        apart < INTERVAL * 3 / 10,
+        "the second and third sends went out together ({apart:?} apart)"
+    );
+
+    tokio::time::sleep(INTERVAL + INTERVAL / 5).await;
+    let acked = {
+        a.send_message(&room, "q4", "b4").await;
+        Instant::now()
+    };
+    let fourth = b.messages(&room, 1).await.remove(0);
+    let waited = Instant::now() - acked;
+    assert_eq!(fourth["seq"], head + 4);
+    assert!(
+        waited < INTERVAL / 2,
+        "a send to a room quiet for an interval goes out at once (it took {waited:?})"
+    );
 }
