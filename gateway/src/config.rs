@@ -108,7 +108,7 @@ impl Default for GatewayConfig {
             outbound_queue: 1024,
             max_connections: 100_000,
             gap_wait: Duration::from_millis(150),
-            fanout_interval: Duration::ZERO,
+            fanout_interval: Duration::from_millis(10),
             head_check_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             log: "info".into(),

@@ -569,6 +569,11 @@ impl HubTask {
 
     /// A message for every connection of `user`.
     async fn on_user_message(&mut self, user: UserId, route: Route, payload: Bytes) {
+        // What the room gathered (a `member_left` of this user, say) goes
+        // out before what is said about the room to the user.
+        if let Some(room) = route.room_id.or(route.room.as_ref().map(|r| r.id)) {
+            self.fan_out_gathered(room);
+        }
         let keys = self.sessions_of(user);
         match (route.kind.as_str(), route.room, route.room_id) {
             ("room_added", Some(room), _) => {
