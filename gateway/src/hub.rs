@@ -559,7 +559,7 @@ impl HubTask {
                 }
                 // Typing, read markers: ephemeral, no order to keep.
                 _ => {
-                    self.fan_out(room, |_| Outbound::Frame(payload.clone()));
+                    self.fan_out(room, |outbox| outbox.push(Outbound::Frame(payload.clone())));
                 }
             },
             Topic::User(user) => self.on_user_message(user, route, payload).await,
@@ -675,42 +675,53 @@ impl HubTask {
     /// Fans released events out, in order, and applies membership changes
     /// they record.
     fn release(&mut self, room: RoomId, released: Vec<(i64, (Bytes, Span))>) {
+        // Each follower gets a run of events in one push (one lock, one
+        // wake-up); a run ends where a member is removed, who gets their
+        // own `member_left` and nothing of the room after it.
+        let mut run = Vec::with_capacity(released.len());
         for (seq, (frame, trace)) in released {
-            // One span per event for all local sockets, never one per socket.
             let route = serde_json::from_slice::<Route>(&frame).ok();
             let meta = match &route {
                 Some(route) => EventMeta::new(&route.kind, route.ts.as_deref()),
                 None => EventMeta::new("", None),
             };
+            // One span per event for all local sockets, never one per socket.
             let deliver = telemetry::deliver(&trace, room, seq);
-            let sockets = deliver.in_scope(|| {
-                self.fan_out(room, |_| Outbound::Event {
-                    room,
-                    seq,
-                    frame: frame.clone(),
-                    meta,
-                })
-            });
-            deliver.record("chat.sockets", sockets as u64);
-            drop(deliver);
             drop(trace);
-            let Some(route) = route else {
-                continue;
-            };
-            if route.kind == "member_left" {
-                if let Some(user) = route.user {
-                    // The kicked member got their own `member_left`; from
-                    // here on they get nothing more of this room.
-                    for key in self.sessions_of(user) {
-                        self.unfollow(key, room);
-                    }
+            run.push((seq, frame, meta, deliver));
+            let removed = route
+                .filter(|route| route.kind == "member_left")
+                .and_then(|route| route.user);
+            if let Some(user) = removed {
+                self.fan_out_run(room, &mut run);
+                for key in self.sessions_of(user) {
+                    self.unfollow(key, room);
                 }
             }
         }
+        self.fan_out_run(room, &mut run);
     }
 
-    /// Pushes `item` to every follower of `room`; returns how many.
-    fn fan_out(&self, room: RoomId, item: impl Fn(SessionKey) -> Outbound) -> usize {
+    /// Pushes a run of the room's events to each of its followers at once.
+    fn fan_out_run(&self, room: RoomId, run: &mut Vec<(i64, Bytes, EventMeta, Span)>) {
+        if run.is_empty() {
+            return;
+        }
+        let sockets = self.fan_out(room, |outbox| {
+            outbox.push_all(run.iter().map(|(seq, frame, meta, _)| Outbound::Event {
+                room,
+                seq: *seq,
+                frame: frame.clone(),
+                meta: *meta,
+            }))
+        });
+        for (_, _, _, deliver) in run.drain(..) {
+            deliver.record("chat.sockets", sockets as u64);
+        }
+    }
+
+    /// Pushes to every follower of `room`; returns how many.
+    fn fan_out(&self, room: RoomId, push: impl Fn(&Outbox)) -> usize {
         let Some(feed) = self.rooms.get(&room) else {
             return 0;
         };
@@ -718,7 +729,7 @@ impl HubTask {
         let mut pushed = 0;
         for key in feed.followers.iter() {
             if let Some(session) = self.sessions.get(key) {
-                session.outbox.push(item(*key));
+                push(&session.outbox);
                 pushed += 1;
             }
         }

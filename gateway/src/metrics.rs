@@ -127,11 +127,17 @@ impl Drop for FanOut {
 
 /// A frame of a known type written to a client.
 pub fn frame_out(kind: &'static str) {
-    ::metrics::counter!(names::GATEWAY_FRAMES_OUT, "type" => kind).increment(1);
+    Written::get().frames[kind_index(kind)].increment(1);
 }
 
-/// Server frame and room event types; anything else counts as `other`.
-const SERVER_TYPES: [&str; 11] = [
+/// Room event types, then the other server frame types, then `other`:
+/// the `type` label of frames written.
+const KINDS: [&str; 17] = [
+    "message",
+    "member_joined",
+    "member_left",
+    "role_changed",
+    "room_updated",
     "hello",
     "ack",
     "error",
@@ -143,14 +149,39 @@ const SERVER_TYPES: [&str; 11] = [
     "room_added",
     "room_removed",
     "pong",
+    "other",
 ];
-const EVENT_TYPES: [&str; 5] = [
-    "message",
-    "member_joined",
-    "member_left",
-    "role_changed",
-    "room_updated",
-];
+/// How many of [`KINDS`] are room event types.
+const EVENT_KINDS: usize = 5;
+const OTHER: usize = KINDS.len() - 1;
+
+fn kind_index(kind: &str) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(OTHER)
+}
+
+/// The handles of what every written frame records, looked up once: a
+/// lookup hashes the series key, and a busy gateway writes a million
+/// frames a second.
+struct Written {
+    frames: [::metrics::Counter; KINDS.len()],
+    delivery: ::metrics::Histogram,
+}
+
+impl Written {
+    fn get() -> &'static Self {
+        static WRITTEN: std::sync::LazyLock<Written> = std::sync::LazyLock::new(|| {
+            // Handles taken before the recorder is installed would count
+            // nowhere, for good.
+            metrics::install();
+            Written {
+                frames: KINDS
+                    .map(|kind| ::metrics::counter!(names::GATEWAY_FRAMES_OUT, "type" => kind)),
+                delivery: ::metrics::histogram!(names::DELIVERY_LATENCY_SECONDS),
+            }
+        });
+        &WRITTEN
+    }
+}
 
 /// The fields of a written frame that the metrics need.
 #[derive(Deserialize)]
@@ -165,19 +196,20 @@ struct Head<'a> {
 /// once per event by the hub, not once per socket it is written to.
 #[derive(Debug, Clone, Copy)]
 pub struct EventMeta {
-    kind: &'static str,
+    /// Index into [`KINDS`].
+    kind: u8,
     committed: Option<time::OffsetDateTime>,
 }
 
 impl EventMeta {
     /// From an event's `type` and `ts` fields.
     pub fn new(kind: &str, ts: Option<&str>) -> Self {
+        let index = KINDS[..EVENT_KINDS]
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(OTHER);
         Self {
-            kind: EVENT_TYPES
-                .iter()
-                .find(|t| **t == kind)
-                .copied()
-                .unwrap_or("other"),
+            kind: index as u8,
             committed: ts.and_then(parse_ts),
         }
     }
@@ -187,12 +219,12 @@ impl EventMeta {
 /// replayed for a `sync`), it also records its delivery latency, from its
 /// commit time to now.
 pub fn event_written(event: EventMeta, live: bool) {
-    frame_out(event.kind);
+    let written = Written::get();
+    written.frames[event.kind as usize].increment(1);
     if let (true, Some(committed)) = (live, event.committed) {
         let age = time::OffsetDateTime::now_utc() - committed;
         // Clocks of different hosts may disagree a little.
-        ::metrics::histogram!(names::DELIVERY_LATENCY_SECONDS)
-            .record(age.as_seconds_f64().max(0.0));
+        written.delivery.record(age.as_seconds_f64().max(0.0));
     }
 }
 
@@ -200,19 +232,13 @@ pub fn event_written(event: EventMeta, live: bool) {
 /// its type: counted like [`event_written`] for room events.
 pub fn frame_written(text: &[u8], live: bool) {
     let Ok(head) = serde_json::from_slice::<Head>(text) else {
-        return frame_out("other");
+        return Written::get().frames[OTHER].increment(1);
     };
     let kind = head.kind.as_deref().unwrap_or_default();
-    if EVENT_TYPES.contains(&kind) {
+    if KINDS[..EVENT_KINDS].contains(&kind) {
         return event_written(EventMeta::new(kind, head.ts.as_deref()), live);
     }
-    frame_out(
-        SERVER_TYPES
-            .iter()
-            .find(|t| **t == kind)
-            .copied()
-            .unwrap_or("other"),
-    );
+    Written::get().frames[kind_index(kind)].increment(1);
 }
 
 fn parse_ts(ts: &str) -> Option<time::OffsetDateTime> {

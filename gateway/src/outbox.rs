@@ -149,6 +149,23 @@ impl Outbox {
         self.shared.readable.notify_one();
     }
 
+    /// Queues `items` in order under one lock and with one wake-up; a
+    /// queue they do not all fit in overflows, as pushing them one by one
+    /// would have made it.
+    pub fn push_all(&self, items: impl ExactSizeIterator<Item = Outbound>) {
+        let mut state = self.shared.lock();
+        if state.closed || state.overflowed {
+            return;
+        }
+        if state.items.len() + items.len() > self.shared.capacity {
+            state.overflowed = true;
+        } else {
+            state.items.extend(items);
+        }
+        drop(state);
+        self.shared.readable.notify_one();
+    }
+
     /// Queues, waiting for room; false once the connection is gone.
     pub async fn send(&self, item: Outbound) -> bool {
         loop {
@@ -293,6 +310,18 @@ mod tests {
         outbox.push(frame(3));
         assert!(matches!(queue.recv().await, Taken::Overflowed));
         assert!(matches!(queue.try_recv(), Some(Taken::Overflowed)));
+    }
+
+    #[tokio::test]
+    async fn a_run_is_queued_in_order_and_one_too_long_overflows() {
+        let (outbox, mut queue) = Outbox::new(4);
+        outbox.push(frame(0));
+        outbox.push_all((1..4).map(frame));
+        for n in 0..4 {
+            assert_eq!(byte(Some(queue.recv().await)), n);
+        }
+        outbox.push_all((0..5).map(frame));
+        assert!(matches!(queue.recv().await, Taken::Overflowed));
     }
 
     #[tokio::test]

@@ -274,6 +274,13 @@ impl Writer {
         tokio::pin!(expiry);
         let grace = tokio::time::sleep(self.ctx.config.sync_grace);
         tokio::pin!(grace);
+        // Waited on across rounds, not registered anew each round: a busy
+        // connection has a round per batch.
+        let drain = self.ctx.drain.clone();
+        let drain = drain.cancelled();
+        tokio::pin!(drain);
+        let reader_done = inbound_done.cancelled();
+        tokio::pin!(reader_done);
         loop {
             // What the last round wrote leaves in one system call.
             if self.write.pending() > 0 && self.flush().await.is_err() {
@@ -281,8 +288,8 @@ impl Writer {
             }
             tokio::select! {
                 biased;
-                () = self.ctx.drain.cancelled() => return (close::RESTARTING, "server restarting; reconnect and sync"),
-                () = inbound_done.cancelled() => {
+                () = &mut drain => return (close::RESTARTING, "server restarting; reconnect and sync"),
+                () = &mut reader_done => {
                     // A reader that ends on a protocol violation queues its
                     // close (1002, 1007, 1009) just before: send that code,
                     // not 1000.
