@@ -109,6 +109,8 @@ struct State {
     items: VecDeque<Outbound>,
     overflowed: bool,
     senders: usize,
+    /// Senders waiting for room: a take wakes one only if there is one.
+    waiting: usize,
     /// The writer has gone: whatever is sent now is dropped.
     closed: bool,
 }
@@ -121,6 +123,7 @@ impl Outbox {
                 items: VecDeque::new(),
                 overflowed: false,
                 senders: 1,
+                waiting: 0,
                 closed: false,
             }),
             readable: Notify::new(),
@@ -175,7 +178,7 @@ impl Outbox {
             let room = self.shared.writable.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
+            let waiting = {
                 let mut state = self.shared.lock();
                 if state.closed {
                     return false;
@@ -186,9 +189,22 @@ impl Outbox {
                     self.shared.readable.notify_one();
                     return true;
                 }
-            }
+                state.waiting += 1;
+                Waiting(&self.shared)
+            };
             room.await;
+            drop(waiting);
         }
+    }
+}
+
+/// Counts a sender as waiting for room until it stops waiting, however it
+/// stops (a sender's future may be dropped while it waits).
+struct Waiting<'a>(&'a Shared);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
     }
 }
 
@@ -245,8 +261,11 @@ impl Queue {
             // An idle connection keeps no queue memory.
             state.items = VecDeque::new();
         }
+        let waiting = state.waiting > 0;
         drop(state);
-        self.shared.writable.notify_one();
+        if waiting {
+            self.shared.writable.notify_one();
+        }
         Some(Taken::Item(item))
     }
 }
@@ -335,6 +354,21 @@ mod tests {
         assert_eq!(byte(Some(queue.recv().await)), 1);
         assert!(waiting.await.unwrap());
         assert_eq!(byte(Some(queue.recv().await)), 2);
+    }
+
+    #[tokio::test]
+    async fn a_sender_that_gave_up_waiting_leaves_the_next_one_woken() {
+        let (outbox, mut queue) = Outbox::new(1);
+        assert!(outbox.send(frame(1)).await);
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), outbox.send(frame(2))).await;
+        assert!(gave_up.is_err(), "a full queue makes a send wait");
+        assert_eq!(queue.shared.lock().waiting, 0);
+        let sender = outbox.clone();
+        let waiting = tokio::spawn(async move { sender.send(frame(3)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(byte(Some(queue.recv().await)), 1);
+        assert!(waiting.await.unwrap());
+        assert_eq!(byte(Some(queue.recv().await)), 3);
     }
 
     #[tokio::test]
