@@ -161,7 +161,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     for receiver in receivers {
         members.push(receiver.await?);
     }
-    let merged = measure::merge(plan.rates.len(), members)?;
+    let merged = measure::merge_received(plan.rates.len(), members)?;
     let ack_hist = ack_hist.lock().expect("acks").clone();
     let receivers = (plan.members - 1) as u64;
     Ok(plan
@@ -174,9 +174,9 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
             sent: sent_per_step[i],
             acked: ack_hist[i].len(),
             expected: sent_per_step[i] * receivers,
-            delivered: merged[i].len(),
-            deliveries_per_second: merged[i].len() as f64 / plan.step.as_secs_f64(),
-            latency_ms: percentiles_ms(&merged[i]),
+            delivered: merged[i].latencies.len(),
+            deliveries_per_second: merged[i].per_second(&clock, i, plan.step),
+            latency_ms: percentiles_ms(&merged[i].latencies),
             ack_ms: percentiles_ms(&ack_hist[i]),
             cpu_seconds: cpu_per_step[i],
         })

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
@@ -81,24 +81,53 @@ pub fn micros(epoch: Instant) -> u64 {
     epoch.elapsed().as_micros() as u64
 }
 
-/// One member's receive loop: end-to-end latencies, one histogram per
-/// step (the step each message was sent in), until `stop`.
+/// What members received of one step's messages.
+#[derive(Clone)]
+pub struct Received {
+    /// End-to-end latencies, one per delivery.
+    pub latencies: Histogram<u64>,
+    /// When the last delivery arrived, µs since the run's epoch.
+    pub last_us: u64,
+}
+
+impl Received {
+    fn new() -> Self {
+        Self {
+            latencies: histogram(),
+            last_us: 0,
+        }
+    }
+
+    /// Deliveries per second over the step's length, or until its last
+    /// delivery if that came later: a server past saturation delivers a
+    /// step's messages long after the step, and dividing by the step alone
+    /// would credit it with a rate it never reached.
+    pub fn per_second(&self, clock: &StepClock, step: usize, length: Duration) -> f64 {
+        let start = clock.starts[step].load(Ordering::Acquire);
+        let took = Duration::from_micros(self.last_us.saturating_sub(start)).max(length);
+        self.latencies.len() as f64 / took.as_secs_f64()
+    }
+}
+
+/// One member's receive loop: end-to-end latencies per step (the step
+/// each message was sent in), until `stop`.
 pub async fn receive(
     mut receiver: Receiver,
     protocol: Protocol,
     epoch: Instant,
     clock: Arc<StepClock>,
     mut stop: watch::Receiver<bool>,
-) -> Vec<Histogram<u64>> {
-    let mut histograms: Vec<Histogram<u64>> =
-        (0..clock.starts.len()).map(|_| histogram()).collect();
+) -> Vec<Received> {
+    let mut steps: Vec<Received> = (0..clock.starts.len()).map(|_| Received::new()).collect();
     loop {
         let ping = tokio::select! {
             frame = receiver.next() => match frame {
                 Ok(Frame::Text(text)) => match proto::classify(protocol, text, false) {
                     Event::Delivery { sent_us } => {
-                        let latency = micros(epoch).saturating_sub(sent_us).max(1);
-                        let _ = histograms[clock.of(sent_us)].record(latency);
+                        let now = micros(epoch);
+                        let step = &mut steps[clock.of(sent_us)];
+                        let _ = step.latencies.record(now.saturating_sub(sent_us).max(1));
+                        step.last_us = now;
                         false
                     }
                     Event::Ping => true,
@@ -113,7 +142,22 @@ pub async fn receive(
             break;
         }
     }
-    histograms
+    steps
+}
+
+/// Adds each member's per-step receipts into one per step.
+pub fn merge_received(
+    steps: usize,
+    members: impl IntoIterator<Item = Vec<Received>>,
+) -> anyhow::Result<Vec<Received>> {
+    let mut merged: Vec<Received> = (0..steps).map(|_| Received::new()).collect();
+    for member in members {
+        for (all, one) in merged.iter_mut().zip(member) {
+            all.latencies.add(&one.latencies)?;
+            all.last_us = all.last_us.max(one.last_us);
+        }
+    }
+    Ok(merged)
 }
 
 /// Adds each member's per-step histograms into one per step.
@@ -146,5 +190,28 @@ mod tests {
         clock.begin(2, 300);
         assert_eq!(clock.of(299), 1, "sent in step 1, however late it arrives");
         assert_eq!(clock.of(300), 2);
+    }
+
+    #[test]
+    fn a_step_delivered_late_is_rated_over_the_time_it_took() {
+        let clock = StepClock::new(1);
+        clock.begin(0, 1_000_000);
+        let mut received = Received::new();
+        for _ in 0..1000 {
+            received.latencies.record(10_000).unwrap();
+        }
+        let second = Duration::from_secs(1);
+        received.last_us = 1_900_000;
+        assert_eq!(
+            received.per_second(&clock, 0, second),
+            1000.0,
+            "within the step"
+        );
+        received.last_us = 5_000_000;
+        assert_eq!(
+            received.per_second(&clock, 0, second),
+            250.0,
+            "4 s to deliver"
+        );
     }
 }

@@ -173,7 +173,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     for receiver in receivers {
         delivered.push(receiver.await?);
     }
-    let delivered = measure::merge(steps, delivered)?;
+    let delivered = measure::merge_received(steps, delivered)?;
     let acks = measure::merge(steps, reports.iter().map(|r| r.acks.clone()))?;
     let receivers_per_room = (plan.members - 1) as u64;
     Ok((0..steps)
@@ -184,9 +184,9 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
                 sent,
                 acked: acks[k].len(),
                 expected: sent * receivers_per_room,
-                delivered: delivered[k].len(),
-                deliveries_per_second: delivered[k].len() as f64 / plan.step.as_secs_f64(),
-                latency_ms: percentiles_ms(&delivered[k]),
+                delivered: delivered[k].latencies.len(),
+                deliveries_per_second: delivered[k].per_second(&clock, k, plan.step),
+                latency_ms: percentiles_ms(&delivered[k].latencies),
                 ack_ms: percentiles_ms(&acks[k]),
                 cpu_seconds: cpu[k],
             }
