@@ -8,7 +8,6 @@
 //! gaps filled from the store), heartbeats, token expiry, and closing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +21,7 @@ use fastwebsockets::{Frame, Payload};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::WriteHalf;
-use tokio::time::Sleep;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
@@ -253,6 +252,27 @@ struct Hold {
 /// Why writing failed: the socket is gone.
 struct Gone;
 
+/// When a writer next has something to check.
+struct Clocks {
+    /// The next heartbeat check.
+    beat: Instant,
+    /// The token's expiry.
+    expiry: Instant,
+    /// The end of the wait for a resuming client's `sync`, while held.
+    grace: Instant,
+}
+
+impl Clocks {
+    fn next(&self, held: bool) -> Instant {
+        let next = self.beat.min(self.expiry);
+        if held {
+            next.min(self.grace)
+        } else {
+            next
+        }
+    }
+}
+
 impl Writer {
     async fn run(
         &mut self,
@@ -266,14 +286,16 @@ impl Writer {
         // interval, a half-open connection is gone within 1.75 intervals of
         // its last sign of life: under two, as promised.
         let interval = self.ctx.config.heartbeat_interval;
-        let mut heartbeat = tokio::time::interval(interval / 2);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.tick().await;
+        let mut clocks = Clocks {
+            beat: Instant::now() + interval / 2,
+            expiry: Instant::now() + until_unix(self.expires_at),
+            grace: Instant::now() + self.ctx.config.sync_grace,
+        };
         let mut ping_due = false;
-        let expiry = tokio::time::sleep(until_unix(self.expires_at));
-        tokio::pin!(expiry);
-        let grace = tokio::time::sleep(self.ctx.config.sync_grace);
-        tokio::pin!(grace);
+        // One timer for the three clocks, set to whichever is next: every
+        // connection holds it, and a timer is ~100 bytes.
+        let timer = tokio::time::sleep_until(clocks.next(self.held.is_some()));
+        tokio::pin!(timer);
         // Waited on across rounds, not registered anew each round: a busy
         // connection has a round per batch.
         let drain = self.ctx.drain.clone();
@@ -285,6 +307,10 @@ impl Writer {
             // What the last round wrote leaves in one system call.
             if self.write.pending() > 0 && self.flush().await.is_err() {
                 return self.halted();
+            }
+            let next = clocks.next(self.held.is_some());
+            if timer.deadline() != next {
+                timer.as_mut().reset(next);
             }
             tokio::select! {
                 biased;
@@ -300,21 +326,37 @@ impl Writer {
                     }
                     return (close::NORMAL, "");
                 }
-                () = &mut expiry => return (close::TOKEN_EXPIRED, "access token expired"),
-                () = &mut grace, if self.held.is_some() => {
-                    // The client said nothing: it is not resuming.
-                    if Box::pin(self.go_live()).await.is_err() {
-                        return self.halted();
+                () = &mut timer => {
+                    // What was due by the deadline is due now (a clock at
+                    // the deadline must not keep a fired timer firing).
+                    let now = Instant::now().max(timer.deadline());
+                    if now >= clocks.expiry {
+                        return (close::TOKEN_EXPIRED, "access token expired");
                     }
-                }
-                _ = heartbeat.tick() => {
-                    let silent = now_millis() - self.last_heard.load(Ordering::Relaxed);
-                    if silent > (interval.as_millis() * 5 / 4) as i64 {
-                        return (close::HEARTBEAT_TIMEOUT, "no heartbeat");
+                    if self.held.is_some() && now >= clocks.grace {
+                        // The client said nothing: it is not resuming.
+                        if Box::pin(self.go_live()).await.is_err() {
+                            return self.halted();
+                        }
                     }
-                    ping_due = !ping_due;
-                    if ping_due && self.send(Frame::new(true, fastwebsockets::OpCode::Ping, None, Payload::Borrowed(b""))).await.is_err() {
-                        return (close::NORMAL, "");
+                    if now >= clocks.beat {
+                        // Checked every half interval: a ping goes out
+                        // every other check, and a connection silent for
+                        // 1.25 intervals is closed (a live client answers
+                        // each ping within a round trip, so it is never
+                        // silent for more than one interval plus its round
+                        // trip): a half-open connection is gone within 1.75
+                        // intervals of its last sign of life, under two, as
+                        // promised.
+                        clocks.beat = now + interval / 2;
+                        let silent = now_millis() - self.last_heard.load(Ordering::Relaxed);
+                        if silent > (interval.as_millis() * 5 / 4) as i64 {
+                            return (close::HEARTBEAT_TIMEOUT, "no heartbeat");
+                        }
+                        ping_due = !ping_due;
+                        if ping_due && self.send(Frame::new(true, fastwebsockets::OpCode::Ping, None, Payload::Borrowed(b""))).await.is_err() {
+                            return (close::NORMAL, "");
+                        }
                     }
                 }
                 taken = queue.recv() => {
@@ -326,7 +368,7 @@ impl Writer {
                     // Boxed, here and for the grace: what handling may
                     // need (a store read, a replay) is held only while it
                     // runs, not by every idle connection's future.
-                    match Box::pin(self.take_batch(first, &mut queue, expiry.as_mut())).await {
+                    match Box::pin(self.take_batch(first, &mut queue, &mut clocks)).await {
                         Ok(None) => {}
                         Ok(Some(closing)) => return closing,
                         Err(Gone) => return self.halted(),
@@ -342,15 +384,13 @@ impl Writer {
         &mut self,
         mut item: Outbound,
         queue: &mut Queue,
-        mut expiry: Pin<&mut Sleep>,
+        clocks: &mut Clocks,
     ) -> Result<Option<(u16, &'static str)>, Gone> {
         let mut handled = 0;
         loop {
             if let Outbound::Extend { expires_at } = item {
                 self.expires_at = expires_at;
-                expiry
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + until_unix(expires_at));
+                clocks.expiry = Instant::now() + until_unix(expires_at);
             } else if let Some(closing) = self.handle(item).await? {
                 return Ok(Some(closing));
             }
