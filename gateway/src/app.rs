@@ -351,16 +351,13 @@ async fn upgrade<B>(
         user_id = %claims.sub
     );
     let sessions = ctx.sessions.clone();
-    sessions.spawn(
-        async move {
-            let _permit = permit;
-            match upgraded.await {
-                Ok(ws) => session::run(ctx, ws.into_inner(), claims).await,
-                Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
-            }
-        }
-        .instrument(span),
-    );
+    let start = session::Start {
+        ctx,
+        upgraded,
+        claims,
+        permit,
+    };
+    sessions.spawn(session::run(Box::new(start)).instrument(span));
     response.map(|_| Body::default())
 }
 

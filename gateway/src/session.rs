@@ -21,6 +21,7 @@ use fastwebsockets::{Frame, Payload};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::WriteHalf;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -76,8 +77,57 @@ const BATCH: usize = 64;
 /// long replay streams rather than piling up in memory.
 const FLUSH_AT: usize = 16 * 1024;
 
-/// Runs a session on an upgraded socket until it ends.
-pub async fn run(ctx: Arc<Context>, socket: Socket, claims: Claims) {
+/// What a session starts from, boxed: the future of every open session
+/// keeps its arguments' room for its whole life, so they are one pointer,
+/// let go once the session is open.
+pub struct Start {
+    /// The gateway.
+    pub ctx: Arc<Context>,
+    /// The socket, once hyper has switched protocols.
+    pub upgraded: fastwebsockets::upgrade::UpgradeFut,
+    /// The verified token.
+    pub claims: Claims,
+    /// The connection's place under `CHAT_MAX_CONNECTIONS`, held until it
+    /// ends.
+    pub permit: Arc<OwnedSemaphorePermit>,
+}
+
+/// Runs a session from the upgrade until it ends.
+pub async fn run(start: Box<Start>) {
+    if let Some(mut live) = Box::pin(begin(start)).await {
+        live.run().await;
+    }
+}
+
+/// A session that has said `hello`: what it holds while it lasts.
+struct Live {
+    ctx: Arc<Context>,
+    key: SessionKey,
+    connection: crate::metrics::Connection,
+    writer: Writer,
+    /// Taken by the writer's loop.
+    queue: Option<Queue>,
+    inbound: tokio::task::JoinHandle<()>,
+    inbound_done: CancellationToken,
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+/// Completes the upgrade, greets the client and starts the inbound task;
+/// `None` if the session cannot start.
+async fn begin(start: Box<Start>) -> Option<Live> {
+    let Start {
+        ctx,
+        upgraded,
+        claims,
+        permit,
+    } = *start;
+    let socket = match upgraded.await {
+        Ok(ws) => ws.into_inner(),
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return None;
+        }
+    };
     let key = ctx.next_session_key();
     tracing::Span::current().record("session", key);
     let mut connection = crate::metrics::Connection::opened();
@@ -85,19 +135,11 @@ pub async fn run(ctx: Arc<Context>, socket: Socket, claims: Claims) {
     let read = FrameReader::new(read, ctx.config.max_message_bytes);
     let mut write = FrameWriter::new(write);
     let (outbox, queue) = Outbox::new(ctx.config.outbound_queue);
-
-    // Boxed, and its own function: the greeting (the user, the rooms, the
-    // `hello` frame, the store and hub calls) is let go once said, not held
-    // for the session's life by every connection's future.
-    let opened = open(&ctx, key, claims, &outbox, &mut write, &mut connection);
-    let Some(Opened {
+    let Opened {
         user,
         rooms,
         expires_at,
-    }) = Box::pin(opened).await
-    else {
-        return;
-    };
+    } = open(&ctx, key, claims, &outbox, &mut write, &mut connection).await?;
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
     let inbound_done = CancellationToken::new();
     let inbound = tokio::spawn(tracing::Instrument::in_current_span(inbound::run(
@@ -111,7 +153,7 @@ pub async fn run(ctx: Arc<Context>, socket: Socket, claims: Claims) {
             done: inbound_done.clone(),
         },
     )));
-    let mut writer = Writer {
+    let writer = Writer {
         ctx: ctx.clone(),
         write,
         cursors: rooms.into_iter().collect(),
@@ -122,24 +164,42 @@ pub async fn run(ctx: Arc<Context>, socket: Socket, claims: Claims) {
         held: Some(Hold::default()),
         replaying: false,
     };
-    let (code, reason) = writer.run(queue, inbound_done).await;
-    tracing::debug!(session = key, code, reason, "session ended");
-    // Bounded like every write: a client that stopped reading (the usual
-    // reason to close) must not keep the session, its slot and its hub
-    // entry forever. After a failed write the stream may end mid-frame, so
-    // no close frame can follow; dropping the socket is all that is left.
-    if !writer.broken {
-        connection.closing(code);
-        if writer
-            .send(Frame::close(code, reason.as_bytes()))
-            .await
-            .is_ok()
-        {
-            let _ = writer.flush().await;
+    Some(Live {
+        ctx,
+        key,
+        connection,
+        writer,
+        queue: Some(queue),
+        inbound,
+        inbound_done,
+        _permit: permit,
+    })
+}
+
+impl Live {
+    async fn run(&mut self) {
+        let queue = self.queue.take().expect("a session runs once");
+        let (code, reason) = self.writer.run(queue, self.inbound_done.clone()).await;
+        tracing::debug!(session = self.key, code, reason, "session ended");
+        // Bounded like every write: a client that stopped reading (the
+        // usual reason to close) must not keep the session, its slot and
+        // its hub entry forever. After a failed write the stream may end
+        // mid-frame, so no close frame can follow; dropping the socket is
+        // all that is left.
+        if !self.writer.broken {
+            self.connection.closing(code);
+            if self
+                .writer
+                .send(Frame::close(code, reason.as_bytes()))
+                .await
+                .is_ok()
+            {
+                let _ = self.writer.flush().await;
+            }
         }
+        self.inbound.abort();
+        self.ctx.hub.detach(self.key).await;
     }
-    inbound.abort();
-    ctx.hub.detach(key).await;
 }
 
 /// What a session keeps of its start.
