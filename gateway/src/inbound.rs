@@ -15,7 +15,6 @@ use chat_shared::protocol::{ClientFrame, ServerFrame};
 use chat_shared::telemetry;
 use fastwebsockets::OpCode;
 use tokio::io::ReadHalf;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::context::Context;
@@ -35,8 +34,16 @@ pub struct Session {
     /// When anything was last heard, Unix milliseconds (read by the writer
     /// to close half-open connections).
     pub last_heard: Arc<AtomicI64>,
-    /// Cancelled when this task ends, so the writer ends too.
-    pub done: CancellationToken,
+}
+
+/// Finishes the writer's queue when the inbound task ends, however it
+/// ends: the writer writes what is queued (a close, say) and ends too.
+struct Finish(Outbox);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
 }
 
 type Reader = FrameReader<ReadHalf<Socket>>;
@@ -44,7 +51,7 @@ type Reader = FrameReader<ReadHalf<Socket>>;
 /// Reads and handles frames until the client goes or breaks the protocol.
 /// Pings and closes are answered by the writer, which owns the socket.
 pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
-    let _done = session.done.clone().drop_guard();
+    let _finish = Finish(session.outbox.clone());
     let mut handler = Handler::new(ctx, session);
     if let Some((code, reason)) = handler.read_frames(&mut read).await {
         // Boxed, like everything done between two reads: what it awaits is

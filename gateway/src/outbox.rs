@@ -80,6 +80,8 @@ pub enum Taken {
     Item(Outbound),
     /// A push found the queue full: the connection is a slow consumer.
     Overflowed,
+    /// A sender [finished](Outbox::finish) and nothing is left before it.
+    Finished,
     /// Every sender is gone and nothing is left.
     Closed,
 }
@@ -111,6 +113,8 @@ struct State {
     senders: usize,
     /// Senders waiting for room: a take wakes one only if there is one.
     waiting: usize,
+    /// A sender has said the writer should end once the queue is empty.
+    finished: bool,
     /// The writer has gone: whatever is sent now is dropped.
     closed: bool,
 }
@@ -124,6 +128,7 @@ impl Outbox {
                 overflowed: false,
                 senders: 1,
                 waiting: 0,
+                finished: false,
                 closed: false,
             }),
             readable: Notify::new(),
@@ -166,6 +171,13 @@ impl Outbox {
             state.items.extend(items);
         }
         drop(state);
+        self.shared.readable.notify_one();
+    }
+
+    /// Tells the writer to end once it has taken what is queued now and
+    /// after: a flag, not an item, so it takes no room and cannot overflow.
+    pub fn finish(&self) {
+        self.shared.lock().finished = true;
         self.shared.readable.notify_one();
     }
 
@@ -255,6 +267,9 @@ impl Queue {
             return Some(Taken::Overflowed);
         }
         let Some(item) = state.items.pop_front() else {
+            if state.finished {
+                return Some(Taken::Finished);
+            }
             return (state.senders == 0).then_some(Taken::Closed);
         };
         if state.items.is_empty() {
@@ -341,6 +356,21 @@ mod tests {
         }
         outbox.push_all((0..5).map(frame));
         assert!(matches!(queue.recv().await, Taken::Overflowed));
+    }
+
+    #[tokio::test]
+    async fn finished_comes_after_everything_queued_and_stays() {
+        let (outbox, mut queue) = Outbox::new(1);
+        outbox.push(frame(1));
+        let sender = outbox.clone();
+        let waiting = tokio::spawn(async move { sender.send(frame(2)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        outbox.finish();
+        assert_eq!(byte(Some(queue.recv().await)), 1);
+        assert!(waiting.await.unwrap());
+        assert_eq!(byte(Some(queue.recv().await)), 2);
+        assert!(matches!(queue.recv().await, Taken::Finished));
+        assert!(matches!(queue.try_recv(), Some(Taken::Finished)));
     }
 
     #[tokio::test]

@@ -23,7 +23,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::WriteHalf;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::hub::SessionKey;
@@ -108,7 +107,6 @@ struct Live {
     /// Taken by the writer's loop.
     queue: Option<Queue>,
     inbound: tokio::task::JoinHandle<()>,
-    inbound_done: CancellationToken,
     _permit: Arc<OwnedSemaphorePermit>,
 }
 
@@ -141,7 +139,6 @@ async fn begin(start: Box<Start>) -> Option<Live> {
         expires_at,
     } = open(&ctx, key, claims, &outbox, &mut write, &mut connection).await?;
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
-    let inbound_done = CancellationToken::new();
     let inbound = tokio::spawn(tracing::Instrument::in_current_span(inbound::run(
         ctx.clone(),
         read,
@@ -150,7 +147,6 @@ async fn begin(start: Box<Start>) -> Option<Live> {
             user,
             outbox,
             last_heard: last_heard.clone(),
-            done: inbound_done.clone(),
         },
     )));
     let writer = Writer {
@@ -171,7 +167,6 @@ async fn begin(start: Box<Start>) -> Option<Live> {
         writer,
         queue: Some(queue),
         inbound,
-        inbound_done,
         _permit: permit,
     })
 }
@@ -179,7 +174,7 @@ async fn begin(start: Box<Start>) -> Option<Live> {
 impl Live {
     async fn run(&mut self) {
         let queue = self.queue.take().expect("a session runs once");
-        let (code, reason) = self.writer.run(queue, self.inbound_done.clone()).await;
+        let (code, reason) = self.writer.run(queue).await;
         tracing::debug!(session = self.key, code, reason, "session ended");
         // Bounded like every write: a client that stopped reading (the
         // usual reason to close) must not keep the session, its slot and
@@ -334,11 +329,7 @@ impl Clocks {
 }
 
 impl Writer {
-    async fn run(
-        &mut self,
-        mut queue: Queue,
-        inbound_done: CancellationToken,
-    ) -> (u16, &'static str) {
+    async fn run(&mut self, mut queue: Queue) -> (u16, &'static str) {
         // Ticks at half the interval: a ping goes out every other tick, and
         // a connection silent for 1.25 intervals is closed (a live client
         // answers each ping within a round trip, so it is never silent for
@@ -361,8 +352,6 @@ impl Writer {
         let drain = self.ctx.drain.clone();
         let drain = drain.cancelled();
         tokio::pin!(drain);
-        let reader_done = inbound_done.cancelled();
-        tokio::pin!(reader_done);
         loop {
             // What the last round wrote leaves in one system call.
             if self.write.pending() > 0 && self.flush().await.is_err() {
@@ -375,17 +364,6 @@ impl Writer {
             tokio::select! {
                 biased;
                 () = &mut drain => return (close::RESTARTING, "server restarting; reconnect and sync"),
-                () = &mut reader_done => {
-                    // A reader that ends on a protocol violation queues its
-                    // close (1002, 1007, 1009) just before: send that code,
-                    // not 1000.
-                    while let Some(Taken::Item(item)) = queue.try_recv() {
-                        if let Outbound::Close { code, reason } = item {
-                            return (code, reason);
-                        }
-                    }
-                    return (close::NORMAL, "");
-                }
                 () = &mut timer => {
                     // What was due by the deadline is due now (a clock at
                     // the deadline must not keep a fired timer firing).
@@ -423,7 +401,9 @@ impl Writer {
                     let first = match taken {
                         Taken::Item(item) => item,
                         Taken::Overflowed => return SLOW_CONSUMER,
-                        Taken::Closed => return (close::NORMAL, ""),
+                        // The inbound task has ended (having queued its
+                        // close, if it had one), or nothing can arrive.
+                        Taken::Finished | Taken::Closed => return (close::NORMAL, ""),
                     };
                     // Boxed, here and for the grace: what handling may
                     // need (a store read, a replay) is held only while it
@@ -461,7 +441,8 @@ impl Writer {
             item = match queue.try_recv() {
                 Some(Taken::Item(next)) => next,
                 Some(Taken::Overflowed) => return Ok(Some(SLOW_CONSUMER)),
-                Some(Taken::Closed) | None => return Ok(None),
+                // Seen again, and acted on, by the next round.
+                Some(Taken::Finished | Taken::Closed) | None => return Ok(None),
             };
         }
     }
