@@ -204,12 +204,9 @@ pub struct EventMeta {
 impl EventMeta {
     /// From an event's `type` and `ts` fields.
     pub fn new(kind: &str, ts: Option<&str>) -> Self {
-        let index = KINDS[..EVENT_KINDS]
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or(OTHER);
+        let index = kind_index(kind);
         Self {
-            kind: index as u8,
+            kind: if index < EVENT_KINDS { index } else { OTHER } as u8,
             committed: ts.and_then(parse_ts),
         }
     }
@@ -234,11 +231,18 @@ pub fn frame_written(text: &[u8], live: bool) {
     let Ok(head) = serde_json::from_slice::<Head>(text) else {
         return Written::get().frames[OTHER].increment(1);
     };
-    let kind = head.kind.as_deref().unwrap_or_default();
-    if KINDS[..EVENT_KINDS].contains(&kind) {
-        return event_written(EventMeta::new(kind, head.ts.as_deref()), live);
+    let kind = kind_index(head.kind.as_deref().unwrap_or_default());
+    if kind < EVENT_KINDS {
+        let committed = head.ts.as_deref().and_then(parse_ts);
+        return event_written(
+            EventMeta {
+                kind: kind as u8,
+                committed,
+            },
+            live,
+        );
     }
-    Written::get().frames[kind_index(kind)].increment(1);
+    Written::get().frames[kind].increment(1);
 }
 
 fn parse_ts(ts: &str) -> Option<time::OffsetDateTime> {

@@ -93,8 +93,8 @@ pub struct Start {
 
 /// Runs a session from the upgrade until it ends.
 pub async fn run(start: Box<Start>) {
-    if let Some(mut live) = Box::pin(begin(start)).await {
-        live.run().await;
+    if let Some((mut live, queue)) = Box::pin(begin(start)).await {
+        live.run(queue).await;
     }
 }
 
@@ -104,15 +104,13 @@ struct Live {
     key: SessionKey,
     connection: crate::metrics::Connection,
     writer: Writer,
-    /// Taken by the writer's loop.
-    queue: Option<Queue>,
     inbound: tokio::task::JoinHandle<()>,
     _permit: Arc<OwnedSemaphorePermit>,
 }
 
 /// Completes the upgrade, greets the client and starts the inbound task;
 /// `None` if the session cannot start.
-async fn begin(start: Box<Start>) -> Option<Live> {
+async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
     let Start {
         ctx,
         upgraded,
@@ -160,20 +158,19 @@ async fn begin(start: Box<Start>) -> Option<Live> {
         held: Some(Hold::default()),
         replaying: false,
     };
-    Some(Live {
+    let live = Live {
         ctx,
         key,
         connection,
         writer,
-        queue: Some(queue),
         inbound,
         _permit: permit,
-    })
+    };
+    Some((live, queue))
 }
 
 impl Live {
-    async fn run(&mut self) {
-        let queue = self.queue.take().expect("a session runs once");
+    async fn run(&mut self, queue: Queue) {
         let (code, reason) = self.writer.run(queue).await;
         tracing::debug!(session = self.key, code, reason, "session ended");
         // Bounded like every write: a client that stopped reading (the
