@@ -72,7 +72,8 @@ impl GatewayService {
             publisher.clone(),
             timing,
         );
-        let ctx = Context::new(config, store, verifier, hub, publisher);
+        let writers = crate::writers::Writers::start()?;
+        let ctx = Context::new(config, store, verifier, hub, publisher, writers);
         tokio::spawn(prune_send_rates(Arc::downgrade(&ctx)));
         Ok(Self { ctx })
     }
@@ -357,7 +358,8 @@ async fn upgrade<B>(
         claims,
         permit,
     };
-    sessions.spawn(session::run(Box::new(start)).instrument(span));
+    let writers = start.ctx.writers.handle().clone();
+    sessions.spawn_on(session::run(Box::new(start)).instrument(span), &writers);
     response.map(|_| Body::default())
 }
 

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::GatewayConfig;
 use crate::hub::Hub;
+use crate::writers::Writers;
 
 /// Shared by the listener and every session.
 pub struct Context {
@@ -43,17 +44,23 @@ pub struct Context {
     pub sessions: TaskTracker,
     /// One permit per open connection, up to `CHAT_MAX_CONNECTIONS`.
     pub slots: Arc<Semaphore>,
+    /// Where sessions run (and write).
+    pub writers: Writers,
+    /// The runtime the gateway started on, where each session's inbound
+    /// task runs, with the hub and the store.
+    pub home: tokio::runtime::Handle,
     next_key: AtomicU64,
 }
 
 impl Context {
-    /// Assembles the context.
+    /// Assembles the context; `home` is the runtime this is called on.
     pub fn new(
         config: GatewayConfig,
         store: Arc<dyn Store>,
         verifier: TokenVerifier,
         hub: Hub,
         publisher: Publisher,
+        writers: Writers,
     ) -> Arc<Self> {
         let per_second = NonZeroU32::new(config.send_rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.send_burst).unwrap_or(NonZeroU32::MIN);
@@ -70,6 +77,8 @@ impl Context {
             drain: CancellationToken::new(),
             draining: AtomicBool::new(false),
             sessions: TaskTracker::new(),
+            writers,
+            home: tokio::runtime::Handle::current(),
             next_key: AtomicU64::new(1),
         })
     }

@@ -20,6 +20,7 @@ mod sends;
 mod sequencer;
 mod session;
 mod wire;
+mod writers;
 
 pub use app::{Body, Gateway, GatewayService};
 pub use config::GatewayConfig;

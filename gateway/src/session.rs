@@ -137,16 +137,18 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
         expires_at,
     } = open(&ctx, key, claims, &outbox, &mut write, &mut connection).await?;
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
-    let inbound = tokio::spawn(tracing::Instrument::in_current_span(inbound::run(
-        ctx.clone(),
-        read,
-        inbound::Session {
-            key,
-            user,
-            outbox,
-            last_heard: last_heard.clone(),
-        },
-    )));
+    let inbound = ctx
+        .home
+        .spawn(tracing::Instrument::in_current_span(inbound::run(
+            ctx.clone(),
+            read,
+            inbound::Session {
+                key,
+                user,
+                outbox,
+                last_heard: last_heard.clone(),
+            },
+        )));
     let writer = Writer {
         ctx: ctx.clone(),
         write,
