@@ -4,7 +4,14 @@
 //! The hub pushes without waiting: a connection whose queue is full is a
 //! slow consumer, marked for closing (1013) rather than allowed to grow
 //! memory (contract point 6); it resumes losslessly with `sync`. A session's
-//! own frames (acks, errors, replays) wait for room instead.
+//! own frames (acks, errors, replays) wait for room instead, and find none
+//! once the queue is half full: the other half is the hub's. A sender's
+//! acks then wait for its writer, its sends wait for their acks
+//! (`sends::MAX_IN_FLIGHT`), and its socket stops being read: a gateway
+//! whose writers fall behind slows its senders down before any queue of a
+//! room's followers overflows, instead of closing them all as slow
+//! consumers (the writers run apart from the send path, which can outpace
+//! them: `writers`).
 //!
 //! The queue holds memory only while it holds items: most connections are
 //! idle most of the time, and a channel that keeps its largest burst's
@@ -181,7 +188,8 @@ impl Outbox {
         self.shared.readable.notify_one();
     }
 
-    /// Queues, waiting for room; false once the connection is gone.
+    /// Queues, waiting until the queue is less than half full; false once
+    /// the connection is gone.
     pub async fn send(&self, item: Outbound) -> bool {
         loop {
             // Registered before the check: the writer's leaving wakes
@@ -195,7 +203,7 @@ impl Outbox {
                 if state.closed {
                     return false;
                 }
-                if state.items.len() < self.shared.capacity {
+                if state.items.len() < self.shared.capacity.div_ceil(2) {
                     state.items.push_back(item);
                     drop(state);
                     self.shared.readable.notify_one();
@@ -384,6 +392,27 @@ mod tests {
         assert_eq!(byte(Some(queue.recv().await)), 1);
         assert!(waiting.await.unwrap());
         assert_eq!(byte(Some(queue.recv().await)), 2);
+    }
+
+    #[tokio::test]
+    async fn a_send_leaves_the_second_half_of_the_queue_to_pushes() {
+        let (outbox, mut queue) = Outbox::new(4);
+        assert!(outbox.send(frame(1)).await);
+        outbox.push(frame(2));
+        let sender = outbox.clone();
+        let waiting = tokio::spawn(async move { sender.send(frame(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a half-full queue makes a send wait"
+        );
+        outbox.push(frame(3));
+        outbox.push(frame(4));
+        for n in 1..=4 {
+            assert_eq!(byte(Some(queue.recv().await)), n, "no overflow");
+        }
+        assert!(waiting.await.unwrap());
+        assert_eq!(byte(Some(queue.recv().await)), 5);
     }
 
     #[tokio::test]
