@@ -14,12 +14,11 @@
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
-/// A runtime for session tasks, as many threads as the gateway's own
-/// (one per core it may use); stopped when dropped.
+/// A runtime for session tasks, one thread per core the process may use;
+/// stopped when dropped.
 pub struct Writers {
     /// `None` once dropped.
     runtime: Option<Runtime>,
-    handle: Handle,
 }
 
 impl Writers {
@@ -29,16 +28,17 @@ impl Writers {
             .thread_name("chat-writer")
             .enable_all()
             .build()?;
-        let handle = runtime.handle().clone();
         Ok(Self {
             runtime: Some(runtime),
-            handle,
         })
     }
 
     /// Where session tasks are spawned.
     pub fn handle(&self) -> &Handle {
-        &self.handle
+        self.runtime
+            .as_ref()
+            .expect("running until dropped")
+            .handle()
     }
 }
 
