@@ -6,28 +6,28 @@
 //! thousands of sends per second that is the database's whole budget. Here
 //! every append in the process joins a queue, and a writer takes whatever
 //! has gathered (up to [`MAX_BATCH`]) into one transaction: on PostgreSQL
-//! one call of `append_messages` (a function of the schema's: lock the
-//! batch's rooms, check membership and client_ids, insert every event and
-//! bump every seq, one round trip), on SQLite one fsync. Under load a
-//! batch holds many appends; alone, an append takes about as long as
-//! before.
+//! five round trips (lock the batch's rooms, check membership and
+//! client_ids, insert every event and bump every seq in one statement,
+//! commit), on SQLite one fsync. Under load a batch holds many appends;
+//! alone, an append takes about as long as before.
 //!
-//! The contract is `RoomLog::append_message`'s: seqs are gap-free because
-//! each is taken from `rooms.last_seq` under that row's lock, held until
-//! the commit; a `(room, sender, client_id)` is stored once because it is
-//! looked up under the same lock (and twice in one batch, the later copies
-//! answer with the first); and membership is read after the lock, so a
-//! kick that committed first is seen. On PostgreSQL rooms are locked in id
-//! order, so two batches cannot deadlock; SQLite has one writer, which
-//! serialises everything anyway. Nobody hears of an append before its
-//! transaction commits.
+//! The contract is `RoomLog::append_message`'s: seqs are gap-free because each is taken from `rooms.last_seq`
+//! under that row's lock, held until the commit; a `(room, sender,
+//! client_id)` is stored once because it is looked up under the same lock
+//! (and twice in one batch, the later copies answer with the first); and
+//! membership is read after the lock, so a kick that committed first is
+//! seen. On PostgreSQL rooms are locked in id order, so two batches cannot
+//! deadlock; SQLite has one writer, which serialises everything anyway.
+//! Nobody hears of an append before its transaction commits.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
-use sqlx::{FromRow as _, Row as _};
+use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use super::adapter::{now, Timestamp};
 use super::rows::{event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, IS_MEMBER, NEXT_SEQ};
@@ -46,12 +46,29 @@ const PG_WRITERS: usize = 2;
 /// Appends waiting per writer at most; beyond that, callers wait to join.
 const QUEUE: usize = 4096;
 
-/// The batch in one call (`migrations/postgres/0002_append_messages.sql`):
-/// one round trip, committed before it answers.
-const APPEND_MESSAGES: &str = "SELECT * FROM append_messages($1, $2, $3, $4, $5, $6, $7)";
+/// Locks the batch's rooms, in id order, and reads where their seqs are.
+const LOCK_ROOMS: &str = "SELECT id, last_seq FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
 /// A room's seq head, asked only to tell a missing room from a non-member.
 const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
+
+/// Per append (by position, from 1): whether the sender is a member, and
+/// the seq its client_id already has, if any. Asked after [`LOCK_ROOMS`],
+/// so it sees every change committed to those rooms.
+const CHECK: &str = "SELECT t.i, m.user_id IS NOT NULL AS member, e.seq AS existing \
+     FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(room_id, sender, client_id, i) \
+     LEFT JOIN room_members m ON m.room_id = t.room_id AND m.user_id = t.sender \
+     LEFT JOIN room_events e ON e.room_id = t.room_id AND e.sender = t.sender \
+         AND e.client_id = t.client_id";
+
+/// Inserts the batch's new events and moves each room's `last_seq` to its
+/// highest: one statement.
+const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
+     INSERT INTO room_events (room_id, seq, id, kind, sender, client_id, body, created_at) \
+     SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::uuid[], \
+         $6::text[], $7::text[], $8::timestamptz[])) \
+     UPDATE rooms SET last_seq = heads.last_seq \
+     FROM unnest($9::uuid[], $10::int8[]) AS heads(id, last_seq) WHERE rooms.id = heads.id";
 
 /// One message to append.
 struct Append {
@@ -165,60 +182,160 @@ async fn write(database: impl Commit, mut waiting: mpsc::Receiver<Pending>) {
     }
 }
 
+/// What became of one append of a batch.
+enum Outcome {
+    /// Stored now: this event.
+    New(RoomEvent),
+    /// Its client_id was already stored at this seq.
+    Existing,
+    /// The same client_id earlier in this batch: that append's answer.
+    SameAs(usize),
+    /// No such room.
+    NoRoom,
+    /// The sender is not a member.
+    NotMember,
+}
+
 #[derive(Clone)]
 struct Postgres(PgPool);
 
 impl Commit for Postgres {
-    /// Outside a transaction on purpose: the function's call is its own
-    /// implicit one, and its answer arrives after the commit (the rows
-    /// stream in, and sqlx's `fetch_all` returns once the server reports
-    /// the statement done and the transaction over).
     async fn commit(&self, batch: &[Append]) -> sqlx::Result<Vec<Result<Appended>>> {
-        // "message", as the model names the kind.
-        let kind = message_body("").kind();
-        let rows = sqlx::query(APPEND_MESSAGES)
-            .bind(batch.iter().map(|a| a.room.0).collect::<Vec<_>>())
-            .bind(batch.iter().map(|a| a.sender.0).collect::<Vec<_>>())
+        commit_postgres(&self.0, batch).await
+    }
+}
+
+async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Result<Appended>>> {
+    let mut tx = pool.begin().await?;
+    let mut rooms: Vec<Uuid> = batch.iter().map(|p| p.room.0).collect();
+    rooms.sort_unstable();
+    rooms.dedup();
+    let mut heads: HashMap<Uuid, i64> = sqlx::query(LOCK_ROOMS)
+        .bind(&rooms)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("last_seq")?)))
+        .collect::<sqlx::Result<_>>()?;
+
+    let checks = sqlx::query(CHECK)
+        .bind(batch.iter().map(|p| p.room.0).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.sender.0).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|p| p.client_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+    // (member, existing seq) by position; a join may repeat no row (the
+    // joined keys are unique), but order is not promised.
+    let mut checked: Vec<(bool, Option<i64>)> = vec![(false, None); batch.len()];
+    for row in &checks {
+        let i: i64 = row.try_get("i")?;
+        let at = usize::try_from(i - 1).map_err(|_| sqlx::Error::RowNotFound)?;
+        checked[at] = (row.try_get("member")?, row.try_get("existing")?);
+    }
+
+    let ts = now();
+    let mut first_of: HashMap<(Uuid, Uuid, &str), usize> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (i, pending) in batch.iter().enumerate() {
+        let (member, existing) = checked[i];
+        let key = (pending.room.0, pending.sender.0, pending.client_id.as_str());
+        let outcome = match heads.get_mut(&pending.room.0) {
+            None => Outcome::NoRoom,
+            Some(_) if existing.is_some() => Outcome::Existing,
+            Some(_) if !member => Outcome::NotMember,
+            Some(last_seq) => match first_of.get(&key) {
+                Some(&first) => Outcome::SameAs(first),
+                None => {
+                    *last_seq += 1;
+                    first_of.insert(key, i);
+                    Outcome::New(RoomEvent {
+                        room_id: pending.room,
+                        seq: *last_seq,
+                        id: EventId::new(),
+                        sender: Some(pending.sender),
+                        ts,
+                        client_id: Some(pending.client_id.clone()),
+                        body: message_body(&pending.body),
+                    })
+                }
+            },
+        };
+        outcomes.push(outcome);
+    }
+
+    let new: Vec<(&RoomEvent, &Append)> = outcomes
+        .iter()
+        .zip(batch)
+        .filter_map(|(o, p)| match o {
+            Outcome::New(event) => Some((event, p)),
+            _ => None,
+        })
+        .collect();
+    if !new.is_empty() {
+        // Each room's new head: its last new event's seq (they ascend).
+        let bumped: HashMap<Uuid, i64> = new.iter().map(|(e, _)| (e.room_id.0, e.seq)).collect();
+        let (bumped_rooms, bumped_seqs): (Vec<Uuid>, Vec<i64>) = bumped.into_iter().unzip();
+        sqlx::query(INSERT_AND_BUMP)
+            .bind(new.iter().map(|(e, _)| e.room_id.0).collect::<Vec<_>>())
+            .bind(new.iter().map(|(e, _)| e.seq).collect::<Vec<_>>())
+            .bind(new.iter().map(|(e, _)| e.id.0).collect::<Vec<_>>())
+            .bind(new.iter().map(|(e, _)| e.body.kind()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(_, p)| p.sender.0).collect::<Vec<_>>())
             .bind(
-                batch
-                    .iter()
-                    .map(|a| a.client_id.as_str())
+                new.iter()
+                    .map(|(_, p)| p.client_id.as_str())
                     .collect::<Vec<_>>(),
             )
-            .bind(batch.iter().map(|a| a.body.as_str()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|_| EventId::new().0).collect::<Vec<_>>())
-            .bind(kind)
-            .bind(now())
-            .fetch_all(&self.0)
+            .bind(new.iter().map(|(_, p)| p.body.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(e, _)| e.ts).collect::<Vec<_>>())
+            .bind(bumped_rooms)
+            .bind(bumped_seqs)
+            .execute(&mut *tx)
             .await?;
-        let mut answers: Vec<Option<Result<Appended>>> = batch.iter().map(|_| None).collect();
-        for row in &rows {
-            let i: i64 = row.try_get("i")?;
-            let status: &str = row.try_get("status")?;
-            let answer = match status {
-                "no_room" => Err(Error::NotFound),
-                "not_member" => Err(Error::NotMember),
-                _ => RoomEvent::try_from(EventRow::from_row(row)?).map(|event| Appended {
-                    event,
-                    created: status == "new",
-                }),
-            };
-            let slot = usize::try_from(i - 1)
-                .ok()
-                .and_then(|at| answers.get_mut(at))
-                .ok_or_else(|| sqlx::Error::Protocol(format!("append_messages: position {i}")))?;
-            *slot = Some(answer);
-        }
-        answers
-            .into_iter()
-            .enumerate()
-            .map(|(at, answer)| {
-                answer.ok_or_else(|| {
-                    sqlx::Error::Protocol(format!("append_messages: no answer for {}", at + 1))
-                })
-            })
-            .collect()
     }
+    // Retries read their original inside the transaction, so they answer
+    // from the same state the batch was checked against.
+    let mut answers = Vec::with_capacity(batch.len());
+    for (outcome, pending) in outcomes.iter().zip(batch) {
+        answers.push(match outcome {
+            Outcome::New(event) => Ok(Appended {
+                event: event.clone(),
+                created: true,
+            }),
+            Outcome::Existing => {
+                let row: Option<EventRow> = sqlx::query_as(EVENT_BY_CLIENT_ID)
+                    .bind(pending.room.0)
+                    .bind(pending.sender.0)
+                    .bind(&pending.client_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match row.map(RoomEvent::try_from).transpose() {
+                    Ok(Some(event)) => Ok(Appended {
+                        event,
+                        created: false,
+                    }),
+                    Ok(None) => Err(Error::Conflict("client_id")),
+                    Err(e) => Err(e),
+                }
+            }
+            Outcome::SameAs(first) => match &answers[*first] {
+                Ok(Appended { event, .. }) => Ok(Appended {
+                    event: event.clone(),
+                    created: false,
+                }),
+                Err(_) => Err(Error::Conflict("client_id")),
+            },
+            Outcome::NoRoom => Err(Error::NotFound),
+            Outcome::NotMember => Err(Error::NotMember),
+        });
+    }
+    tx.commit().await?;
+    Ok(answers)
 }
 
 #[derive(Clone)]
