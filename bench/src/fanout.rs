@@ -117,7 +117,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     let mut cpu_per_step = Vec::new();
     for (index, &rate) in plan.rates.iter().enumerate() {
         clock.begin(index, micros(epoch));
-        let cpu_before = system.cpu_seconds();
+        let cpu_before = system.cpu();
         let started = Instant::now();
         let total = (rate as f64 * plan.step.as_secs_f64()) as u64;
         let mut sent = 0u64;
@@ -144,7 +144,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
         }
         // Let the step drain before the next begins.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        cpu_per_step.push(system.cpu_seconds() - cpu_before);
+        cpu_per_step.push(system.cpu().since(cpu_before));
         sent_per_step.push(sent);
         system.check_alive()?;
         // A server that drops an overloaded sender (Socket.IO does, once
@@ -178,7 +178,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
             deliveries_per_second: merged[i].per_second(&clock, i, plan.step),
             latency_ms: percentiles_ms(&merged[i].latencies),
             ack_ms: percentiles_ms(&ack_hist[i]),
-            cpu_seconds: cpu_per_step[i],
+            cpu: cpu_per_step[i],
         })
         .collect())
 }

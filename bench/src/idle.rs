@@ -21,7 +21,7 @@ use crate::accounts;
 use crate::fanout::source;
 use crate::proto::{self, Event};
 use crate::receiver::{Frame, Receiver};
-use crate::system::System;
+use crate::system::{Cpu, System};
 
 /// The shape of one idle-density run.
 #[derive(Debug, Clone)]
@@ -39,8 +39,8 @@ pub struct Outcome {
     /// Resident memory before the first connection and once all are up.
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
-    /// Server CPU seconds spent connecting them.
-    pub cpu_seconds: f64,
+    /// Server (and database) CPU seconds spent connecting them.
+    pub cpu: Cpu,
 }
 
 impl Outcome {
@@ -67,7 +67,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Outcome> {
     // baseline: either way not counted against the connections.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before_kib = system.rss_kib();
-    let cpu_before = system.cpu_seconds();
+    let cpu_before = system.cpu();
     let (stop, stopped) = watch::channel(false);
     let started = Instant::now();
     let holders: Vec<_> = stream::iter(0..plan.connections)
@@ -85,7 +85,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Outcome> {
         .try_collect()
         .await?;
     let connect_time = started.elapsed();
-    let cpu_seconds = system.cpu_seconds() - cpu_before;
+    let cpu = system.cpu().since(cpu_before);
     tokio::time::sleep(SETTLE).await;
     system.check_alive()?;
     let rss_after_kib = system.rss_kib();
@@ -102,7 +102,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Outcome> {
         connects_per_second: plan.connections as f64 / connect_time.as_secs_f64(),
         rss_before_kib,
         rss_after_kib,
-        cpu_seconds,
+        cpu,
     })
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::proto::{self, Event, Protocol};
 use crate::receiver::{Frame, Receiver};
+use crate::system::Cpu;
 
 /// What one rate step showed.
 #[derive(Debug, Clone)]
@@ -24,8 +25,8 @@ pub struct Step {
     /// End-to-end latency percentiles in milliseconds: p50, p99, p99.9.
     pub latency_ms: [f64; 3],
     pub ack_ms: [f64; 3],
-    /// Server CPU seconds spent in this step.
-    pub cpu_seconds: f64,
+    /// Server (and database) CPU seconds spent in this step.
+    pub cpu: Cpu,
 }
 
 impl Step {

@@ -97,8 +97,8 @@ impl Outcome {
     pub fn table(&self) -> String {
         let mut out = format!(
             "### {}\n\n\
-             | system | offered msg/s | acked/s | ack p50 ms | ack p99 ms | deliveries/s | delivered | p50 ms | p99 ms | p99.9 ms | server CPU s | deliveries per CPU-s |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+             | system | offered msg/s | acked/s | ack p50 ms | ack p99 ms | deliveries/s | delivered | p50 ms | p99 ms | p99.9 ms | server CPU s | database CPU s | deliveries per CPU-s |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
             self.title
         );
         for (kind, steps, _) in &self.results {
@@ -106,7 +106,7 @@ impl Outcome {
                 let seconds = s.sent as f64 / s.rate.max(1) as f64;
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} |",
+                    "| {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} |",
                     kind.name(),
                     s.rate,
                     s.acked as f64 / seconds.max(0.001),
@@ -117,8 +117,10 @@ impl Outcome {
                     s.latency_ms[0],
                     s.latency_ms[1],
                     s.latency_ms[2],
-                    s.cpu_seconds,
-                    s.delivered as f64 / s.cpu_seconds.max(0.001),
+                    s.cpu.server,
+                    s.cpu.database,
+                    // The database's work is part of every delivery's cost.
+                    s.delivered as f64 / s.cpu.total().max(0.001),
                 );
             }
         }
@@ -149,20 +151,21 @@ impl Outcome {
 pub fn idle_table(results: &[(Kind, idle::Outcome)]) -> String {
     let mut out = String::from(
         "### idle density: authenticated idle connections on one node\n\n\
-         | system | connections held | connects/s | server RSS before MiB | after MiB | bytes per connection | server CPU s to connect |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         | system | connections held | connects/s | server RSS before MiB | after MiB | bytes per connection | server CPU s to connect | database CPU s |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (kind, o) in results {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
             kind.name(),
             o.connected,
             o.connects_per_second,
             o.rss_before_kib as f64 / 1024.0,
             o.rss_after_kib as f64 / 1024.0,
             o.bytes_per_connection(),
-            o.cpu_seconds,
+            o.cpu.server,
+            o.cpu.database,
         );
     }
     out

@@ -159,9 +159,9 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
     let mut cpu = Vec::with_capacity(steps);
     for start in &schedule.starts {
         tokio::time::sleep_until(*start).await;
-        let before = system.cpu_seconds();
+        let before = system.cpu();
         tokio::time::sleep_until(*start + plan.step + DRAIN).await;
-        cpu.push(system.cpu_seconds() - before);
+        cpu.push(system.cpu().since(before));
         system.check_alive()?;
     }
     let mut reports = Vec::with_capacity(sending.len());
@@ -188,7 +188,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
                 deliveries_per_second: delivered[k].per_second(&clock, k, plan.step),
                 latency_ms: percentiles_ms(&delivered[k].latencies),
                 ack_ms: percentiles_ms(&acks[k]),
-                cpu_seconds: cpu[k],
+                cpu: cpu[k],
             }
         })
         .collect())
