@@ -301,10 +301,9 @@ async fn measure_idle(plan: &idle::Plan, systems: &[Kind], start: &Start<'_>) ->
             kind.name(),
             plan.connections
         );
-        let outcome = idle::run(&mut system, plan)
-            .await
-            .with_context(|| kind.name())?;
-        results.push((kind, outcome));
+        let outcome = idle::run(&mut system, plan).await;
+        system.stop().await?;
+        results.push((kind, outcome.with_context(|| kind.name())?));
     }
     Ok(report::idle_table(&results))
 }
@@ -319,11 +318,12 @@ async fn measure_all(workload: &Workload, systems: &[Kind], start: &Start<'_>) -
     for &kind in systems {
         let mut system = System::start(kind, &start).await?;
         eprintln!("chat-bench: {} up for {}", kind.name(), workload.describe());
-        let steps = workload
-            .run(&mut system)
-            .await
-            .with_context(|| kind.name())?;
-        outcome.results.push((kind, steps, system.peak_rss_kib()));
+        let steps = workload.run(&mut system).await;
+        let peak_rss_kib = system.peak_rss_kib();
+        system.stop().await?;
+        outcome
+            .results
+            .push((kind, steps.with_context(|| kind.name())?, peak_rss_kib));
     }
     Ok(outcome)
 }

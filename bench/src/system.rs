@@ -187,17 +187,12 @@ impl System {
     /// chat-api (a helper: accounts and rooms) and the gateways (measured).
     async fn start_pool(&mut self, options: &Start<'_>) -> Result<()> {
         let database = format!("bench_{}", options.tag.replace('-', "_"));
-        let admin = std::env::var("BENCH_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        {
-            use sqlx::{Connection, Executor};
-            let mut conn = sqlx::PgConnection::connect(&format!("{admin}/postgres")).await?;
-            conn.execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str())
-                .await?;
-            conn.execute(format!("CREATE DATABASE {database}").as_str())
-                .await?;
-        }
-        let database_url = format!("{admin}/{database}");
+        administer(&[
+            &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+            &format!("CREATE DATABASE {database}"),
+        ])
+        .await?;
+        let database_url = format!("{}/{database}", admin_url());
         self.database = Some(database);
         let api = free_addr()?;
         let api_process = self.spawn(
@@ -343,6 +338,37 @@ impl System {
         }
         Ok(())
     }
+}
+
+impl System {
+    /// Stops the processes and drops the database they stored in: each run
+    /// registers thousands of users, which should not outlive it.
+    pub async fn stop(mut self) -> Result<()> {
+        self.measured.clear();
+        self.helpers.clear();
+        match self.database.take() {
+            Some(database) => {
+                administer(&[&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")]).await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The PostgreSQL server the benchmark's databases live on.
+fn admin_url() -> String {
+    std::env::var("BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Runs `statements` on the server's `postgres` database.
+async fn administer(statements: &[&str]) -> Result<()> {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", admin_url())).await?;
+    for statement in statements {
+        conn.execute(*statement).await?;
+    }
+    Ok(())
 }
 
 impl Drop for System {
