@@ -9,7 +9,7 @@ use anyhow::Result;
 use crate::chart::{self, Chart, Series};
 use crate::idle;
 use crate::measure::Step;
-use crate::system::Kind;
+use crate::system::{Cpu, Kind};
 
 /// What a workload's summary line judges a step by.
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +106,7 @@ impl Outcome {
                 let seconds = s.sent as f64 / s.rate.max(1) as f64;
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} |",
+                    "| {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0} |",
                     kind.name(),
                     s.rate,
                     s.acked as f64 / seconds.max(0.001),
@@ -118,7 +118,7 @@ impl Outcome {
                     s.latency_ms[1],
                     s.latency_ms[2],
                     s.cpu.server,
-                    s.cpu.database,
+                    database_cell(s.cpu),
                     // The database's work is part of every delivery's cost.
                     s.delivered as f64 / s.cpu.total().max(0.001),
                 );
@@ -157,7 +157,7 @@ pub fn idle_table(results: &[(Kind, idle::Outcome)]) -> String {
     for (kind, o) in results {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} |",
             kind.name(),
             o.connected,
             o.connects_per_second,
@@ -165,7 +165,7 @@ pub fn idle_table(results: &[(Kind, idle::Outcome)]) -> String {
             o.rss_after_kib as f64 / 1024.0,
             o.bytes_per_connection(),
             o.cpu.server,
-            o.cpu.database,
+            database_cell(o.cpu),
         );
     }
     out
@@ -197,4 +197,11 @@ pub fn machine() -> String {
         "{cores} × {model}, {memory_gib:.0} GiB, Linux {}",
         kernel.trim()
     )
+}
+
+/// A system's database CPU seconds, or a dash where it has no database
+/// server (SQLite's work is in `chat`'s own seconds).
+fn database_cell(cpu: Cpu) -> String {
+    cpu.database
+        .map_or_else(|| "—".to_owned(), |seconds| format!("{seconds:.2}"))
 }
