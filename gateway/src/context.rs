@@ -1,6 +1,7 @@
 //! What every part of a gateway shares: configuration, the store, the token
 //! verifier, the hub, the bus publisher, and the shutdown signals.
 
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use chat_shared::auth::TokenVerifier;
 use chat_shared::bus::Publisher;
 use chat_shared::store::Store;
+use chat_shared::{Error, Result};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -91,5 +93,28 @@ impl Context {
     /// Whether shutdown has begun.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Runs a store call on the gateway's own runtime and waits for it;
+    /// what sessions (on the writer threads) use to reach the store.
+    ///
+    /// A pooled connection stays on the reactor of the runtime that opened
+    /// it. Opened from a writer thread, it would be woken through the
+    /// writers' reactor wherever it served next (the send path's commits
+    /// among them), and fail for good once the writers stop: a store shared
+    /// with the api (the embedded binary) or with another gateway was left
+    /// with dead connections after a drain.
+    pub async fn on_home<T, F>(&self, call: impl FnOnce(Arc<dyn Store>) -> F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        match self.home.spawn(call(self.store.clone())).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(Error::Io(std::io::Error::other(
+                "the gateway's runtime is shutting down",
+            ))),
+        }
     }
 }

@@ -253,22 +253,21 @@ async fn open(
 
 /// Who the user is and where their rooms stand.
 async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec<RoomHead>)> {
-    let user = ctx
-        .store
-        .user(claims.sub)
-        .await?
-        .ok_or(chat_shared::Error::NotFound)?;
-    let heads = ctx
-        .store
-        .my_rooms(claims.sub)
-        .await?
-        .into_iter()
-        .map(|r| RoomHead {
-            room_id: r.room.id,
-            last_seq: r.room.last_seq,
-        })
-        .collect();
-    Ok((user, heads))
+    let id = claims.sub;
+    ctx.on_home(move |store| async move {
+        let user = store.user(id).await?.ok_or(chat_shared::Error::NotFound)?;
+        let heads = store
+            .my_rooms(id)
+            .await?
+            .into_iter()
+            .map(|r| RoomHead {
+                room_id: r.room.id,
+                last_seq: r.room.last_seq,
+            })
+            .collect();
+        Ok((user, heads))
+    })
+    .await
 }
 
 /// The write side of a session.
@@ -579,7 +578,10 @@ impl Writer {
                 before,
                 limit: CATCH_UP_PAGE,
             };
-            let events = match self.ctx.store.events(room, page).await {
+            let read = self
+                .ctx
+                .on_home(move |store| async move { store.events(room, page).await });
+            let events = match read.await {
                 Ok(events) => events,
                 Err(e) => {
                     // Writing on past the gap would break the client's
