@@ -10,7 +10,8 @@
 //! the two a time slice at a time, and the send path no longer queues
 //! behind the writes it feeds (BENCHMARKS.md, run 9).
 //!
-//! Each session's inbound task stays on the gateway's own runtime.
+//! Each session's inbound task stays on the gateway's own runtime, and
+//! its store reads go there too (`Context::on_home`).
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
