@@ -27,7 +27,8 @@ pub struct Context {
     pub config: GatewayConfig,
     /// Origins allowed to open a WebSocket.
     pub origins: Vec<String>,
-    /// Everything durable.
+    /// Everything durable. Called on the gateway's runtime only; sessions,
+    /// on the writer threads, go through [`Context::on_home`].
     pub store: Arc<dyn Store>,
     /// Checks access tokens with the public key.
     pub verifier: TokenVerifier,
