@@ -4,12 +4,19 @@
 //! trips (look up the client_id, begin, bump the room's seq, check
 //! membership, insert, commit) and a WAL flush, on SQLite an fsync. At
 //! thousands of sends per second that is the database's whole budget. Here
-//! every append in the process joins a queue, and a writer takes whatever
-//! has gathered (up to [`MAX_BATCH`]) into one transaction: on PostgreSQL
+//! every append in the process joins one queue, and one writer takes
+//! whatever has gathered (up to [`MAX_BATCH`]) into one transaction: on PostgreSQL
 //! five round trips (lock the batch's rooms, check membership and
 //! client_ids, insert every event and bump every seq in one statement,
 //! commit), on SQLite one fsync. Under load a batch holds many appends;
 //! alone, an append takes about as long as before.
+//!
+//! One writer, not several: a second one halves the batches, not the work.
+//! Each batch costs the database about the same whatever its size, so two
+//! writers committing back to back took a quarter more of the database's
+//! CPU (and a tenth more of the gateway's) for the same appends, with no
+//! shorter waits (BENCHMARKS.md, run 12). The queue also keeps each room's
+//! appends in the order they were submitted.
 //!
 //! The contract is `RoomLog::append_message`'s: seqs are gap-free because each is taken from `rooms.last_seq`
 //! under that row's lock, held until the commit; a `(room, sender,
@@ -37,13 +44,7 @@ use crate::model::{EventId, RoomEvent, RoomId, UserId};
 /// Appends committed together at most.
 const MAX_BATCH: usize = 256;
 
-/// Writers on PostgreSQL, each with its own queue and a share of the rooms
-/// (by id): two transactions in flight at once, while a room's appends stay
-/// in one queue and so commit in the order they were submitted. SQLite has
-/// one writer connection, so one.
-const PG_WRITERS: usize = 2;
-
-/// Appends waiting per writer at most; beyond that, callers wait to join.
+/// Appends waiting at most; beyond that, callers wait to join.
 const QUEUE: usize = 4096;
 
 /// Locks the batch's rooms, in id order, and reads where their seqs are.
@@ -86,42 +87,37 @@ struct Pending {
 
 /// How one database commits a batch: per append, its answer, in order; an
 /// `Err` means nothing of the batch was stored.
-trait Commit: Clone + Send + Sync + 'static {
+trait Commit: Send + Sync + 'static {
     fn commit(
         &self,
         batch: &[Append],
     ) -> impl Future<Output = sqlx::Result<Vec<Result<Appended>>>> + Send;
 }
 
-/// The queues every append of one store joins, one per writer.
+/// The queue every append of one store joins.
 pub(super) struct GroupCommit {
-    queues: Vec<mpsc::Sender<Pending>>,
+    queue: mpsc::Sender<Pending>,
 }
 
 impl GroupCommit {
-    /// Starts the writers on a PostgreSQL pool; they stop when this is
+    /// Starts the writer on a PostgreSQL pool; it stops when this is
     /// dropped.
     pub(super) fn postgres(pool: PgPool) -> Self {
-        Self::start(Postgres(pool), PG_WRITERS)
+        Self::start(Postgres(pool))
     }
 
     /// Starts the writer on SQLite's one-connection write pool.
     pub(super) fn sqlite(writer: SqlitePool) -> Self {
-        Self::start(Sqlite(writer), 1)
+        Self::start(Sqlite(writer))
     }
 
-    fn start(database: impl Commit, writers: usize) -> Self {
-        let queues = (0..writers)
-            .map(|_| {
-                let (queue, waiting) = mpsc::channel(QUEUE);
-                tokio::spawn(write(database.clone(), waiting));
-                queue
-            })
-            .collect();
-        Self { queues }
+    fn start(database: impl Commit) -> Self {
+        let (queue, waiting) = mpsc::channel(QUEUE);
+        tokio::spawn(write(database, waiting));
+        Self { queue }
     }
 
-    /// Queues a message for the next batch of its room's writer and
+    /// Queues a message for the next batch and
     /// returns once it is queued (see `RoomLog::submit_message`).
     pub(super) async fn submit(
         &self,
@@ -140,8 +136,7 @@ impl GroupCommit {
             },
             reply,
         };
-        let writer = (room.0.as_u128() % self.queues.len() as u128) as usize;
-        self.queues[writer]
+        self.queue
             .send(pending)
             .await
             .map_err(|_| Error::Database(sqlx::Error::PoolClosed))?;
@@ -149,7 +144,7 @@ impl GroupCommit {
     }
 }
 
-/// One writer: takes what has gathered, commits it, answers each append.
+/// The writer: takes what has gathered, commits it, answers each append.
 async fn write(database: impl Commit, mut waiting: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -196,7 +191,6 @@ enum Outcome {
     NotMember,
 }
 
-#[derive(Clone)]
 struct Postgres(PgPool);
 
 impl Commit for Postgres {
@@ -206,7 +200,14 @@ impl Commit for Postgres {
 }
 
 async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Result<Appended>>> {
-    let mut tx = pool.begin().await?;
+    // Generic plans: left to choose, PostgreSQL planned each of the batch's
+    // statements anew at every bind (custom plans for its arrays), 40 % of
+    // a batch's time in the database. Their plans do not depend on the
+    // values (key lookups, and `unnest` of the batch). `SET LOCAL` rides
+    // on the `BEGIN`'s round trip and ends with the transaction.
+    let mut tx = pool
+        .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+        .await?;
     let mut rooms: Vec<Uuid> = batch.iter().map(|p| p.room.0).collect();
     rooms.sort_unstable();
     rooms.dedup();
@@ -338,7 +339,6 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Re
     Ok(answers)
 }
 
-#[derive(Clone)]
 struct Sqlite(SqlitePool);
 
 impl Commit for Sqlite {
