@@ -14,10 +14,14 @@
 //!                     one node (ours: over --users 100 accounts): memory per
 //!                     connection, connects per second
 //! chat-bench all      every workload with its defaults
+//! chat-bench store    the store alone, no gateway: appends over --rooms 200
+//!                     of --members 10 at --rates 2000,5000,10000 per second
+//!                     (--step-secs 10), PostgreSQL and SQLite
 //!
 //! Each writes its tables (`<command>.md`) and charts (`<workload>.png`) to
 //! --out (default target/bench) and prints the tables.
-//! chat-bench smoke    a few seconds against `chat`: checks the tool works (CI)
+//! chat-bench smoke    a few seconds against `chat`, and of the store alone on
+//!                     SQLite: checks the tool works (CI)
 //!
 //! common: [--systems ours-sqlite,ours-pg,ws,socketio] [--step-secs 5]
 //!         [--server-cpus 0]   pin the servers (`taskset -c`); run the
@@ -33,6 +37,7 @@ mod proto;
 mod receiver;
 mod report;
 mod rooms;
+mod store;
 mod system;
 
 use std::fmt::Write as _;
@@ -263,6 +268,25 @@ async fn run() -> Result<()> {
         return Ok(());
     }
     match args.command.as_str() {
+        "store" => {
+            let plan = store::Plan {
+                rooms: args.rooms.unwrap_or(200),
+                members: args.members.unwrap_or(10),
+                rates: args
+                    .rates
+                    .clone()
+                    .unwrap_or_else(|| vec![2000, 5000, 10_000]),
+                step: args.step.unwrap_or(Duration::from_secs(10)),
+                body_len: 100,
+            };
+            let mut results = Vec::new();
+            for kind in systems(&[Kind::OursPostgres, Kind::OursSqlite]) {
+                eprintln!("chat-bench: the store alone on {}", kind.name());
+                let steps = store::run(kind, &plan, &tag).await;
+                results.push((kind, steps.with_context(|| kind.name())?));
+            }
+            println!("{}", store::table(&plan, &results));
+        }
         "smoke" => {
             let workload = Workload::Fanout {
                 plan: fanout::Plan {
@@ -282,9 +306,29 @@ async fn run() -> Result<()> {
                     }
                 }
             }
+            let plan = store::Plan {
+                rooms: 5,
+                members: 3,
+                rates: vec![200],
+                step: Duration::from_secs(1),
+                body_len: 100,
+            };
+            let results = vec![(
+                Kind::OursSqlite,
+                store::run(Kind::OursSqlite, &plan, &tag).await?,
+            )];
+            println!("{}", store::table(&plan, &results));
+            let offered = |rate: u32| u64::from(rate) * plan.step.as_secs();
+            if results[0]
+                .1
+                .iter()
+                .any(|s| s.failed > 0 || s.appended != offered(s.rate))
+            {
+                bail!("smoke: the store alone did not append every message");
+            }
         }
         other => bail!(
-            "unknown command {other:?}: fanout, cross, rooms, all or smoke; \
+            "unknown command {other:?}: fanout, cross, rooms, all, store or smoke; \
              see the top of bench/src/main.rs"
         ),
     }

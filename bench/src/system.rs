@@ -357,13 +357,13 @@ impl System {
 }
 
 /// The PostgreSQL server the benchmark's databases live on.
-fn admin_url() -> String {
+pub fn admin_url() -> String {
     std::env::var("BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// Runs `statements` on the server's `postgres` database.
-async fn administer(statements: &[&str]) -> Result<()> {
+pub async fn administer(statements: &[&str]) -> Result<()> {
     use sqlx::{Connection, Executor};
     let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", admin_url())).await?;
     for statement in statements {
@@ -413,7 +413,7 @@ fn free_addr() -> Result<SocketAddr> {
 /// CPU seconds of the PostgreSQL backends connected to `database`: each
 /// names its database in its title (`postgres: <user> <database> <client>
 /// <state>`).
-fn backends_cpu_seconds(database: &str) -> f64 {
+pub fn backends_cpu_seconds(database: &str) -> f64 {
     let needle = format!(" {database} ");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
@@ -431,7 +431,7 @@ fn backends_cpu_seconds(database: &str) -> f64 {
 }
 
 /// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
+pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let Some((_, rest)) = stat.rsplit_once(')') else {
         return 0.0;
