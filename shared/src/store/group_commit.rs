@@ -5,21 +5,21 @@
 //! membership, insert, commit) and a WAL flush, on SQLite an fsync. At
 //! thousands of sends per second that is the database's whole budget. Here
 //! every append in the process joins one queue, and one writer takes
-//! whatever has gathered (up to [`MAX_BATCH`]) into one transaction: on PostgreSQL
-//! five round trips (lock the batch's rooms, check membership and
+//! whatever has gathered (up to [`MAX_BATCH`]) into one transaction: on
+//! PostgreSQL five round trips (lock the batch's rooms, check membership and
 //! client_ids, insert every event and bump every seq in one statement,
 //! commit), on SQLite one fsync. Under load a batch holds many appends;
 //! alone, an append takes about as long as before.
 //!
 //! One writer, not several: a second one halves the batches, not the work.
 //! Each batch costs the database about the same whatever its size, so two
-//! writers committing back to back took a quarter more of the database's
-//! CPU (and a tenth more of the gateway's) for the same appends, with no
-//! shorter waits (BENCHMARKS.md, run 12). The queue also keeps each room's
-//! appends in the order they were submitted.
+//! writers committing back to back used 35–45 % more of the database's CPU
+//! for the same appends, with no shorter waits (BENCHMARKS.md, run 12).
+//! The one queue also keeps each room's appends in the order they were
+//! submitted.
 //!
-//! The contract is `RoomLog::append_message`'s: seqs are gap-free because each is taken from `rooms.last_seq`
-//! under that row's lock, held until the commit; a `(room, sender,
+//! The contract is `RoomLog::append_message`'s: seqs are gap-free because
+//! each is taken from `rooms.last_seq` under that row's lock, held until the commit; a `(room, sender,
 //! client_id)` is stored once because it is looked up under the same lock
 //! (and twice in one batch, the later copies answer with the first); and
 //! membership is read after the lock, so a kick that committed first is
@@ -117,8 +117,8 @@ impl GroupCommit {
         Self { queue }
     }
 
-    /// Queues a message for the next batch and
-    /// returns once it is queued (see `RoomLog::submit_message`).
+    /// Queues a message for the next batch and returns once it is queued
+    /// (see `RoomLog::submit_message`).
     pub(super) async fn submit(
         &self,
         room: RoomId,
