@@ -269,7 +269,7 @@ async fn run() -> Result<()> {
     }
     match args.command.as_str() {
         "store" => {
-            let plan = store::Plan {
+            let plan = rooms::Plan {
                 rooms: args.rooms.unwrap_or(200),
                 members: args.members.unwrap_or(10),
                 rates: args
@@ -306,7 +306,7 @@ async fn run() -> Result<()> {
                     }
                 }
             }
-            let plan = store::Plan {
+            let plan = rooms::Plan {
                 rooms: 5,
                 members: 3,
                 rates: vec![200],

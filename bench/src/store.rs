@@ -1,8 +1,8 @@
 //! The store alone: message appends at a fixed rate straight into
 //! `RoomLog::submit_message` (the group commit), with no gateway, sockets
-//! or bus in the way. What an append costs the database, and how long its
-//! batch takes, apart from everything else the servers do: the workload to
-//! change the commit against (BENCHMARKS.md, run 12).
+//! or bus in the way. What an append costs the database, and how long it
+//! waits for its answer, apart from everything else the servers do: the
+//! workload to change the commit against (BENCHMARKS.md, run 12).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -15,19 +15,11 @@ use chat_shared::store::{self, NewRoom, NewUser, Store};
 use hdrhistogram::Histogram;
 
 use crate::measure::{histogram, percentiles_ms};
+use crate::rooms::Plan;
 use crate::system::{self, Kind};
 
 /// An append that has not been answered by then counts as failed.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The shape of the run: `rooms` of `members`, appends spread over them.
-pub struct Plan {
-    pub rooms: usize,
-    pub members: usize,
-    pub rates: Vec<u32>,
-    pub step: Duration,
-    pub body_len: usize,
-}
 
 /// One rate step's figures.
 pub struct Step {
