@@ -7,6 +7,13 @@
 //! instead of one write (and one wake-up of its writer) per event; an
 //! event that finds its room quiet for an interval goes out at once.
 //!
+//! Whatever is waiting for it (commands, bus deliveries) is handled as one
+//! batch, and the bus subscription changes the batch calls for are made
+//! at its end, in one round trip: a crowd connecting at once costs a few
+//! round trips to Redis, not one per connection and room. What must wait
+//! for a subscription (answering an attach, asking who is online in a new
+//! room) waits for the batch's.
+//!
 //! It owns all routing state, so no lock is ever shared with connections;
 //! they speak to it through [`Hub`], and it answers by pushing into their
 //! outboxes without waiting. Store reads (gap repair, head checks) run in
@@ -38,6 +45,9 @@ pub type SessionKey = u64;
 
 /// Events read per store page while repairing a gap.
 const REPAIR_PAGE: u32 = 500;
+
+/// Most commands, or bus deliveries, handled as one batch.
+const BATCH: usize = 512;
 
 /// A handle to the hub task, cheap to clone.
 #[derive(Clone)]
@@ -102,6 +112,7 @@ impl Hub {
             users: HashMap::new(),
             deadlines: BTreeSet::new(),
             reports,
+            pending: Pending::default(),
         };
         tokio::spawn(task.run(commands_rx, deliveries, reports_rx));
         Self { commands }
@@ -308,6 +319,19 @@ struct HubTask {
     /// Gap and fan-out deadlines, soonest first.
     deadlines: BTreeSet<(Instant, RoomId, Due)>,
     reports: mpsc::Sender<Report>,
+    pending: Pending,
+}
+
+/// What a batch changes in the bus subscription, and what waits for it.
+/// A topic is in at most one of the two sets: the net change.
+#[derive(Default)]
+struct Pending {
+    subscribe: HashSet<Topic>,
+    unsubscribe: HashSet<Topic>,
+    /// Attaches, answered once routed: subscribed to their topics.
+    attached: Vec<oneshot::Sender<()>>,
+    /// Rooms new here, whose presence query goes out once subscribed.
+    queries: Vec<RoomId>,
 }
 
 impl HubTask {
@@ -321,24 +345,42 @@ impl HubTask {
         head_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beat = tokio::time::interval(self.timing.presence_beat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.subscribe(Topic::Presence).await;
+        self.subscribe(Topic::Presence);
+        self.apply_subscriptions().await;
+        let mut command_batch = Vec::with_capacity(BATCH);
+        let mut delivery_batch = Vec::with_capacity(BATCH);
         loop {
             let next_deadline = self.deadlines.first().map(|(at, _, _)| *at);
+            // Whatever is waiting is handled as one batch, whose bus
+            // subscription changes are then made in one round trip: a
+            // reconnect storm costs a round trip per batch, not one per
+            // connection and room, and deliveries never queue behind
+            // thousands of them.
             tokio::select! {
-                command = commands.recv() => match command {
-                    Some(command) => self.on_command(command).await,
-                    None => return,
-                },
-                Some(delivery) = deliveries.recv() => self.on_delivery(delivery).await,
-                Some(report) = reports.recv() => self.on_report(report).await,
+                count = commands.recv_many(&mut command_batch, BATCH) => {
+                    if count == 0 {
+                        return;
+                    }
+                    for command in command_batch.drain(..) {
+                        self.on_command(command);
+                    }
+                }
+                // Zero only once the subscription has gone (at shutdown).
+                1.. = deliveries.recv_many(&mut delivery_batch, BATCH) => {
+                    for delivery in delivery_batch.drain(..) {
+                        self.on_delivery(delivery);
+                    }
+                }
+                Some(report) = reports.recv() => self.on_report(report),
                 () = sleep_until(next_deadline) => self.on_deadlines(),
                 _ = head_check.tick() => self.check_heads(),
                 _ = beat.tick() => self.beat(),
             }
+            self.apply_subscriptions().await;
         }
     }
 
-    async fn on_command(&mut self, command: Command) {
+    fn on_command(&mut self, command: Command) {
         match command {
             Command::Attach {
                 key,
@@ -350,7 +392,7 @@ impl HubTask {
                 let first_of_user = self.users.entry(user).or_default().is_empty();
                 self.users.entry(user).or_default().insert(key);
                 if first_of_user {
-                    self.subscribe(Topic::User(user)).await;
+                    self.subscribe(Topic::User(user));
                 }
                 self.sessions.insert(
                     key,
@@ -368,7 +410,7 @@ impl HubTask {
                         .get(&room)
                         .and_then(|feed| feed.sequencer.head())
                         .is_some_and(|released| released > head);
-                    self.add_follower(key, room, head).await;
+                    self.add_follower(key, room, head);
                     if behind {
                         if let Some(session) = self.sessions.get(&key) {
                             session.outbox.push(Outbound::Follow {
@@ -379,10 +421,11 @@ impl HubTask {
                         }
                     }
                 }
-                let _ = attached.send(());
+                // Answered once its topics are subscribed (the batch's end).
+                self.pending.attached.push(attached);
                 self.greet_presence(key, user);
             }
-            Command::Detach { key } => self.detach(key).await,
+            Command::Detach { key } => self.detach(key),
             Command::Follow {
                 key,
                 room,
@@ -401,20 +444,20 @@ impl HubTask {
                     synced,
                 });
                 let _ = queued.send(());
-                self.add_follower(key, room, after).await;
+                self.add_follower(key, room, after);
             }
             Command::Committed {
                 room,
                 seq,
                 frame,
                 trace,
-            } => self.offer(room, seq, frame, trace).await,
+            } => self.offer(room, seq, frame, trace),
         }
     }
 
     /// Adds `key` to `room`'s followers, subscribing the room on the bus if
     /// it is the first, and seeding the room's head when still unknown.
-    async fn add_follower(&mut self, key: SessionKey, room: RoomId, head: i64) {
+    fn add_follower(&mut self, key: SessionKey, room: RoomId, head: i64) {
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -427,17 +470,12 @@ impl HubTask {
             feed.sequencer.advance_to(head);
         }
         if is_new {
-            self.subscribe(Topic::Room(room)).await;
-            // Who is online here, on the other gateways?
-            let query = PresenceMessage::PresenceQuery {
-                gateway: self.presence.gateway,
-            };
-            self.publisher
-                .publish(Topic::Room(room), presence_bytes(&query));
+            self.subscribe(Topic::Room(room));
+            self.pending.queries.push(room);
         }
     }
 
-    async fn detach(&mut self, key: SessionKey) {
+    fn detach(&mut self, key: SessionKey) {
         let Some(session) = self.sessions.remove(&key) else {
             return;
         };
@@ -449,23 +487,23 @@ impl HubTask {
             keys.remove(&key);
             if keys.is_empty() {
                 self.users.remove(&session.user);
-                self.unsubscribe(Topic::User(session.user)).await;
+                self.unsubscribe(Topic::User(session.user));
             }
         }
         for room in session.rooms {
-            self.remove_follower(room, key, session.user).await;
+            self.remove_follower(room, key, session.user);
         }
     }
 
-    async fn remove_follower(&mut self, room: RoomId, key: SessionKey, user: UserId) {
+    fn remove_follower(&mut self, room: RoomId, key: SessionKey, user: UserId) {
         if let Some(feed) = self.rooms.get_mut(&room) {
             feed.followers.remove(key, user);
         }
-        self.forget_if_unfollowed(room).await;
+        self.forget_if_unfollowed(room);
     }
 
     /// Drops a room nobody here follows any more, and its subscription.
-    async fn forget_if_unfollowed(&mut self, room: RoomId) {
+    fn forget_if_unfollowed(&mut self, room: RoomId) {
         if self
             .rooms
             .get(&room)
@@ -481,7 +519,7 @@ impl HubTask {
                     }
                 }
             }
-            self.unsubscribe(Topic::Room(room)).await;
+            self.unsubscribe(Topic::Room(room));
         }
     }
 
@@ -512,20 +550,61 @@ impl HubTask {
         true
     }
 
-    async fn subscribe(&self, topic: Topic) {
-        if let Err(e) = self.subscriber.subscribe(&[topic]).await {
-            // The head check and the next `Resumed` recover what this costs.
-            tracing::warn!(error = %e, %topic, "bus subscribe failed");
+    /// Marks `topic` to be subscribed at the end of this batch (or, if it
+    /// was to be unsubscribed, keeps it as it is).
+    fn subscribe(&mut self, topic: Topic) {
+        if !self.pending.unsubscribe.remove(&topic) {
+            self.pending.subscribe.insert(topic);
         }
     }
 
-    async fn unsubscribe(&self, topic: Topic) {
-        if let Err(e) = self.subscriber.unsubscribe(&[topic]).await {
-            tracing::warn!(error = %e, %topic, "bus unsubscribe failed");
+    /// Marks `topic` to be unsubscribed at the end of this batch (or, if
+    /// it was to be subscribed, never subscribes it).
+    fn unsubscribe(&mut self, topic: Topic) {
+        if !self.pending.subscribe.remove(&topic) {
+            self.pending.unsubscribe.insert(topic);
         }
     }
 
-    async fn on_delivery(&mut self, delivery: Delivery) {
+    /// Makes the batch's subscription changes, one round trip each way,
+    /// and then does what waited for them.
+    async fn apply_subscriptions(&mut self) {
+        let Pending {
+            subscribe,
+            unsubscribe,
+            attached,
+            queries,
+        } = std::mem::take(&mut self.pending);
+        if !unsubscribe.is_empty() {
+            let topics: Vec<Topic> = unsubscribe.into_iter().collect();
+            if let Err(e) = self.subscriber.unsubscribe(&topics).await {
+                tracing::warn!(error = %e, count = topics.len(), "bus unsubscribe failed");
+            }
+        }
+        if !subscribe.is_empty() {
+            let topics: Vec<Topic> = subscribe.into_iter().collect();
+            if let Err(e) = self.subscriber.subscribe(&topics).await {
+                // The head check and the next `Resumed` recover what this costs.
+                tracing::warn!(error = %e, count = topics.len(), "bus subscribe failed");
+            }
+        }
+        for attached in attached {
+            let _ = attached.send(());
+        }
+        for room in queries {
+            // Who is online here, on the other gateways? Asked once
+            // subscribed, so that the answers are heard.
+            if self.rooms.contains_key(&room) {
+                let query = PresenceMessage::PresenceQuery {
+                    gateway: self.presence.gateway,
+                };
+                self.publisher
+                    .publish(Topic::Room(room), presence_bytes(&query));
+            }
+        }
+    }
+
+    fn on_delivery(&mut self, delivery: Delivery) {
         let (topic, payload) = match delivery {
             Delivery::Message { topic, payload } => (topic, payload),
             Delivery::Resumed => {
@@ -555,20 +634,20 @@ impl HubTask {
                 // in the log: sequencing it would drop it as a duplicate.
                 Some(seq) if route.kind != "read" => {
                     let trace = telemetry::bus_receive(room, seq, traceparent.as_deref());
-                    self.offer(room, seq, payload, trace).await
+                    self.offer(room, seq, payload, trace)
                 }
                 // Typing, read markers: ephemeral, no order to keep.
                 _ => {
                     self.fan_out(room, |outbox| outbox.push(Outbound::Frame(payload.clone())));
                 }
             },
-            Topic::User(user) => self.on_user_message(user, route, payload).await,
+            Topic::User(user) => self.on_user_message(user, route, payload),
             Topic::Presence => {}
         }
     }
 
     /// A message for every connection of `user`.
-    async fn on_user_message(&mut self, user: UserId, route: Route, payload: Bytes) {
+    fn on_user_message(&mut self, user: UserId, route: Route, payload: Bytes) {
         // What the room gathered (a `member_left` of this user, say) goes
         // out before what is said about the room to the user.
         if let Some(room) = route.room_id.or(route.room.as_ref().map(|r| r.id)) {
@@ -598,13 +677,12 @@ impl HubTask {
                     }
                     // A room new to this hub starts at the head the api saw:
                     // the writer reads what came before from the store.
-                    self.add_follower(key, room.id, room.last_seq.max(after))
-                        .await;
+                    self.add_follower(key, room.id, room.last_seq.max(after));
                 }
             }
             ("room_removed", _, Some(room)) => {
                 for key in keys {
-                    self.cut_off(key, room).await;
+                    self.cut_off(key, room);
                 }
             }
             _ => {
@@ -618,14 +696,14 @@ impl HubTask {
     }
 
     /// Stops delivering `room` to connection `key` at once.
-    async fn cut_off(&mut self, key: SessionKey, room: RoomId) {
+    fn cut_off(&mut self, key: SessionKey, room: RoomId) {
         if self.unfollow(key, room) {
-            self.forget_if_unfollowed(room).await;
+            self.forget_if_unfollowed(room);
         }
     }
 
     /// Takes one room event in, from the bus, this gateway, or the store.
-    async fn offer(&mut self, room: RoomId, seq: i64, frame: Bytes, trace: Span) {
+    fn offer(&mut self, room: RoomId, seq: i64, frame: Bytes, trace: Span) {
         let Some(feed) = self.rooms.get_mut(&room) else {
             return;
         };
@@ -635,7 +713,7 @@ impl HubTask {
             self.pace(room);
         }
         // Its last local member may just have left or been removed.
-        self.forget_if_unfollowed(room).await;
+        self.forget_if_unfollowed(room);
         self.arm_gap_timer(room);
     }
 
@@ -797,7 +875,7 @@ impl HubTask {
         });
     }
 
-    async fn on_report(&mut self, report: Report) {
+    fn on_report(&mut self, report: Report) {
         match report {
             Report::Repaired { room, events } => {
                 let Some(feed) = self.rooms.get_mut(&room) else {
@@ -808,7 +886,7 @@ impl HubTask {
                     Ok(events) => {
                         tracing::debug!(%room, count = events.len(), "gap repaired from the store");
                         for (seq, frame) in events {
-                            self.offer(room, seq, frame, Span::none()).await;
+                            self.offer(room, seq, frame, Span::none());
                         }
                     }
                     Err(e) => {

@@ -11,3 +11,4 @@ mod faults;
 mod metrics;
 mod presence;
 mod rooms;
+mod slow_bus;
