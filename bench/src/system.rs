@@ -112,6 +112,13 @@ impl Cpu {
     }
 }
 
+/// The share of one core below which the servers count as quiet.
+const QUIET: f64 = 0.05;
+/// Over how long quiet is judged.
+const QUIET_WINDOW: Duration = Duration::from_millis(500);
+/// Longest [`System::settle`] waits.
+const SETTLE_MAX: Duration = Duration::from_secs(60);
+
 /// Options shared by every start.
 #[derive(Clone, Copy)]
 pub struct Start<'a> {
@@ -334,6 +341,25 @@ impl System {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until the servers are quiet (under [`QUIET`] of a core over
+    /// each [`QUIET_WINDOW`], at most [`SETTLE_MAX`]); returns how long
+    /// that took. Connecting thousands of clients leaves work behind them
+    /// (ours tells each room's members who came online), which would
+    /// otherwise land in the first step's figures.
+    pub async fn settle(&self) -> Duration {
+        let started = Instant::now();
+        let mut before = self.cpu();
+        while started.elapsed() < SETTLE_MAX {
+            tokio::time::sleep(QUIET_WINDOW).await;
+            let now = self.cpu();
+            if now.since(before).total() < QUIET * QUIET_WINDOW.as_secs_f64() {
+                break;
+            }
+            before = now;
+        }
+        started.elapsed()
     }
 
     /// Whether every process still runs (a crash voids a run).
