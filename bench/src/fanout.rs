@@ -112,12 +112,7 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
         })
     };
 
-    let settled = system.settle().await;
-    eprintln!(
-        "chat-bench: {} members connected; servers quiet {:.1} s later",
-        plan.members,
-        settled.as_secs_f64()
-    );
+    system.settle().await;
     let mut seq = 0u64;
     let mut sent_per_step = Vec::new();
     let mut cpu_per_step = Vec::new();

@@ -116,13 +116,11 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
         .buffered(CONNECTING)
         .try_collect()
         .await?;
-    let settled = system.settle().await;
     eprintln!(
-        "chat-bench: {} rooms of {} connected; servers quiet {:.1} s later",
-        plan.rooms,
-        plan.members,
-        settled.as_secs_f64()
+        "chat-bench: {} rooms of {} connected",
+        plan.rooms, plan.members
     );
+    system.settle().await;
 
     let first = Instant::now() + Duration::from_secs(1);
     let schedule = Arc::new(Schedule {

@@ -344,22 +344,27 @@ impl System {
     }
 
     /// Waits until the servers are quiet (under [`QUIET`] of a core over
-    /// each [`QUIET_WINDOW`], at most [`SETTLE_MAX`]); returns how long
+    /// each [`QUIET_WINDOW`], at most [`SETTLE_MAX`]) and says how long
     /// that took. Connecting thousands of clients leaves work behind them
     /// (ours tells each room's members who came online), which would
     /// otherwise land in the first step's figures.
-    pub async fn settle(&self) -> Duration {
+    pub async fn settle(&self) {
         let started = Instant::now();
         let mut before = self.cpu();
-        while started.elapsed() < SETTLE_MAX {
+        loop {
             tokio::time::sleep(QUIET_WINDOW).await;
             let now = self.cpu();
             if now.since(before).total() < QUIET * QUIET_WINDOW.as_secs_f64() {
-                break;
+                let waited = started.elapsed().as_secs_f64();
+                eprintln!("chat-bench: servers quiet {waited:.1} s after connecting");
+                return;
+            }
+            if started.elapsed() >= SETTLE_MAX {
+                eprintln!("chat-bench: servers still busy after {SETTLE_MAX:?}; starting anyway");
+                return;
             }
             before = now;
         }
-        started.elapsed()
     }
 
     /// Whether every process still runs (a crash voids a run).

@@ -591,15 +591,16 @@ impl HubTask {
         for attached in attached {
             let _ = attached.send(());
         }
-        for room in queries {
+        if !queries.is_empty() {
             // Who is online here, on the other gateways? Asked once
             // subscribed, so that the answers are heard.
-            if self.rooms.contains_key(&room) {
-                let query = PresenceMessage::PresenceQuery {
-                    gateway: self.presence.gateway,
-                };
-                self.publisher
-                    .publish(Topic::Room(room), presence_bytes(&query));
+            let query = presence_bytes(&PresenceMessage::PresenceQuery {
+                gateway: self.presence.gateway,
+            });
+            for room in queries {
+                if self.rooms.contains_key(&room) {
+                    self.publisher.publish(Topic::Room(room), query.clone());
+                }
             }
         }
     }
