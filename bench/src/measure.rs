@@ -29,13 +29,6 @@ pub struct Step {
     pub cpu: Cpu,
 }
 
-impl Step {
-    /// Every message reached every member and p99 stayed under 50 ms.
-    pub fn within_target(&self) -> bool {
-        self.delivered == self.expected && self.latency_ms[1] < 50.0
-    }
-}
-
 /// When each rate step began, in µs since the run's epoch. A message
 /// belongs to the step it was sent in (the last one begun at or before its
 /// send time), however late it arrives: a slow step's tail is not counted

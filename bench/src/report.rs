@@ -23,7 +23,9 @@ pub enum Target {
 impl Target {
     fn met(self, step: &Step) -> bool {
         match self {
-            Target::Delivery { p99_ms } => step.within_target() && step.latency_ms[1] < p99_ms,
+            Target::Delivery { p99_ms } => {
+                step.delivered == step.expected && step.latency_ms[1] < p99_ms
+            }
             Target::Ack { p99_ms } => step.acked == step.sent && step.ack_ms[1] < p99_ms,
         }
     }
@@ -126,11 +128,7 @@ impl Outcome {
         }
         let _ = writeln!(out, "\nhighest rate with {}:", self.target.describe());
         for (kind, steps, rss) in &self.results {
-            let best = steps
-                .iter()
-                .filter(|s| self.target.met(s))
-                .max_by_key(|s| s.rate);
-            let _ = match best {
+            let _ = match self.best(steps) {
                 Some(s) => writeln!(
                     out,
                     "- {}: {} msg/s, {:.0} deliveries/s (peak RSS {} MiB)",
@@ -142,7 +140,58 @@ impl Outcome {
                 None => writeln!(out, "- {}: none of the offered rates", kind.name()),
             };
         }
+        let ratios = self.ratios();
+        if !ratios.is_empty() {
+            let _ = writeln!(out, "\nours against each peer, by those rates:");
+            for line in ratios {
+                let _ = writeln!(out, "- {line}");
+            }
+        }
         out
+    }
+
+    /// The step with the highest rate that met the target.
+    fn best<'a>(&self, steps: &'a [Step]) -> Option<&'a Step> {
+        steps
+            .iter()
+            .filter(|s| self.target.met(s))
+            .max_by_key(|s| s.rate)
+    }
+
+    /// How many times a peer's highest rate within the target each of ours
+    /// reached, as the issue's targets are put (same run, same generator).
+    /// A peer that met none of the rates held less than the lowest offered
+    /// to it, so ours is more than that many times it.
+    fn ratios(&self) -> Vec<String> {
+        let (ours, peers): (Vec<_>, Vec<_>) =
+            self.results.iter().partition(|(kind, _, _)| kind.is_ours());
+        let mut lines = Vec::new();
+        for (kind, steps, _) in &ours {
+            let Some(best) = self.best(steps) else {
+                continue;
+            };
+            let against: Vec<String> = peers
+                .iter()
+                .filter_map(|(peer, peer_steps, _)| {
+                    let ratio = |rate: u32| f64::from(best.rate) / f64::from(rate);
+                    Some(match self.best(peer_steps) {
+                        Some(theirs) => format!("{:.1} × {}", ratio(theirs.rate), peer.name()),
+                        None => {
+                            let lowest = peer_steps.iter().map(|s| s.rate).min()?;
+                            format!(
+                                "more than {:.1} × {} (none of its rates; the lowest was {lowest} msg/s)",
+                                ratio(lowest),
+                                peer.name()
+                            )
+                        }
+                    })
+                })
+                .collect();
+            if !against.is_empty() {
+                lines.push(format!("{}: {}", kind.name(), against.join(", ")));
+            }
+        }
+        lines
     }
 }
 
@@ -204,4 +253,74 @@ pub fn machine() -> String {
 fn database_cell(cpu: Cpu) -> String {
     cpu.database
         .map_or_else(|| "—".to_owned(), |seconds| format!("{seconds:.2}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fan-out step of 1,000 members at `rate` msg/s with this p99.
+    fn step(rate: u32, p99_ms: f64, delivered_share: f64) -> Step {
+        let expected = u64::from(rate) * 5 * 999;
+        Step {
+            rate,
+            sent: u64::from(rate) * 5,
+            acked: u64::from(rate) * 5,
+            expected,
+            delivered: (expected as f64 * delivered_share) as u64,
+            deliveries_per_second: f64::from(rate) * 999.0,
+            latency_ms: [p99_ms / 2.0, p99_ms, p99_ms * 1.2],
+            ack_ms: [1.0, 2.0, 3.0],
+            cpu: Cpu::default(),
+        }
+    }
+
+    #[test]
+    fn the_summary_gives_ours_against_each_peer() {
+        let mut outcome = Outcome::new("fan-out".into(), Target::Delivery { p99_ms: 50.0 });
+        outcome.results = vec![
+            (
+                Kind::OursSqlite,
+                // 700 is under 50 ms but lost messages: it does not count.
+                vec![
+                    step(10, 20.0, 1.0),
+                    step(500, 49.0, 1.0),
+                    step(700, 30.0, 0.99),
+                ],
+                0,
+            ),
+            (Kind::OursPostgres, vec![step(10, 60.0, 1.0)], 0),
+            (
+                Kind::NodeWs,
+                vec![step(10, 15.0, 1.0), step(50, 40.0, 1.0)],
+                0,
+            ),
+            (
+                Kind::SocketIo,
+                vec![step(10, 51.0, 1.0), step(50, 300.0, 1.0)],
+                0,
+            ),
+        ];
+        let table = outcome.table();
+        assert!(table.contains("- chat (SQLite): 500 msg/s"), "{table}");
+        assert!(
+            table.contains(
+                "- chat (SQLite): 10.0 × node ws, more than 50.0 × socket.io \
+                 (none of its rates; the lowest was 10 msg/s)"
+            ),
+            "{table}"
+        );
+        assert_eq!(
+            table.matches("- chat-gateway (PostgreSQL+Redis):").count(),
+            1,
+            "met none of the rates, so only its summary line and no ratio\n{table}"
+        );
+    }
+
+    #[test]
+    fn without_a_peer_there_is_no_ratio() {
+        let mut outcome = Outcome::new("many rooms".into(), Target::Ack { p99_ms: 20.0 });
+        outcome.results = vec![(Kind::OursPostgres, vec![step(2000, 10.0, 1.0)], 0)];
+        assert!(!outcome.table().contains("against each peer"));
+    }
 }

@@ -34,6 +34,11 @@ impl Kind {
         }
     }
 
+    /// Whether this is our system rather than a peer.
+    pub fn is_ours(self) -> bool {
+        matches!(self, Kind::OursSqlite | Kind::OursPostgres)
+    }
+
     pub fn parse(text: &str) -> Result<Self> {
         Ok(match text {
             "ours-sqlite" => Kind::OursSqlite,
