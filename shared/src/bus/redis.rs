@@ -5,7 +5,10 @@
 //! that reconnects by itself, under a short timeout: a send is never held
 //! up by the bus. Each subscriber owns one pub/sub connection, driven by a
 //! task that reconnects with backoff, subscribes again to everything it had,
-//! and then reports [`Delivery::Resumed`].
+//! and then reports [`Delivery::Resumed`]. A Redis that stops answering
+//! (hung, or cut off without a reset) is treated as lost after
+//! [`SUBSCRIBE_TIMEOUT`], so whoever waits for a subscribe (a connection
+//! waiting for its `hello`) waits that long at most.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -22,6 +25,9 @@ use crate::metrics::names;
 
 /// Longest a publish may take before it is abandoned.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest a subscription change, or connecting and subscribing again,
+/// may take before the connection is given up and made anew.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest pause between reconnection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
@@ -185,8 +191,8 @@ impl SubscriptionTask {
         let mut backoff = BACKOFF.0;
         let mut resumed = false;
         loop {
-            match self.connect().await {
-                Ok((sink, stream)) => {
+            match tokio::time::timeout(SUBSCRIBE_TIMEOUT, self.connect()).await {
+                Ok(Ok((sink, stream))) => {
                     backoff = BACKOFF.0;
                     if resumed {
                         tracing::info!("redis subscription restored");
@@ -199,9 +205,10 @@ impl SubscriptionTask {
                         Ended::Lost => tracing::warn!("redis subscription lost; reconnecting"),
                     }
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, ?backoff, "cannot subscribe to redis; retrying")
                 }
+                Err(_) => tracing::warn!(?backoff, "redis did not answer a subscribe; retrying"),
             }
             // While disconnected, requests only change what will be
             // subscribed on reconnect; the `Resumed` that follows tells the
@@ -239,13 +246,21 @@ impl SubscriptionTask {
                 command = self.commands.recv() => {
                     let Some(command) = command else { return Ended::Dropped };
                     self.remember(&command);
-                    let result = if command.subscribe {
-                        sink.subscribe(&command.channels).await
-                    } else {
-                        sink.unsubscribe(&command.channels).await
+                    let change = async {
+                        if command.subscribe {
+                            sink.subscribe(&command.channels).await
+                        } else {
+                            sink.unsubscribe(&command.channels).await
+                        }
+                    };
+                    // Given up, the connection is made anew, and what this
+                    // change asked for is subscribed on the new one.
+                    let result = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, change).await {
+                        Ok(result) => result.map_err(bus_error),
+                        Err(_) => Err(Error::Bus("redis did not answer a subscribe".into())),
                     };
                     let failed = result.is_err();
-                    let _ = command.done.send(result.map_err(bus_error));
+                    let _ = command.done.send(result);
                     if failed {
                         return Ended::Lost;
                     }

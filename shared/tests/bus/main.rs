@@ -234,3 +234,117 @@ async fn redis_subscription_survives_a_killed_connection() {
         .await
         .unwrap();
 }
+
+/// A Redis that stops answering (hung, or cut off without a reset) does not
+/// hold a subscribe for ever: it fails after a bounded wait, and once Redis
+/// answers again the subscription comes back with what was asked for.
+#[tokio::test]
+async fn redis_that_stops_answering_fails_a_subscribe_in_bounded_time() {
+    let proxy = HangingProxy::start().await;
+    let bus = RedisBus::connect(&proxy.url(), &testing::bus_prefix())
+        .await
+        .unwrap();
+    let before = Topic::Room(RoomId::new());
+    let during = Topic::Room(RoomId::new());
+    let (subscriber, mut rx) = bus.subscriber().await.unwrap();
+    subscriber.subscribe(&[before]).await.unwrap();
+
+    proxy.hang(true);
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(WAIT, subscriber.subscribe(&[during]))
+        .await
+        .expect("a subscribe to a Redis that does not answer never returned");
+    assert!(result.is_err(), "a subscribe nobody answered succeeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the subscribe failed only after {:?}",
+        started.elapsed()
+    );
+
+    proxy.hang(false);
+    match tokio::time::timeout(WAIT, rx.recv()).await {
+        Ok(Some(Delivery::Resumed)) => {}
+        other => panic!("expected Resumed, got {other:?}"),
+    }
+    // Both topics are subscribed on the new connection.
+    bus.publish(before, Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    bus.publish(during, Bytes::from_static(b"two"))
+        .await
+        .unwrap();
+    let mut got = vec![next_message(&mut rx).await, next_message(&mut rx).await];
+    got.sort_by_key(|(_, payload)| payload.clone());
+    assert_eq!(
+        got,
+        vec![(before, Bytes::from("one")), (during, Bytes::from("two"))]
+    );
+}
+
+/// A TCP proxy to the test Redis that can stop passing on what clients
+/// send (Redis then never answers), as a hung or unreachable server looks.
+struct HangingProxy {
+    addr: std::net::SocketAddr,
+    hung: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HangingProxy {
+    async fn start() -> Self {
+        use redis::IntoConnectionInfo;
+        let upstream = match testing::redis_url().into_connection_info().unwrap().addr() {
+            redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+            other => panic!("the test Redis is not on TCP: {other:?}"),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hung = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = hung.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(relay(client, server, flag.clone()));
+            }
+        });
+        Self { addr, hung }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    fn hang(&self, hung: bool) {
+        self.hung.store(hung, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Passes bytes both ways, dropping the client's while hung.
+async fn relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    hung: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = async {
+        let mut buf = vec![0; 16 * 1024];
+        loop {
+            match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) if !hung.load(std::sync::atomic::Ordering::SeqCst) => {
+                    if server_write.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    };
+    let down = tokio::io::copy(&mut server_read, &mut client_write);
+    tokio::select! {
+        () = up => {}
+        _ = down => {}
+    }
+}
