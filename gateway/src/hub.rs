@@ -8,11 +8,13 @@
 //! event that finds its room quiet for an interval goes out at once.
 //!
 //! Whatever is waiting for it (commands, bus deliveries) is handled as one
-//! batch, and the bus subscription changes the batch calls for are made
-//! at its end, in one round trip: a crowd connecting at once costs a few
-//! round trips to Redis, not one per connection and room. What must wait
-//! for a subscription (answering an attach, asking who is online in a new
-//! room) waits for the batch's.
+//! batch, and the bus subscription changes the batch calls for are handed
+//! at its end to a task of their own ([`subscriptions`](crate::subscriptions)),
+//! which makes them without the hub waiting: a crowd connecting at once
+//! costs a few round trips to Redis, not one per connection and room, and
+//! a bus slow to subscribe delays no delivery. What must wait for a
+//! subscription (answering an attach, asking who is online in a new room)
+//! waits there.
 //!
 //! It owns all routing state, so no lock is ever shared with connections;
 //! they speak to it through [`Hub`], and it answers by pushing into their
@@ -39,6 +41,7 @@ use crate::metrics::EventMeta;
 use crate::outbox::{Outbound, Outbox};
 use crate::presence::{Change, Presence, PresenceMessage};
 use crate::sequencer::{Gap, Sequencer};
+use crate::subscriptions::{Pending, Subscriptions};
 
 /// Identifies one connection within this gateway.
 pub type SessionKey = u64;
@@ -101,11 +104,15 @@ impl Hub {
         // things (which slows their clients) instead of queueing without end.
         let (commands, commands_rx) = mpsc::channel(4096);
         let (reports, reports_rx) = mpsc::channel(1024);
+        let presence = Presence::new(uuid::Uuid::new_v4());
+        let query = presence_bytes(&PresenceMessage::PresenceQuery {
+            gateway: presence.gateway,
+        });
         let task = HubTask {
-            subscriber,
+            subscriptions: Subscriptions::start(subscriber, publisher.clone(), query),
             store,
             publisher,
-            presence: Presence::new(uuid::Uuid::new_v4()),
+            presence,
             timing,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
@@ -307,7 +314,8 @@ struct RoomRef {
 }
 
 struct HubTask {
-    subscriber: Box<dyn Subscriber>,
+    /// Makes the bus follow what this hub decides.
+    subscriptions: Subscriptions,
     store: Arc<dyn Store>,
     /// For presence announcements and answers.
     publisher: Publisher,
@@ -319,19 +327,8 @@ struct HubTask {
     /// Gap and fan-out deadlines, soonest first.
     deadlines: BTreeSet<(Instant, RoomId, Due)>,
     reports: mpsc::Sender<Report>,
+    /// The bus subscription changes of the batch under way.
     pending: Pending,
-}
-
-/// What a batch changes in the bus subscription, and what waits for it.
-/// A topic is in at most one of the two sets: the net change.
-#[derive(Default)]
-struct Pending {
-    subscribe: HashSet<Topic>,
-    unsubscribe: HashSet<Topic>,
-    /// Attaches, answered once routed: subscribed to their topics.
-    attached: Vec<oneshot::Sender<()>>,
-    /// Rooms new here, whose presence query goes out once subscribed.
-    queries: Vec<RoomId>,
 }
 
 impl HubTask {
@@ -345,16 +342,16 @@ impl HubTask {
         head_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beat = tokio::time::interval(self.timing.presence_beat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.subscribe(Topic::Presence);
-        self.apply_subscriptions().await;
+        self.pending.subscribe(Topic::Presence);
+        self.hand_over_subscriptions();
         let mut command_batch = Vec::with_capacity(BATCH);
         let mut delivery_batch = Vec::with_capacity(BATCH);
         loop {
             let next_deadline = self.deadlines.first().map(|(at, _, _)| *at);
             // Whatever is waiting is handled as one batch, whose bus
-            // subscription changes are then made in one round trip: a
-            // reconnect storm costs a round trip per batch, not one per
-            // connection and room, and deliveries never queue behind
+            // subscription changes are then handed over together: a
+            // reconnect storm costs a round trip per batch at most, not one
+            // per connection and room, and deliveries never queue behind
             // thousands of them.
             tokio::select! {
                 count = commands.recv_many(&mut command_batch, BATCH) => {
@@ -376,7 +373,7 @@ impl HubTask {
                 _ = head_check.tick() => self.check_heads(),
                 _ = beat.tick() => self.beat(),
             }
-            self.apply_subscriptions().await;
+            self.hand_over_subscriptions();
         }
     }
 
@@ -392,7 +389,7 @@ impl HubTask {
                 let first_of_user = self.users.entry(user).or_default().is_empty();
                 self.users.entry(user).or_default().insert(key);
                 if first_of_user {
-                    self.subscribe(Topic::User(user));
+                    self.pending.subscribe(Topic::User(user));
                 }
                 self.sessions.insert(
                     key,
@@ -421,8 +418,7 @@ impl HubTask {
                         }
                     }
                 }
-                // Answered once its topics are subscribed (the batch's end).
-                self.pending.attached.push(attached);
+                self.pending.answer_when_subscribed(attached);
                 self.greet_presence(key, user);
             }
             Command::Detach { key } => self.detach(key),
@@ -470,8 +466,8 @@ impl HubTask {
             feed.sequencer.advance_to(head);
         }
         if is_new {
-            self.subscribe(Topic::Room(room));
-            self.pending.queries.push(room);
+            self.pending.subscribe(Topic::Room(room));
+            self.pending.query_when_subscribed(room);
         }
     }
 
@@ -487,7 +483,7 @@ impl HubTask {
             keys.remove(&key);
             if keys.is_empty() {
                 self.users.remove(&session.user);
-                self.unsubscribe(Topic::User(session.user));
+                self.pending.unsubscribe(Topic::User(session.user));
             }
         }
         for room in session.rooms {
@@ -519,7 +515,7 @@ impl HubTask {
                     }
                 }
             }
-            self.unsubscribe(Topic::Room(room));
+            self.pending.unsubscribe(Topic::Room(room));
         }
     }
 
@@ -550,59 +546,9 @@ impl HubTask {
         true
     }
 
-    /// Marks `topic` to be subscribed at the end of this batch (or, if it
-    /// was to be unsubscribed, keeps it as it is).
-    fn subscribe(&mut self, topic: Topic) {
-        if !self.pending.unsubscribe.remove(&topic) {
-            self.pending.subscribe.insert(topic);
-        }
-    }
-
-    /// Marks `topic` to be unsubscribed at the end of this batch (or, if
-    /// it was to be subscribed, never subscribes it).
-    fn unsubscribe(&mut self, topic: Topic) {
-        if !self.pending.subscribe.remove(&topic) {
-            self.pending.unsubscribe.insert(topic);
-        }
-    }
-
-    /// Makes the batch's subscription changes, one round trip each way,
-    /// and then does what waited for them.
-    async fn apply_subscriptions(&mut self) {
-        let Pending {
-            subscribe,
-            unsubscribe,
-            attached,
-            queries,
-        } = std::mem::take(&mut self.pending);
-        if !unsubscribe.is_empty() {
-            let topics: Vec<Topic> = unsubscribe.into_iter().collect();
-            if let Err(e) = self.subscriber.unsubscribe(&topics).await {
-                tracing::warn!(error = %e, count = topics.len(), "bus unsubscribe failed");
-            }
-        }
-        if !subscribe.is_empty() {
-            let topics: Vec<Topic> = subscribe.into_iter().collect();
-            if let Err(e) = self.subscriber.subscribe(&topics).await {
-                // The head check and the next `Resumed` recover what this costs.
-                tracing::warn!(error = %e, count = topics.len(), "bus subscribe failed");
-            }
-        }
-        for attached in attached {
-            let _ = attached.send(());
-        }
-        if !queries.is_empty() {
-            // Who is online here, on the other gateways? Asked once
-            // subscribed, so that the answers are heard.
-            let query = presence_bytes(&PresenceMessage::PresenceQuery {
-                gateway: self.presence.gateway,
-            });
-            for room in queries {
-                if self.rooms.contains_key(&room) {
-                    self.publisher.publish(Topic::Room(room), query.clone());
-                }
-            }
-        }
+    /// Hands the batch's subscription changes to the task that makes them.
+    fn hand_over_subscriptions(&mut self) {
+        self.subscriptions.submit(std::mem::take(&mut self.pending));
     }
 
     fn on_delivery(&mut self, delivery: Delivery) {

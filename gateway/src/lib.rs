@@ -19,6 +19,7 @@ mod presence;
 mod sends;
 mod sequencer;
 mod session;
+mod subscriptions;
 mod wire;
 mod writers;
 
