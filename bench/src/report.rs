@@ -99,8 +99,8 @@ impl Outcome {
     pub fn table(&self) -> String {
         let mut out = format!(
             "### {}\n\n\
-             | system | offered msg/s | acked/s | ack p50 ms | ack p99 ms | deliveries/s | delivered | p50 ms | p99 ms | p99.9 ms | server CPU s | database CPU s | deliveries per CPU-s |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+             | system | offered msg/s | acked/s | ack p50 ms | ack p99 ms | deliveries/s | delivered | p50 ms | p99 ms | p99.9 ms | server CPU s | database CPU s | deliveries per CPU-s | generator CPU s |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
             self.title
         );
         for (kind, steps, _) in &self.results {
@@ -108,7 +108,7 @@ impl Outcome {
                 let seconds = s.sent as f64 / s.rate.max(1) as f64;
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0} |",
+                    "| {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0} | {:.2} |",
                     kind.name(),
                     s.rate,
                     s.acked as f64 / seconds.max(0.001),
@@ -123,6 +123,7 @@ impl Outcome {
                     database_cell(s.cpu),
                     // The database's work is part of every delivery's cost.
                     s.delivered as f64 / s.cpu.total().max(0.001),
+                    s.cpu.generator,
                 );
             }
         }

@@ -97,6 +97,10 @@ pub struct Cpu {
     pub server: f64,
     /// `None` for a system without a database server of its own.
     pub database: Option<f64>,
+    /// This generator's own seconds: not the system's cost, but a step
+    /// where it is near a whole core measured the generator, not the
+    /// server.
+    pub generator: f64,
 }
 
 impl Cpu {
@@ -113,6 +117,7 @@ impl Cpu {
             database: self
                 .database
                 .map(|now| (now - before.database.unwrap_or(0.0)).max(0.0)),
+            generator: (self.generator - before.generator).max(0.0),
         }
     }
 }
@@ -290,6 +295,7 @@ impl System {
                 .map(|p| cpu_seconds(p.child.id()))
                 .sum(),
             database: self.database.as_deref().map(backends_cpu_seconds),
+            generator: cpu_seconds(std::process::id()),
         }
     }
 
