@@ -23,7 +23,10 @@
 //! chat-bench smoke    a few seconds against `chat`, and of the store alone on
 //!                     SQLite: checks the tool works (CI)
 //!
-//! common: [--systems ours-sqlite,ours-pg,ws,socketio] [--step-secs 5]
+//! common: [--systems ours-sqlite,ours-pg,ours-pg-local,ws,socketio]
+//!         [--step-secs 5]   (ours-pg: chat-api + chat-gateway, PostgreSQL
+//!                           and Redis; ours-pg-local: `chat` on PostgreSQL
+//!                           with the in-process bus, one node)
 //!         [--server-cpus 0]   pin the servers (`taskset -c`); run the
 //!                             generator itself under `taskset -c 1`
 //! ```
@@ -124,9 +127,10 @@ enum Workload {
     Rooms(rooms::Plan),
 }
 
-const EVERY_SYSTEM: [Kind; 4] = [
+const EVERY_SYSTEM: [Kind; 5] = [
     Kind::OursSqlite,
     Kind::OursPostgres,
+    Kind::OursPostgresLocal,
     Kind::NodeWs,
     Kind::SocketIo,
 ];

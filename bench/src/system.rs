@@ -17,6 +17,9 @@ pub enum Kind {
     OursSqlite,
     /// `chat-api` + `chat-gateway`s on PostgreSQL and Redis.
     OursPostgres,
+    /// `chat` on PostgreSQL with the in-process bus: one node, so beside
+    /// `OursPostgres` it shows what the Redis hop costs and what the store.
+    OursPostgresLocal,
     /// `bench/peers/ws-server.mjs`.
     NodeWs,
     /// `bench/peers/socketio-server.mjs` (with the Redis adapter when there
@@ -29,6 +32,7 @@ impl Kind {
         match self {
             Kind::OursSqlite => "chat (SQLite)",
             Kind::OursPostgres => "chat-gateway (PostgreSQL+Redis)",
+            Kind::OursPostgresLocal => "chat (PostgreSQL)",
             Kind::NodeWs => "node ws",
             Kind::SocketIo => "socket.io",
         }
@@ -36,22 +40,28 @@ impl Kind {
 
     /// Whether this is our system rather than a peer.
     pub fn is_ours(self) -> bool {
-        matches!(self, Kind::OursSqlite | Kind::OursPostgres)
+        matches!(
+            self,
+            Kind::OursSqlite | Kind::OursPostgres | Kind::OursPostgresLocal
+        )
     }
 
     pub fn parse(text: &str) -> Result<Self> {
         Ok(match text {
             "ours-sqlite" => Kind::OursSqlite,
             "ours-pg" => Kind::OursPostgres,
+            "ours-pg-local" => Kind::OursPostgresLocal,
             "ws" => Kind::NodeWs,
             "socketio" => Kind::SocketIo,
-            other => bail!("unknown system {other}: ours-sqlite, ours-pg, ws, socketio"),
+            other => {
+                bail!("unknown system {other}: ours-sqlite, ours-pg, ours-pg-local, ws, socketio")
+            }
         })
     }
 
     pub fn protocol(self) -> Protocol {
         match self {
-            Kind::OursSqlite | Kind::OursPostgres => Protocol::Chat,
+            Kind::OursSqlite | Kind::OursPostgres | Kind::OursPostgresLocal => Protocol::Chat,
             Kind::NodeWs => Protocol::Plain,
             Kind::SocketIo => Protocol::SocketIo,
         }
@@ -158,17 +168,21 @@ impl System {
             dir,
         };
         match kind {
-            Kind::OursSqlite => {
+            Kind::OursSqlite | Kind::OursPostgresLocal => {
+                if options.nodes > 1 {
+                    bail!("{} runs as one node, not {}", kind.name(), options.nodes);
+                }
                 let addr = free_addr()?;
-                let process = system.spawn(
-                    "chat",
-                    Command::new(options.bin_dir.join("chat"))
-                        .env("CHAT_ADDR", addr.to_string())
-                        .env("CHAT_DATA_DIR", system.dir.join("data"))
-                        .env("CHAT_WEB_DIR", options.repo.join("web-client"))
-                        .envs(our_limits()),
-                    options.cpus,
-                )?;
+                let mut command = Command::new(options.bin_dir.join("chat"));
+                command
+                    .env("CHAT_ADDR", addr.to_string())
+                    .env("CHAT_DATA_DIR", system.dir.join("data"))
+                    .env("CHAT_WEB_DIR", options.repo.join("web-client"))
+                    .envs(our_limits());
+                if kind == Kind::OursPostgresLocal {
+                    command.env("DATABASE_URL", system.create_database(options.tag).await?);
+                }
+                let process = system.spawn("chat", &mut command, options.cpus)?;
                 system.measured.push(process);
                 system.wait_ready(addr, Some("/readyz")).await?;
                 system.nodes.push(addr);
@@ -204,16 +218,23 @@ impl System {
         Ok(system)
     }
 
-    /// chat-api (a helper: accounts and rooms) and the gateways (measured).
-    async fn start_pool(&mut self, options: &Start<'_>) -> Result<()> {
-        let database = format!("bench_{}", options.tag.replace('-', "_"));
+    /// A new PostgreSQL database for this system, dropped by [`Self::stop`]:
+    /// its url.
+    async fn create_database(&mut self, tag: &str) -> Result<String> {
+        let database = format!("bench_{tag}_{}", kind_slug(self.kind)).replace('-', "_");
         administer(&[
             &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
             &format!("CREATE DATABASE {database}"),
         ])
         .await?;
-        let database_url = format!("{}/{database}", admin_url());
+        let url = format!("{}/{database}", admin_url());
         self.database = Some(database);
+        Ok(url)
+    }
+
+    /// chat-api (a helper: accounts and rooms) and the gateways (measured).
+    async fn start_pool(&mut self, options: &Start<'_>) -> Result<()> {
+        let database_url = self.create_database(options.tag).await?;
         let api = free_addr()?;
         let api_process = self.spawn(
             "chat-api",
@@ -439,6 +460,7 @@ fn kind_slug(kind: Kind) -> &'static str {
     match kind {
         Kind::OursSqlite => "sqlite",
         Kind::OursPostgres => "pg",
+        Kind::OursPostgresLocal => "pg-local",
         Kind::NodeWs => "ws",
         Kind::SocketIo => "socketio",
     }
