@@ -53,23 +53,33 @@ const LOCK_ROOMS: &str = "SELECT id, last_seq FROM rooms WHERE id = ANY($1) ORDE
 /// A room's seq head, asked only to tell a missing room from a non-member.
 const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
 
+// The batch's statements run on generic plans (`commit_postgres`), which
+// know neither the batch's size (an `unnest` of a parameter is guessed at
+// 10 rows) nor, on a table never analysed, the table's: joined to a
+// table, such a guess was hash-joined over a sequential scan of all of it
+// (every membership of every room, for a batch of one). So each statement
+// reaches its rows through a unique index, one lookup per appended row,
+// whatever the sizes (test below). Not `EXISTS`: PostgreSQL may answer that
+// from a hash of the whole table, and with the 10-row guess it does.
+
 /// Per append (by position, from 1): whether the sender is a member, and
 /// the seq its client_id already has, if any. Asked after [`LOCK_ROOMS`],
 /// so it sees every change committed to those rooms.
-const CHECK: &str = "SELECT t.i, m.user_id IS NOT NULL AS member, e.seq AS existing \
-     FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(room_id, sender, client_id, i) \
-     LEFT JOIN room_members m ON m.room_id = t.room_id AND m.user_id = t.sender \
-     LEFT JOIN room_events e ON e.room_id = t.room_id AND e.sender = t.sender \
-         AND e.client_id = t.client_id";
+const CHECK: &str = "SELECT t.i, \
+         COALESCE((SELECT true FROM room_members m \
+             WHERE m.room_id = t.room_id AND m.user_id = t.sender), false) AS member, \
+         (SELECT e.seq FROM room_events e WHERE e.room_id = t.room_id \
+             AND e.sender = t.sender AND e.client_id = t.client_id) AS existing \
+     FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(room_id, sender, client_id, i)";
 
 /// Inserts the batch's new events and moves each room's `last_seq` to its
-/// highest: one statement.
+/// highest (`$10`, by the room's position in `$9`): one statement.
 const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
      INSERT INTO room_events (room_id, seq, id, kind, sender, client_id, body, created_at) \
      SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::uuid[], \
          $6::text[], $7::text[], $8::timestamptz[])) \
-     UPDATE rooms SET last_seq = heads.last_seq \
-     FROM unnest($9::uuid[], $10::int8[]) AS heads(id, last_seq) WHERE rooms.id = heads.id";
+     UPDATE rooms SET last_seq = ($10::int8[])[array_position($9::uuid[], id)] \
+     WHERE id = ANY($9::uuid[])";
 
 /// One message to append.
 struct Append {
@@ -230,8 +240,8 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Re
         )
         .fetch_all(&mut *tx)
         .await?;
-    // (member, existing seq) by position; a join may repeat no row (the
-    // joined keys are unique), but order is not promised.
+    // (member, existing seq) by position: one row per append, in an order
+    // not promised.
     let mut checked: Vec<(bool, Option<i64>)> = vec![(false, None); batch.len()];
     for row in &checks {
         let i: i64 = row.try_get("i")?;
@@ -412,5 +422,58 @@ impl Commit for Sqlite {
         }
         tx.commit().await?;
         Ok(answers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Executor, PgConnection};
+
+    use super::{CHECK, INSERT_AND_BUMP, LOCK_ROOMS};
+    use crate::testing::{Backend, TestDatabase};
+
+    /// How many parameters (`$1`, `$2`, …) a statement takes.
+    fn parameters(statement: &str) -> usize {
+        statement
+            .split('$')
+            .skip(1)
+            .filter_map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The plans the batch runs (generic, as `commit_postgres` sets them)
+    /// on a fresh database, where the planner knows no table's size: no
+    /// statement may read a whole table to find a batch's few rows.
+    #[tokio::test]
+    async fn the_batch_finds_its_rows_by_index_not_by_scanning_tables() {
+        let db = TestDatabase::create(Backend::Postgres).await;
+        drop(db.store().await); // migrates
+        let mut conn = PgConnection::connect(db.url()).await.expect("connecting");
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+            .await
+            .expect("setting the plan mode");
+        for (name, statement) in [
+            ("batch_lock_rooms", LOCK_ROOMS),
+            ("batch_check", CHECK),
+            ("batch_insert_and_bump", INSERT_AND_BUMP),
+        ] {
+            conn.execute(format!("PREPARE {name} AS {statement}").as_str())
+                .await
+                .unwrap_or_else(|e| panic!("preparing {name}: {e}"));
+            let nulls = vec!["NULL"; parameters(statement)].join(", ");
+            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}({nulls})"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("explaining {name}: {e}"));
+            let plan = plan.join("\n");
+            assert!(
+                !plan.contains("Seq Scan"),
+                "{name} reads a whole table:\n{plan}"
+            );
+        }
     }
 }
