@@ -54,13 +54,13 @@ const LOCK_ROOMS: &str = "SELECT id, last_seq FROM rooms WHERE id = ANY($1) ORDE
 const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
 
 // The batch's statements run on generic plans (`commit_postgres`), which
-// know neither the batch's size (an `unnest` of a parameter is guessed at
-// 10 rows) nor, on a table never analysed, the table's: joined to a
-// table, such a guess was hash-joined over a sequential scan of all of it
-// (every membership of every room, for a batch of one). So each statement
-// reaches its rows through a unique index, one lookup per appended row,
-// whatever the sizes (test below). Not `EXISTS`: PostgreSQL may answer that
-// from a hash of the whole table, and with the 10-row guess it does.
+// cannot know the batch's size: an `unnest` of a parameter is guessed at
+// 10 rows. Joined to a table of a few thousand rows, hashing all of it
+// looked cheaper than ten index lookups, so every batch, even of one,
+// read every membership of every room (and every room, to bump one). So
+// each statement reaches its rows through a unique index, one lookup per
+// appended row, whatever the sizes (test below). Not `EXISTS`: PostgreSQL
+// may answer that from a hash of the whole table, and with 10 rows it does.
 
 /// Per append (by position, from 1): whether the sender is a member, and
 /// the seq its client_id already has, if any. Asked after [`LOCK_ROOMS`],
