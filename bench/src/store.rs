@@ -46,11 +46,7 @@ impl Database {
         Ok(match kind {
             Kind::OursPostgres => {
                 let name = format!("bench_store_{tag}");
-                system::administer(&[
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                    &format!("CREATE DATABASE {name}"),
-                ])
-                .await?;
+                system::fresh_database(&name).await?;
                 Database::Postgres(name)
             }
             Kind::OursSqlite => {

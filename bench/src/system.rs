@@ -222,11 +222,7 @@ impl System {
     /// its url.
     async fn create_database(&mut self, tag: &str) -> Result<String> {
         let database = format!("bench_{tag}_{}", kind_slug(self.kind)).replace('-', "_");
-        administer(&[
-            &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-            &format!("CREATE DATABASE {database}"),
-        ])
-        .await?;
+        fresh_database(&database).await?;
         let url = format!("{}/{database}", admin_url());
         self.database = Some(database);
         Ok(url)
@@ -423,6 +419,15 @@ impl System {
 pub fn admin_url() -> String {
     std::env::var("BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Creates the database `name` empty, dropping one a crashed run left.
+pub async fn fresh_database(name: &str) -> Result<()> {
+    administer(&[
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        &format!("CREATE DATABASE {name}"),
+    ])
+    .await
 }
 
 /// Runs `statements` on the server's `postgres` database.
