@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chat_shared::auth::{read_key, TokenScope, TokenVerifier};
 use chat_shared::bus::{self, Bus, Publisher};
-use chat_shared::store::{self, Store};
+use chat_shared::store::{self, Health, Store};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -278,8 +278,14 @@ async fn ready(ctx: &Context) -> Response<Body> {
             r#"{"status":"draining"}"#.into(),
         );
     }
-    match ctx.store.ping().await {
-        Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+    match ctx.store.health().await {
+        Ok(Health::Ready) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+        // Still ready: every instance shares the store, so turning them all
+        // away would add a full outage to a write outage (docs/operations.md).
+        Ok(Health::RefusingWrites(_)) => json(
+            StatusCode::OK,
+            r#"{"status":"degraded","store":"refusing_writes"}"#.into(),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             json(

@@ -19,6 +19,12 @@ pub enum Error {
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The store could not take a write now (its disk is full or
+    /// read-only, its writer stopped, its connection died before the
+    /// commit answered). Nothing was acknowledged; whether the write
+    /// landed is for a retry with the same `client_id` to find out.
+    #[error("the store refused the write: {0}")]
+    Unavailable(String),
     /// A migration failed at start-up.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -44,14 +50,55 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Whether the failure is the database being unreachable or saturated
-    /// (worth a 503 and a retry) rather than a bug.
+    /// Whether the failure is the database being unreachable, saturated or
+    /// out of room (worth a 503 and a retry) rather than a bug.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            Self::Unavailable(_) => true,
             Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-            )
-        )
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => true,
+            Self::Database(sqlx::Error::Database(e)) => {
+                e.code().is_some_and(|c| storage_refused(&c))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error code says the storage refused the work rather
+/// than the statement being wrong. SQLite's codes are numbers (the primary
+/// code is the low byte of an extended one): BUSY, LOCKED, READONLY, IOERR,
+/// FULL, CANTOPEN. PostgreSQL's are SQLSTATEs: connection exceptions (08),
+/// a read-only standby (25006), insufficient resources such as a full disk
+/// (53), an operator's shutdown (57P) and system I/O errors (58).
+fn storage_refused(code: &str) -> bool {
+    match code.parse::<u32>() {
+        Ok(sqlite) => matches!(sqlite & 0xff, 5 | 6 | 8 | 10 | 13 | 14),
+        Err(_) => {
+            ["08", "53", "57P", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || code == "25006"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::storage_refused;
+
+    #[test]
+    fn storage_failures_are_told_from_statement_errors() {
+        // SQLite: SQLITE_FULL, SQLITE_IOERR_WRITE (778), SQLITE_READONLY.
+        for refused in [
+            "13", "778", "8", "5", "53100", "57P01", "58030", "08006", "25006",
+        ] {
+            assert!(storage_refused(refused), "{refused}");
+        }
+        // SQLite: constraint (19), unique (2067); PostgreSQL: unique, syntax.
+        for statement in ["19", "2067", "23505", "42601", "P0001"] {
+            assert!(!storage_refused(statement), "{statement}");
+        }
     }
 }

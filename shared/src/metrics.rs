@@ -78,6 +78,12 @@ pub mod names {
     /// Histogram: message appends committed together by one group commit
     /// (PostgreSQL).
     pub const STORE_BATCH_APPENDS: &str = "chat_store_batch_appends";
+    /// Gauge: 1 while the store refuses writes (the last attempt to commit
+    /// failed, e.g. on a full or read-only disk), 0 once one commits.
+    pub const STORE_WRITES_FAILING: &str = "chat_store_writes_failing";
+    /// Counter: database connections closed because a transaction on them
+    /// did not end cleanly (a failed commit the database rolled back).
+    pub const STORE_CONNECTIONS_DISCARDED: &str = "chat_store_connections_discarded_total";
 
     /// Counter `{method,route,status}`: api requests answered.
     pub const HTTP_REQUESTS: &str = "chat_http_requests_total";
@@ -212,6 +218,16 @@ pub fn rate_limited(scope: &'static str) {
 /// Records the size of one group commit.
 pub fn store_batch(appends: usize) {
     ::metrics::histogram!(names::STORE_BATCH_APPENDS).record(appends as f64);
+}
+
+/// Records whether the store refuses writes.
+pub fn store_writes_failing(failing: bool) {
+    ::metrics::gauge!(names::STORE_WRITES_FAILING).set(if failing { 1.0 } else { 0.0 });
+}
+
+/// Counts one database connection closed for a transaction left in doubt.
+pub fn store_connection_discarded() {
+    ::metrics::counter!(names::STORE_CONNECTIONS_DISCARDED).increment(1);
 }
 
 /// Runs one store call, recording its duration and, when the database

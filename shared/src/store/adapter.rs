@@ -111,9 +111,9 @@ macro_rules! impl_store {
         use $crate::store::adapter::{missing_reference, now, Timestamp};
         use $crate::store::rows::{self, *};
         use $crate::store::{
-            is_unique_violation, ordered_pair, Appended, Credentials, Error, NewRoom, NewUser,
-            Page, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session, SessionStore, Store,
-            UserStore,
+            is_unique_violation, ordered_pair, Appended, Credentials, Error, Health, NewRoom,
+            NewUser, Page, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session,
+            SessionStore, Store, UserStore,
         };
 
         impl $store {
@@ -251,7 +251,7 @@ macro_rules! impl_store {
                     expires_at: token.expires_at,
                     revoked_at: None,
                 };
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin().await?;
                 sqlx::query(INSERT_SESSION)
                     .bind(session.id.0)
                     .bind(user.0)
@@ -278,7 +278,7 @@ macro_rules! impl_store {
                 next: RefreshToken,
             ) -> Result<Rotation> {
                 let at = now();
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin().await?;
                 // Flipping used_at is the linearisation point: of two
                 // concurrent presentations exactly one gets the row.
                 let spent: Option<uuid::Uuid> = sqlx::query_scalar(SPEND_REFRESH_TOKEN)
@@ -369,7 +369,7 @@ macro_rules! impl_store {
         impl RoomStore for $store {
             async fn create_room(&self, new: NewRoom) -> Result<(Room, RoomEvent)> {
                 let at = now();
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin().await?;
                 let row = sqlx::query_as::<_, RoomRow>(INSERT_ROOM)
                     .bind(RoomId::new().0)
                     .bind(new.kind.as_str())
@@ -412,7 +412,7 @@ macro_rules! impl_store {
                 name: String,
                 topic: String,
             ) -> Result<(Room, RoomEvent)> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin().await?;
                 let row = sqlx::query_as::<_, RoomRow>(UPDATE_ROOM)
                     .bind(id.0)
                     .bind(&name)
@@ -463,7 +463,7 @@ macro_rules! impl_store {
                 // transaction (room, members, events) rolls back and it
                 // reads the winner's room on the next pass.
                 for _ in 0..3 {
-                    let mut tx = self.writer().begin().await?;
+                    let mut tx = self.begin().await?;
                     let existing: Option<uuid::Uuid> = sqlx::query_scalar(DIRECT_ROOM_ID)
                         .bind(low.0)
                         .bind(high.0)
@@ -553,7 +553,7 @@ macro_rules! impl_store {
                 by: UserId,
                 role: Role,
             ) -> Result<RoomEvent> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin().await?;
                 Self::lock_room(&mut tx, room).await?;
                 let banned: Option<i32> = sqlx::query_scalar(IS_BANNED)
                     .bind(room.0)
@@ -588,7 +588,7 @@ macro_rules! impl_store {
                 by: UserId,
                 reason: LeaveReason,
             ) -> Result<RoomEvent> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin().await?;
                 Self::lock_room(&mut tx, room).await?;
                 let removed = sqlx::query(DELETE_MEMBER)
                     .bind(room.0)
@@ -611,7 +611,7 @@ macro_rules! impl_store {
                 by: UserId,
                 role: Role,
             ) -> Result<Vec<RoomEvent>> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin().await?;
                 Self::lock_room(&mut tx, room).await?;
                 let previous_owner: Option<uuid::Uuid> = if role == Role::Owner {
                     sqlx::query_scalar(ROOM_OWNER)
@@ -658,7 +658,7 @@ macro_rules! impl_store {
                 by: UserId,
                 reason: String,
             ) -> Result<Option<RoomEvent>> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin().await?;
                 Self::lock_room(&mut tx, room).await?;
                 let banned = sqlx::query(INSERT_BAN)
                     .bind(room.0)
@@ -800,9 +800,29 @@ macro_rules! impl_store {
 
         $crate::store::adapter::metered! {
         impl Store for $store {
-            async fn ping(&self) -> Result<()> {
+            async fn health(&self) -> Result<Health> {
                 sqlx::query("SELECT 1").execute(self.reader()).await?;
-                Ok(())
+                if self.writes.failing().is_none() {
+                    return Ok(Health::Ready);
+                }
+                let probe = async {
+                    let mut tx = self.begin().await?;
+                    sqlx::query(PROBE_WRITE)
+                        .bind(Timestamp(now()))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await
+                };
+                match probe.await {
+                    Ok(()) => {
+                        self.writes.committed();
+                        Ok(Health::Ready)
+                    }
+                    Err(e) => {
+                        self.writes.failed(&e.to_string());
+                        Ok(Health::RefusingWrites(e.to_string()))
+                    }
+                }
             }
         }
         }

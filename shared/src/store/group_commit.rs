@@ -25,10 +25,14 @@
 //! membership is read after the lock, so a kick that committed first is
 //! seen. On PostgreSQL rooms are locked in id order, so two batches cannot
 //! deadlock; SQLite has one writer, which serialises everything anyway.
-//! Nobody hears of an append before its transaction commits.
+//! Nobody hears of an append before its transaction commits, and a batch
+//! whose commit failed is answered `Unavailable` as a whole: its
+//! connection is closed if the transaction did not end cleanly, and the
+//! next batch reads everything anew (`durability`).
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -37,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::adapter::{now, Timestamp};
+use super::durability::{WriteHealth, SQLITE_BEGIN};
 use super::rows::{event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, IS_MEMBER, NEXT_SEQ};
 use super::{message_body, Appended, Error, Result, Submitted};
 use crate::model::{EventId, RoomEvent, RoomId, UserId};
@@ -99,12 +104,14 @@ struct Pending {
 }
 
 /// How one database commits a batch: per append, its answer, in order; an
-/// `Err` means nothing of the batch was stored.
+/// `Err` means the batch's commit was not confirmed: nothing of it was
+/// stored, or (the connection died while `COMMIT` was on its way) nobody
+/// can know, and a retry with the same client_id finds out.
 trait Commit: Send + Sync + 'static {
     fn commit(
         &self,
         batch: &[Append],
-    ) -> impl Future<Output = sqlx::Result<Vec<Result<Appended>>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Result<Appended>>>> + Send;
 }
 
 /// The queue every append of one store joins.
@@ -115,18 +122,18 @@ pub(super) struct GroupCommit {
 impl GroupCommit {
     /// Starts the writer on a PostgreSQL pool; it stops when this is
     /// dropped.
-    pub(super) fn postgres(pool: PgPool) -> Self {
-        Self::start(Postgres(pool))
+    pub(super) fn postgres(pool: PgPool, health: Arc<WriteHealth>) -> Self {
+        Self::start(Postgres(pool), health)
     }
 
     /// Starts the writer on SQLite's one-connection write pool.
-    pub(super) fn sqlite(writer: SqlitePool) -> Self {
-        Self::start(Sqlite(writer))
+    pub(super) fn sqlite(writer: SqlitePool, health: Arc<WriteHealth>) -> Self {
+        Self::start(Sqlite(writer), health)
     }
 
-    fn start(database: impl Commit) -> Self {
+    fn start(database: impl Commit, health: Arc<WriteHealth>) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(write(database, waiting));
+        tokio::spawn(write(database, health, waiting));
         Self { queue }
     }
 
@@ -152,24 +159,26 @@ impl GroupCommit {
         self.queue
             .send(pending)
             .await
-            .map_err(|_| Error::Database(sqlx::Error::PoolClosed))?;
+            .map_err(|_| Error::Unavailable("the store's writer stopped".into()))?;
         Ok(Submitted::new(answer))
     }
 }
 
 /// The writer: takes what has gathered, commits it, answers each append.
-async fn write(database: impl Commit, mut waiting: mpsc::Receiver<Pending>) {
+async fn write(
+    database: impl Commit,
+    health: Arc<WriteHealth>,
+    mut waiting: mpsc::Receiver<Pending>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
         crate::metrics::store_batch(batch.len());
         let (appends, replies): (Vec<Append>, Vec<_>) =
             batch.drain(..).map(|p| (p.append, p.reply)).unzip();
-        let committed = crate::metrics::store_call("commit_batch", async {
-            database.commit(&appends).await.map_err(Error::Database)
-        })
-        .await;
+        let committed = crate::metrics::store_call("commit_batch", database.commit(&appends)).await;
         match committed {
             Ok(outcomes) => {
+                health.committed();
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A caller that stopped waiting (its client left) has
                     // its message stored all the same; a retry finds it.
@@ -177,13 +186,14 @@ async fn write(database: impl Commit, mut waiting: mpsc::Receiver<Pending>) {
                 }
             }
             Err(e) => {
-                // Nothing of the batch was stored: each caller gets the
-                // failure, and a retry with the same client_id is safe.
+                // Not one append of the batch is acknowledged: each caller
+                // is told to retry with the same client_id, which finds
+                // the truth if the commit landed after all.
                 tracing::warn!(error = %e, appends = appends.len(), "group commit failed");
                 let message = e.to_string();
+                health.failed(&message);
                 for reply in replies {
-                    let failure = sqlx::Error::Io(std::io::Error::other(message.clone()));
-                    let _ = reply.send(Err(Error::Database(failure)));
+                    let _ = reply.send(Err(Error::Unavailable(message.clone())));
                 }
             }
         }
@@ -207,8 +217,8 @@ enum Outcome {
 struct Postgres(PgPool);
 
 impl Commit for Postgres {
-    async fn commit(&self, batch: &[Append]) -> sqlx::Result<Vec<Result<Appended>>> {
-        commit_postgres(&self.0, batch).await
+    async fn commit(&self, batch: &[Append]) -> Result<Vec<Result<Appended>>> {
+        Ok(commit_postgres(&self.0, batch).await?)
     }
 }
 
@@ -358,8 +368,8 @@ impl Commit for Sqlite {
     /// One statement at a time, in process: the writer connection is the
     /// only one, so what each append checks cannot change before the
     /// commit, and a later copy of a client_id finds the earlier one.
-    async fn commit(&self, batch: &[Append]) -> sqlx::Result<Vec<Result<Appended>>> {
-        let mut tx = self.0.begin().await?;
+    async fn commit(&self, batch: &[Append]) -> Result<Vec<Result<Appended>>> {
+        let mut tx = self.0.begin_with(SQLITE_BEGIN).await?;
         let ts = now();
         let mut answers = Vec::with_capacity(batch.len());
         for append in batch {

@@ -8,6 +8,7 @@
 //! records them commit together.
 
 mod adapter;
+mod durability;
 mod group_commit;
 mod postgres;
 mod rows;
@@ -125,7 +126,7 @@ impl Submitted {
     pub async fn answer(self) -> Result<Appended> {
         self.0
             .await
-            .unwrap_or(Err(Error::Database(sqlx::Error::PoolClosed)))
+            .unwrap_or_else(|_| Err(Error::Unavailable("the store's writer stopped".into())))
     }
 }
 
@@ -282,11 +283,25 @@ pub trait RoomLog: Send + Sync {
     async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<i64>;
 }
 
+/// What the store can do now, for `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// It answers and takes writes.
+    Ready,
+    /// It answers reads, but writes fail (a full or read-only disk): sends
+    /// are refused as `unavailable` until one commits again. The string
+    /// is the database's last word on it.
+    RefusingWrites(String),
+}
+
 /// The whole store, as the binaries hold it.
 #[async_trait]
 pub trait Store: UserStore + SessionStore + RoomStore + RoomLog {
-    /// Checks that the database answers (for `/readyz`).
-    async fn ping(&self) -> Result<()>;
+    /// Checks that the database answers (an error if it does not) and
+    /// whether it takes writes. While writes are failing this tries one
+    /// (a one-row update), so the answer turns `Ready` as soon as the
+    /// disk has room again, traffic or not.
+    async fn health(&self) -> Result<Health>;
 }
 
 /// Opens the store named by `url` (`postgres://…` or `sqlite://…`), creating

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use super::durability::{self, WriteHealth, POSTGRES_BEGIN};
 use super::group_commit::GroupCommit;
 
 /// The store on PostgreSQL.
@@ -15,6 +16,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Every message append of this store goes through here.
     appends: Arc<GroupCommit>,
+    /// Whether writes are failing, for `health`.
+    writes: Arc<WriteHealth>,
 }
 
 impl PgStore {
@@ -23,11 +26,22 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            .after_release(durability::settled)
             .connect(url)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        let appends = Arc::new(GroupCommit::postgres(pool.clone()));
-        Ok(Self { pool, appends })
+        let writes = Arc::new(WriteHealth::default());
+        let appends = Arc::new(GroupCommit::postgres(pool.clone(), writes.clone()));
+        Ok(Self {
+            pool,
+            appends,
+            writes,
+        })
+    }
+
+    /// Begins a write transaction (see `durability`).
+    async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool.begin_with(POSTGRES_BEGIN).await
     }
 
     fn reader(&self) -> &PgPool {

@@ -14,6 +14,9 @@ use crate::model::{
     SessionId, User, UserId,
 };
 
+/// The write `Store::health` tries while writes are failing.
+pub(super) const PROBE_WRITE: &str = "UPDATE write_probe SET checked_at = $1 WHERE id = 1";
+
 pub(super) const INSERT_USER: &str =
     "INSERT INTO users (id, username, display_name, password_hash, created_at) \
      VALUES ($1, $2, $3, $4, $5)";

@@ -5,6 +5,10 @@
 //! `SQLITE_BUSY`, and that queue is what serialises seq allocation. Reads use
 //! a separate pool and, in WAL mode, never wait for the writer. One process
 //! owns the file.
+//!
+//! A write that fails leaves nothing behind on the writer connection: see
+//! `durability` for how a failed `COMMIT` on a full disk is kept from
+//! passing for a committed one.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,6 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::durability::{self, WriteHealth, SQLITE_BEGIN};
 use super::group_commit::GroupCommit;
 
 /// The store on SQLite.
@@ -24,6 +29,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Every message append of this store goes through here.
     appends: Arc<GroupCommit>,
+    /// Whether writes are failing, for `health`.
+    writes: Arc<WriteHealth>,
 }
 
 impl SqliteStore {
@@ -44,6 +51,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(durability::settled)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
@@ -51,12 +59,19 @@ impl SqliteStore {
             .max_connections(readers.max(1))
             .connect_with(options.read_only(true))
             .await?;
-        let appends = Arc::new(GroupCommit::sqlite(writer.clone()));
+        let writes = Arc::new(WriteHealth::default());
+        let appends = Arc::new(GroupCommit::sqlite(writer.clone(), writes.clone()));
         Ok(Self {
             reader,
             writer,
             appends,
+            writes,
         })
+    }
+
+    /// Begins a write transaction (see `durability`).
+    async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.writer.begin_with(SQLITE_BEGIN).await
     }
 
     fn reader(&self) -> &SqlitePool {

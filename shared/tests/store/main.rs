@@ -38,6 +38,7 @@ macro_rules! conformance {
     };
 }
 
+mod commit_failures;
 mod direct;
 mod log;
 mod rooms;

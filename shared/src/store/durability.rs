@@ -1,0 +1,97 @@
+//! What keeps a failed write from passing for a committed one, and what the
+//! store says about its writes while they fail.
+//!
+//! sqlx counts each connection's open transactions itself, and a `begin` on
+//! a connection it counts as inside one becomes a `SAVEPOINT`. When the
+//! database ends a transaction on its own, the count goes wrong: SQLite
+//! rolls the whole transaction back when a statement or the `COMMIT` fails
+//! with `SQLITE_FULL` or `SQLITE_IOERR`, so the `ROLLBACK` sqlx sends when
+//! the transaction is dropped fails ("no transaction is active") and the
+//! count stays at one. The connection went back to the pool like that, the
+//! next write's `begin` became a `SAVEPOINT` (which, outside a transaction,
+//! opens one), and after the next failed statement sqlx's `ROLLBACK TO`
+//! left that transaction open under a count of one again. From then on every
+//! "commit" was the `RELEASE` of a nested savepoint: each batch answered
+//! from the writer's own uncommitted view, was acknowledged, and was lost
+//! when the connection closed (issue 25: 2,851 acknowledged sends on a full
+//! disk).
+//!
+//! Three rules close it, on both stores:
+//! - every write transaction begins with an explicit statement ([`BEGIN`] of
+//!   each adapter), which sqlx refuses to nest and the database refuses
+//!   inside an open transaction, so a connection in doubt fails the write
+//!   instead of nesting it;
+//! - a connection that comes back to a pool still counted inside a
+//!   transaction is closed, not reused ([`settled`]): closing it ends
+//!   whatever the database still holds open for it, and the pool opens a
+//!   fresh one for the next write;
+//! - the group commit keeps nothing between batches: each batch reads the
+//!   rooms' heads, memberships and client_ids anew under its lock.
+
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::Connection;
+
+/// How a PostgreSQL write transaction begins.
+pub(super) const POSTGRES_BEGIN: &str = "BEGIN";
+
+/// How a SQLite write transaction begins: `IMMEDIATE` takes the write lock
+/// at once, so a transaction never finds it taken halfway through.
+pub(super) const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
+
+/// The pools' `after_release` check: keeps a connection only if it is
+/// certainly outside any transaction. The ping first runs whatever
+/// rollback the dropped transaction queued, so a rollback that worked
+/// counts as settled.
+pub(super) fn settled<C: Connection>(
+    conn: &mut C,
+    _: PoolConnectionMetadata,
+) -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        conn.ping().await?;
+        let settled = !conn.is_in_transaction();
+        if !settled {
+            tracing::warn!(
+                "closing a database connection whose transaction did not end cleanly; \
+                 the next write opens a fresh one"
+            );
+            crate::metrics::store_connection_discarded();
+        }
+        Ok(settled)
+    })
+}
+
+/// Whether the store's writes are failing: set when a batch of appends
+/// fails to commit, cleared when one commits or a probe write does.
+#[derive(Debug, Default)]
+pub(super) struct WriteHealth {
+    /// Why the last write failed, while no write has committed since.
+    failing: Mutex<Option<String>>,
+}
+
+impl WriteHealth {
+    /// Records a committed write.
+    pub(super) fn committed(&self) {
+        let mut failing = self.failing.lock().expect("write health lock");
+        if failing.take().is_some() {
+            tracing::info!("the store takes writes again");
+            crate::metrics::store_writes_failing(false);
+        }
+    }
+
+    /// Records a write that failed with `error`.
+    pub(super) fn failed(&self, error: &str) {
+        let mut failing = self.failing.lock().expect("write health lock");
+        if failing.is_none() {
+            crate::metrics::store_writes_failing(true);
+        }
+        *failing = Some(error.to_owned());
+    }
+
+    /// Why writes are failing, if they are.
+    pub(super) fn failing(&self) -> Option<String> {
+        self.failing.lock().expect("write health lock").clone()
+    }
+}
