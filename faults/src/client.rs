@@ -172,6 +172,9 @@ pub struct Books {
     pub retry_mismatches: u64,
     /// Connections this client made.
     pub connects: u64,
+    /// When sends were refused as `unavailable` (the store could not
+    /// commit); each is retried with the same client_id.
+    pub refused: Vec<Instant>,
 }
 
 impl Books {
@@ -449,6 +452,7 @@ impl Session {
             }
             // Errors on sends (`rate_limited`, `unavailable`) are retried by
             // the resend timer with the same client_id.
+            "error" if frame["code"] == "unavailable" => books.refused.push(Instant::now()),
             _ => {}
         }
         Ok(())

@@ -1,7 +1,9 @@
 //! `chat-faults`: the fault suite. Starts the real pool (PostgreSQL, Redis,
 //! `chat-api`, three `chat-gateway`s, nginx), drives it with many clients,
 //! breaks one thing per scenario, checks that no acknowledged event was
-//! lost, duplicated or reordered, and prints a table.
+//! lost, duplicated or reordered; then does the same to the embedded
+//! default (`chat` on SQLite) for the scenarios it has parts for, and
+//! prints one table.
 //!
 //! ```text
 //! chat-faults [--only a,b] [--seconds N] [--clients N] [--rooms N] [--rate N]
@@ -15,6 +17,7 @@ mod pool;
 mod proxy;
 mod report;
 mod scenario;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use pool::{Pool, PoolOptions};
-use scenario::{Load, Suite, SCENARIOS};
+use scenario::{Load, Outcome, Suite, EMBEDDED_SCENARIOS, SCENARIOS};
 
 struct Args {
     only: Vec<String>,
@@ -61,7 +64,11 @@ fn parse_args() -> Result<Args> {
     if args.load.duration < Duration::from_secs(15) {
         bail!("--seconds must be at least 15: the faults are scheduled over 15 s");
     }
-    if let Some(unknown) = args.only.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .find(|n| !SCENARIOS.contains(&n.as_str()) && !EMBEDDED_SCENARIOS.contains(&n.as_str()))
+    {
         bail!(
             "no scenario named {unknown}; they are {}",
             SCENARIOS.join(", ")
@@ -89,29 +96,70 @@ async fn run() -> Result<bool> {
         .context("repository root")?
         .to_owned();
     let started = Instant::now();
-    let pool = Pool::start(
-        &repo,
-        &PoolOptions {
-            gateways: 3,
-            outbound_queue: 256,
-            nginx_conf: args
-                .nginx_conf
-                .clone()
-                .unwrap_or_else(|| repo.join("deploy/nginx.conf")),
-        },
-    )
-    .await?;
+    let mut outcomes = Vec::new();
+    let mut kept_logs = Vec::new();
+    let wanted = |list: &[&'static str]| -> Vec<&'static str> {
+        list.iter()
+            .copied()
+            .filter(|name| args.only.is_empty() || args.only.iter().any(|n| n == name))
+            .collect()
+    };
+    let scaled = wanted(SCENARIOS);
+    if !scaled.is_empty() {
+        let pool = Pool::start(
+            &repo,
+            &PoolOptions {
+                gateways: 3,
+                outbound_queue: 256,
+                nginx_conf: args
+                    .nginx_conf
+                    .clone()
+                    .unwrap_or_else(|| repo.join("deploy/nginx.conf")),
+            },
+        )
+        .await?;
+        run_suite(pool, &args.load, &scaled, &mut outcomes, &mut kept_logs).await?;
+    }
+    let embedded = wanted(EMBEDDED_SCENARIOS);
+    if !embedded.is_empty() {
+        let pool = Pool::start_embedded().await?;
+        run_suite(pool, &args.load, &embedded, &mut outcomes, &mut kept_logs).await?;
+    }
+    let table = report::render(&outcomes);
+    println!(
+        "\n{} clients, {} rooms, {} messages/s, {} s per scenario; suite took {:.0} s\n\n{table}",
+        args.load.clients,
+        args.load.rooms,
+        args.load.rate,
+        args.load.duration.as_secs(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &args.report {
+        std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
+    }
+    for logs in &kept_logs {
+        eprintln!("chat-faults: logs kept in {}", logs.display());
+    }
+    Ok(outcomes.iter().all(|o| o.failures.is_empty()))
+}
+
+/// Runs `scenarios` against one deployment, adding their outcomes; its
+/// logs are removed if every one passed, else kept and named.
+async fn run_suite(
+    pool: Pool,
+    load: &Load,
+    scenarios: &[&'static str],
+    outcomes: &mut Vec<Outcome>,
+    kept_logs: &mut Vec<PathBuf>,
+) -> Result<()> {
     eprintln!(
-        "chat-faults: pool up in {:.1} s; logs in {}",
-        started.elapsed().as_secs_f64(),
+        "chat-faults: {:?} up; logs in {}",
+        pool.shape,
         pool.dir.join("logs").display()
     );
-    let mut suite = Suite::start(pool, args.load.clone()).await?;
-    let mut outcomes = Vec::new();
-    for name in SCENARIOS.iter().copied() {
-        if !args.only.is_empty() && !args.only.iter().any(|n| n == name) {
-            continue;
-        }
+    let mut suite = Suite::start(pool, load.clone()).await?;
+    let mut passed = true;
+    for name in scenarios.iter().copied() {
         let began = Instant::now();
         let outcome = suite
             .run(name)
@@ -129,28 +177,15 @@ async fn run() -> Result<bool> {
         for failure in &outcome.failures {
             eprintln!("  {failure}");
         }
+        passed &= outcome.failures.is_empty();
         outcomes.push(outcome);
     }
-    let table = report::render(&outcomes);
-    println!(
-        "\n{} clients, {} rooms, {} messages/s, {} s per scenario; suite took {:.0} s\n\n{table}",
-        args.load.clients,
-        args.load.rooms,
-        args.load.rate,
-        args.load.duration.as_secs(),
-        started.elapsed().as_secs_f64()
-    );
-    if let Some(path) = &args.report {
-        std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let passed = outcomes.iter().all(|o| o.failures.is_empty());
+    let dir = suite.pool.dir.clone();
+    drop(suite);
     if passed {
-        let _ = std::fs::remove_dir_all(&suite.pool.dir);
+        let _ = std::fs::remove_dir_all(&dir);
     } else {
-        eprintln!(
-            "chat-faults: logs kept in {}",
-            suite.pool.dir.join("logs").display()
-        );
+        kept_logs.push(dir.join("logs"));
     }
-    Ok(passed)
+    Ok(())
 }

@@ -1,8 +1,11 @@
-//! The system under test as real processes on loopback: a private
-//! PostgreSQL instance and redis-server (so they can be stopped, frozen and
-//! restarted without touching anyone else's), one `chat-api`, several
-//! `chat-gateway`s, and nginx running `deploy/nginx.conf`. Every process
-//! logs to a file in the suite's directory; nothing outlives the suite.
+//! The system under test as real processes on loopback, in one of two
+//! shapes: the scaled pool (a private PostgreSQL instance and redis-server,
+//! so they can be stopped, frozen and restarted without touching anyone
+//! else's, one `chat-api`, several `chat-gateway`s, and nginx running
+//! `deploy/nginx.conf`), or the embedded default (one `chat` on SQLite).
+//! Either way the store's data lives on a tmpfs of its own when the suite
+//! runs as root, so storage scenarios can fill it. Every process logs to a
+//! file in the suite's directory; nothing outlives the suite.
 
 use std::collections::HashMap;
 use std::fs;
@@ -16,6 +19,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Pid, User};
 
 use crate::proxy::FaultProxy;
+use crate::storage::Tmpfs;
 
 /// Settings the gateways run with: short intervals so faults are detected
 /// and repaired within a scenario.
@@ -199,21 +203,52 @@ pub fn free_port() -> Result<u16> {
 /// The whole deployment.
 pub struct Pool {
     pub dir: PathBuf,
-    pub postgres: Service,
-    pub postgres_url: String,
-    pub redis: Service,
-    pub redis_url: String,
+    /// Which shape this is (names the suite's rows in the report).
+    pub shape: Shape,
+    /// The scaled pool's PostgreSQL; `None` in the embedded shape.
+    postgres: Option<Service>,
+    /// Where the store keeps its data: the private PostgreSQL or SQLite.
+    pub database: Database,
+    /// The filesystem the store's data lives on (root only).
+    pub storage: Option<Tmpfs>,
+    redis: Option<Service>,
+    redis_url: Option<String>,
     /// Between the api and PostgreSQL.
-    pub db_proxy: FaultProxy,
+    db_proxy: Option<FaultProxy>,
+    /// `chat-api`, or `chat` itself in the embedded shape.
     pub api: Service,
+    /// The `chat-gateway`s; none in the embedded shape, where `api` holds
+    /// the sockets.
     pub gateways: Vec<Service>,
-    pub nginx: Service,
-    /// nginx's address: where clients connect.
+    nginx: Option<Service>,
+    /// nginx's address (or `chat`'s): where clients connect.
     pub entry: SocketAddr,
     /// Between some clients and nginx.
     pub client_proxy: FaultProxy,
     http: reqwest::Client,
 }
+
+/// The two deployments the suite runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// PostgreSQL, Redis, `chat-api`, gateways, nginx.
+    Scaled,
+    /// One `chat` on SQLite with the in-process bus.
+    Embedded,
+}
+
+/// The store's database, to read straight after a scenario.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// A PostgreSQL URL, not through any proxy.
+    Postgres(String),
+    /// The SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// How big the store's tmpfs is to begin with: room for the suite's
+/// traffic many times over, and for PostgreSQL's WAL segments.
+const STORAGE_MIB: u64 = 256;
 
 /// Knobs of the pool.
 pub struct PoolOptions {
@@ -237,7 +272,7 @@ impl Pool {
         let logs = dir.join("logs");
         fs::create_dir_all(&logs)?;
 
-        let (postgres, postgres_url) = start_postgres(&dir, &logs).await?;
+        let (postgres, postgres_url, storage) = start_postgres(&dir, &logs).await?;
         let redis_port = free_port()?;
         let mut redis = Service::new(
             "redis",
@@ -360,18 +395,103 @@ impl Pool {
 
         Ok(Self {
             dir,
-            postgres,
-            postgres_url,
-            redis,
-            redis_url,
-            db_proxy,
+            shape: Shape::Scaled,
+            postgres: Some(postgres),
+            database: Database::Postgres(postgres_url),
+            storage,
+            redis: Some(redis),
+            redis_url: Some(redis_url),
+            db_proxy: Some(db_proxy),
             api,
             gateways,
-            nginx,
+            nginx: Some(nginx),
             entry,
             client_proxy,
             http,
         })
+    }
+
+    /// Starts the embedded default, `chat` on SQLite with its data dir on
+    /// a tmpfs of its own (as root), and waits for its `/readyz`.
+    pub async fn start_embedded() -> Result<Self> {
+        let bin_dir = std::env::current_exe()?
+            .parent()
+            .context("the suite's own directory")?
+            .to_owned();
+        let dir = std::env::temp_dir().join(format!("chat-faults-{}-embedded", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let logs = dir.join("logs");
+        fs::create_dir_all(&logs)?;
+        let data = dir.join("data");
+        fs::create_dir_all(&data)?;
+        let storage = if nix::unistd::geteuid().is_root() {
+            Some(Tmpfs::mount(&data, STORAGE_MIB)?)
+        } else {
+            None
+        };
+        let entry: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let mut chat = Service::new("chat", Some(entry), vec![bin(&bin_dir, "chat")?], &logs)
+            .env("CHAT_ADDR", entry.to_string())
+            .env("CHAT_DATA_DIR", data.display().to_string())
+            .env("CHAT_AUTH_RATE_PER_MINUTE", "100000")
+            .env("CHAT_AUTH_RATE_BURST", "10000")
+            .env("CHAT_ACCESS_TOKEN_TTL", "2h")
+            .env(
+                "CHAT_HEARTBEAT_INTERVAL",
+                format!("{}s", HEARTBEAT.as_secs()),
+            )
+            .env("CHAT_OUTBOUND_QUEUE", "256")
+            .env("CHAT_SHUTDOWN_GRACE", "5s")
+            .env("CHAT_LOG", "info");
+        chat.start()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        wait_ready(&http, &mut chat, Duration::from_secs(60)).await?;
+        let client_proxy = FaultProxy::start(entry).await?;
+        Ok(Self {
+            dir,
+            shape: Shape::Embedded,
+            postgres: None,
+            database: Database::Sqlite(data.join("chat.db")),
+            storage,
+            redis: None,
+            redis_url: None,
+            db_proxy: None,
+            api: chat,
+            gateways: Vec::new(),
+            nginx: None,
+            entry,
+            client_proxy,
+            http,
+        })
+    }
+
+    /// The private PostgreSQL (scaled pool only).
+    pub fn postgres(&mut self) -> Result<&mut Service> {
+        self.postgres
+            .as_mut()
+            .context("this scenario needs the scaled pool's PostgreSQL")
+    }
+
+    /// The Redis URL (scaled pool only).
+    pub fn redis_url(&self) -> Result<&str> {
+        self.redis_url
+            .as_deref()
+            .context("this scenario needs the scaled pool's Redis")
+    }
+
+    /// The proxy between the api and PostgreSQL (scaled pool only).
+    pub fn db_proxy(&self) -> Result<&FaultProxy> {
+        self.db_proxy
+            .as_ref()
+            .context("this scenario needs the scaled pool's database proxy")
+    }
+
+    /// The processes holding client sockets: the gateways, or `chat`.
+    fn socket_holders(&mut self) -> impl Iterator<Item = &mut Service> {
+        let api = self.gateways.is_empty().then_some(&mut self.api);
+        self.gateways.iter_mut().chain(api)
     }
 
     /// Every HTTP service (api, gateways) that is running answers
@@ -403,7 +523,7 @@ impl Pool {
         match which {
             Which::Api => &mut self.api,
             Which::Gateway(i) => &mut self.gateways[i],
-            Which::Redis => &mut self.redis,
+            Which::Redis => self.redis.as_mut().expect("the scaled pool has Redis"),
         }
     }
 
@@ -412,12 +532,13 @@ impl Pool {
     /// label pairs that must all be present.
     pub async fn gateway_metric(&mut self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let mut total = 0.0;
-        for gateway in &mut self.gateways {
+        let http = self.http.clone();
+        for gateway in self.socket_holders() {
             let Some(addr) = gateway.addr else { continue };
             if !gateway.is_running() {
                 continue;
             }
-            let Ok(response) = self.http.get(format!("http://{addr}/metrics")).send().await else {
+            let Ok(response) = http.get(format!("http://{addr}/metrics")).send().await else {
                 continue;
             };
             let text = response.text().await.unwrap_or_default();
@@ -426,11 +547,11 @@ impl Pool {
         total
     }
 
-    /// The largest resident set among the gateways, in KiB.
-    pub fn peak_gateway_rss_kib(&self) -> u64 {
-        self.gateways
-            .iter()
-            .filter_map(Service::rss_kib)
+    /// The largest resident set among the processes holding sockets, in
+    /// KiB.
+    pub fn peak_gateway_rss_kib(&mut self) -> u64 {
+        self.socket_holders()
+            .filter_map(|s| s.rss_kib())
             .max()
             .unwrap_or(0)
     }
@@ -438,8 +559,9 @@ impl Pool {
     /// Every panic line in any log.
     pub fn panics(&self) -> Vec<String> {
         let mut all = Vec::new();
-        for service in [&self.api, &self.nginx, &self.redis]
+        for service in [Some(&self.api), self.nginx.as_ref(), self.redis.as_ref()]
             .into_iter()
+            .flatten()
             .chain(self.gateways.iter())
         {
             all.extend(
@@ -455,7 +577,10 @@ impl Pool {
     /// A superuser connection straight to PostgreSQL (not through the proxy).
     pub async fn postgres_admin(&self) -> Result<sqlx::PgConnection> {
         use sqlx::Connection;
-        Ok(sqlx::PgConnection::connect(&self.postgres_url).await?)
+        let Database::Postgres(url) = &self.database else {
+            bail!("this scenario needs the scaled pool's PostgreSQL");
+        };
+        Ok(sqlx::PgConnection::connect(url).await?)
     }
 }
 
@@ -463,7 +588,7 @@ impl Drop for Pool {
     /// Stops the pool from the front: nginx, gateways and api before the
     /// services they use.
     fn drop(&mut self) {
-        let mut order: Vec<&mut Service> = vec![&mut self.nginx];
+        let mut order: Vec<&mut Service> = self.nginx.iter_mut().collect();
         order.extend(self.gateways.iter_mut());
         order.push(&mut self.api);
         for service in order {
@@ -615,11 +740,17 @@ async fn wait_ready(http: &reqwest::Client, service: &mut Service, within: Durat
 }
 
 /// initdb + postgres on a free port, as the `postgres` user when run as
-/// root (PostgreSQL refuses to run as root).
-async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String)> {
+/// root (PostgreSQL refuses to run as root), with its data directory on a
+/// tmpfs of its own when root.
+async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String, Option<Tmpfs>)> {
     let bin_dir = postgres_bin_dir()?;
     let data = dir.join("pg");
     fs::create_dir_all(&data)?;
+    let storage = if nix::unistd::geteuid().is_root() {
+        Some(Tmpfs::mount(&data, STORAGE_MIB)?)
+    } else {
+        None
+    };
     let run_as = if nix::unistd::geteuid().is_root() {
         let user = User::from_name("postgres")?.context("no postgres user to run PostgreSQL as")?;
         nix::unistd::chown(dir, Some(user.uid), Some(user.gid))?;
@@ -681,6 +812,7 @@ async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String)> {
     Ok((
         postgres,
         format!("postgres://postgres@127.0.0.1:{port}/chat"),
+        storage,
     ))
 }
 

@@ -9,16 +9,17 @@ use crate::scenario::Outcome;
 pub fn render(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| scenario | sent | acked | unknown | deliveries | lost | duplicated | out of order | \
+        "| system | scenario | sent | acked | unknown | deliveries | lost | duplicated | out of order | \
          retries (same seq) | worst catch-up | peak gateway RSS | result |\n",
     );
     out.push_str(
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for o in outcomes {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {}/{} | {} | {} | {} | {}/{} | {:.1} s | {} MiB | {} |",
+            "| {} | {} | {} | {} | {} | {}/{} | {} | {} | {} | {}/{} | {:.1} s | {} MiB | {} |",
+            o.system,
             o.name,
             o.sent,
             o.acked,
@@ -43,7 +44,7 @@ pub fn render(outcomes: &[Outcome]) -> String {
         if o.notes.is_empty() && o.failures.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "\n{}:", o.name);
+        let _ = writeln!(out, "\n{}, {}:", o.system, o.name);
         for note in &o.notes {
             let _ = writeln!(out, "- {note}");
         }

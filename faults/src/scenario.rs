@@ -10,12 +10,14 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
 use crate::client::{Account, Client, Command, Rest, Stalled};
-use crate::pool::{Pool, Which, HEARTBEAT};
+use crate::pool::{Database, Pool, Shape, Which, HEARTBEAT};
 use crate::proxy::Mode;
 
 /// One row of the report.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// The deployment it ran on: the scaled pool or the embedded `chat`.
+    pub system: &'static str,
     pub name: &'static str,
     pub sent: usize,
     pub acked: usize,
@@ -71,12 +73,25 @@ pub const SCENARIOS: &[&str] = &[
     "client-half-open",
     "stalled-reader",
     "api-killed-after-commit",
+    "disk-full",
 ];
+
+/// The scenarios of the embedded default (`chat` on SQLite): the others
+/// break parts it does not have.
+pub const EMBEDDED_SCENARIOS: &[&str] = &["baseline", "disk-full"];
+
+/// How long a full disk stays full.
+const DISK_FULL_HOLD: Duration = Duration::from_secs(6);
+/// How soon after the disk grows sends must commit again.
+const DISK_RECOVERY: Duration = Duration::from_secs(5);
 
 /// How late an acknowledged event may reach a member after the fault.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
 /// Memory a gateway may reach under this load before we call it unbounded.
 const RSS_LIMIT_KIB: u64 = 256 * 1024;
+/// The same for `chat`, which also hashes the suite's passwords: argon2id
+/// takes 19 MiB a hash, and the allocator keeps those arenas.
+const EMBEDDED_RSS_LIMIT_KIB: u64 = 512 * 1024;
 
 pub struct Suite {
     pub pool: Pool,
@@ -88,6 +103,16 @@ pub struct Suite {
     load: Load,
     _stop: watch::Sender<bool>,
     peak_rss_kib: u64,
+    /// When the disk-full scenario filled the disk and when it grew it, and
+    /// what `/readyz` said in between.
+    disk: Option<DiskFull>,
+}
+
+/// What the disk-full scenario saw while it held the disk full.
+struct DiskFull {
+    full_at: Instant,
+    grown_at: Instant,
+    readyz_degraded: bool,
 }
 
 impl Suite {
@@ -134,6 +159,7 @@ impl Suite {
             load,
             _stop: stop,
             peak_rss_kib: 0,
+            disk: None,
         };
         // Everyone connected and resumed before the first scenario.
         let started = Instant::now();
@@ -154,6 +180,10 @@ impl Suite {
         }
         self.peak_rss_kib = 0;
         let mut outcome = Outcome {
+            system: match self.pool.shape {
+                Shape::Scaled => "pool (PostgreSQL)",
+                Shape::Embedded => "chat (SQLite)",
+            },
             name,
             ..Outcome::default()
         };
@@ -190,12 +220,19 @@ impl Suite {
             ));
         }
         self.judge(fault_end, &mut outcome).await?;
+        if let Some(disk) = self.disk.take() {
+            self.judge_disk_full(disk, &mut outcome).await?;
+        }
         if let Some((stalled, closes_before)) = stalled {
             self.judge_stalled(stalled, closes_before, &mut outcome)
                 .await;
         }
         outcome.peak_rss_kib = self.peak_rss_kib;
-        if outcome.peak_rss_kib > RSS_LIMIT_KIB {
+        let limit = match self.pool.shape {
+            Shape::Scaled => RSS_LIMIT_KIB,
+            Shape::Embedded => EMBEDDED_RSS_LIMIT_KIB,
+        };
+        if outcome.peak_rss_kib > limit {
             outcome.failures.push(format!(
                 "a gateway reached {} MiB",
                 outcome.peak_rss_kib / 1024
@@ -248,7 +285,9 @@ impl Suite {
                 }
             }
             "redis-restart" => {
-                self.pool.redis.terminate(Duration::from_secs(5))?;
+                self.pool
+                    .service(Which::Redis)
+                    .terminate(Duration::from_secs(5))?;
                 self.pause(Duration::from_secs(4)).await;
                 self.pool.restart(Which::Redis).await?;
             }
@@ -269,9 +308,9 @@ impl Suite {
                 self.pause(Duration::from_secs(5)).await;
             }
             "postgres-sigstop" => {
-                self.pool.postgres.signal_tree(Signal::SIGSTOP)?;
+                self.pool.postgres()?.signal_tree(Signal::SIGSTOP)?;
                 self.pause(Duration::from_secs(5)).await;
-                self.pool.postgres.signal_tree(Signal::SIGCONT)?;
+                self.pool.postgres()?.signal_tree(Signal::SIGCONT)?;
             }
             "postgres-terminate" => {
                 for _ in 0..2 {
@@ -299,6 +338,7 @@ impl Suite {
             }
             "client-half-open" => self.half_open(outcome).await?,
             "api-killed-after-commit" => self.kill_api_after_commit(outcome).await?,
+            "disk-full" => self.disk_full(outcome).await?,
             other => bail!("no scenario named {other}"),
         }
         let fault_end = Instant::now();
@@ -308,7 +348,7 @@ impl Suite {
     }
 
     async fn redis_command(&self, args: &[&str]) -> Result<i64> {
-        let client = redis::Client::open(self.pool.redis_url.as_str())?;
+        let client = redis::Client::open(self.pool.redis_url()?)?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let mut command = redis::cmd(args[0]);
         for arg in &args[1..] {
@@ -375,23 +415,198 @@ impl Suite {
     /// then killed: each client retries, and must get the original seq.
     async fn kill_api_after_commit(&mut self, outcome: &mut Outcome) -> Result<()> {
         self.pool
-            .db_proxy
+            .db_proxy()?
             .set(Mode::HoldRepliesAfter(b"COMMIT".to_vec()));
         let started = Instant::now();
-        while self.pool.db_proxy.held_connections() < 3
+        while self.pool.db_proxy()?.held_connections() < 3
             && started.elapsed() < Duration::from_secs(5)
         {
             self.pause(Duration::from_millis(50)).await;
         }
         outcome.notes.push(format!(
             "{} commits left unanswered when the api was killed",
-            self.pool.db_proxy.held_connections()
+            self.pool.db_proxy()?.held_connections()
         ));
         self.pool.api.kill();
-        self.pool.db_proxy.set(Mode::Pass);
+        self.pool.db_proxy()?.set(Mode::Pass);
         self.pause(Duration::from_secs(1)).await;
         self.pool.restart(Which::Api).await?;
         Ok(())
+    }
+
+    /// The store's disk fills to the last page under load and stays full
+    /// for a few seconds, then grows: sends are refused (`unavailable`)
+    /// while nothing can commit, and commit again once there is room.
+    async fn disk_full(&mut self, outcome: &mut Outcome) -> Result<()> {
+        if self.pool.storage.is_none() {
+            bail!("the disk-full scenario mounts a tmpfs for the store: run the suite as root");
+        }
+        if let Database::Postgres(_) = self.pool.database {
+            // A fresh WAL segment (16 MiB, allocated now): PostgreSQL stops
+            // with a PANIC when it cannot create the next one, so the
+            // scenario's few seconds of traffic must fit in this one and
+            // meet the full disk where it does in production first: in
+            // extending the tables.
+            let mut admin = self.pool.postgres_admin().await?;
+            sqlx::query("SELECT pg_switch_wal()")
+                .execute(&mut admin)
+                .await?;
+        }
+        let storage = self.pool.storage.as_ref().context("storage")?;
+        let filled = storage.fill()?;
+        let full_at = Instant::now();
+        outcome.notes.push(format!(
+            "the store's disk filled with {} MiB of ballast, held full for {} s",
+            filled >> 20,
+            DISK_FULL_HOLD.as_secs()
+        ));
+        let mut readyz_degraded = false;
+        while full_at.elapsed() < DISK_FULL_HOLD {
+            readyz_degraded |= self.readyz_body().await.contains("degraded");
+            self.pause(Duration::from_millis(250)).await;
+        }
+        self.pool.storage.as_mut().context("storage")?.grow(64)?;
+        self.disk = Some(DiskFull {
+            full_at,
+            grown_at: Instant::now(),
+            readyz_degraded,
+        });
+        Ok(())
+    }
+
+    /// What `/readyz` answers, of every process that writes to the store
+    /// (the api and the gateways, or `chat`), one body after another.
+    async fn readyz_body(&mut self) -> String {
+        let addrs: Vec<_> = std::iter::once(&self.pool.api)
+            .chain(&self.pool.gateways)
+            .filter_map(|s| s.addr)
+            .collect();
+        let mut bodies = String::new();
+        for addr in addrs {
+            if let Ok(response) = reqwest::get(format!("http://{addr}/readyz")).await {
+                bodies.push_str(&response.text().await.unwrap_or_default());
+            }
+        }
+        bodies
+    }
+
+    /// The disk-full scenario's own checks: sends were refused while the
+    /// disk was full, committed again soon after it grew, `/readyz` said
+    /// so; and, with the writers stopped, the database read directly holds
+    /// every acknowledged send at its seq.
+    async fn judge_disk_full(&mut self, disk: DiskFull, outcome: &mut Outcome) -> Result<()> {
+        let (mut refused, mut recovered_at) = (0, None::<Instant>);
+        let mut acked: HashMap<String, (String, i64)> = HashMap::new();
+        for client in &self.clients {
+            let books = client.books();
+            refused += books
+                .refused
+                .iter()
+                .filter(|at| **at >= disk.full_at && **at <= disk.grown_at)
+                .count();
+            for (client_id, (room, seq, at)) in &books.acked {
+                acked.insert(client_id.clone(), (room.clone(), *seq));
+                if *at > disk.grown_at {
+                    recovered_at = Some(recovered_at.map_or(*at, |r| r.min(*at)));
+                }
+            }
+        }
+        outcome.notes.push(format!(
+            "{refused} sends refused (unavailable) while the disk was full; /readyz said {}",
+            if disk.readyz_degraded {
+                "degraded"
+            } else {
+                "ready"
+            }
+        ));
+        if refused == 0 {
+            outcome
+                .failures
+                .push("no send was refused while the disk was full".into());
+        } else if !disk.readyz_degraded {
+            outcome
+                .failures
+                .push("/readyz never said degraded while sends were refused".into());
+        }
+        match recovered_at.map(|at| at.saturating_duration_since(disk.grown_at)) {
+            Some(took) => {
+                outcome.notes.push(format!(
+                    "sends committed again {:.1} s after the disk grew",
+                    took.as_secs_f64()
+                ));
+                if took > DISK_RECOVERY {
+                    outcome.failures.push(format!(
+                        "sends committed again only {took:?} after the disk grew"
+                    ));
+                }
+            }
+            None => outcome
+                .failures
+                .push("no send committed after the disk grew".into()),
+        }
+        let stored = self.stored_with_writers_stopped().await?;
+        let missing: Vec<&String> = acked
+            .iter()
+            .filter(|(client_id, at)| stored.get(*client_id) != Some(*at))
+            .map(|(client_id, _)| client_id)
+            .collect();
+        outcome.notes.push(format!(
+            "{} acknowledged sends, all read back from the database with the writers stopped",
+            acked.len()
+        ));
+        if !missing.is_empty() {
+            outcome.failures.push(format!(
+                "{} acknowledged sends are not in the database at their seq (e.g. {:?})",
+                missing.len(),
+                &missing[..missing.len().min(3)]
+            ));
+        }
+        if let Some(storage) = &self.pool.storage {
+            storage.clear()?;
+        }
+        Ok(())
+    }
+
+    /// Stops every process that writes to the store, reads the suite's
+    /// rooms straight from the database (client_id → room, seq), and
+    /// starts them again.
+    async fn stored_with_writers_stopped(&mut self) -> Result<HashMap<String, (String, i64)>> {
+        for i in 0..self.pool.gateways.len() {
+            self.pool.gateways[i].terminate(Duration::from_secs(15))?;
+        }
+        self.pool.api.terminate(Duration::from_secs(15))?;
+        const MESSAGES: &str = "SELECT client_id, seq FROM room_events              WHERE room_id = $1 AND client_id IS NOT NULL";
+        let mut stored = HashMap::new();
+        for room in &self.rooms {
+            let id: sqlx::types::Uuid = room.parse().context("room id")?;
+            let rows: Vec<(String, i64)> = match &self.pool.database {
+                Database::Postgres(url) => {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(url).await?;
+                    sqlx::query_as(MESSAGES)
+                        .bind(id)
+                        .fetch_all(&mut conn)
+                        .await?
+                }
+                Database::Sqlite(path) => {
+                    use sqlx::Connection;
+                    let url = format!("sqlite://{}", path.display());
+                    let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+                    sqlx::query_as(MESSAGES)
+                        .bind(id)
+                        .fetch_all(&mut conn)
+                        .await?
+                }
+            };
+            for (client_id, seq) in rows {
+                stored.insert(client_id, (room.clone(), seq));
+            }
+        }
+        self.pool.restart(Which::Api).await?;
+        for i in 0..self.pool.gateways.len() {
+            self.pool.restart(Which::Gateway(i)).await?;
+        }
+        Ok(stored)
     }
 
     /// Checks the contract from every client's books.

@@ -802,8 +802,10 @@ macro_rules! impl_store {
         impl Store for $store {
             async fn health(&self) -> Result<Health> {
                 sqlx::query("SELECT 1").execute(self.reader()).await?;
-                if self.writes.failing().is_none() {
-                    return Ok(Health::Ready);
+                match self.writes.failing() {
+                    None => return Ok(Health::Ready),
+                    Some((why, false)) => return Ok(Health::RefusingWrites(why)),
+                    Some((_, true)) => {}
                 }
                 let probe = async {
                     let mut tx = self.begin().await?;

@@ -29,6 +29,7 @@
 //!   rooms' heads, memberships and client_ids anew under its lock.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnectionMetadata;
@@ -63,19 +64,34 @@ pub(super) fn settled<C: Connection>(
     })
 }
 
+/// How long the store must have seen no write attempt before `health`
+/// tries a write of its own to learn whether writes fail still. While
+/// traffic flows the batches are the better witness: on PostgreSQL a full
+/// disk fails only the writes that must extend a file, and a one-row
+/// update of the probe fits in its page.
+pub(super) const PROBE_WHEN_IDLE_FOR: Duration = Duration::from_secs(2);
+
 /// Whether the store's writes are failing: set when a batch of appends
-/// fails to commit, cleared when one commits or a probe write does.
+/// (or a probe) fails to commit, cleared when one commits.
 #[derive(Debug, Default)]
 pub(super) struct WriteHealth {
+    state: Mutex<WriteState>,
+}
+
+#[derive(Debug, Default)]
+struct WriteState {
     /// Why the last write failed, while no write has committed since.
-    failing: Mutex<Option<String>>,
+    failing: Option<String>,
+    /// When a write last committed or failed.
+    last_attempt: Option<Instant>,
 }
 
 impl WriteHealth {
     /// Records a committed write.
     pub(super) fn committed(&self) {
-        let mut failing = self.failing.lock().expect("write health lock");
-        if failing.take().is_some() {
+        let mut state = self.state.lock().expect("write health lock");
+        state.last_attempt = Some(Instant::now());
+        if state.failing.take().is_some() {
             tracing::info!("the store takes writes again");
             crate::metrics::store_writes_failing(false);
         }
@@ -83,15 +99,21 @@ impl WriteHealth {
 
     /// Records a write that failed with `error`.
     pub(super) fn failed(&self, error: &str) {
-        let mut failing = self.failing.lock().expect("write health lock");
-        if failing.is_none() {
+        let mut state = self.state.lock().expect("write health lock");
+        state.last_attempt = Some(Instant::now());
+        if state.failing.is_none() {
             crate::metrics::store_writes_failing(true);
         }
-        *failing = Some(error.to_owned());
+        state.failing = Some(error.to_owned());
     }
 
-    /// Why writes are failing, if they are.
-    pub(super) fn failing(&self) -> Option<String> {
-        self.failing.lock().expect("write health lock").clone()
+    /// Why writes are failing, if they are, and whether it is time for a
+    /// probe write to find out afresh (no write tried for a while).
+    pub(super) fn failing(&self) -> Option<(String, bool)> {
+        let state = self.state.lock().expect("write health lock");
+        let idle = state
+            .last_attempt
+            .is_none_or(|at| at.elapsed() >= PROBE_WHEN_IDLE_FOR);
+        state.failing.clone().map(|why| (why, idle))
     }
 }

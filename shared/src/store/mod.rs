@@ -298,9 +298,11 @@ pub enum Health {
 #[async_trait]
 pub trait Store: UserStore + SessionStore + RoomStore + RoomLog {
     /// Checks that the database answers (an error if it does not) and
-    /// whether it takes writes. While writes are failing this tries one
-    /// (a one-row update), so the answer turns `Ready` as soon as the
-    /// disk has room again, traffic or not.
+    /// whether it takes writes: refusing from the moment a batch of
+    /// appends fails to commit until one commits. With no appends tried
+    /// for a couple of seconds it tries a write of its own (a one-row
+    /// update), so the answer turns `Ready` once the disk has room again,
+    /// traffic or not.
     async fn health(&self) -> Result<Health>;
 }
 

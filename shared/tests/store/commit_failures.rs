@@ -202,16 +202,26 @@ async fn health_follows_the_writes(fx: &Fixture, backend: Backend, room: RoomId,
         .append_message(room, sender, "fail-commit-health", "fail-commit-health")
         .await;
     assert!(refused.is_err(), "{refused:?}");
-    for _ in 0..2 {
-        let health = fx.health().await.expect("the store answers reads");
-        assert!(
-            matches!(health, Health::RefusingWrites(_)),
-            "while writes fail the store says {health:?}"
-        );
-    }
+    let health = fx.health().await.expect("the store answers reads");
+    assert!(
+        matches!(health, Health::RefusingWrites(_)),
+        "just after a failed commit the store says {health:?}"
+    );
+    // With no writes tried for a while, health tries one: still failing.
+    tokio::time::sleep(IDLE).await;
+    let health = fx.health().await.expect("the store answers reads");
+    assert!(
+        matches!(health, Health::RefusingWrites(_)),
+        "while writes fail the store says {health:?}"
+    );
+    // Room again: the next probe, with no traffic, finds it.
     admin(fx, backend, "DELETE FROM injected_full").await;
+    tokio::time::sleep(IDLE).await;
     assert_eq!(fx.health().await.expect("health"), Health::Ready);
 }
+
+/// A little longer than the store waits, idle, before it probes a write.
+const IDLE: std::time::Duration = std::time::Duration::from_millis(2_100);
 
 /// Runs `sql` over a connection of the test's own.
 async fn admin(fx: &Fixture, backend: Backend, sql: &str) {
