@@ -166,7 +166,7 @@ async fn nothing_acknowledged_is_missing_after_failed_commits(backend: Backend) 
         assert_eq!((again.event.seq, again.created), (*seq, false));
     }
 
-    let (stored, committed_users) = committed(&fx, room.id, alice.id, &users).await;
+    let (stored, committed_users) = committed(&fx, backend, room.id, alice.id, &users).await;
     for (client_id, seq) in &acked {
         assert_eq!(
             stored.get(client_id),
@@ -223,22 +223,32 @@ async fn health_follows_the_writes(fx: &Fixture, backend: Backend, room: RoomId,
 /// A little longer than the store waits, idle, before it probes a write.
 const IDLE: std::time::Duration = std::time::Duration::from_millis(2_100);
 
+/// Runs `$body` with `$conn` a fresh connection of the test's own to its
+/// database (one body, checked against each driver's connection type).
+macro_rules! with_connection {
+    ($fx:expr, $backend:expr, |$conn:ident| $body:expr) => {
+        match $backend {
+            Backend::Sqlite => {
+                let mut $conn = sqlx::SqliteConnection::connect($fx.db.url())
+                    .await
+                    .expect("connecting to the test database");
+                $body
+            }
+            Backend::Postgres => {
+                let mut $conn = sqlx::PgConnection::connect($fx.db.url())
+                    .await
+                    .expect("connecting to the test database");
+                $body
+            }
+        }
+    };
+}
+
 /// Runs `sql` over a connection of the test's own.
 async fn admin(fx: &Fixture, backend: Backend, sql: &str) {
-    match backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(fx.db.url())
-                .await
-                .expect("connecting to the test database");
-            conn.execute(sql).await.expect("running admin SQL");
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(fx.db.url())
-                .await
-                .expect("connecting to the test database");
-            conn.execute(sql).await.expect("running admin SQL");
-        }
-    }
+    with_connection!(fx, backend, |conn| {
+        conn.execute(sql).await.expect("running admin SQL");
+    });
 }
 
 /// Installs the triggers, over a connection of the test's own.
@@ -254,6 +264,7 @@ async fn inject_faults(fx: &Fixture, backend: Backend) {
 /// `users` exist, read over a fresh connection.
 async fn committed(
     fx: &Fixture,
+    backend: Backend,
     room: RoomId,
     sender: UserId,
     users: &[String],
@@ -262,12 +273,8 @@ async fn committed(
         "SELECT client_id, seq FROM room_events WHERE room_id = $1 AND sender = $2 \
          AND client_id IS NOT NULL";
     const USERS: &str = "SELECT username FROM users";
-    let (messages, names): (Vec<(String, i64)>, Vec<String>) = if fx.db.url().starts_with("sqlite")
-    {
-        let mut conn = sqlx::SqliteConnection::connect(fx.db.url())
-            .await
-            .expect("connecting to the test database");
-        (
+    let (messages, names): (Vec<(String, i64)>, Vec<String>) =
+        with_connection!(fx, backend, |conn| (
             sqlx::query_as(MESSAGES)
                 .bind(room.0)
                 .bind(sender.0)
@@ -278,24 +285,7 @@ async fn committed(
                 .fetch_all(&mut conn)
                 .await
                 .expect("reading the users"),
-        )
-    } else {
-        let mut conn = sqlx::PgConnection::connect(fx.db.url())
-            .await
-            .expect("connecting to the test database");
-        (
-            sqlx::query_as(MESSAGES)
-                .bind(room.0)
-                .bind(sender.0)
-                .fetch_all(&mut conn)
-                .await
-                .expect("reading the messages"),
-            sqlx::query_scalar(USERS)
-                .fetch_all(&mut conn)
-                .await
-                .expect("reading the users"),
-        )
-    };
+        ));
     let found = names.iter().filter(|n| users.contains(n)).count() as i64;
     (messages.into_iter().collect(), found)
 }
