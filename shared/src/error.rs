@@ -58,47 +58,61 @@ impl Error {
             Self::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
             ) => true,
-            Self::Database(sqlx::Error::Database(e)) => {
-                e.code().is_some_and(|c| storage_refused(&c))
-            }
+            Self::Database(sqlx::Error::Database(e)) => storage_refused(e.as_ref()),
             _ => false,
         }
     }
 }
 
-/// Whether a database error code says the storage refused the work rather
-/// than the statement being wrong. SQLite's codes are numbers (the primary
-/// code is the low byte of an extended one): BUSY, LOCKED, READONLY, IOERR,
-/// FULL, CANTOPEN. PostgreSQL's are SQLSTATEs: connection exceptions (08),
-/// a read-only standby (25006), insufficient resources such as a full disk
-/// (53), an operator's shutdown (57P) and system I/O errors (58).
-fn storage_refused(code: &str) -> bool {
-    match code.parse::<u32>() {
-        Ok(sqlite) => matches!(sqlite & 0xff, 5 | 6 | 8 | 10 | 13 | 14),
-        Err(_) => {
-            ["08", "53", "57P", "58"]
-                .iter()
-                .any(|class| code.starts_with(class))
-                || code == "25006"
-        }
+/// Whether a database error says the storage refused the work rather than
+/// the statement being wrong.
+fn storage_refused(e: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = e.code() else {
+        return false;
+    };
+    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        code.parse().is_ok_and(sqlite_refused)
+    } else {
+        postgres_refused(&code)
     }
+}
+
+/// SQLite's result codes (the primary code is the low byte of an extended
+/// one): BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
+fn sqlite_refused(code: u32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+}
+
+/// PostgreSQL's SQLSTATEs: connection exceptions (08), a read-only standby
+/// (25006), insufficient resources such as a full disk (53), an operator's
+/// shutdown (57P) and system I/O errors (58).
+fn postgres_refused(sqlstate: &str) -> bool {
+    ["08", "53", "57P", "58"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+        || sqlstate == "25006"
 }
 
 #[cfg(test)]
 mod tests {
-    use super::storage_refused;
+    use super::{postgres_refused, sqlite_refused};
 
     #[test]
     fn storage_failures_are_told_from_statement_errors() {
-        // SQLite: SQLITE_FULL, SQLITE_IOERR_WRITE (778), SQLITE_READONLY.
-        for refused in [
-            "13", "778", "8", "5", "53100", "57P01", "58030", "08006", "25006",
-        ] {
-            assert!(storage_refused(refused), "{refused}");
+        // SQLITE_FULL, SQLITE_IOERR_WRITE, SQLITE_READONLY, SQLITE_BUSY.
+        for refused in [13, 778, 8, 5] {
+            assert!(sqlite_refused(refused), "{refused}");
         }
-        // SQLite: constraint (19), unique (2067); PostgreSQL: unique, syntax.
-        for statement in ["19", "2067", "23505", "42601", "P0001"] {
-            assert!(!storage_refused(statement), "{statement}");
+        // Constraint, unique, error (a trigger's RAISE).
+        for statement in [19, 2067, 1] {
+            assert!(!sqlite_refused(statement), "{statement}");
+        }
+        for refused in ["53100", "57P01", "58030", "08006", "25006"] {
+            assert!(postgres_refused(refused), "{refused}");
+        }
+        // Unique violation, syntax, a raised exception.
+        for statement in ["23505", "42601", "P0001"] {
+            assert!(!postgres_refused(statement), "{statement}");
         }
     }
 }
