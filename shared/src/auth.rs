@@ -160,9 +160,10 @@ impl KeyPair {
         fs::create_dir_all(dir)
             .map_err(|e| Error::Key(format!("creating {}: {e}", dir.display())))?;
         let pair = Self::generate()?;
-        write_private(&private, &pair.private_pem)?;
-        fs::write(&public, &pair.public_pem)
-            .map_err(|e| Error::Key(format!("writing {}: {e}", public.display())))?;
+        // The public key first: a crash between the two leaves no private
+        // key, so the next start makes a new pair rather than read half.
+        write_durably(&public, &pair.public_pem, false)?;
+        write_durably(&private, &pair.private_pem, true)?;
         tracing::info!(dir = %dir.display(), "generated a new JWT key pair");
         Ok(pair)
     }
@@ -173,23 +174,41 @@ pub fn read_key(path: &Path) -> Result<String> {
     fs::read_to_string(path).map_err(|e| Error::Key(format!("reading {}: {e}", path.display())))
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, pem: &str) -> Result<()> {
+/// Writes a key file so that it is whole or absent after a crash or a
+/// power loss, never empty: into a temporary file, flushed to disk, renamed
+/// into place, and the directory flushed. (A key written plainly and lost
+/// with the page cache left an empty file that stopped the next start.)
+fn write_durably(path: &Path, pem: &str, private: bool) -> Result<()> {
     use std::io::Write;
+    let failed = |e: std::io::Error| Error::Key(format!("writing {}: {e}", path.display()));
+    let temporary = path.with_extension("pem.tmp");
+    let mut file = create(&temporary, private).map_err(failed)?;
+    file.write_all(pem.as_bytes()).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    fs::rename(&temporary, path).map_err(failed)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Creates (truncating) a file; a private one is readable by its owner only.
+#[cfg(unix)]
+fn create(path: &Path, private: bool) -> std::io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(if private { 0o600 } else { 0o644 })
         .open(path)
-        .and_then(|mut file| file.write_all(pem.as_bytes()))
-        .map_err(|e| Error::Key(format!("writing {}: {e}", path.display())))
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, pem: &str) -> Result<()> {
-    fs::write(path, pem).map_err(|e| Error::Key(format!("writing {}: {e}", path.display())))
+fn create(path: &Path, _private: bool) -> std::io::Result<fs::File> {
+    fs::File::create(path)
 }
 
 #[cfg(test)]
@@ -256,5 +275,24 @@ mod tests {
         let second = KeyPair::load_or_generate(dir.path()).unwrap();
         assert_eq!(first.public_pem, second.public_pem);
         assert_eq!(first.private_pem, second.private_pem);
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            ["jwt-private.pem", "jwt-public.pem"],
+            "no temporary file is left"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("jwt-private.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "the private key is its owner's alone");
+        }
     }
 }
