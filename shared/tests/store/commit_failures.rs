@@ -29,6 +29,13 @@ use crate::Fixture;
 
 conformance!(nothing_acknowledged_is_missing_after_failed_commits);
 
+/// PostgreSQL only: SQLite runs in the process, so its commit's answer
+/// cannot be lost on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_unavailable_and_its_retry_finds_it() {
+    crate::run(commit_answer_lost()).await;
+}
+
 const SQLITE_FAULTS: &str = "
     CREATE TABLE injected_full (reason INTEGER);
     CREATE TRIGGER injected_full_probe BEFORE UPDATE ON write_probe
@@ -288,4 +295,132 @@ async fn committed(
         ));
     let found = names.iter().filter(|n| users.contains(n)).count() as i64;
     (messages.into_iter().collect(), found)
+}
+
+/// The connection to PostgreSQL dies after `COMMIT` was sent and before its
+/// answer came back: the append is answered `unavailable` (not an ack, not
+/// a refusal), and its retry with the same client_id finds the committed
+/// event at its seq, stored once.
+async fn commit_answer_lost() {
+    let fx = Fixture::new(Backend::Postgres).await;
+    let cutter = CommitCutter::start(fx.db.url()).await;
+    let store = chat_shared::store::connect(&cutter.url, 2)
+        .await
+        .expect("opening the store through the proxy");
+    let alice = fx.register("alice").await;
+    let room = fx.private_room(&alice).await;
+
+    cutter.arm();
+    let lost = store
+        .append_message(room.id, alice.id, "lost-answer", "hello")
+        .await;
+    let error = lost.expect_err("the commit's answer never came, so no ack");
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(cutter.cut(), "the proxy cut a connection after its COMMIT");
+
+    let retry = store
+        .append_message(room.id, alice.id, "lost-answer", "hello")
+        .await
+        .expect("the retry is answered");
+    assert!(!retry.created, "the first attempt had committed");
+    let log = fx.log(room.id).await;
+    let stored: Vec<i64> = log
+        .iter()
+        .filter(|e| e.client_id.as_deref() == Some("lost-answer"))
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        stored,
+        vec![retry.event.seq],
+        "stored once, at the seq the retry answered"
+    );
+}
+
+/// A TCP proxy in front of PostgreSQL that, once armed, forwards a
+/// client's `COMMIT` and then closes both sides before the answer.
+struct CommitCutter {
+    url: String,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CommitCutter {
+    async fn start(database_url: &str) -> Self {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let (prefix, rest) = database_url.split_once('@').expect("user@host in the URL");
+        let (upstream, database) = rest.split_once('/').expect("host/database in the URL");
+        let upstream = upstream.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the proxy");
+        let url = format!(
+            "{prefix}@{}/{database}",
+            listener.local_addr().expect("address")
+        );
+        let armed = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicBool::new(false));
+        let (armed_, cut_) = (armed.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream)
+                    .await
+                    .expect("connecting to PostgreSQL");
+                tokio::spawn(relay(client, server, armed_.clone(), cut_.clone()));
+            }
+        });
+        Self { url, armed, cut }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a connection was cut (which disarms the proxy).
+    fn cut(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Moves bytes both ways; once armed, a client chunk holding `COMMIT` is
+/// passed on and the connection then ends before the server's answer.
+async fn relay(
+    mut client: tokio::net::TcpStream,
+    mut server: tokio::net::TcpStream,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let mut up = vec![0u8; 64 * 1024];
+    let mut down = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            read = client_read.read(&mut up) => {
+                let Ok(n @ 1..) = read else { return };
+                let chunk = &up[..n];
+                let commit = chunk.windows(6).any(|w| w == b"COMMIT");
+                if commit && armed.swap(false, Ordering::SeqCst) {
+                    // Decided before the server can answer: its answer
+                    // is never passed on.
+                    cut.store(true, Ordering::SeqCst);
+                    let _ = server_write.write_all(chunk).await;
+                    // Let the server commit before the connection ends.
+                    let _ = server_read.read(&mut down).await;
+                    return;
+                }
+                if server_write.write_all(chunk).await.is_err() {
+                    return;
+                }
+            }
+            read = server_read.read(&mut down) => {
+                let Ok(n @ 1..) = read else { return };
+                if client_write.write_all(&down[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
