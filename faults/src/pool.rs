@@ -3,8 +3,9 @@
 //! so they can be stopped, frozen and restarted without touching anyone
 //! else's, one `chat-api`, several `chat-gateway`s, and nginx running
 //! `deploy/nginx.conf`), or the embedded default (one `chat` on SQLite).
-//! Either way the store's data lives on a tmpfs of its own when the suite
-//! runs as root, so storage scenarios can fill it. Every process logs to a
+//! Either way the store's data lives on a disk of its own when the suite
+//! runs as root (`storage`), so storage scenarios can fill it or make it
+//! read-only. Every process logs to a
 //! file in the suite's directory; nothing outlives the suite.
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Pid, User};
 
 use crate::proxy::FaultProxy;
-use crate::storage::Tmpfs;
+use crate::storage::Disk;
 
 /// Settings the gateways run with: short intervals so faults are detected
 /// and repaired within a scenario.
@@ -111,14 +112,15 @@ impl Service {
         }
     }
 
-    /// SIGTERM and wait up to `grace` for the exit; SIGKILL after it.
-    /// Returns how long the exit took.
+    /// Its stop signal (SIGTERM; SIGINT for PostgreSQL) and wait up to
+    /// `grace` for the exit; SIGKILL after it. Returns how long the exit
+    /// took.
     pub fn terminate(&mut self, grace: Duration) -> Result<Duration> {
         let Some(mut child) = self.child.take() else {
             return Ok(Duration::ZERO);
         };
         let started = Instant::now();
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(child.id() as i32), self.stop_signal);
         while started.elapsed() < grace {
             if child.try_wait()?.is_some() {
                 return Ok(started.elapsed());
@@ -209,8 +211,8 @@ pub struct Pool {
     postgres: Option<Service>,
     /// Where the store keeps its data: the private PostgreSQL or SQLite.
     pub database: Database,
-    /// The filesystem the store's data lives on (root only).
-    pub storage: Option<Tmpfs>,
+    /// The disk the store's data lives on (root only).
+    pub storage: Option<Disk>,
     redis: Option<Service>,
     redis_url: Option<String>,
     /// Between the api and PostgreSQL.
@@ -246,7 +248,7 @@ pub enum Database {
     Sqlite(PathBuf),
 }
 
-/// How big the store's tmpfs is to begin with: room for the suite's
+/// How big the store's disk is to begin with: room for the suite's
 /// traffic many times over, and for PostgreSQL's WAL segments.
 const STORAGE_MIB: u64 = 256;
 
@@ -412,7 +414,7 @@ impl Pool {
     }
 
     /// Starts the embedded default, `chat` on SQLite with its data dir on
-    /// a tmpfs of its own (as root), and waits for its `/readyz`.
+    /// a disk of its own (as root), and waits for its `/readyz`.
     pub async fn start_embedded() -> Result<Self> {
         let bin_dir = std::env::current_exe()?
             .parent()
@@ -425,7 +427,7 @@ impl Pool {
         let data = dir.join("data");
         fs::create_dir_all(&data)?;
         let storage = if nix::unistd::geteuid().is_root() {
-            Some(Tmpfs::mount(&data, STORAGE_MIB)?)
+            Some(Disk::mount(&data, STORAGE_MIB)?)
         } else {
             None
         };
@@ -524,6 +526,10 @@ impl Pool {
             Which::Api => &mut self.api,
             Which::Gateway(i) => &mut self.gateways[i],
             Which::Redis => self.redis.as_mut().expect("the scaled pool has Redis"),
+            Which::Postgres => self
+                .postgres
+                .as_mut()
+                .expect("the scaled pool has PostgreSQL"),
         }
     }
 
@@ -606,6 +612,7 @@ pub enum Which {
     Api,
     Gateway(usize),
     Redis,
+    Postgres,
 }
 
 fn bin(dir: &Path, name: &str) -> Result<String> {
@@ -741,19 +748,23 @@ async fn wait_ready(http: &reqwest::Client, service: &mut Service, within: Durat
 
 /// initdb + postgres on a free port, as the `postgres` user when run as
 /// root (PostgreSQL refuses to run as root), with its data directory on a
-/// tmpfs of its own when root.
-async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String, Option<Tmpfs>)> {
+/// disk of its own when root (in a directory of it: initdb wants an empty
+/// one, and a filesystem's root holds `lost+found`).
+async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String, Option<Disk>)> {
     let bin_dir = postgres_bin_dir()?;
-    let data = dir.join("pg");
-    fs::create_dir_all(&data)?;
+    let disk = dir.join("pg-disk");
+    fs::create_dir_all(&disk)?;
     let storage = if nix::unistd::geteuid().is_root() {
-        Some(Tmpfs::mount(&data, STORAGE_MIB)?)
+        Some(Disk::mount(&disk, STORAGE_MIB)?)
     } else {
         None
     };
+    let data = disk.join("data");
+    fs::create_dir_all(&data)?;
     let run_as = if nix::unistd::geteuid().is_root() {
         let user = User::from_name("postgres")?.context("no postgres user to run PostgreSQL as")?;
         nix::unistd::chown(dir, Some(user.uid), Some(user.gid))?;
+        nix::unistd::chown(&disk, Some(user.uid), Some(user.gid))?;
         nix::unistd::chown(&data, Some(user.uid), Some(user.gid))?;
         Some(user)
     } else {
@@ -761,7 +772,10 @@ async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String, Opt
     };
     let mut init = Command::new(bin_dir.join("initdb"));
     init.args(["-D", &data.display().to_string()])
-        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+        // Synced, as in production: the read-only-disk scenario loses
+        // whatever was never flushed, and a data directory initdb left in
+        // the page cache would not survive it.
+        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(user) = &run_as {

@@ -74,15 +74,17 @@ pub const SCENARIOS: &[&str] = &[
     "stalled-reader",
     "api-killed-after-commit",
     "disk-full",
+    "read-only-disk",
 ];
 
 /// The scenarios of the embedded default (`chat` on SQLite): the others
 /// break parts it does not have.
-pub const EMBEDDED_SCENARIOS: &[&str] = &["baseline", "disk-full"];
+pub const EMBEDDED_SCENARIOS: &[&str] = &["baseline", "disk-full", "read-only-disk"];
 
-/// How long a full disk stays full.
-const DISK_FULL_HOLD: Duration = Duration::from_secs(6);
-/// How soon after the disk grows sends must commit again.
+/// How long a broken disk stays broken.
+const DISK_FAULT_HOLD: Duration = Duration::from_secs(6);
+/// How soon after the disk is given room (or repaired) sends must commit
+/// again.
 const DISK_RECOVERY: Duration = Duration::from_secs(5);
 
 /// How late an acknowledged event may reach a member after the fault.
@@ -103,16 +105,20 @@ pub struct Suite {
     load: Load,
     _stop: watch::Sender<bool>,
     peak_rss_kib: u64,
-    /// When the disk-full scenario filled the disk and when it grew it, and
-    /// what `/readyz` said in between.
-    disk: Option<DiskFull>,
+    /// What a storage scenario broke, when, and what `/readyz` said.
+    disk: Option<DiskFault>,
 }
 
-/// What the disk-full scenario saw while it held the disk full.
-struct DiskFull {
-    full_at: Instant,
-    grown_at: Instant,
-    readyz_degraded: bool,
+/// What a storage scenario saw while the store's disk was broken.
+struct DiskFault {
+    /// "full" or "read-only".
+    what: &'static str,
+    broke_at: Instant,
+    /// When the disk had room again (or was repaired and the store started).
+    healed_at: Instant,
+    /// `/readyz` said the store could not take writes (`degraded`) or
+    /// could not be reached (503) at least once meanwhile.
+    readyz_told: bool,
 }
 
 impl Suite {
@@ -221,7 +227,7 @@ impl Suite {
         }
         self.judge(fault_end, &mut outcome).await?;
         if let Some(disk) = self.disk.take() {
-            self.judge_disk_full(disk, &mut outcome).await?;
+            self.judge_storage(disk, &mut outcome).await?;
         }
         if let Some((stalled, closes_before)) = stalled {
             self.judge_stalled(stalled, closes_before, &mut outcome)
@@ -339,6 +345,7 @@ impl Suite {
             "client-half-open" => self.half_open(outcome).await?,
             "api-killed-after-commit" => self.kill_api_after_commit(outcome).await?,
             "disk-full" => self.disk_full(outcome).await?,
+            "read-only-disk" => self.read_only_disk(outcome).await?,
             other => bail!("no scenario named {other}"),
         }
         let fault_end = Instant::now();
@@ -434,12 +441,13 @@ impl Suite {
         Ok(())
     }
 
-    /// The store's disk fills to the last page under load and stays full
-    /// for a few seconds, then grows: sends are refused (`unavailable`)
-    /// while nothing can commit, and commit again once there is room.
+    /// The store's disk fills to the last block under load and stays full
+    /// for a few seconds, then 64 MiB are freed: sends are refused
+    /// (`unavailable`) while nothing can commit, and commit again once
+    /// there is room.
     async fn disk_full(&mut self, outcome: &mut Outcome) -> Result<()> {
         if self.pool.storage.is_none() {
-            bail!("the disk-full scenario mounts a tmpfs for the store: run the suite as root");
+            bail!("the storage scenarios mount a disk for the store: run the suite as root");
         }
         if let Database::Postgres(_) = self.pool.database {
             // A fresh WAL segment (16 MiB, allocated now): PostgreSQL stops
@@ -458,20 +466,76 @@ impl Suite {
         outcome.notes.push(format!(
             "the store's disk filled with {} MiB of ballast, held full for {} s",
             filled >> 20,
-            DISK_FULL_HOLD.as_secs()
+            DISK_FAULT_HOLD.as_secs()
         ));
-        let mut readyz_degraded = false;
-        while full_at.elapsed() < DISK_FULL_HOLD {
-            readyz_degraded |= self.readyz_body().await.contains("degraded");
-            self.pause(Duration::from_millis(250)).await;
-        }
-        self.pool.storage.as_mut().context("storage")?.grow(64)?;
-        self.disk = Some(DiskFull {
-            full_at,
-            grown_at: Instant::now(),
-            readyz_degraded,
+        let readyz_told = self.watch_readyz(full_at).await;
+        self.pool.storage.as_ref().context("storage")?.free(64)?;
+        self.disk = Some(DiskFault {
+            what: "full",
+            broke_at: full_at,
+            healed_at: Instant::now(),
+            readyz_told,
         });
         Ok(())
+    }
+
+    /// The store's filesystem turns read-only under load, as the kernel
+    /// makes it after an error, for a few seconds; then the operator's
+    /// repair: stop what holds files there (`chat`, or PostgreSQL), unmount,
+    /// `e2fsck`, mount, start it again. Sends are refused meanwhile and
+    /// commit again once it is back.
+    async fn read_only_disk(&mut self, outcome: &mut Outcome) -> Result<()> {
+        let storage =
+            self.pool.storage.as_ref().context(
+                "the storage scenarios mount a disk for the store: run the suite as root",
+            )?;
+        storage.break_read_only()?;
+        let broke_at = Instant::now();
+        let readyz_told = self.watch_readyz(broke_at).await;
+        let repairing = Instant::now();
+        let holder = match self.pool.shape {
+            Shape::Embedded => Which::Api,
+            Shape::Scaled => Which::Postgres,
+        };
+        self.pool
+            .service(holder)
+            .terminate(Duration::from_secs(15))?;
+        self.pool.storage.as_ref().context("storage")?.repair()?;
+        self.pool.restart(holder).await?;
+        if matches!(holder, Which::Postgres) {
+            let started = Instant::now();
+            while self.pool.postgres_admin().await.is_err() {
+                if started.elapsed() > Duration::from_secs(30) {
+                    bail!("PostgreSQL did not accept connections within 30 s of its repair");
+                }
+                self.pause(Duration::from_millis(100)).await;
+            }
+        }
+        outcome.notes.push(format!(
+            "the store's filesystem was read-only for {} s (an ext4 error, errors=remount-ro), \
+             then repaired: stop, unmount, e2fsck, mount, start ({:.1} s)",
+            DISK_FAULT_HOLD.as_secs(),
+            repairing.elapsed().as_secs_f64()
+        ));
+        self.disk = Some(DiskFault {
+            what: "read-only",
+            broke_at,
+            healed_at: Instant::now(),
+            readyz_told,
+        });
+        Ok(())
+    }
+
+    /// Polls `/readyz` until [`DISK_FAULT_HOLD`] after `since`: whether it
+    /// ever said the store could not take writes, or could not be reached.
+    async fn watch_readyz(&mut self, since: Instant) -> bool {
+        let mut told = false;
+        while since.elapsed() < DISK_FAULT_HOLD {
+            let bodies = self.readyz_body().await;
+            told |= bodies.contains("degraded") || bodies.contains("unreachable");
+            self.pause(Duration::from_millis(250)).await;
+        }
+        told
     }
 
     /// What `/readyz` answers, of every process that writes to the store
@@ -490,11 +554,11 @@ impl Suite {
         bodies
     }
 
-    /// The disk-full scenario's own checks: sends were refused while the
-    /// disk was full, committed again soon after it grew, `/readyz` said
-    /// so; and, with the writers stopped, the database read directly holds
+    /// A storage scenario's own checks: sends were refused while the disk
+    /// was broken, committed again soon after it healed, `/readyz` said so;
+    /// and, with the writers stopped, the database read directly holds
     /// every acknowledged send at its seq.
-    async fn judge_disk_full(&mut self, disk: DiskFull, outcome: &mut Outcome) -> Result<()> {
+    async fn judge_storage(&mut self, disk: DiskFault, outcome: &mut Outcome) -> Result<()> {
         let (mut refused, mut recovered_at) = (0, None::<Instant>);
         let mut acked: HashMap<String, (String, i64)> = HashMap::new();
         for client in &self.clients {
@@ -502,47 +566,53 @@ impl Suite {
             refused += books
                 .refused
                 .iter()
-                .filter(|at| **at >= disk.full_at && **at <= disk.grown_at)
+                .filter(|at| **at >= disk.broke_at && **at <= disk.healed_at)
                 .count();
             for (client_id, (room, seq, at)) in &books.acked {
                 acked.insert(client_id.clone(), (room.clone(), *seq));
-                if *at > disk.grown_at {
+                if *at > disk.healed_at {
                     recovered_at = Some(recovered_at.map_or(*at, |r| r.min(*at)));
                 }
             }
         }
+        let what = disk.what;
         outcome.notes.push(format!(
-            "{refused} sends refused (unavailable) while the disk was full; /readyz said {}",
-            if disk.readyz_degraded {
-                "degraded"
+            "{refused} sends refused (unavailable) while the disk was {what}; /readyz {}",
+            if disk.readyz_told {
+                "said so"
             } else {
-                "ready"
+                "said ready"
             }
         ));
         if refused == 0 {
             outcome
                 .failures
-                .push("no send was refused while the disk was full".into());
-        } else if !disk.readyz_degraded {
-            outcome
-                .failures
-                .push("/readyz never said degraded while sends were refused".into());
+                .push(format!("no send was refused while the disk was {what}"));
+        } else if !disk.readyz_told {
+            outcome.failures.push(format!(
+                "/readyz said ready throughout while the disk was {what}"
+            ));
         }
-        match recovered_at.map(|at| at.saturating_duration_since(disk.grown_at)) {
+        match recovered_at.map(|at| at.saturating_duration_since(disk.healed_at)) {
             Some(took) => {
                 outcome.notes.push(format!(
-                    "sends committed again {:.1} s after the disk grew",
-                    took.as_secs_f64()
+                    "sends committed again {:.1} s after the disk was {}",
+                    took.as_secs_f64(),
+                    if what == "full" {
+                        "given room"
+                    } else {
+                        "repaired"
+                    }
                 ));
                 if took > DISK_RECOVERY {
                     outcome.failures.push(format!(
-                        "sends committed again only {took:?} after the disk grew"
+                        "sends committed again only {took:?} after the disk healed"
                     ));
                 }
             }
             None => outcome
                 .failures
-                .push("no send committed after the disk grew".into()),
+                .push("no send committed after the disk healed".into()),
         }
         let stored = self.stored_with_writers_stopped().await?;
         let missing: Vec<&String> = acked
