@@ -114,7 +114,8 @@ struct DiskFault {
     /// "full" or "read-only".
     what: &'static str,
     broke_at: Instant,
-    /// When the disk had room again (or was repaired and the store started).
+    /// When the disk had room again (or was repaired, as the store started
+    /// again).
     healed_at: Instant,
     /// `/readyz` said the store could not take writes (`degraded`) or
     /// could not be reached (503) at least once meanwhile.
@@ -501,6 +502,9 @@ impl Suite {
             .service(holder)
             .terminate(Duration::from_secs(15))?;
         self.pool.storage.as_ref().context("storage")?.repair()?;
+        // Healed from here: what commits once the store runs again is
+        // recovery, not an ack while broken.
+        let healed_at = Instant::now();
         self.pool.restart(holder).await?;
         if matches!(holder, Which::Postgres) {
             let started = Instant::now();
@@ -520,7 +524,7 @@ impl Suite {
         self.disk = Some(DiskFault {
             what: "read-only",
             broke_at,
-            healed_at: Instant::now(),
+            healed_at,
             readyz_told,
         });
         Ok(())
@@ -561,6 +565,12 @@ impl Suite {
     async fn judge_storage(&mut self, disk: DiskFault, outcome: &mut Outcome) -> Result<()> {
         let (mut refused, mut recovered_at) = (0, None::<Instant>);
         let mut acked: HashMap<String, (String, i64)> = HashMap::new();
+        // Acks that came while the disk was broken, past a second for the
+        // commits already under way: on a full disk a write that needs no
+        // new block may still commit (and is then stored, checked below);
+        // on a read-only one nothing can.
+        let settled = disk.broke_at + Duration::from_secs(1);
+        let mut acked_while_broken = 0;
         for client in &self.clients {
             let books = client.books();
             refused += books
@@ -572,10 +582,20 @@ impl Suite {
                 acked.insert(client_id.clone(), (room.clone(), *seq));
                 if *at > disk.healed_at {
                     recovered_at = Some(recovered_at.map_or(*at, |r| r.min(*at)));
+                } else if *at > settled {
+                    acked_while_broken += 1;
                 }
             }
         }
         let what = disk.what;
+        outcome.notes.push(format!(
+            "{acked_while_broken} sends acknowledged while the disk was {what} (after its first second)"
+        ));
+        if what == "read-only" && acked_while_broken > 0 {
+            outcome.failures.push(format!(
+                "{acked_while_broken} sends were acknowledged while nothing could be written"
+            ));
+        }
         outcome.notes.push(format!(
             "{refused} sends refused (unavailable) while the disk was {what}; /readyz {}",
             if disk.readyz_told {
@@ -645,7 +665,8 @@ impl Suite {
             self.pool.gateways[i].terminate(Duration::from_secs(15))?;
         }
         self.pool.api.terminate(Duration::from_secs(15))?;
-        const MESSAGES: &str = "SELECT client_id, seq FROM room_events              WHERE room_id = $1 AND client_id IS NOT NULL";
+        const MESSAGES: &str = "SELECT client_id, seq FROM room_events \
+             WHERE room_id = $1 AND client_id IS NOT NULL";
         let mut stored = HashMap::new();
         for room in &self.rooms {
             let id: sqlx::types::Uuid = room.parse().context("room id")?;

@@ -43,14 +43,18 @@ pub(super) const POSTGRES_BEGIN: &str = "BEGIN";
 pub(super) const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
 
 /// The pools' `after_release` check: keeps a connection only if it is
-/// certainly outside any transaction. The ping first runs whatever
-/// rollback the dropped transaction queued, so a rollback that worked
-/// counts as settled.
+/// certainly outside any transaction. Most come back outside one and cost
+/// nothing here. For the rest the ping first runs whatever rollback the
+/// dropped transaction queued (SQLite counts it only once its worker has
+/// run it), so a rollback that worked counts as settled.
 pub(super) fn settled<C: Connection>(
     conn: &mut C,
     _: PoolConnectionMetadata,
 ) -> BoxFuture<'_, Result<bool, sqlx::Error>> {
     Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
         conn.ping().await?;
         let settled = !conn.is_in_transaction();
         if !settled {
