@@ -26,10 +26,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p chat -p chat-api -p chat-gateway \
  && mkdir -p /out/bin /out/web-client \
  && cp target/release/chat target/release/chat-api target/release/chat-gateway /out/bin/
-# The web client's page only: top-level html/js/css/png/svg/ico, never
-# tests/ or node_modules/.
+# The web client's page only: top-level html/js/css/png/svg/ico and its
+# config.json (the gateways it may use), never tests/ or node_modules/.
 RUN find web-client -maxdepth 1 -type f \
-      \( -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.png' -o -name '*.svg' -o -name '*.ico' \) \
+      \( -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.png' -o -name '*.svg' -o -name '*.ico' -o -name config.json \) \
       -exec cp {} /out/web-client/ \;
 
 # ---------------------------------------------------------------- runtime

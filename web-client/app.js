@@ -11,7 +11,7 @@ import { AuthRequiredError, ChatClient, Outbox } from './chat-client.js';
 import { Api, ApiError, AuthSession } from './api.js';
 import { byId, h, reconcile, replace } from './dom.js';
 import { RoomTimeline } from './timeline.js';
-import { loadSettings, saveSettings as storeSettings } from './settings.js';
+import { loadSettings } from './settings.js';
 
 /** Events per history page. */
 const PAGE = 50;
@@ -20,7 +20,7 @@ const TYPING_SHOWN_MS = 5000;
 /** Within this distance of the bottom the view follows new messages. */
 const NEAR_BOTTOM_PX = 80;
 
-const settings = loadSettings();
+const settings = await loadSettings();
 const auth = new AuthSession({ apiBase: settings.apiBase });
 const api = new Api({ apiBase: settings.apiBase, auth });
 
@@ -75,7 +75,6 @@ const el = {
   authForm: byId('auth-form'),
   authError: byId('auth-error'),
   authSubmit: byId('auth-submit'),
-  authServer: byId('auth-server'),
   displayNameField: byId('display-name-field'),
   tabLogin: byId('tab-login'),
   tabRegister: byId('tab-register'),
@@ -100,8 +99,6 @@ const el = {
   composer: byId('composer'),
   composerInput: byId('composer-input'),
   memberList: byId('member-list'),
-  settingsDialog: byId('settings-dialog'),
-  settingsForm: byId('settings-form'),
   browseDialog: byId('browse-dialog'),
   publicRooms: byId('public-rooms'),
   groupDialog: byId('group-dialog'),
@@ -1074,7 +1071,6 @@ function showAuth(message = '') {
   el.chatScreen.hidden = true;
   el.authScreen.hidden = false;
   el.authError.textContent = message;
-  el.authServer.textContent = settings.apiBase === location.origin ? '' : `Server: ${settings.apiBase}`;
   document.title = 'chat';
   el.authForm.elements.username.focus();
 }
@@ -1137,31 +1133,12 @@ async function logout() {
   await auth.logout();
 }
 
-function openSettings() {
-  const form = el.settingsForm.elements;
-  form.api.value = settings.stored.api ?? '';
-  form.ws.value = settings.stored.ws ?? '';
-  el.settingsDialog.showModal();
-}
-
-function submitSettings(event) {
-  event.preventDefault();
-  const form = el.settingsForm.elements;
-  storeSettings({ api: form.api.value, ws: form.ws.value });
-  // Drop one-visit overrides so the saved values take effect.
-  location.replace(location.pathname);
-}
-
 // --- wiring ---------------------------------------------------------------------------------
 
 function wire() {
   el.tabLogin.addEventListener('click', () => setAuthMode('login'));
   el.tabRegister.addEventListener('click', () => setAuthMode('register'));
   el.authForm.addEventListener('submit', submitAuth);
-  byId('auth-settings').addEventListener('click', openSettings);
-  byId('open-settings').addEventListener('click', openSettings);
-  byId('settings-cancel').addEventListener('click', () => el.settingsDialog.close());
-  el.settingsForm.addEventListener('submit', submitSettings);
   byId('logout').addEventListener('click', logout);
   el.reconnectNow.addEventListener('click', () => state.client?.reconnectNow());
 

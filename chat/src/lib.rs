@@ -4,21 +4,21 @@
 //! say otherwise. On first start it creates the data dir, the database and
 //! the JWT key pair; later starts reuse them.
 
+mod web_client;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chat_api::{ApiConfig, App, AppState};
 use chat_gateway::{GatewayConfig, GatewayService};
 use chat_shared::config::LogFormat;
 use chat_shared::{bus, store};
 use serde::Deserialize;
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
+
+pub use web_client::WebClient;
 
 /// Settings of the all-in-one binary itself; the api's and the gateway's
 /// own settings are read from the same environment.
@@ -67,28 +67,6 @@ impl Settings {
     }
 }
 
-/// Serves the web client: `/` is `index.html`, and only the files beside it
-/// with the page's own extensions are served, so the folder's tests and
-/// `node_modules` never are.
-async fn web_client(dir: PathBuf, request: Request) -> Response {
-    const SERVED: [&str; 6] = ["html", "js", "css", "png", "svg", "ico"];
-    let name = match request.uri().path().trim_start_matches('/') {
-        "" => "index.html",
-        name => name,
-    };
-    let plain = !name.contains('/') && !name.starts_with('.');
-    let served = name
-        .rsplit_once('.')
-        .is_some_and(|(_, ext)| SERVED.contains(&ext));
-    if !(plain && served) {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    match ServeFile::new(dir.join(name)).oneshot(request).await {
-        Ok(response) => response.into_response(),
-        Err(never) => match never {},
-    }
-}
-
 /// A bound, ready-to-run all-in-one server.
 pub struct Chat {
     app: App,
@@ -104,6 +82,7 @@ impl Chat {
             mut api,
             gateway,
         } = settings;
+        let web = WebClient::load(&chat.web_dir)?;
         std::fs::create_dir_all(&api.data_dir)?;
         let store = store::connect(&api.database_url, api.db_max_connections).await?;
         let bus = bus::connect(api.redis_url.as_deref(), &api.bus_prefix).await?;
@@ -113,7 +92,6 @@ impl Chat {
         let state = AppState::with_parts(api, store.clone(), bus.clone())?;
         let gateway = GatewayService::start(gateway, store, bus).await?;
         let ws = gateway.clone();
-        let web_dir = chat.web_dir.clone();
         let app = App::with_routes(state, move |routes| {
             routes
                 .route(
@@ -123,7 +101,10 @@ impl Chat {
                         async move { ws.websocket(request).await }
                     }),
                 )
-                .fallback(move |request: Request| web_client(web_dir.clone(), request))
+                .fallback(move |request: Request| {
+                    let web = web.clone();
+                    async move { web.serve(request).await }
+                })
         })
         .await?;
         Ok(Self { app, gateway })

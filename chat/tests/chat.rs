@@ -103,9 +103,32 @@ async fn a_fresh_data_dir_gives_a_working_system_on_one_port() {
         html.contains("chat-client.js") || html.contains("app.js"),
         "{html}"
     );
+    // The page's headers: it may talk to its own origin only (config.json
+    // names no gateway), and may not be framed or sniffed.
+    for file in ["/", "/app.js", "/config.json"] {
+        let response = reqwest::get(format!("{}{file}", chat.base)).await.unwrap();
+        assert_eq!(response.status(), 200, "{file}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let policy = header("content-security-policy");
+        assert!(policy.contains("connect-src 'self';"), "{file}: {policy}");
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{file}: {policy}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff", "{file}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{file}");
+    }
     // Only the page's own files: not the folder's tests or packages.
     for hidden in [
         "/package.json",
+        "/package-lock.json",
         "/tests/e2e.mjs",
         "/node_modules/.package-lock.json",
         "/../Cargo.toml",

@@ -198,6 +198,19 @@ function storedCount(page, body) {
   }, body);
 }
 
+/** A TCP listener on a free loopback port that counts the connections it gets. */
+async function trap() {
+  const port = await freePort();
+  const listener = { port, connections: 0 };
+  const server = createServer((socket) => {
+    listener.connections += 1;
+    socket.destroy();
+  });
+  await new Promise((ready) => server.listen(port, '127.0.0.1', ready));
+  listener.close = () => server.close();
+  return listener;
+}
+
 function count(list, body) {
   return list.filter((message) => message.body === body).length;
 }
@@ -266,6 +279,39 @@ async function scenario(browser, server, people) {
     await register(bob, 'Bob');
     await joinPublicRoom(alice.page, 'general');
     await joinPublicRoom(bob.page, 'general');
+  });
+
+  await step('a link cannot point the logged-in page at another server', async () => {
+    // Two listeners stand in for an attacker's gateway and api: the page
+    // must never open a connection to either, whatever its URL says.
+    const traps = [await trap(), await trap()];
+    try {
+      const page = await alice.context.newPage();
+      const errors = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      const [ws, api] = traps.map((t) => t.port);
+      await page.goto(`${alice.base}/?ws=ws://127.0.0.1:${ws}/v1/ws&api=http://127.0.0.1:${api}`);
+      // Still logged in, and connected to its own server.
+      await waitOnline(page);
+      await sleep(1000);
+      // The browser itself refuses other servers, whatever a script tries.
+      const refused = await page.evaluate(async (port) => {
+        try {
+          await fetch(`http://127.0.0.1:${port}/`);
+          return false;
+        } catch {
+          return true;
+        }
+      }, api);
+      expect(refused, 'the page could fetch another origin (connect-src is not enforced)');
+      await page.close();
+      expect(errors.length === 0, `the page threw: ${errors.join('; ')}`);
+      for (const t of traps) {
+        expect(t.connections === 0, `the page connected to 127.0.0.1:${t.port} (${t.connections} times)`);
+      }
+    } finally {
+      for (const t of traps) t.close();
+    }
   });
 
   await step('they exchange messages (pending, then delivered)', async () => {
