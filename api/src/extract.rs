@@ -56,12 +56,12 @@ where
             .headers
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(chat_shared::auth::bearer_token)
             .ok_or(ApiError::Unauthorized(
                 "missing_token",
                 "send an access token as Authorization: Bearer <token>",
             ))?;
-        let claims = state.verifier.verify(token.trim()).map_err(|_| {
+        let claims = state.verifier.verify(token).map_err(|_| {
             ApiError::Unauthorized("invalid_token", "the access token is invalid or expired")
         })?;
         // Tokens are short-lived, but a logged-out session should stop

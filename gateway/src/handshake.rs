@@ -147,9 +147,9 @@ fn token(headers: &HeaderMap) -> Result<(&str, bool), Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(chat_shared::auth::bearer_token);
     match bearer {
-        Some(token) => Ok((token.trim(), !offered.is_empty())),
+        Some(token) => Ok((token, !offered.is_empty())),
         None => Err(Refusal::new(
             StatusCode::UNAUTHORIZED,
             "missing_token",
@@ -177,6 +177,12 @@ mod tests {
         assert_eq!(token(&h).unwrap(), ("abc", true));
         let h = headers(&[(header::AUTHORIZATION, "Bearer xyz")]);
         assert_eq!(token(&h).unwrap(), ("xyz", false));
+        let h = headers(&[(header::AUTHORIZATION, "bearer xyz")]);
+        assert_eq!(
+            token(&h).unwrap(),
+            ("xyz", false),
+            "the scheme ignores case"
+        );
         let h = headers(&[(header::SEC_WEBSOCKET_PROTOCOL, "bearer.abc")]);
         assert_eq!(token(&h).unwrap_err().code, "unsupported_subprotocol");
         assert_eq!(token(&HeaderMap::new()).unwrap_err().code, "missing_token");

@@ -169,6 +169,15 @@ impl KeyPair {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header value. The
+/// scheme is matched without regard to case, as HTTP's auth schemes are
+/// (RFC 9110, 11.1): `bearer`, `BEARER` and `Bearer` all work.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Reads a PEM key file, naming it in the error.
 pub fn read_key(path: &Path) -> Result<String> {
     fs::read_to_string(path).map_err(|e| Error::Key(format!("reading {}: {e}", path.display())))
@@ -266,6 +275,16 @@ mod tests {
         let verifier = TokenVerifier::new(keys.public_pem.as_bytes(), &scope()).unwrap();
         let (token, _) = issuer.issue(UserId::new(), "a", SessionId::new()).unwrap();
         assert!(verifier.verify(&token).is_err());
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_without_regard_to_case() {
+        for header in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer  abc "] {
+            assert_eq!(bearer_token(header), Some("abc"), "{header:?}");
+        }
+        for header in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc", ""] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
+        }
     }
 
     #[test]

@@ -502,8 +502,18 @@ async fn forged_and_expired_tokens_are_refused(backend: Backend) {
         refused(&api, &before, send, StatusCode::UNAUTHORIZED, code).await;
     }
 
-    // Alice's real token still works after all that.
+    // Alice's real token still works after all that, whatever the case of
+    // the scheme (HTTP's auth schemes ignore case).
     api.send(&alice, &room, "real", "still me").await;
+    for scheme in ["bearer", "BEARER"] {
+        let response = api
+            .request(Method::GET, "/v1/users/me", None)
+            .header(AUTHORIZATION, format!("{scheme} {genuine}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
 }
 
 async fn a_logged_out_session_is_refused(backend: Backend) {
