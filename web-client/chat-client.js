@@ -47,6 +47,7 @@ export const CloseCode = Object.freeze({
   SLOW_CONSUMER: 1013,
   HEARTBEAT_TIMEOUT: 4000,
   TOKEN_EXPIRED: 4001,
+  SESSION_REVOKED: 4002,
   UNAVAILABLE: 4003,
 });
 
@@ -583,6 +584,9 @@ export class ChatClient {
 
   #reconnectReason(closeCode) {
     if (closeCode === CloseCode.TOKEN_EXPIRED) return 'expired';
+    // The login ended (logged out elsewhere, revoked): have it checked at
+    // once, so the page asks to log in instead of retrying a dead token.
+    if (closeCode === CloseCode.SESSION_REVOKED) return 'suspect';
     // A refused handshake looks like any other failure in a browser (1006):
     // after two in a row, have the token checked.
     return this.#failedHandshakes >= 2 ? 'suspect' : 'connect';

@@ -3,11 +3,14 @@
 //! and edits live; a user added to or removed from a room is also told on
 //! their own topic, so their gateways start or stop delivering it at once.
 //! Best effort, after the commit: a lost announcement is repaired by the
-//! gateways from the store.
+//! gateways from the store. A login session that ends is announced on its
+//! user's topic too, so every gateway closes its sockets; one that missed
+//! it closes them at the next `auth` (or at the token's expiry), since it
+//! checks the session again there.
 
 use bytes::Bytes;
-use chat_shared::bus::Topic;
-use chat_shared::model::{EventBody, RoomEvent, RoomId, UserId};
+use chat_shared::bus::{SessionEnded, Topic};
+use chat_shared::model::{EventBody, RoomEvent, RoomId, SessionId, UserId};
 use chat_shared::protocol::ServerFrame;
 
 use crate::state::AppState;
@@ -47,6 +50,17 @@ impl AppState {
     /// Tells `user` that `room` is gone for them.
     pub(crate) fn announce_removed(&self, user: UserId, room: RoomId) {
         self.tell(user, &ServerFrame::RoomRemoved { room_id: room });
+    }
+
+    /// Tells every gateway that `user`'s login session `session` has ended.
+    pub(crate) fn announce_session_ended(&self, user: UserId, session: SessionId) {
+        self.publisher.publish(
+            Topic::User(user),
+            SessionEnded {
+                session_id: session,
+            }
+            .to_bytes(),
+        );
     }
 
     fn tell(&self, user: UserId, frame: &ServerFrame) {

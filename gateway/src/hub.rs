@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_shared::bus::{self, Delivery, Publisher, Subscriber, Topic};
-use chat_shared::model::{RoomId, UserId};
+use chat_shared::bus::{self, Delivery, Publisher, SessionEnded, Subscriber, Topic};
+use chat_shared::model::{RoomId, SessionId, UserId};
 use chat_shared::protocol::{PresenceStatus, ServerFrame};
 use chat_shared::store::{Page, Store};
 use chat_shared::telemetry;
@@ -41,6 +41,7 @@ use crate::metrics::EventMeta;
 use crate::outbox::{Outbound, Outbox};
 use crate::presence::{Change, Presence, PresenceMessage};
 use crate::sequencer::{Gap, Sequencer};
+use crate::session::close;
 use crate::subscriptions::{Pending, Subscriptions};
 
 /// Identifies one connection within this gateway.
@@ -64,6 +65,7 @@ enum Command {
     Attach {
         key: SessionKey,
         user: UserId,
+        login: SessionId,
         rooms: Vec<(RoomId, i64)>,
         outbox: Outbox,
         /// Answered once the connection is routed.
@@ -132,6 +134,7 @@ impl Hub {
         &self,
         key: SessionKey,
         user: UserId,
+        login: SessionId,
         rooms: Vec<(RoomId, i64)>,
         outbox: Outbox,
     ) {
@@ -139,6 +142,7 @@ impl Hub {
         self.send(Command::Attach {
             key,
             user,
+            login,
             rooms,
             outbox,
             attached,
@@ -289,6 +293,8 @@ impl Followers {
 
 struct SessionEntry {
     user: UserId,
+    /// The login session its token belongs to.
+    login: SessionId,
     outbox: Outbox,
     rooms: HashSet<RoomId>,
 }
@@ -382,6 +388,7 @@ impl HubTask {
             Command::Attach {
                 key,
                 user,
+                login,
                 rooms,
                 outbox,
                 attached,
@@ -395,6 +402,7 @@ impl HubTask {
                     key,
                     SessionEntry {
                         user,
+                        login,
                         outbox,
                         rooms: HashSet::new(),
                     },
@@ -595,6 +603,9 @@ impl HubTask {
 
     /// A message for every connection of `user`.
     fn on_user_message(&mut self, user: UserId, route: Route, payload: Bytes) {
+        if route.kind == SessionEnded::TYPE {
+            return self.end_session(user, &payload);
+        }
         // What the room gathered (a `member_left` of this user, say) goes
         // out before what is said about the room to the user.
         if let Some(room) = route.room_id.or(route.room.as_ref().map(|r| r.id)) {
@@ -637,6 +648,25 @@ impl HubTask {
                     if let Some(session) = self.sessions.get(&key) {
                         session.outbox.push(Outbound::Frame(payload.clone()));
                     }
+                }
+            }
+        }
+    }
+
+    /// A login session of `user` ended: its connections here close (the
+    /// client must log in again). Nothing else of the user's is touched.
+    fn end_session(&mut self, user: UserId, payload: &[u8]) {
+        let Ok(ended) = serde_json::from_slice::<SessionEnded>(payload) else {
+            tracing::warn!("a malformed session_ended on the bus");
+            return;
+        };
+        for key in self.sessions_of(user) {
+            if let Some(session) = self.sessions.get(&key) {
+                if session.login == ended.session_id {
+                    session.outbox.push(Outbound::Close {
+                        code: close::SESSION_REVOKED,
+                        reason: "session revoked; log in again",
+                    });
                 }
             }
         }

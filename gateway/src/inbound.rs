@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_shared::bus::Topic;
-use chat_shared::model::{check_client_id, check_message_body, RoomId, UserId};
+use chat_shared::model::{check_client_id, check_message_body, RoomId, SessionId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
 use chat_shared::telemetry;
 use fastwebsockets::OpCode;
@@ -29,6 +29,9 @@ pub struct Session {
     pub key: u64,
     /// Whose it is.
     pub user: UserId,
+    /// The login session its token belongs to: an `auth` must renew this
+    /// one, not another.
+    pub login: SessionId,
     /// The writer's queue.
     pub outbox: Outbox,
     /// When anything was last heard, Unix milliseconds (read by the writer
@@ -407,16 +410,30 @@ impl Handler {
         }
     }
 
-    /// Extends the session with a fresh token for the same user.
+    /// Extends the session with a fresh token of the same login session.
+    /// A token of another live session of the same user is refused: one
+    /// stolen socket must not live on through its owner's other logins.
     async fn renew(&self, token: &str) {
         match self.ctx.verifier.verify(token) {
+            Ok(claims) if claims.sub == self.session.user && claims.sid != self.session.login => {
+                self.error("invalid_token", "the token is for another session", None)
+                    .await
+            }
             Ok(claims) if claims.sub == self.session.user => {
-                // A token of a logged-out session extends nothing.
+                // Checked again at every renewal: a session that ended
+                // while its `session_ended` announcement was lost ends here.
                 let live = self.ctx.store.session(claims.sid).await;
                 if !matches!(live, Ok(Some(ref s)) if s.revoked_at.is_none()) {
-                    return self
-                        .error("session_revoked", "this session has been logged out", None)
+                    self.error("session_revoked", "this session has been logged out", None)
                         .await;
+                    self.session
+                        .outbox
+                        .send(Outbound::Close {
+                            code: close::SESSION_REVOKED,
+                            reason: "session revoked; log in again",
+                        })
+                        .await;
+                    return;
                 }
                 self.session
                     .outbox

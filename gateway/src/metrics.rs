@@ -64,6 +64,7 @@ fn code_label(code: u16) -> Cow<'static, str> {
         SLOW_CONSUMER => "1013".into(),
         HEARTBEAT_TIMEOUT => "4000".into(),
         TOKEN_EXPIRED => "4001".into(),
+        SESSION_REVOKED => "4002".into(),
         UNAVAILABLE => "4003".into(),
         other => other.to_string().into(),
     }

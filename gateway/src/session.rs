@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_shared::auth::Claims;
-use chat_shared::model::{RoomId, User, UserId};
+use chat_shared::model::{RoomId, SessionId, User, UserId};
 use chat_shared::protocol::{RoomHead, ServerFrame};
 use chat_shared::store::Page;
 use fastwebsockets::{Frame, Payload};
@@ -49,6 +49,9 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
     /// The access token expired and no fresh one came with `auth`.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The login session ended (logout, revoked, a replayed refresh
+    /// token): log in again.
+    pub const SESSION_REVOKED: u16 = 4002;
     /// The store could not be read (to start the session, or to fill a
     /// gap): retry, and resume with `sync`.
     pub const UNAVAILABLE: u16 = 4003;
@@ -133,6 +136,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
     let (outbox, queue) = Outbox::new(ctx.config.outbound_queue);
     let Opened {
         user,
+        login,
         rooms,
         expires_at,
     } = open(&ctx, key, claims, &outbox, &mut write, &mut connection).await?;
@@ -145,6 +149,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
             inbound::Session {
                 key,
                 user,
+                login,
                 outbox,
                 last_heard: last_heard.clone(),
             },
@@ -199,6 +204,8 @@ impl Live {
 /// What a session keeps of its start.
 struct Opened {
     user: UserId,
+    /// The login session the token belongs to.
+    login: SessionId,
     /// Each room with the seq the client was told of in `hello`.
     rooms: Vec<(RoomId, i64)>,
     /// When the token expires, Unix seconds.
@@ -230,7 +237,7 @@ async fn open(
     // published afterwards (typing, read markers, signals have no replay).
     let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
     ctx.hub
-        .attach(key, user.id, rooms.clone(), outbox.clone())
+        .attach(key, user.id, claims.sid, rooms.clone(), outbox.clone())
         .await;
     let hello = ServerFrame::Hello {
         session_id: key.to_string(),
@@ -247,6 +254,7 @@ async fn open(
     Some(Opened {
         user: user.id,
         rooms,
+        login: claims.sid,
         expires_at: claims.exp,
     })
 }

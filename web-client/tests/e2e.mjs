@@ -467,6 +467,33 @@ async function scenario(browser, server, people) {
     await waitForMessage(carol.page, 'still logged in');
   });
 
+  await step('a session ended from another device sends the page back to the login screen', async () => {
+    const dave = await person(browser, server.base, 'dave');
+    people.push(dave);
+    await register(dave, 'Dave');
+    // Dave logs in on a second device and ends the browser's session there.
+    const post = (path, body, token) =>
+      fetch(new URL(path, server.base), {
+        method: body === undefined ? (token ? 'GET' : 'POST') : 'POST',
+        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    const loggedIn = await post('/v1/auth/login', { username: 'dave', password: PASSWORD });
+    expect(loggedIn.ok, `the second login answered ${loggedIn.status}: ${await loggedIn.clone().text()}`);
+    const login = await loggedIn.json();
+    const listed = await post('/v1/auth/sessions', undefined, login.access_token);
+    expect(listed.ok, `the session list answered ${listed.status}`);
+    const sessions = await listed.json();
+    const browserSession = sessions.find((s) => !s.current);
+    const ended = await fetch(new URL(`/v1/auth/sessions/${browserSession.id}`, server.base), {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${login.access_token}` },
+    });
+    expect(ended.status === 204, `ending the session answered ${ended.status}`);
+    // The gateway closes the socket (4002); the page finds its login gone.
+    await dave.page.waitForSelector('#auth-screen', { state: 'visible' });
+  });
+
   await step('no script errors on any page', async () => {
     for (const who of people) {
       expect(who.errors.length === 0, `${who.name}'s page threw: ${who.errors.join('; ')}`);

@@ -229,8 +229,9 @@ async fn refresh(
                 ))?;
             Ok(Json(state.tokens(user, &session, token)?))
         }
-        Rotation::Reused => {
-            tracing::warn!("a spent refresh token was presented; its session is revoked");
+        Rotation::Reused(session) => {
+            tracing::warn!(session = %session.id, "a spent refresh token was presented; its session is revoked");
+            state.announce_session_ended(session.user_id, session.id);
             Err(ApiError::Unauthorized(
                 "refresh_token_reused",
                 "this refresh token was already used; the session has been logged out",
@@ -250,6 +251,7 @@ async fn refresh(
     responses((status = 204), (status = 401, body = ErrorBody)))]
 async fn logout(State(state): State<AppState>, me: AuthUser) -> Result<StatusCode, ApiError> {
     state.store.revoke_session(me.id, me.session).await?;
+    state.announce_session_ended(me.id, me.session);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -288,6 +290,7 @@ async fn revoke_session(
     AppPath(id): AppPath<SessionId>,
 ) -> Result<StatusCode, ApiError> {
     if state.store.revoke_session(me.id, id).await? {
+        state.announce_session_ended(me.id, id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("session"))

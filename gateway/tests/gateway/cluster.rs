@@ -238,6 +238,38 @@ impl TestCluster {
         }
     }
 
+    /// Logs a user registered with [`user`](Self::user) in again: a second
+    /// login session, with its access and refresh token.
+    pub async fn login(&self, name: &str) -> (User, String) {
+        let response = self
+            .http
+            .post(format!("{}/v1/auth/login", self.api))
+            .json(&json!({ "username": name, "password": format!("password-{name}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        let user = User {
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            token: body["access_token"].as_str().unwrap().to_owned(),
+        };
+        (user, body["refresh_token"].as_str().unwrap().to_owned())
+    }
+
+    /// Presents a refresh token; returns status and JSON body.
+    pub async fn refresh(&self, refresh_token: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/auth/refresh", self.api))
+            .json(&json!({ "refresh_token": refresh_token }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// A REST call as `user`; returns status and JSON body.
     pub async fn rest(
         &self,

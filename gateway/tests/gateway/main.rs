@@ -11,4 +11,5 @@ mod faults;
 mod metrics;
 mod presence;
 mod rooms;
+mod sessions;
 mod slow_bus;

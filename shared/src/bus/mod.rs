@@ -20,7 +20,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::error::Result;
-use crate::model::{RoomId, UserId};
+use crate::model::{RoomId, SessionId, UserId};
 
 pub use self::memory::MemoryBus;
 pub use self::publisher::Publisher;
@@ -40,6 +40,27 @@ pub enum Topic {
     User(UserId),
     /// Who is online, gateway by gateway.
     Presence,
+}
+
+/// What the api publishes on a user's topic when one of their login
+/// sessions ends (logout, a revoked session, a replayed refresh token):
+/// every gateway closes that session's sockets. Gateways act on it; no
+/// client ever receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename = "session_ended")]
+pub struct SessionEnded {
+    /// The login session that ended.
+    pub session_id: SessionId,
+}
+
+impl SessionEnded {
+    /// Its `type` on the bus.
+    pub const TYPE: &'static str = "session_ended";
+
+    /// The message as published.
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("a session id serialises"))
+    }
 }
 
 impl fmt::Display for Topic {

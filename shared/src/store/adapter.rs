@@ -303,8 +303,12 @@ macro_rules! impl_store {
                                 .bind(Timestamp(at))
                                 .execute(&mut *tx)
                                 .await?;
+                            let session = sqlx::query_as::<_, SessionRow>(SESSION_BY_ID)
+                                .bind(session_id)
+                                .fetch_one(&mut *tx)
+                                .await?;
                             tx.commit().await?;
-                            Ok(Rotation::Reused)
+                            Ok(Rotation::Reused(session.into()))
                         }
                         _ => Ok(Rotation::Invalid),
                     };

@@ -84,8 +84,8 @@ pub enum Rotation {
     /// The token was current: it is now spent and the new one stored.
     Rotated(Session),
     /// The token had already been rotated: someone replayed it, so the whole
-    /// session has just been revoked.
-    Reused,
+    /// session (this one, now revoked) has just been revoked.
+    Reused(Session),
     /// Unknown, expired, or its session is revoked.
     Invalid,
 }

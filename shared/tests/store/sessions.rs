@@ -92,7 +92,12 @@ async fn reusing_a_spent_token_revokes_the_session(backend: Backend) {
 
     // Someone replays the spent token: the family ends.
     let replay = fx.rotate_refresh_token(&t1.hash, token(month())).await;
-    assert_eq!(replay.unwrap(), Rotation::Reused);
+    let Rotation::Reused(ended) = replay.unwrap() else {
+        panic!("a replayed token is reuse");
+    };
+    // It names the session it ended, for the gateways to close its sockets.
+    assert_eq!((ended.id, ended.user_id), (session.id, alice.id));
+    assert!(ended.revoked_at.is_some());
     let revoked = fx.session(session.id).await.unwrap().unwrap();
     assert!(revoked.revoked_at.is_some());
 
@@ -247,7 +252,10 @@ async fn concurrent_rotations_rotate_once(backend: Backend) {
     assert_eq!(rotated, 1, "exactly one presentation rotates: {outcomes:?}");
     // The other presented a token that had just been spent: that is reuse.
     assert_eq!(
-        outcomes.iter().filter(|o| **o == Rotation::Reused).count(),
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Rotation::Reused(s) if s.id == session.id))
+            .count(),
         RACERS - 1,
         "{outcomes:?}"
     );
