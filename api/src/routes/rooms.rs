@@ -153,7 +153,8 @@ async fn get_room(
     Ok(Json(room))
 }
 
-/// Renames or re-topics a room (owner or admin); recorded as `room_updated`.
+/// Renames or re-topics a room (owner or admin); recorded as `room_updated`,
+/// unless nothing changes (then nothing is recorded).
 #[utoipa::path(patch, path = "/v1/rooms/{id}", tag = "rooms",
     security(("bearer" = [])),
     params(("id" = RoomId, Path)),
@@ -183,8 +184,11 @@ async fn update_room(
         Some(topic) => validate::topic(&topic)?,
         None => room.topic,
     };
+    // An edit that changes nothing writes nothing and tells no one.
     let (room, event) = state.store.update_room(id, me.id, name, topic).await?;
-    state.announce(&event).await;
+    if let Some(event) = event {
+        state.announce(&event).await;
+    }
     Ok(Json(room))
 }
 

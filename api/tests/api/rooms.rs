@@ -283,6 +283,23 @@ async fn admins_edit_a_room_and_the_log_records_it(backend: Backend) {
     assert_eq!(updated["topic"], "");
     let seen = expect_status(api.get(&path, &bob).await, StatusCode::OK).await;
     assert_eq!(seen, updated);
+
+    // Edits that change nothing write nothing: no event, the same room.
+    let before = api.snapshot().await;
+    for body in [
+        json!({}),
+        json!({ "name": "novels" }),
+        json!({ "name": "novels", "topic": "" }),
+    ] {
+        let response = api.call(Method::PATCH, &path, &alice, Some(body)).await;
+        let same = expect_status(response, StatusCode::OK).await;
+        assert_eq!(same, updated);
+    }
+    assert_eq!(
+        api.snapshot().await,
+        before,
+        "a no-op edit changed the store"
+    );
 }
 
 async fn only_the_owner_deletes_a_room(backend: Backend) {

@@ -415,8 +415,18 @@ macro_rules! impl_store {
                 by: UserId,
                 name: String,
                 topic: String,
-            ) -> Result<(Room, RoomEvent)> {
+            ) -> Result<(Room, Option<RoomEvent>)> {
                 let mut tx = self.begin().await?;
+                Self::lock_room(&mut tx, id).await?;
+                let current = sqlx::query_as::<_, RoomRow>(ROOM_BY_ID)
+                    .bind(id.0)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(Error::NotFound)?;
+                let current = Room::try_from(current)?;
+                if current.name == name && current.topic == topic {
+                    return Ok((current, None));
+                }
                 let row = sqlx::query_as::<_, RoomRow>(UPDATE_ROOM)
                     .bind(id.0)
                     .bind(&name)
@@ -429,7 +439,7 @@ macro_rules! impl_store {
                     Self::record(&mut tx, id, by, EventBody::RoomUpdated { name, topic }).await?;
                 tx.commit().await?;
                 room.last_seq = event.seq;
-                Ok((room, event))
+                Ok((room, Some(event)))
             }
 
             async fn delete_room(&self, id: RoomId) -> Result<bool> {

@@ -186,14 +186,17 @@ pub trait RoomStore: Send + Sync {
     async fn create_room(&self, new: NewRoom) -> Result<(Room, RoomEvent)>;
     /// A room by id.
     async fn room(&self, id: RoomId) -> Result<Option<Room>>;
-    /// Renames or re-topics a room.
+    /// Renames or re-topics a room, recording `room_updated`; when the
+    /// name and topic are what the room already has, nothing is written and
+    /// no event comes back (decided under the room's lock, so of two equal
+    /// edits at once only one records a change).
     async fn update_room(
         &self,
         id: RoomId,
         by: UserId,
         name: String,
         topic: String,
-    ) -> Result<(Room, RoomEvent)>;
+    ) -> Result<(Room, Option<RoomEvent>)>;
     /// Deletes a room and its log; false if it did not exist.
     async fn delete_room(&self, id: RoomId) -> Result<bool>;
     /// The rooms `user` is a member of, with their read markers.

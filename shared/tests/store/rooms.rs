@@ -137,6 +137,7 @@ async fn update_room_records_room_updated(backend: Backend) {
         .update_room(room.id, alice.id, "renamed".into(), "new topic".into())
         .await
         .unwrap();
+    let event = event.expect("a change is recorded");
     assert_eq!(updated.id, room.id);
     assert_eq!(updated.name, "renamed");
     assert_eq!(updated.topic, "new topic");
@@ -154,6 +155,16 @@ async fn update_room_records_room_updated(backend: Backend) {
         )
     );
     assert_eq!(fx.log(room.id).await.last(), Some(&event));
+
+    // The same again changes nothing: no event, no new seq.
+    let (same, none) = fx
+        .update_room(room.id, alice.id, "renamed".into(), "new topic".into())
+        .await
+        .unwrap();
+    assert_eq!(none, None, "a no-op edit recorded an event");
+    assert_eq!(same, updated);
+    assert_eq!(fx.reload(room.id).await.last_seq, 2);
+    assert_eq!(fx.log(room.id).await.len(), 2);
 
     let missing = fx
         .update_room(RoomId::new(), alice.id, "x".into(), "y".into())
@@ -695,7 +706,8 @@ async fn membership_changes_form_a_consecutive_log(backend: Backend) {
         fx.update_room(room.id, bob.id, "the crew".into(), "ahoy".into())
             .await
             .unwrap()
-            .1,
+            .1
+            .expect("a change is recorded"),
     );
     returned.push(
         fx.remove_member(room.id, carol.id, bob.id, LeaveReason::Kicked)
