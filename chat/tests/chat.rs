@@ -94,6 +94,17 @@ async fn a_fresh_data_dir_gives_a_working_system_on_one_port() {
     for file in ["chat.db", "jwt-private.pem", "jwt-public.pem"] {
         assert!(data_dir.join(file).exists(), "{file} was not created");
     }
+    // The database holds password and refresh-token hashes: its owner's
+    // alone, and so are SQLite's files beside it.
+    #[cfg(unix)]
+    for file in ["chat.db", "chat.db-wal", "chat.db-shm", "jwt-private.pem"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is {:o}", mode & 0o777);
+    }
 
     // The web client at `/`.
     let page = reqwest::get(format!("{}/", chat.base)).await.unwrap();
