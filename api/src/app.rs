@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::middleware::{from_fn, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -17,7 +17,6 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{Instrument, Span};
 
@@ -142,6 +141,7 @@ pub fn routes_with(
     let request_id = HeaderName::from_static(chat_shared::request_id::HEADER);
     let max_body = state.config.max_request_bytes;
     extend(routes::router(&state))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
                 // Outermost: counts every answer, 408 and 413 included.
@@ -154,13 +154,19 @@ pub fn routes_with(
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(from_fn(trace_request))
                 .layer(from_fn(log_internal_errors))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    REQUEST_TIMEOUT,
-                ))
+                .layer(from_fn(time_limit))
                 .layer(DefaultBodyLimit::max(max_body)),
         )
         .with_state(state)
+}
+
+/// Answers 408, in the one error shape, for a request that takes longer
+/// than [`REQUEST_TIMEOUT`] (tower-http's timeout answers with no body).
+async fn time_limit(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
 }
 
 /// The span of one request, carrying its request id (in every log line).

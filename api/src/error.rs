@@ -31,6 +31,12 @@ pub enum ApiError {
     /// 404: the named thing does not exist (or is hidden from the caller).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 405: the route exists, but not with this method.
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
+    /// 408: the request took longer than the server waits.
+    #[error("the request took too long")]
+    Timeout,
     /// 409: the change conflicts with the current state.
     #[error("{1}")]
     Conflict(&'static str, String),
@@ -82,6 +88,8 @@ impl ApiError {
             Self::Unauthorized(..) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(..) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(..) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -100,6 +108,8 @@ impl ApiError {
             | Self::Forbidden(code, _)
             | Self::Conflict(code, _) => code,
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Timeout => "timeout",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation(_) => "validation_failed",

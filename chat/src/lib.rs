@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use axum::extract::Request;
+use axum::response::IntoResponse;
 use axum::routing::get;
-use chat_api::{ApiConfig, App, AppState};
+use chat_api::{ApiConfig, ApiError, App, AppState};
 use chat_gateway::{GatewayConfig, GatewayService};
 use chat_shared::config::LogFormat;
 use chat_shared::{bus, store};
@@ -103,7 +104,14 @@ impl Chat {
                 )
                 .fallback(move |request: Request| {
                     let web = web.clone();
-                    async move { web.serve(request).await }
+                    async move {
+                        // The api's namespace answers in the api's error
+                        // shape, even for a route it does not have.
+                        if request.uri().path().starts_with("/v1/") {
+                            return ApiError::NotFound("route").into_response();
+                        }
+                        web.serve(request).await
+                    }
                 })
         })
         .await?;

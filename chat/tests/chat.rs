@@ -149,6 +149,27 @@ async fn a_fresh_data_dir_gives_a_working_system_on_one_port() {
             .unwrap();
         assert_eq!(response.status(), 404, "{hidden} is served");
     }
+    // The api's namespace answers in the one error shape, for a route it
+    // does not have and for a method a route does not take.
+    let client = reqwest::Client::new();
+    for (method, path, status, code) in [
+        (reqwest::Method::GET, "/v1/nothing-here", 404, "not_found"),
+        (
+            reqwest::Method::DELETE,
+            "/v1/auth/login",
+            405,
+            "method_not_allowed",
+        ),
+    ] {
+        let response = client
+            .request(method, format!("{}{path}", chat.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+    }
 
     // The api under /v1, the WebSocket at /v1/ws, same origin.
     let (status, body) = chat
