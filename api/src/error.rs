@@ -175,6 +175,7 @@ impl From<chat_shared::Error> for ApiError {
             E::NotFound => Self::NotFound("resource"),
             E::NotMember => Self::not_member(),
             E::Banned => Self::Forbidden("banned", "you are banned from this room".into()),
+            E::NotAllowed => Self::insufficient_role("do this"),
             E::Conflict("username") => {
                 Self::Conflict("username_taken", "that username is taken".into())
             }

@@ -16,6 +16,10 @@ pub enum Error {
     /// The user is banned from the room.
     #[error("banned from the room")]
     Banned,
+    /// The acting user's role, as it is at the commit, does not allow the
+    /// change (checked inside the change's transaction).
+    #[error("your role does not allow this")]
+    NotAllowed,
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

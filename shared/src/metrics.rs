@@ -263,6 +263,7 @@ fn is_failure(e: &crate::Error) -> bool {
         crate::Error::NotFound
             | crate::Error::Conflict(_)
             | crate::Error::NotMember
+            | crate::Error::NotAllowed
             | crate::Error::Banned
     )
 }

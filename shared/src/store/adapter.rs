@@ -627,14 +627,17 @@ macro_rules! impl_store {
             ) -> Result<Vec<RoomEvent>> {
                 let mut tx = self.begin().await?;
                 Self::lock_room(&mut tx, room).await?;
-                let previous_owner: Option<uuid::Uuid> = if role == Role::Owner {
-                    sqlx::query_scalar(ROOM_OWNER)
-                        .bind(room.0)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                } else {
-                    None
-                };
+                // Only the owner changes roles, and the owner as it is now,
+                // under the room's lock: of two handovers at once, the
+                // second finds its sender already demoted.
+                let owner: Option<uuid::Uuid> = sqlx::query_scalar(ROOM_OWNER)
+                    .bind(room.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if owner != Some(by.0) {
+                    return Err(Error::NotAllowed);
+                }
+                let previous_owner = owner.filter(|_| role == Role::Owner);
                 let changed = sqlx::query(SET_ROLE)
                     .bind(room.0)
                     .bind(user.0)

@@ -230,8 +230,9 @@ pub trait RoomStore: Send + Sync {
         by: UserId,
         reason: LeaveReason,
     ) -> Result<RoomEvent>;
-    /// Changes a member's role. Making someone owner hands the room over: the
-    /// previous owner becomes admin, in the same transaction.
+    /// Changes a member's role; `by` must be the room's owner at the commit
+    /// (`NotAllowed` otherwise). Making someone owner hands the room over:
+    /// the previous owner becomes admin, in the same transaction.
     async fn set_role(
         &self,
         room: RoomId,
