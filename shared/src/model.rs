@@ -298,13 +298,79 @@ pub fn check_client_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a message text: 1 to `max` characters, not only whitespace, and
-/// no NUL (PostgreSQL cannot store one); the text is kept as written.
+/// Checks a message text: 1 to `max` characters, at least one of them
+/// visible (not only whitespace or zero-width characters), and no control
+/// characters but tab, line feed and carriage return (no NUL, which
+/// PostgreSQL cannot store, no terminal escapes, no bell). The text is kept
+/// as written.
 pub fn check_message_body(body: &str, max: usize) -> Result<(), String> {
-    if body.trim().is_empty() || body.chars().count() > max || body.contains('\0') {
+    let allowed = |c: char| !c.is_control() || matches!(c, '\t' | '\n' | '\r');
+    if !body.chars().any(is_visible) || body.chars().count() > max || !body.chars().all(allowed) {
         return Err(format!(
-            "body: 1 to {max} characters, not only whitespace, no NUL"
+            "body: 1 to {max} characters with at least one visible, no control characters \
+             but tab and line breaks"
         ));
     }
     Ok(())
+}
+
+/// Whether a character shows: not whitespace, not a control, and not one
+/// of the format characters that render as nothing (zero-width spaces and
+/// joiners, bidirectional marks and overrides, variation selectors, the
+/// soft hyphen, Hangul and Braille blanks).
+pub fn is_visible(c: char) -> bool {
+    !(c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_message_body;
+
+    #[test]
+    fn a_body_needs_a_visible_character_and_no_control_characters() {
+        for refused in [
+            "",
+            "   ",
+            "\u{200b}\u{200b}",
+            "\u{200d}\u{2060}\u{feff}",
+            "\u{202e}",
+            "\u{3164}",
+            "red \u{1b}[31malert",
+            "ding\u{7}",
+            "nul\u{0}",
+            "c1\u{85}",
+        ] {
+            assert!(check_message_body(refused, 100).is_err(), "{refused:?}");
+        }
+        for accepted in [
+            "hi",
+            "two\nlines\r\nand\ta tab",
+            "👩\u{200d}💻",
+            "\u{200b}x",
+            "عربي",
+        ] {
+            assert!(check_message_body(accepted, 100).is_ok(), "{accepted:?}");
+        }
+        assert!(check_message_body(&"x".repeat(101), 100).is_err());
+    }
 }

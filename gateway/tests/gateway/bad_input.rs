@@ -355,6 +355,9 @@ async fn invalid_sends_fail_validation_and_store_nothing(setup: Setup) {
         ("empty", ""),
         ("blank", " \n\t "),
         ("nul", "a\u{0}b"),
+        ("zero-width", "\u{200b}\u{200b}"),
+        ("terminal-escape", "\u{1b}[2J\u{1b}[31mpwned"),
+        ("bell", "ding\u{7}"),
     ];
     for (client_id, body) in cases {
         let error = send_expecting_error(&mut client, &room, client_id, body).await;
