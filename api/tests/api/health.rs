@@ -17,6 +17,17 @@ async fn probes_answer(backend: Backend) {
     for path in ["/healthz", "/readyz"] {
         let response = api.request(Method::GET, path, None).send().await.unwrap();
         assert!(response.headers().contains_key("x-request-id"));
+        // No answer of the api is sniffed, framed or leaks a referrer.
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            (
+                "content-security-policy",
+                "default-src 'none'; frame-ancestors 'none'",
+            ),
+            ("referrer-policy", "no-referrer"),
+        ] {
+            assert_eq!(response.headers()[name], value, "{path}: {name}");
+        }
         expect_status(response, StatusCode::OK).await;
     }
 }
