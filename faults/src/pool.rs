@@ -265,14 +265,7 @@ pub struct PoolOptions {
 impl Pool {
     /// Starts everything and waits until every `/readyz` answers 200.
     pub async fn start(repo: &Path, options: &PoolOptions) -> Result<Self> {
-        let bin_dir = std::env::current_exe()?
-            .parent()
-            .context("the suite's own directory")?
-            .to_owned();
-        let dir = std::env::temp_dir().join(format!("chat-faults-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let logs = dir.join("logs");
-        fs::create_dir_all(&logs)?;
+        let (bin_dir, dir, logs) = workspace("")?;
 
         let (postgres, postgres_url, storage) = start_postgres(&dir, &logs).await?;
         let redis_port = free_port()?;
@@ -416,14 +409,7 @@ impl Pool {
     /// Starts the embedded default, `chat` on SQLite with its data dir on
     /// a disk of its own (as root), and waits for its `/readyz`.
     pub async fn start_embedded() -> Result<Self> {
-        let bin_dir = std::env::current_exe()?
-            .parent()
-            .context("the suite's own directory")?
-            .to_owned();
-        let dir = std::env::temp_dir().join(format!("chat-faults-{}-embedded", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let logs = dir.join("logs");
-        fs::create_dir_all(&logs)?;
+        let (bin_dir, dir, logs) = workspace("-embedded")?;
         let data = dir.join("data");
         fs::create_dir_all(&data)?;
         let storage = if nix::unistd::geteuid().is_root() {
@@ -613,6 +599,21 @@ pub enum Which {
     Gateway(usize),
     Redis,
     Postgres,
+}
+
+/// Where the binaries are (beside the suite's own), and a fresh directory
+/// for one deployment (`chat-faults-<pid><suffix>` in the temp dir) with
+/// its `logs/`.
+fn workspace(suffix: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("the suite's own directory")?
+        .to_owned();
+    let dir = std::env::temp_dir().join(format!("chat-faults-{}{suffix}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs)?;
+    Ok((bin_dir, dir, logs))
 }
 
 fn bin(dir: &Path, name: &str) -> Result<String> {
