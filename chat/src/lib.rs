@@ -83,7 +83,7 @@ impl Chat {
             mut api,
             gateway,
         } = settings;
-        let web = WebClient::load(&chat.web_dir)?;
+        let web = std::sync::Arc::new(WebClient::load(&chat.web_dir)?);
         std::fs::create_dir_all(&api.data_dir)?;
         let store = store::connect(&api.database_url, api.db_max_connections).await?;
         let bus = bus::connect(api.redis_url.as_deref(), &api.bus_prefix).await?;

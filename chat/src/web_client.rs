@@ -4,15 +4,14 @@
 //! it may use. Every file goes out with the headers that keep the page
 //! where its operator put it: a Content-Security-Policy whose `connect-src`
 //! is this origin and exactly the gateways of `config.json` (so no link can
-//! send the page's token elsewhere), `frame-ancestors 'none'`, `nosniff`
-//! and no referrer.
+//! send the page's token elsewhere) and `frame-ancestors 'none'`, and
+//! `X-Frame-Options` for browsers without it. `nosniff` and no referrer
+//! come from the api's layers, which wrap these answers too.
 
 use std::path::{Path, PathBuf};
 
 use axum::extract::Request;
-use axum::http::header::{
-    CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
-};
+use axum::http::header::{CONTENT_SECURITY_POLICY, X_FRAME_OPTIONS};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -35,7 +34,7 @@ struct PageConfig {
 }
 
 /// The page's files and the headers they are served with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WebClient {
     dir: PathBuf,
     headers: HeaderMap,
@@ -74,9 +73,7 @@ impl WebClient {
             HeaderValue::from_str(&policy)
                 .map_err(|e| chat_shared::Error::Config(format!("{}: {e}", path.display())))?,
         );
-        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         Ok(Self {
             dir: dir.to_owned(),
             headers,

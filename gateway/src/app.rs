@@ -282,7 +282,7 @@ async fn ready(ctx: &Context) -> Response<Body> {
         Ok(Health::Ready) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
         // Still ready: every instance shares the store, so turning them all
         // away would add a full outage to a write outage (docs/operations.md).
-        Ok(Health::RefusingWrites(_)) => json(
+        Ok(Health::RefusingWrites) => json(
             StatusCode::OK,
             r#"{"status":"degraded","store":"refusing_writes"}"#.into(),
         ),

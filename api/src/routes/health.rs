@@ -33,7 +33,7 @@ async fn healthz() -> Json<Value> {
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.health().await {
         Ok(Health::Ready) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Ok(Health::RefusingWrites(_)) => (
+        Ok(Health::RefusingWrites) => (
             StatusCode::OK,
             Json(json!({ "status": "degraded", "store": "refusing_writes" })),
         ),

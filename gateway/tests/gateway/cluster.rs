@@ -223,32 +223,29 @@ impl TestCluster {
 
     /// Registers a user.
     pub async fn user(&self, name: &str) -> User {
-        let response = self
-            .http
-            .post(format!("{}/v1/auth/register", self.api))
-            .json(&json!({ "username": name, "password": format!("password-{name}") }))
-            .send()
+        self.credentials("/v1/auth/register", name, StatusCode::CREATED)
             .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        User {
-            id: body["user"]["id"].as_str().unwrap().to_owned(),
-            token: body["access_token"].as_str().unwrap().to_owned(),
-        }
+            .0
     }
 
     /// Logs a user registered with [`user`](Self::user) in again: a second
     /// login session, with its access and refresh token.
     pub async fn login(&self, name: &str) -> (User, String) {
+        self.credentials("/v1/auth/login", name, StatusCode::OK)
+            .await
+    }
+
+    /// Registers or logs in `name` (password `password-<name>`) at `path`;
+    /// the user with its access token, and the refresh token.
+    async fn credentials(&self, path: &str, name: &str, expected: StatusCode) -> (User, String) {
         let response = self
             .http
-            .post(format!("{}/v1/auth/login", self.api))
+            .post(format!("{}{path}", self.api))
             .json(&json!({ "username": name, "password": format!("password-{name}") }))
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.status(), expected, "{path}");
         let body: Value = response.json().await.unwrap();
         let user = User {
             id: body["user"]["id"].as_str().unwrap().to_owned(),

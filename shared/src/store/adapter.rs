@@ -109,6 +109,7 @@ macro_rules! impl_store {
             RoomKind, SessionId, User, UserId,
         };
         use $crate::store::adapter::{missing_reference, now, Timestamp};
+        use $crate::store::durability::Probe;
         use $crate::store::rows::{self, *};
         use $crate::store::{
             is_unique_violation, ordered_pair, Appended, Credentials, Error, Health, NewRoom,
@@ -821,8 +822,8 @@ macro_rules! impl_store {
                 sqlx::query("SELECT 1").execute(self.reader()).await?;
                 match self.writes.failing() {
                     None => return Ok(Health::Ready),
-                    Some((why, false)) => return Ok(Health::RefusingWrites(why)),
-                    Some((_, true)) => {}
+                    Some(Probe::NotYet) => return Ok(Health::RefusingWrites),
+                    Some(Probe::Now) => {}
                 }
                 let probe = async {
                     let mut tx = self.begin().await?;
@@ -838,8 +839,9 @@ macro_rules! impl_store {
                         Ok(Health::Ready)
                     }
                     Err(e) => {
-                        self.writes.failed(&e.to_string());
-                        Ok(Health::RefusingWrites(e.to_string()))
+                        tracing::warn!(error = %e, "the store still refuses writes");
+                        self.writes.failed();
+                        Ok(Health::RefusingWrites)
                     }
                 }
             }

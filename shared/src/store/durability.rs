@@ -84,8 +84,8 @@ pub(super) struct WriteHealth {
 
 #[derive(Debug, Default)]
 struct WriteState {
-    /// Why the last write failed, while no write has committed since.
-    failing: Option<String>,
+    /// Set when a write fails, cleared when one commits.
+    failing: bool,
     /// When a write last committed or failed.
     last_attempt: Option<Instant>,
 }
@@ -95,29 +95,75 @@ impl WriteHealth {
     pub(super) fn committed(&self) {
         let mut state = self.state.lock().expect("write health lock");
         state.last_attempt = Some(Instant::now());
-        if state.failing.take().is_some() {
+        if std::mem::take(&mut state.failing) {
             tracing::info!("the store takes writes again");
             crate::metrics::store_writes_failing(false);
         }
     }
 
-    /// Records a write that failed with `error`.
-    pub(super) fn failed(&self, error: &str) {
+    /// Records a write that failed (the caller logs why).
+    pub(super) fn failed(&self) {
         let mut state = self.state.lock().expect("write health lock");
         state.last_attempt = Some(Instant::now());
-        if state.failing.is_none() {
+        if !state.failing {
             crate::metrics::store_writes_failing(true);
         }
-        state.failing = Some(error.to_owned());
+        state.failing = true;
     }
 
-    /// Why writes are failing, if they are, and whether it is time for a
-    /// probe write to find out afresh (no write tried for a while).
-    pub(super) fn failing(&self) -> Option<(String, bool)> {
-        let state = self.state.lock().expect("write health lock");
+    /// Whether writes are failing, and if so whether this caller is to try
+    /// a probe write: at most one caller in [`PROBE_WHEN_IDLE_FOR`] is told
+    /// to (the claim counts as an attempt), so a flood of `/readyz` cannot
+    /// queue writes ahead of the sends it is meant to report on.
+    pub(super) fn failing(&self) -> Option<Probe> {
+        let mut state = self.state.lock().expect("write health lock");
+        if !state.failing {
+            return None;
+        }
         let idle = state
             .last_attempt
             .is_none_or(|at| at.elapsed() >= PROBE_WHEN_IDLE_FOR);
-        state.failing.clone().map(|why| (why, idle))
+        if idle {
+            state.last_attempt = Some(Instant::now());
+            Some(Probe::Now)
+        } else {
+            Some(Probe::NotYet)
+        }
+    }
+}
+
+/// Whether a `health` caller tries a write while writes are failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Probe {
+    /// Yes: no write was tried for a while, and no one else is trying.
+    Now,
+    /// No: a write was tried just now; its outcome stands.
+    NotYet,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Probe, WriteHealth, WriteState};
+
+    #[test]
+    fn of_many_health_checks_at_once_one_probes() {
+        let health = WriteHealth {
+            state: std::sync::Mutex::new(WriteState {
+                failing: true,
+                last_attempt: None,
+            }),
+        };
+        assert_eq!(health.failing(), Some(Probe::Now));
+        for _ in 0..10 {
+            assert_eq!(health.failing(), Some(Probe::NotYet));
+        }
+        health.committed();
+        assert_eq!(health.failing(), None);
+        health.failed();
+        assert_eq!(
+            health.failing(),
+            Some(Probe::NotYet),
+            "a write was just tried"
+        );
     }
 }

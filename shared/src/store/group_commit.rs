@@ -191,7 +191,7 @@ async fn write(
                 // the truth if the commit landed after all.
                 tracing::warn!(error = %e, appends = appends.len(), "group commit failed");
                 let message = e.to_string();
-                health.failed(&message);
+                health.failed();
                 for reply in replies {
                     let _ = reply.send(Err(Error::Unavailable(message.clone())));
                 }

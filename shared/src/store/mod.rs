@@ -293,9 +293,9 @@ pub enum Health {
     /// It answers and takes writes.
     Ready,
     /// It answers reads, but writes fail (a full or read-only disk): sends
-    /// are refused as `unavailable` until one commits again. The string
-    /// is the database's last word on it.
-    RefusingWrites(String),
+    /// are refused as `unavailable` until one commits again (the log says
+    /// why).
+    RefusingWrites,
 }
 
 /// The whole store, as the binaries hold it.
