@@ -6,14 +6,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::{from_fn, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::Router;
-use tokio::net::TcpListener;
-use tower::ServiceBuilder;
+use chat_shared::listener::Listener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -33,7 +34,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bound, ready-to-run api.
 pub struct App {
-    listener: TcpListener,
+    listener: Listener,
     router: Router,
     state: AppState,
 }
@@ -60,7 +61,7 @@ impl App {
 
     async fn bind(state: AppState, router: Router) -> chat_shared::Result<Self> {
         let addr = state.config.api_addr;
-        let listener = TcpListener::bind(addr)
+        let listener = Listener::bind(addr, state.config.max_connections_per_address)
             .await
             .map_err(|e| chat_shared::Error::Config(format!("cannot listen on {addr}: {e}")))?;
         Ok(Self {
@@ -72,9 +73,7 @@ impl App {
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr()
     }
 
     /// The state the api runs with (tests read the store through it).
@@ -84,44 +83,44 @@ impl App {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish
     /// for at most `CHAT_SHUTDOWN_GRACE`.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let grace = self.state.config.shutdown_grace;
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let config = &self.state.config;
+        let (grace, header_read_timeout) = (config.shutdown_grace, config.header_read_timeout);
         let pruner = tokio::spawn(prune_rate_limits(self.state.clone()));
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        // Small frames (acks, and in `chat` every WebSocket frame) must not
-        // wait for the peer's delayed ACK (Nagle's algorithm).
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let finish = CancellationToken::new();
+        let stopping = finish.clone();
+        tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
-            let _ = stopping_tx.send(());
+            stopping.cancel();
         });
-        let deadline = async move {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        let result = tokio::select! {
-            result = serve => result,
-            () = deadline => {
-                tracing::warn!(?grace, "grace period over; closing remaining connections");
-                Ok(())
-            }
-        };
+        let connections = TaskTracker::new();
+        let router = self.router;
+        chat_shared::http_server::serve(
+            self.listener,
+            header_read_timeout,
+            &connections,
+            finish,
+            |connection| {
+                let (router, peer) = (router.clone(), connection.peer);
+                Some(hyper::service::service_fn(
+                    move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        // What `ClientIp` reads (axum::serve would insert it).
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                        router.clone().oneshot(request)
+                    },
+                ))
+            },
+        )
+        .await;
+        connections.close();
+        if tokio::time::timeout(grace, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?grace, "grace period over; closing remaining connections");
+        }
         pruner.abort();
-        result
     }
 }
 

@@ -53,10 +53,22 @@ pub struct ApiConfig {
     /// `CHAT_MAX_CONCURRENT_HASHES`: password hashes computed at once
     /// (each takes ~19 MiB and a core for tens of milliseconds).
     pub max_concurrent_hashes: usize,
+    /// `CHAT_MAX_WAITING_HASHES`: logins and registrations queued for a
+    /// hashing slot; more get 503 with `Retry-After` at once.
+    pub max_waiting_hashes: usize,
     /// `CHAT_MAX_REQUEST_BYTES`: largest request body accepted.
     pub max_request_bytes: usize,
     /// `CHAT_MAX_BODY_CHARS`: longest message text, in characters.
     pub max_body_chars: usize,
+    /// `CHAT_HEADER_READ_TIMEOUT`: how long a connection has to send a
+    /// whole request head (the first, or the next on a kept-alive one)
+    /// before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// `CHAT_MAX_CONNECTIONS_PER_ADDRESS`: connections open at once from
+    /// one client address, WebSockets included (0: no cap; set 0 behind a
+    /// proxy, where every connection comes from the proxy, and cap there).
+    pub max_connections_per_address: usize,
     /// `CHAT_SHUTDOWN_GRACE`: how long in-flight requests get on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -85,9 +97,12 @@ impl Default for ApiConfig {
             auth_rate_burst: 10,
             trust_forwarded_for: false,
             max_concurrent_hashes: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_waiting_hashes: 64,
             max_request_bytes: 64 * 1024,
             max_body_chars: 4000,
             shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections_per_address: 256,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -115,6 +130,9 @@ impl ApiConfig {
         }
         if self.db_max_connections == 0 {
             return fail("CHAT_DB_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.header_read_timeout < Duration::from_millis(100) {
+            return fail("CHAT_HEADER_READ_TIMEOUT must be at least 100ms");
         }
         if self.access_token_ttl < Duration::from_secs(10) {
             return fail("CHAT_ACCESS_TOKEN_TTL must be at least 10s");

@@ -148,6 +148,12 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
+            // Saturated or down for now: worth a retry, not at once.
+            Self::Unavailable => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
+            }
             Self::Internal(cause) => {
                 response
                     .extensions_mut()

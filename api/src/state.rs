@@ -68,7 +68,7 @@ impl AppState {
             publisher: Publisher::start(bus),
             issuer: Arc::new(issuer),
             verifier: Arc::new(verifier),
-            passwords: Passwords::new(config.max_concurrent_hashes),
+            passwords: Passwords::new(config.max_concurrent_hashes, config.max_waiting_hashes),
             auth_rate_limit: AuthRateLimit::new(
                 config.auth_rate_per_minute,
                 config.auth_rate_burst,

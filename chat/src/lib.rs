@@ -125,10 +125,7 @@ impl Chat {
 
     /// Serves until `shutdown` resolves; then closes the WebSockets with
     /// 1012 and lets HTTP requests in flight finish.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Self { app, gateway } = self;
         app.run(async move {
             shutdown.await;

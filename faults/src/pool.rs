@@ -311,6 +311,8 @@ impl Pool {
         .env("DATABASE_URL", api_database_url)
         .env("REDIS_URL", &redis_url)
         .env("CHAT_BUS_PREFIX", "faults")
+        // Behind nginx every connection comes from one address.
+        .env("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0")
         .env("CHAT_AUTH_RATE_PER_MINUTE", "100000")
         .env("CHAT_AUTH_RATE_BURST", "10000")
         .env("CHAT_ACCESS_TOKEN_TTL", "2h")
@@ -341,6 +343,7 @@ impl Pool {
             .env("REDIS_URL", &redis_url)
             .env("CHAT_BUS_PREFIX", "faults")
             .env("CHAT_JWT_PUBLIC_KEY", public_key.display().to_string())
+            .env("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0")
             .env(
                 "CHAT_HEARTBEAT_INTERVAL",
                 format!("{}s", HEARTBEAT.as_secs()),
@@ -421,6 +424,8 @@ impl Pool {
         let mut chat = Service::new("chat", Some(entry), vec![bin(&bin_dir, "chat")?], &logs)
             .env("CHAT_ADDR", entry.to_string())
             .env("CHAT_DATA_DIR", data.display().to_string())
+            // Every client comes through the fault proxy, from one address.
+            .env("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0")
             .env("CHAT_AUTH_RATE_PER_MINUTE", "100000")
             .env("CHAT_AUTH_RATE_BURST", "10000")
             .env("CHAT_ACCESS_TOKEN_TTL", "2h")

@@ -14,14 +14,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use chat_shared::auth::{read_key, TokenScope, TokenVerifier};
 use chat_shared::bus::{self, Bus, Publisher};
+use chat_shared::listener::Listener;
 use chat_shared::store::{self, Health, Store};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{header, Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -102,7 +100,7 @@ impl GatewayService {
 
 /// A bound, ready-to-run gateway.
 pub struct Gateway {
-    listener: TcpListener,
+    listener: Listener,
     service: GatewayService,
 }
 
@@ -121,72 +119,51 @@ impl Gateway {
         bus: Arc<dyn Bus>,
     ) -> chat_shared::Result<Self> {
         let addr = config.gateway_addr;
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            chat_shared::Error::Config(format!("CHAT_GATEWAY_ADDR={addr}: cannot listen: {e}"))
-        })?;
+        let listener = Listener::bind(addr, config.max_connections_per_address)
+            .await
+            .map_err(|e| {
+                chat_shared::Error::Config(format!("CHAT_GATEWAY_ADDR={addr}: cannot listen: {e}"))
+            })?;
         let service = GatewayService::start(config, store, bus).await?;
         Ok(Self { listener, service })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr()
     }
 
     /// Serves until `shutdown` resolves, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Self { listener, service } = self;
         let ctx = service.ctx;
-        // Plain HTTP connections (probes, handshakes in progress).
+        // Plain HTTP connections (probes, handshakes in progress); they
+        // finish when `ctx.drain` is cancelled.
         let http = TaskTracker::new();
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = &mut shutdown => break,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Usually out of file descriptors: back off briefly.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // Each connection holds a slot for its whole life, upgraded or not.
-            let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
-                metrics::connection_limited();
-                tracing::warn!("connection limit reached; refusing a connection");
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let drain = ctx.drain.clone();
-            let permit = Arc::new(permit);
-            let service_ctx = ctx.clone();
-            let service =
-                service_fn(move |request| route(service_ctx.clone(), permit.clone(), request));
-            let connection = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            http.spawn(async move {
-                tokio::pin!(connection);
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = drain.cancelled() => {
-                        // Finish the request in flight, then close.
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
+        let serving = chat_shared::http_server::serve(
+            listener,
+            ctx.config.header_read_timeout,
+            &http,
+            ctx.drain.clone(),
+            |_| {
+                // Each connection holds a slot for its whole life, upgraded or not.
+                let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
+                    metrics::connection_limited();
+                    tracing::warn!("connection limit reached; refusing a connection");
+                    return None;
                 };
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "http connection ended with an error");
-                }
-            });
+                let (ctx, permit) = (ctx.clone(), Arc::new(permit));
+                Some(service_fn(move |request| {
+                    route(ctx.clone(), permit.clone(), request)
+                }))
+            },
+        );
+        // Stops accepting as soon as `shutdown` resolves (dropping the
+        // listener); `drain` then finishes the connections.
+        tokio::select! {
+            () = serving => {}
+            () = shutdown => {}
         }
-        drop(listener);
         drain(&ctx, http).await;
     }
 }

@@ -77,6 +77,15 @@ pub struct GatewayConfig {
     /// compared with the store, to catch a lost last event.
     #[serde(with = "humantime_serde")]
     pub head_check_interval: Duration,
+    /// `CHAT_HEADER_READ_TIMEOUT`: how long a connection has to send a
+    /// whole request head (the first, or the next on a kept-alive one)
+    /// before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// `CHAT_MAX_CONNECTIONS_PER_ADDRESS`: connections open at once from
+    /// one client address, WebSockets included (0: no cap; set 0 behind a
+    /// proxy, where every connection comes from the proxy, and cap there).
+    pub max_connections_per_address: usize,
     /// `CHAT_SHUTDOWN_GRACE`: how long sockets get to close on SIGTERM.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -111,6 +120,8 @@ impl Default for GatewayConfig {
             fanout_interval: Duration::from_millis(10),
             head_check_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections_per_address: 256,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -144,6 +155,9 @@ impl GatewayConfig {
         }
         if self.max_connections == 0 || self.db_max_connections == 0 {
             return fail("CHAT_MAX_CONNECTIONS and CHAT_DB_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.header_read_timeout < Duration::from_millis(100) {
+            return fail("CHAT_HEADER_READ_TIMEOUT must be at least 100ms");
         }
         if self.fanout_interval > Duration::from_secs(1) {
             return fail("CHAT_FANOUT_INTERVAL must be at most 1s");

@@ -150,7 +150,7 @@ async fn a_send_is_one_trace_from_the_api_or_a_gateway_to_every_delivering_gatew
         gateway.stop().await;
     }
     let _ = stop_api.send(());
-    api_task.await.unwrap().unwrap();
+    api_task.await.unwrap();
     telemetry.shutdown().await;
 
     let spans = receiver.spans();

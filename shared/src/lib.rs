@@ -1,11 +1,13 @@
 //! The core both chat binaries share: the domain model, access-token
 //! signing and verification, configuration, telemetry and metrics set-up,
-//! and the `Store` port with its PostgreSQL and SQLite adapters.
+//! the listener and HTTP serving every binary shares, and the `Store` port with its PostgreSQL and SQLite adapters.
 
 pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod error;
+pub mod http_server;
+pub mod listener;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

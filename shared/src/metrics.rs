@@ -99,6 +99,12 @@ pub mod scope {
     pub const CONNECTIONS: &str = "connections";
     /// The api's register/login/refresh limit per client address.
     pub const CREDENTIALS: &str = "credentials";
+    /// The api's queue for password hashing (`CHAT_MAX_WAITING_HASHES`).
+    pub const PASSWORD_HASHES: &str = "password_hashes";
+    /// `CHAT_MAX_CONNECTIONS_PER_ADDRESS`: connections from one address.
+    pub const CONNECTIONS_PER_ADDRESS: &str = "connections_per_address";
+    /// All connections, at the descriptor limit less the reserve.
+    pub const DESCRIPTORS: &str = "descriptors";
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

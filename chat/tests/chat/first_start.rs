@@ -2,95 +2,19 @@
 //! port serving the web client, the api and the WebSocket, and data and
 //! sessions that survive a restart.
 
-use std::net::SocketAddr;
-use std::path::Path;
-
-use chat::{Chat, ChatConfig, Settings};
-use chat_api::ApiConfig;
-use chat_gateway::GatewayConfig;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A `chat` started in-process on port 0 over `data_dir`.
-struct Running {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Running {
-    async fn start(data_dir: &Path) -> Self {
-        let settings = Settings {
-            chat: ChatConfig {
-                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                ..ChatConfig::default()
-            },
-            api: ApiConfig {
-                data_dir: data_dir.to_path_buf(),
-                database_url: chat_shared::config::database_url(data_dir),
-                ..ApiConfig::default()
-            },
-            gateway: GatewayConfig {
-                data_dir: data_dir.to_path_buf(),
-                ..GatewayConfig::default()
-            },
-        };
-        let chat = Chat::build(settings).await.expect("chat starts");
-        let base = format!("http://{}", chat.local_addr());
-        let (stop, stopping) = oneshot::channel::<()>();
-        let stopped = tokio::spawn(chat.run(async move {
-            let _ = stopping.await;
-        }));
-        Self {
-            base,
-            stop: Some(stop),
-            stopped: Some(stopped),
-        }
-    }
-
-    /// Stops the server and waits until it has let go of the data dir.
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.stopped.take().unwrap().await.unwrap().unwrap();
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let mut request = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
-            .json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
-    }
-
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
-    }
-}
+use crate::harness::Running;
 
 #[tokio::test]
 async fn a_fresh_data_dir_gives_a_working_system_on_one_port() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let chat = Running::start(&data_dir).await;
+    let chat = Running::start(&data_dir, |_| {}).await;
     for file in ["chat.db", "jwt-private.pem", "jwt-public.pem"] {
         assert!(data_dir.join(file).exists(), "{file} was not created");
     }
@@ -239,7 +163,7 @@ async fn a_fresh_data_dir_gives_a_working_system_on_one_port() {
 #[tokio::test]
 async fn a_second_start_reuses_the_data_and_the_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Running::start(dir.path()).await;
+    let first = Running::start(dir.path(), |_| {}).await;
     let (status, body) = first
         .post(
             "/v1/auth/register",
@@ -252,7 +176,7 @@ async fn a_second_start_reuses_the_data_and_the_keys() {
     let user_id = body["user"]["id"].clone();
     first.stop().await;
 
-    let second = Running::start(dir.path()).await;
+    let second = Running::start(dir.path(), |_| {}).await;
     // The same key pair: the token from before the restart still works.
     let (status, me) = second.get("/v1/users/me", &token).await;
     assert_eq!(status, 200, "{me}");

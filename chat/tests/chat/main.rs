@@ -1,0 +1,6 @@
+//! The all-in-one binary's tests: one test binary, sharing one harness.
+
+mod connections;
+mod first_start;
+mod harness;
+mod passwords;
