@@ -227,11 +227,12 @@ impl MakeRequestId for MakeRequestUuidV7 {
     }
 }
 
-/// Keeps the rate limiter's address map small.
+/// Keeps the rate limiters' maps as small as the set of recent clients.
 async fn prune_rate_limits(state: AppState) {
     let mut every = tokio::time::interval(crate::rate_limit::AuthRateLimit::PRUNE_EVERY);
     loop {
         every.tick().await;
         state.auth_rate_limit.prune();
+        state.limits.prune();
     }
 }

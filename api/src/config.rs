@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_shared::config::LogFormat;
+use chat_shared::limits::Budgets;
 use serde::Deserialize;
 
 /// Everything `chat-api` can be told.
@@ -56,6 +57,16 @@ pub struct ApiConfig {
     /// `CHAT_MAX_WAITING_HASHES`: logins and registrations queued for a
     /// hashing slot; more get 503 with `Retry-After` at once.
     pub max_waiting_hashes: usize,
+    /// `CHAT_SEND_RATE_PER_SECOND`: sustained sends per user, REST and
+    /// WebSocket together in `chat` (per process; see `chat_shared::limits`).
+    pub send_rate_per_second: u32,
+    /// `CHAT_SEND_BURST`: sends a user may make at once.
+    pub send_burst: u32,
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations and DM opens
+    /// per user per minute, each a budget of its own.
+    pub action_rate_per_minute: u32,
+    /// `CHAT_ACTION_BURST`: how many of each at once.
+    pub action_burst: u32,
     /// `CHAT_MAX_REQUEST_BYTES`: largest request body accepted.
     pub max_request_bytes: usize,
     /// `CHAT_MAX_BODY_CHARS`: longest message text, in characters.
@@ -98,6 +109,10 @@ impl Default for ApiConfig {
             trust_forwarded_for: false,
             max_concurrent_hashes: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_waiting_hashes: 64,
+            send_rate_per_second: Budgets::default().send_per_second,
+            send_burst: Budgets::default().send_burst,
+            action_rate_per_minute: Budgets::default().action_per_minute,
+            action_burst: Budgets::default().action_burst,
             max_request_bytes: 64 * 1024,
             max_body_chars: 4000,
             shutdown_grace: Duration::from_secs(10),
@@ -110,6 +125,16 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
+    /// The sizes of the per-user budgets.
+    pub fn budgets(&self) -> Budgets {
+        Budgets {
+            send_per_second: self.send_rate_per_second,
+            send_burst: self.send_burst,
+            action_per_minute: self.action_rate_per_minute,
+            action_burst: self.action_burst,
+        }
+    }
+
     /// Reads the environment; the error names the variable at fault.
     pub fn from_env() -> chat_shared::Result<Self> {
         let mut config: Self = chat_shared::config::from_env()?;
@@ -124,6 +149,16 @@ impl ApiConfig {
         let fail = |msg: &str| Err(chat_shared::Error::Config(msg.to_owned()));
         if self.auth_rate_per_minute == 0 || self.auth_rate_burst == 0 {
             return fail("CHAT_AUTH_RATE_PER_MINUTE and CHAT_AUTH_RATE_BURST must be at least 1");
+        }
+        if [
+            self.send_rate_per_second,
+            self.send_burst,
+            self.action_rate_per_minute,
+            self.action_burst,
+        ]
+        .contains(&0)
+        {
+            return fail("CHAT_SEND_RATE_PER_SECOND, CHAT_SEND_BURST, CHAT_ACTION_RATE_PER_MINUTE and CHAT_ACTION_BURST must be at least 1");
         }
         if self.max_concurrent_hashes == 0 {
             return fail("CHAT_MAX_CONCURRENT_HASHES must be at least 1");

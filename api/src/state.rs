@@ -1,13 +1,16 @@
 //! What every handler can reach: the store, the token issuer and verifier,
-//! the password hasher, the credential rate limiter and the configuration.
+//! the password hasher, the rate limiters and the configuration.
 
 use std::sync::Arc;
 
 use chat_shared::auth::{read_key, KeyPair, TokenIssuer, TokenScope, TokenVerifier};
 use chat_shared::bus::{self, Bus, Publisher};
+use chat_shared::limits::{Action, UserLimits};
+use chat_shared::model::UserId;
 use chat_shared::store::{self, Store};
 
 use crate::config::ApiConfig;
+use crate::error::ApiError;
 use crate::password::Passwords;
 use crate::rate_limit::AuthRateLimit;
 
@@ -26,6 +29,9 @@ pub struct AppState {
     pub passwords: Passwords,
     /// Slows down credential guessing per client address.
     pub auth_rate_limit: AuthRateLimit,
+    /// Each user's budgets for sending, inviting, creating rooms and
+    /// opening DMs (in `chat`, the gateway's too).
+    pub limits: Arc<UserLimits>,
     /// The configuration the api started with.
     pub config: Arc<ApiConfig>,
 }
@@ -73,7 +79,18 @@ impl AppState {
                 config.auth_rate_per_minute,
                 config.auth_rate_burst,
             ),
+            limits: Arc::new(UserLimits::new(config.budgets())),
             config: Arc::new(config),
+        })
+    }
+
+    /// Counts one `action` by `user` against their budget: `429
+    /// rate_limited` with `Retry-After` when it is spent.
+    pub fn spend(&self, user: UserId, action: Action) -> Result<(), ApiError> {
+        self.limits.check(user, action).map_err(|wait| {
+            // Whole seconds, rounded up: a client that waits that long is
+            // allowed.
+            ApiError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
         })
     }
 }

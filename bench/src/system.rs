@@ -456,6 +456,8 @@ fn our_limits() -> Vec<(&'static str, &'static str)> {
         ("CHAT_SEND_BURST", "1000000"),
         ("CHAT_AUTH_RATE_PER_MINUTE", "1000000"),
         ("CHAT_AUTH_RATE_BURST", "1000000"),
+        ("CHAT_ACTION_RATE_PER_MINUTE", "1000000"),
+        ("CHAT_ACTION_BURST", "1000000"),
         ("CHAT_MAX_CONNECTIONS", "200000"),
         // Every client of a benchmark comes from one address.
         ("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0"),

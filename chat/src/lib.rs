@@ -91,7 +91,9 @@ impl Chat {
         // The api creates the key pair on first start; the gateway then
         // reads its public half from the same data dir.
         let state = AppState::with_parts(api, store.clone(), bus.clone())?;
-        let gateway = GatewayService::start(gateway, store, bus).await?;
+        // One budget per user for REST and WebSocket sends alike.
+        let limits = state.limits.clone();
+        let gateway = GatewayService::start(gateway, store, bus, limits).await?;
         let ws = gateway.clone();
         let app = App::with_routes(state, move |routes| {
             routes

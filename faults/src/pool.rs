@@ -315,6 +315,9 @@ impl Pool {
         .env("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0")
         .env("CHAT_AUTH_RATE_PER_MINUTE", "100000")
         .env("CHAT_AUTH_RATE_BURST", "10000")
+        // One account creates every room of the suite.
+        .env("CHAT_ACTION_RATE_PER_MINUTE", "100000")
+        .env("CHAT_ACTION_BURST", "10000")
         .env("CHAT_ACCESS_TOKEN_TTL", "2h")
         .env("CHAT_SHUTDOWN_GRACE", "5s")
         .env("CHAT_LOG", "info");
@@ -428,6 +431,8 @@ impl Pool {
             .env("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0")
             .env("CHAT_AUTH_RATE_PER_MINUTE", "100000")
             .env("CHAT_AUTH_RATE_BURST", "10000")
+            .env("CHAT_ACTION_RATE_PER_MINUTE", "100000")
+            .env("CHAT_ACTION_BURST", "10000")
             .env("CHAT_ACCESS_TOKEN_TTL", "2h")
             .env(
                 "CHAT_HEARTBEAT_INTERVAL",

@@ -9,11 +9,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use chat_shared::auth::{read_key, TokenScope, TokenVerifier};
 use chat_shared::bus::{self, Bus, Publisher};
+use chat_shared::limits::UserLimits;
 use chat_shared::listener::Listener;
 use chat_shared::store::{self, Health, Store};
 use http_body_util::Full;
@@ -44,6 +44,7 @@ impl GatewayService {
         config: GatewayConfig,
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
+        limits: Arc<UserLimits>,
     ) -> chat_shared::Result<Self> {
         chat_shared::metrics::install();
         let public_key = config
@@ -71,8 +72,8 @@ impl GatewayService {
             timing,
         );
         let writers = crate::writers::Writers::start()?;
-        let ctx = Context::new(config, store, verifier, hub, publisher, writers);
-        tokio::spawn(prune_send_rates(Arc::downgrade(&ctx)));
+        let ctx = Context::new(config, store, verifier, hub, publisher, writers, limits);
+        tokio::spawn(prune_limits(Arc::downgrade(&ctx)));
         Ok(Self { ctx })
     }
 
@@ -124,7 +125,8 @@ impl Gateway {
             .map_err(|e| {
                 chat_shared::Error::Config(format!("CHAT_GATEWAY_ADDR={addr}: cannot listen: {e}"))
             })?;
-        let service = GatewayService::start(config, store, bus).await?;
+        let limits = Arc::new(UserLimits::new(config.budgets()));
+        let service = GatewayService::start(config, store, bus, limits).await?;
         Ok(Self { listener, service })
     }
 
@@ -169,14 +171,13 @@ impl Gateway {
 }
 
 /// Forgets the rate state of users whose allowance is full again, so the
-/// limiter holds only recent senders; ends with the gateway.
-async fn prune_send_rates(ctx: std::sync::Weak<Context>) {
-    let mut every = tokio::time::interval(Duration::from_secs(60));
+/// limiters hold only recent senders; ends with the gateway.
+async fn prune_limits(ctx: std::sync::Weak<Context>) {
+    let mut every = tokio::time::interval(UserLimits::PRUNE_EVERY);
     loop {
         every.tick().await;
         let Some(ctx) = ctx.upgrade() else { return };
-        ctx.send_rate.retain_recent();
-        ctx.send_rate.shrink_to_fit();
+        ctx.limits.prune();
     }
 }
 

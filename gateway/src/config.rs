@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_shared::config::LogFormat;
+use chat_shared::limits::Budgets;
 use serde::Deserialize;
 
 /// Everything `chat-gateway` can be told.
@@ -112,8 +113,8 @@ impl Default for GatewayConfig {
             sync_grace: Duration::from_secs(1),
             max_message_bytes: 64 * 1024,
             max_body_chars: 4000,
-            send_rate_per_second: 20,
-            send_burst: 50,
+            send_rate_per_second: Budgets::default().send_per_second,
+            send_burst: Budgets::default().send_burst,
             outbound_queue: 1024,
             max_connections: 100_000,
             gap_wait: Duration::from_millis(150),
@@ -163,6 +164,16 @@ impl GatewayConfig {
             return fail("CHAT_FANOUT_INTERVAL must be at most 1s");
         }
         Ok(())
+    }
+
+    /// The sizes of the per-user budgets (a gateway only sends: the
+    /// others are the api's).
+    pub fn budgets(&self) -> Budgets {
+        Budgets {
+            send_per_second: self.send_rate_per_second,
+            send_burst: self.send_burst,
+            ..Budgets::default()
+        }
     }
 
     /// The origins allowed to connect, parsed.

@@ -2,12 +2,10 @@
 //! verifier, the hub, the bus publisher, and the shutdown signals.
 
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use chat_shared::model::UserId;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use chat_shared::limits::UserLimits;
 
 use chat_shared::auth::TokenVerifier;
 use chat_shared::bus::Publisher;
@@ -37,8 +35,8 @@ pub struct Context {
     /// Publishes to the bus off the request path.
     pub publisher: Publisher,
     /// Sends, typing and signals per user, across their connections to
-    /// this gateway.
-    pub send_rate: DefaultKeyedRateLimiter<UserId>,
+    /// this process (shared with the api in `chat`).
+    pub limits: Arc<UserLimits>,
     /// Cancelled on shutdown: every session closes with 1012.
     pub drain: CancellationToken,
     /// Set on shutdown, so `/readyz` turns away the load balancer first.
@@ -64,14 +62,12 @@ impl Context {
         hub: Hub,
         publisher: Publisher,
         writers: Writers,
+        limits: Arc<UserLimits>,
     ) -> Arc<Self> {
-        let per_second = NonZeroU32::new(config.send_rate_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.send_burst).unwrap_or(NonZeroU32::MIN);
-        let send_rate = RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst));
         Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             origins: config.origins(),
-            send_rate,
+            limits,
             config,
             store,
             verifier,

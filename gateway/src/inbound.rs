@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_shared::bus::Topic;
+use chat_shared::limits::Action;
 use chat_shared::model::{check_client_id, check_message_body, RoomId, SessionId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
 use chat_shared::telemetry;
@@ -257,7 +258,11 @@ impl Handler {
     /// Counts a frame that makes others do work (a send, typing, a
     /// signal) against the user's rate; true when over it.
     fn limited(&self) -> bool {
-        let limited = self.ctx.send_rate.check_key(&self.session.user).is_err();
+        let limited = self
+            .ctx
+            .limits
+            .check(self.session.user, Action::Send)
+            .is_err();
         if limited {
             crate::metrics::send_limited();
         }

@@ -7,6 +7,7 @@ pub mod bus;
 pub mod config;
 pub mod error;
 pub mod http_server;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod model;

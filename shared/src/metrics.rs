@@ -93,8 +93,14 @@ pub mod names {
 
 /// The `scope` values of [`names::RATE_LIMITED`].
 pub mod scope {
-    /// A user's sends, typing and signals on one gateway.
+    /// A user's sends (REST and WebSocket), typing and signals.
     pub const SEND: &str = "send";
+    /// A user's invites.
+    pub const INVITES: &str = "invites";
+    /// A user's room creations.
+    pub const ROOMS: &str = "rooms";
+    /// A user's DM opens.
+    pub const DMS: &str = "dms";
     /// A gateway's `CHAT_MAX_CONNECTIONS`.
     pub const CONNECTIONS: &str = "connections";
     /// The api's register/login/refresh limit per client address.

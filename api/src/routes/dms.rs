@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chat_shared::limits::Action;
 use chat_shared::model::{Room, UserId};
 use chat_shared::store::Page;
 use serde::Deserialize;
@@ -35,12 +36,14 @@ pub struct OpenDm {
         (status = 200, body = Room),
         (status = 201, body = Room),
         (status = 404, description = "no such user", body = ErrorBody),
-        (status = 422, description = "a DM with yourself", body = ErrorBody)))]
+        (status = 422, description = "a DM with yourself", body = ErrorBody),
+        (status = 429, description = "over CHAT_ACTION_RATE_PER_MINUTE", body = ErrorBody)))]
 async fn open_dm(
     State(state): State<AppState>,
     me: AuthUser,
     AppJson(req): AppJson<OpenDm>,
 ) -> Result<(StatusCode, Json<Room>), ApiError> {
+    state.spend(me.id, Action::OpenDm)?;
     if req.user_id == me.id {
         return Err(ApiError::Validation(
             "user_id: you cannot open a DM with yourself".into(),

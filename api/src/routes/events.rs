@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chat_shared::limits::Action;
 use chat_shared::model::{RoomEvent, RoomId};
 use chat_shared::store::Page;
 use chat_shared::telemetry;
@@ -112,13 +113,16 @@ async fn history(
         (status = 200, description = "a retry: the original event", body = RoomEvent),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "over CHAT_SEND_RATE_PER_SECOND / CHAT_SEND_BURST", body = ErrorBody)))]
 async fn send(
     State(state): State<AppState>,
     me: AuthUser,
     AppPath(id): AppPath<RoomId>,
     AppJson(req): AppJson<SendMessage>,
 ) -> Result<(StatusCode, Json<RoomEvent>), ApiError> {
+    // The same budget as WebSocket sends (one per process).
+    state.spend(me.id, Action::Send)?;
     validate::client_id(&req.client_id)?;
     validate::message_body(&req.body, state.config.max_body_chars)?;
     // Membership is checked by the append itself, atomically with the seq

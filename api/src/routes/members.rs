@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chat_shared::limits::Action;
 use chat_shared::model::{Ban, LeaveReason, Member, Role, RoomEvent, RoomId, RoomKind, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -93,13 +94,15 @@ async fn members(
         (status = 201, body = RoomEvent),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 429, description = "over CHAT_ACTION_RATE_PER_MINUTE", body = ErrorBody)))]
 async fn invite(
     State(state): State<AppState>,
     me: AuthUser,
     AppPath(id): AppPath<RoomId>,
     AppJson(req): AppJson<Invite>,
 ) -> Result<(StatusCode, Json<RoomEvent>), ApiError> {
+    state.spend(me.id, Action::Invite)?;
     let (room, role) = membership(&state, id, &me).await?;
     match room.kind {
         RoomKind::Direct => {

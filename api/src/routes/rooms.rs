@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chat_shared::limits::Action;
 use chat_shared::model::{LeaveReason, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind};
 use chat_shared::store::NewRoom;
 use serde::{Deserialize, Serialize};
@@ -102,12 +103,16 @@ async fn my_rooms(
 #[utoipa::path(post, path = "/v1/rooms", tag = "rooms",
     security(("bearer" = [])),
     request_body = CreateRoom,
-    responses((status = 201, body = Room), (status = 422, body = ErrorBody)))]
+    responses(
+        (status = 201, body = Room),
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "over CHAT_ACTION_RATE_PER_MINUTE", body = ErrorBody)))]
 async fn create_room(
     State(state): State<AppState>,
     me: AuthUser,
     AppJson(req): AppJson<CreateRoom>,
 ) -> Result<(StatusCode, Json<Room>), ApiError> {
+    state.spend(me.id, Action::CreateRoom)?;
     if req.kind == RoomKind::Direct {
         return Err(ApiError::Validation(
             "kind: direct rooms are opened with POST /v1/dms".into(),

@@ -69,6 +69,10 @@ impl TestApi {
             database_url: db.url().to_owned(),
             auth_rate_per_minute: 10_000,
             auth_rate_burst: 10_000,
+            send_rate_per_second: 10_000,
+            send_burst: 10_000,
+            action_rate_per_minute: 10_000,
+            action_burst: 10_000,
             ..ApiConfig::default()
         };
         adjust(&mut config);

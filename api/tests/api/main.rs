@@ -9,6 +9,7 @@ mod bad_input;
 mod dms;
 mod events;
 mod health;
+mod limits;
 mod members;
 mod metrics;
 mod rooms;

@@ -3,4 +3,5 @@
 mod connections;
 mod first_start;
 mod harness;
+mod limits;
 mod passwords;

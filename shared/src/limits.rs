@@ -1,0 +1,146 @@
+//! Per-user budgets for what makes other people's servers and screens do
+//! work: sending (messages over REST or WebSocket, typing, signals), and
+//! inviting, creating rooms and opening DMs, each with a budget of its own.
+//!
+//! One [`UserLimits`] per process: in `chat` the api and the gateway share
+//! it, so a user's REST and WebSocket sends draw on one budget. In the
+//! scaled pool each instance has its own, so a user spread over the api
+//! and several gateways gets one budget per instance they reach (a
+//! cluster-wide budget would put a Redis round trip before every send, and
+//! sending must not depend on the bus; see docs/operations.md).
+//!
+//! GCRA limiters keyed by user; [`UserLimits::prune`] forgets users whose
+//! allowance is full again, so memory follows recent activity.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::metrics;
+use crate::model::UserId;
+
+/// An action with a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A message (REST or WebSocket), a typing notice or a signal.
+    Send,
+    /// Adding someone to a room.
+    Invite,
+    /// Creating a room.
+    CreateRoom,
+    /// Opening a direct conversation.
+    OpenDm,
+}
+
+impl Action {
+    fn scope(self) -> &'static str {
+        match self {
+            Self::Send => metrics::scope::SEND,
+            Self::Invite => metrics::scope::INVITES,
+            Self::CreateRoom => metrics::scope::ROOMS,
+            Self::OpenDm => metrics::scope::DMS,
+        }
+    }
+}
+
+/// The budgets' sizes; the defaults are the configuration's.
+#[derive(Debug, Clone, Copy)]
+pub struct Budgets {
+    /// `CHAT_SEND_RATE_PER_SECOND`: sustained sends per user.
+    pub send_per_second: u32,
+    /// `CHAT_SEND_BURST`: sends at once.
+    pub send_burst: u32,
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations and DM
+    /// opens per user per minute (each its own budget).
+    pub action_per_minute: u32,
+    /// `CHAT_ACTION_BURST`: how many of each at once.
+    pub action_burst: u32,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self {
+            send_per_second: 20,
+            send_burst: 50,
+            action_per_minute: 20,
+            action_burst: 10,
+        }
+    }
+}
+
+/// Every budget of every user, for one process.
+pub struct UserLimits {
+    send: DefaultKeyedRateLimiter<UserId>,
+    invite: DefaultKeyedRateLimiter<UserId>,
+    create_room: DefaultKeyedRateLimiter<UserId>,
+    open_dm: DefaultKeyedRateLimiter<UserId>,
+}
+
+impl UserLimits {
+    /// Budgets of the given sizes (a zero counts as one).
+    pub fn new(budgets: Budgets) -> Self {
+        let n = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        let send = Quota::per_second(n(budgets.send_per_second)).allow_burst(n(budgets.send_burst));
+        let action =
+            Quota::per_minute(n(budgets.action_per_minute)).allow_burst(n(budgets.action_burst));
+        Self {
+            send: RateLimiter::keyed(send),
+            invite: RateLimiter::keyed(action),
+            create_room: RateLimiter::keyed(action),
+            open_dm: RateLimiter::keyed(action),
+        }
+    }
+
+    /// Counts one `action` by `user`, or says how long until one would be
+    /// allowed (and counts the refusal in `chat_rate_limited_total`).
+    pub fn check(&self, user: UserId, action: Action) -> Result<(), Duration> {
+        let limiter = match action {
+            Action::Send => &self.send,
+            Action::Invite => &self.invite,
+            Action::CreateRoom => &self.create_room,
+            Action::OpenDm => &self.open_dm,
+        };
+        limiter.check_key(&user).map_err(|not_until| {
+            metrics::rate_limited(action.scope());
+            not_until.wait_time_from(DefaultClock::default().now())
+        })
+    }
+
+    /// Forgets users whose allowances are full again; run periodically.
+    pub fn prune(&self) {
+        for limiter in [&self.send, &self.invite, &self.create_room, &self.open_dm] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// How often [`prune`](Self::prune) should run.
+    pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_action_has_its_own_budget_and_users_do_not_share() {
+        let limits = UserLimits::new(Budgets {
+            send_per_second: 1,
+            send_burst: 2,
+            action_per_minute: 1,
+            action_burst: 1,
+        });
+        let (alice, bob) = (UserId::new(), UserId::new());
+        assert!(limits.check(alice, Action::Send).is_ok());
+        assert!(limits.check(alice, Action::Send).is_ok());
+        let wait = limits.check(alice, Action::Send).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+        assert!(limits.check(bob, Action::Send).is_ok());
+        for action in [Action::Invite, Action::CreateRoom, Action::OpenDm] {
+            assert!(limits.check(alice, action).is_ok(), "{action:?}");
+            assert!(limits.check(alice, action).is_err(), "{action:?}");
+        }
+    }
+}
