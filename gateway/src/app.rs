@@ -178,6 +178,7 @@ async fn prune_limits(ctx: std::sync::Weak<Context>) {
         every.tick().await;
         let Some(ctx) = ctx.upgrade() else { return };
         ctx.limits.prune();
+        ctx.ephemeral.prune(tokio::time::Instant::now());
     }
 }
 
@@ -202,6 +203,9 @@ async fn drain(ctx: &Context, http: TaskTracker) {
             "grace period over; exiting with sessions still open"
         );
     }
+    // The closed sessions' users are leaving under the departure grace,
+    // which this process will not see out.
+    ctx.hub.depart_all().await;
 }
 
 /// The body of every response the gateway makes itself.

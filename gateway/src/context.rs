@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::GatewayConfig;
+use crate::ephemeral::Ephemeral;
 use crate::hub::Hub;
 use crate::writers::Writers;
 
@@ -37,6 +38,8 @@ pub struct Context {
     /// Sends, typing and signals per user, across their connections to
     /// this process (shared with the api in `chat`).
     pub limits: Arc<UserLimits>,
+    /// The last typing and read relays, per room and user.
+    pub ephemeral: Ephemeral,
     /// Cancelled on shutdown: every session closes with 1012.
     pub drain: CancellationToken,
     /// Set on shutdown, so `/readyz` turns away the load balancer first.
@@ -68,6 +71,7 @@ impl Context {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             origins: config.origins(),
             limits,
+            ephemeral: Ephemeral::default(),
             config,
             store,
             verifier,

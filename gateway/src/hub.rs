@@ -73,6 +73,8 @@ enum Command {
     },
     /// A connection closed.
     Detach { key: SessionKey },
+    /// Stopping: announce everyone leaving now, then answer.
+    DepartAll { done: oneshot::Sender<()> },
     /// A connection asked to (re)start `room` after `after`.
     Follow {
         key: SessionKey,
@@ -155,6 +157,14 @@ impl Hub {
     /// Forgets a connection.
     pub async fn detach(&self, key: SessionKey) {
         self.send(Command::Detach { key }).await;
+    }
+
+    /// Announces offline, now, every user whose last connection here has
+    /// closed (the gateway is stopping: no departure grace will run out).
+    pub async fn depart_all(&self) {
+        let (done, departed) = oneshot::channel();
+        self.send(Command::DepartAll { done }).await;
+        let _ = departed.await;
     }
 
     /// Makes a connection follow `room` from just after `after`; returns
@@ -353,7 +363,13 @@ impl HubTask {
         let mut command_batch = Vec::with_capacity(BATCH);
         let mut delivery_batch = Vec::with_capacity(BATCH);
         loop {
-            let next_deadline = self.deadlines.first().map(|(at, _, _)| *at);
+            let next_deadline = self
+                .deadlines
+                .first()
+                .map(|(at, _, _)| *at)
+                .into_iter()
+                .chain(self.presence.next_departure())
+                .min();
             // Whatever is waiting is handled as one batch, whose bus
             // subscription changes are then handed over together: a
             // reconnect storm costs a round trip per batch at most, not one
@@ -362,6 +378,8 @@ impl HubTask {
             tokio::select! {
                 count = commands.recv_many(&mut command_batch, BATCH) => {
                     if count == 0 {
+                        // Stopping: whoever was leaving has left.
+                        self.depart(None);
                         return;
                     }
                     for command in command_batch.drain(..) {
@@ -430,6 +448,10 @@ impl HubTask {
                 self.greet_presence(key, user);
             }
             Command::Detach { key } => self.detach(key),
+            Command::DepartAll { done } => {
+                self.depart(None);
+                let _ = done.send(());
+            }
             Command::Follow {
                 key,
                 room,
@@ -483,10 +505,9 @@ impl HubTask {
         let Some(session) = self.sessions.remove(&key) else {
             return;
         };
-        if self.presence.disconnected(session.user) {
-            let rooms: Vec<RoomId> = session.rooms.iter().copied().collect();
-            self.announce(session.user, false, &rooms);
-        }
+        let rooms: Vec<RoomId> = session.rooms.iter().copied().collect();
+        self.presence
+            .disconnected(session.user, rooms, Instant::now());
         if let Some(keys) = self.users.get_mut(&session.user) {
             keys.remove(&key);
             if keys.is_empty() {
@@ -828,6 +849,15 @@ impl HubTask {
                 }
                 Due::FanOut => self.fan_out_gathered(room),
             }
+        }
+        self.depart(Some(now));
+    }
+
+    /// Announces offline the users whose departure grace ran out by `now`
+    /// (everyone leaving, with `None`).
+    fn depart(&mut self, now: Option<Instant>) {
+        for (user, rooms) in self.presence.departures(now) {
+            self.announce(user, false, &rooms);
         }
     }
 

@@ -19,6 +19,7 @@ use tokio::io::ReadHalf;
 use tracing::Instrument;
 
 use crate::context::Context;
+use crate::ephemeral::Read;
 use crate::outbox::{Outbound, Outbox};
 use crate::sends::{InFlight, Pending};
 use crate::session::{close, frame_bytes, now_millis, Socket};
@@ -211,6 +212,10 @@ impl Handler {
                 body,
             } => self.send(room_id, client_id, body).await,
             ClientFrame::Sync { rooms } => {
+                // Each can replay whole histories: past a burst, a user's
+                // syncs wait their turn (this connection reads nothing
+                // meanwhile).
+                self.ctx.limits.sync_turn(self.session.user).await;
                 for (room, after) in rooms {
                     self.sync(room, after).await;
                 }
@@ -286,6 +291,7 @@ impl Handler {
             let frame = ServerFrame::error("validation_failed", message, reference);
             return self.in_flight.reply(&frame).await;
         }
+        self.ctx.ephemeral.sent(room, self.session.user);
         // Durable before anything else: the ack, the fan-out and the
         // publish all wait for the commit (contract point 1).
         let store_span = span.in_scope(|| telemetry::store_append(room));
@@ -348,7 +354,10 @@ impl Handler {
     }
 
     async fn typing(&self, room: RoomId) {
-        if self.limited() {
+        // Coalesced first: a repeat within the interval costs nothing, not
+        // even the sender's budget or a membership read.
+        let now = tokio::time::Instant::now();
+        if !self.ctx.ephemeral.typing(room, self.session.user, now) || self.limited() {
             return;
         }
         match self.ctx.store.role(room, self.session.user).await {
@@ -376,19 +385,32 @@ impl Handler {
                 )
                 .await;
         }
-        match self.ctx.store.mark_read(room, self.session.user, seq).await {
-            Ok(marker) => {
-                let frame = ServerFrame::Read {
-                    room_id: room,
-                    user_id: self.session.user,
-                    seq: marker,
-                };
-                self.ctx
-                    .publisher
-                    .publish(Topic::Room(room), frame_bytes(&frame));
+        let user = self.session.user;
+        match self
+            .ctx
+            .ephemeral
+            .read(room, user, seq, tokio::time::Instant::now())
+        {
+            Read::Now => match store_read(&self.ctx, room, user, seq).await {
+                Ok(()) => {}
+                Err(chat_shared::Error::NotMember) => self.not_member(Some(room.to_string())).await,
+                Err(e) => tracing::warn!(error = %e, "storing a read marker failed"),
+            },
+            Read::Later(wait) => {
+                // The interval's newest marker, stored at its end.
+                let ctx = self.ctx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let now = tokio::time::Instant::now();
+                    let Some(seq) = ctx.ephemeral.take_read(room, user, now) else {
+                        return;
+                    };
+                    if let Err(e) = store_read(&ctx, room, user, seq).await {
+                        tracing::debug!(error = %e, "storing a coalesced read marker failed");
+                    }
+                });
             }
-            Err(chat_shared::Error::NotMember) => self.not_member(Some(room.to_string())).await,
-            Err(e) => tracing::warn!(error = %e, "storing a read marker failed"),
+            Read::Folded => {}
         }
     }
 
@@ -457,6 +479,26 @@ impl Handler {
             }
         }
     }
+}
+
+/// Stores `user`'s read marker in `room` and tells the room, if it moved.
+async fn store_read(
+    ctx: &Context,
+    room: RoomId,
+    user: UserId,
+    seq: i64,
+) -> chat_shared::Result<()> {
+    let mark = ctx.store.mark_read(room, user, seq).await?;
+    if mark.moved {
+        let frame = ServerFrame::Read {
+            room_id: room,
+            user_id: user,
+            seq: mark.seq,
+        };
+        ctx.publisher
+            .publish(Topic::Room(room), frame_bytes(&frame));
+    }
+    Ok(())
 }
 
 /// Frame types of chat.v1, for telling "unknown" from "malformed".

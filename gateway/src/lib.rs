@@ -10,6 +10,7 @@
 mod app;
 mod config;
 mod context;
+mod ephemeral;
 mod handshake;
 mod hub;
 mod inbound;

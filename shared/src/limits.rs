@@ -9,6 +9,12 @@
 //! cluster-wide budget would put a Redis round trip before every send, and
 //! sending must not depend on the bus; see docs/operations.md).
 //!
+//! `sync` is paced rather than refused: a user's resyncs past
+//! [`SYNC_BURST`] wait for their turn ([`SYNC_PER_MINUTE`]), so a client is
+//! never told to go without what it missed, and a flood of them (each can
+//! replay a room's whole history) costs its sender time, not the server
+//! bandwidth.
+//!
 //! GCRA limiters keyed by user; [`UserLimits::prune`] forgets users whose
 //! allowance is full again, so memory follows recent activity.
 
@@ -20,6 +26,12 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::metrics;
 use crate::model::UserId;
+
+/// `sync` frames a user may send at once before they are paced.
+pub const SYNC_BURST: u32 = 10;
+
+/// The pace of a user's `sync` frames past the burst.
+pub const SYNC_PER_MINUTE: u32 = 30;
 
 /// An action with a budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +88,7 @@ pub struct UserLimits {
     invite: DefaultKeyedRateLimiter<UserId>,
     create_room: DefaultKeyedRateLimiter<UserId>,
     open_dm: DefaultKeyedRateLimiter<UserId>,
+    sync: DefaultKeyedRateLimiter<UserId>,
 }
 
 impl UserLimits {
@@ -90,6 +103,17 @@ impl UserLimits {
             invite: RateLimiter::keyed(action),
             create_room: RateLimiter::keyed(action),
             open_dm: RateLimiter::keyed(action),
+            sync: RateLimiter::keyed(
+                Quota::per_minute(n(SYNC_PER_MINUTE)).allow_burst(n(SYNC_BURST)),
+            ),
+        }
+    }
+
+    /// Waits until `user` may sync again (at once within the burst).
+    pub async fn sync_turn(&self, user: UserId) {
+        if self.sync.check_key(&user).is_err() {
+            metrics::rate_limited(metrics::scope::SYNC);
+            self.sync.until_key_ready(&user).await;
         }
     }
 
@@ -110,7 +134,14 @@ impl UserLimits {
 
     /// Forgets users whose allowances are full again; run periodically.
     pub fn prune(&self) {
-        for limiter in [&self.send, &self.invite, &self.create_room, &self.open_dm] {
+        let all = [
+            &self.send,
+            &self.invite,
+            &self.create_room,
+            &self.open_dm,
+            &self.sync,
+        ];
+        for limiter in all {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

@@ -95,6 +95,8 @@ pub mod names {
 pub mod scope {
     /// A user's sends (REST and WebSocket), typing and signals.
     pub const SEND: &str = "send";
+    /// A user's `sync` frames past their burst (paced, not refused).
+    pub const SYNC: &str = "sync";
     /// A user's invites.
     pub const INVITES: &str = "invites";
     /// A user's room creations.

@@ -301,6 +301,6 @@ async fn mark_read(
     if req.seq < 0 {
         return Err(ApiError::Validation("seq: must not be negative".into()));
     }
-    let last_read_seq = state.store.mark_read(id, me.id, req.seq).await?;
+    let last_read_seq = state.store.mark_read(id, me.id, req.seq).await?.seq;
     Ok(Json(ReadMarker { last_read_seq }))
 }

@@ -7,6 +7,7 @@ mod cluster;
 
 mod bad_input;
 mod delivery;
+mod ephemeral;
 mod faults;
 mod metrics;
 mod presence;

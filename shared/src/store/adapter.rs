@@ -799,19 +799,22 @@ macro_rules! impl_store {
                 Ok(heads)
             }
 
-            async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<i64> {
-                sqlx::query(MARK_READ)
+            async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<$crate::store::ReadMark> {
+                let moved = sqlx::query(MARK_READ)
                     .bind(room.0)
                     .bind(user.0)
                     .bind(seq)
                     .execute(self.writer())
-                    .await?;
+                    .await?
+                    .rows_affected()
+                    > 0;
                 let marker: Option<i64> = sqlx::query_scalar(READ_MARKER)
                     .bind(room.0)
                     .bind(user.0)
                     .fetch_optional(self.writer())
                     .await?;
-                marker.ok_or(Error::NotMember)
+                let seq = marker.ok_or(Error::NotMember)?;
+                Ok($crate::store::ReadMark { seq, moved })
             }
         }
         }

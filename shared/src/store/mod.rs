@@ -284,7 +284,16 @@ pub trait RoomLog: Send + Sync {
     async fn heads(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, i64)>>;
     /// Moves the member's read marker forward to `seq` (never back, never
     /// past the room's `last_seq`) and returns the marker now stored.
-    async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<i64>;
+    async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<ReadMark>;
+}
+
+/// A member's read marker after [`RoomLog::mark_read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadMark {
+    /// The marker now stored.
+    pub seq: i64,
+    /// Whether this call moved it (only then is it news to anyone).
+    pub moved: bool,
 }
 
 /// What the store can do now, for `/readyz`.

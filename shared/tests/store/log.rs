@@ -439,7 +439,8 @@ async fn read_markers_never_move_back_under_concurrency(backend: Backend) {
                     store
                         .mark_read(room.id, alice.id, i64::MAX / 2)
                         .await
-                        .unwrap(),
+                        .unwrap()
+                        .seq,
                 );
             }
             seen

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chat_shared::model::{
     EventBody, LeaveReason, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind, UserId,
 };
-use chat_shared::store::{Error, NewRoom};
+use chat_shared::store::{Error, NewRoom, ReadMark};
 use chat_shared::testing::Backend;
 use futures::future::join_all;
 use tokio::sync::Barrier;
@@ -584,7 +584,7 @@ async fn my_rooms_show_the_head_and_read_marker(backend: Backend) {
     for i in 0..3 {
         fx.send(room.id, alice.id, &format!("c{i}")).await;
     }
-    assert_eq!(fx.mark_read(room.id, bob.id, 3).await.unwrap(), 3);
+    assert_eq!(fx.mark_read(room.id, bob.id, 3).await.unwrap().seq, 3);
 
     let alices = fx.my_rooms(alice.id).await.unwrap();
     assert_eq!(
@@ -619,19 +619,30 @@ async fn read_markers_move_forward_within_the_log(backend: Backend) {
     let head = fx.reload(room.id).await.last_seq;
     assert_eq!(head, 5);
 
-    assert_eq!(fx.mark_read(room.id, alice.id, 3).await.unwrap(), 3);
+    let mark = |seq, moved| ReadMark { seq, moved };
+    assert_eq!(
+        fx.mark_read(room.id, alice.id, 3).await.unwrap(),
+        mark(3, true)
+    );
     assert_eq!(
         fx.mark_read(room.id, alice.id, 2).await.unwrap(),
-        3,
+        mark(3, false),
         "never back"
     );
-    assert_eq!(fx.mark_read(room.id, alice.id, 3).await.unwrap(), 3);
+    assert_eq!(
+        fx.mark_read(room.id, alice.id, 3).await.unwrap(),
+        mark(3, false),
+        "the same seq again moves nothing"
+    );
     assert_eq!(
         fx.mark_read(room.id, alice.id, 1_000).await.unwrap(),
-        head,
+        mark(head, true),
         "never past the head"
     );
-    assert_eq!(fx.mark_read(room.id, alice.id, 1_000).await.unwrap(), head);
+    assert_eq!(
+        fx.mark_read(room.id, alice.id, 1_000).await.unwrap(),
+        mark(head, false)
+    );
     let marker = fx.members(room.id).await.unwrap()[0].last_read_seq;
     assert_eq!(marker, head);
 
