@@ -149,15 +149,15 @@ function presenceDot(userId) {
 }
 
 /**
- * Unread messages from others. Events up to `base_seq` (the head when the
- * room was listed) are known only by number, so those count as
- * `base_seq − last_read_seq`; every later event reaches the timeline over
+ * Unread messages from others, as the api counts them. Up to `base_seq`
+ * (the head when the room was listed) that is the list's `unread`, until
+ * my marker passes `base_seq`; every later event reaches the timeline over
  * the socket, and of those only others' messages count, not joins or my
- * own sends.
+ * own sends (a send of mine reads the room up to it, on the server too).
  */
 function unreadCount(room) {
   const read = room.last_read_seq;
-  let unread = Math.max(0, room.base_seq - read);
+  let unread = read < room.base_seq ? room.base_unread : 0;
   const from = Math.max(read, room.base_seq);
   const events = timeline(room.id).events();
   for (let i = events.length - 1; i >= 0 && events[i].seq > from; i -= 1) {
@@ -579,6 +579,7 @@ function addRoom(room, afterSeq = room.last_seq ?? 0) {
     last_seq: Math.max(room.last_seq ?? 0, known?.last_seq ?? 0),
     last_read_seq: Math.max(room.last_read_seq ?? 0, known?.last_read_seq ?? 0),
     base_seq: known?.base_seq ?? afterSeq,
+    base_unread: known?.base_unread ?? room.unread ?? 0,
   });
   // A DM is named after the other person: their name comes with the members.
   if (room.kind === 'direct') loadMembers(room.id);
@@ -732,6 +733,9 @@ function onRoomEvent(event) {
   switch (event.type) {
     case 'message':
       state.typing.get(event.room_id)?.delete(event.sender);
+      // Sending reads the room up to my message (the server moved my
+      // marker in the same commit).
+      if (event.sender === state.me.id) room.last_read_seq = Math.max(room.last_read_seq, event.seq);
       if (!state.users.has(event.sender)) loadMembers(event.room_id);
       break;
     case 'member_left':

@@ -172,9 +172,17 @@ pub struct MyRoom {
     pub room: Room,
     /// My role in it.
     pub role: Role,
-    /// The newest seq I have marked read; `last_seq - last_read_seq` is unread.
+    /// The newest seq I have marked read (sending moves it to my message).
     pub last_read_seq: i64,
+    /// Other people's messages after `last_read_seq`, counted over at most
+    /// the [`UNREAD_WINDOW`] events after it (so at most that many; when
+    /// `last_seq - last_read_seq` is larger, show it as "N+").
+    pub unread: i64,
 }
+
+/// How many events after a read marker are looked at to count what is
+/// unread: the count costs at most this many index entries per room.
+pub const UNREAD_WINDOW: i64 = 1000;
 
 /// A member of a room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

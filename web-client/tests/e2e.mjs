@@ -353,6 +353,30 @@ async function scenario(browser, server, people) {
     }
   });
 
+  await step("after a reload, the badges are the api's unread counts: only others' messages count", async () => {
+    await alice.page.reload();
+    await waitOnline(alice.page);
+    const login = await fetch(new URL('/v1/auth/login', server.base), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'alice', password: PASSWORD }),
+    });
+    const loginText = await login.text();
+    expect(login.ok, `login answered ${login.status}: ${loginText}`);
+    const { access_token: token } = JSON.parse(loginText);
+    const rooms = await (await fetch(new URL('/v1/rooms', server.base), { headers: { authorization: `Bearer ${token}` } })).json();
+    const unread = (name) => rooms.find((r) => r.name === name || (r.kind === 'direct' && name === 'Bob'))?.unread;
+    // Alice made the group and wrote in it: nothing there is unread. Bob's
+    // answer in the DM is.
+    expect(unread('Weekend plans') === 0, `api: the group has ${unread('Weekend plans')} unread for its only writer`);
+    expect(unread('Bob') === 1, `api: the DM has ${unread('Bob')} unread`);
+    for (const [list, name] of [['#room-list', 'Weekend plans'], ['#dm-list', 'Bob']]) {
+      const badge = alice.page.locator(`${list} button`, { hasText: name }).locator('.badge');
+      const shown = (await badge.count()) ? Number(await badge.textContent()) : 0;
+      expect(shown === unread(name), `${name}: the badge shows ${shown}, the api says ${unread(name)}`);
+    }
+  });
+
   const burst = Array.from({ length: 20 }, (_, i) => `burst ${String(i + 1).padStart(2, '0')}`);
   await step('offline while 20 messages are sent: all 20 arrive in order, once, on return', async () => {
     await bob.context.setOffline(true);

@@ -455,6 +455,7 @@ macro_rules! impl_store {
             async fn my_rooms(&self, user: UserId) -> Result<Vec<MyRoom>> {
                 sqlx::query_as::<_, MyRoomRow>(MY_ROOMS)
                     .bind(user.0)
+                    .bind($crate::model::UNREAD_WINDOW)
                     .fetch_all(self.reader())
                     .await?
                     .into_iter()

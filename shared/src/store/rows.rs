@@ -76,11 +76,21 @@ pub(super) const UPDATE_ROOM: &str = "UPDATE rooms SET name = $2, topic = $3 WHE
 
 pub(super) const DELETE_ROOM: &str = "DELETE FROM rooms WHERE id = $1";
 
+/// With each room, the other people's messages after my marker, counted
+/// over the `UNREAD_WINDOW` ($2) events after it: a range of the primary
+/// key, however long the room's log.
 pub(super) const MY_ROOMS: &str =
     "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at, \
-     r.last_seq, m.role, m.last_read_seq \
+     r.last_seq, m.role, m.last_read_seq, \
+     (SELECT COUNT(*) FROM room_events e WHERE e.room_id = r.id \
+         AND e.seq > m.last_read_seq AND e.seq <= m.last_read_seq + $2 \
+         AND e.kind = 'message' AND e.sender <> m.user_id) AS unread \
      FROM room_members m JOIN rooms r ON r.id = m.room_id \
      WHERE m.user_id = $1 ORDER BY r.kind, r.name, r.id";
+
+/// A sender has read their room up to their own message.
+pub(super) const MARK_SENT: &str = "UPDATE room_members SET last_read_seq = $3 \
+     WHERE room_id = $1 AND user_id = $2 AND last_read_seq < $3";
 
 pub(super) const PUBLIC_ROOMS: &str =
     "SELECT id, kind, name, topic, created_by, created_at, last_seq \
@@ -290,6 +300,7 @@ pub(super) struct MyRoomRow {
     room: RoomRow,
     role: String,
     last_read_seq: i64,
+    unread: i64,
 }
 
 impl TryFrom<MyRoomRow> for MyRoom {
@@ -299,6 +310,7 @@ impl TryFrom<MyRoomRow> for MyRoom {
             role: parse_role(&row.role)?,
             room: row.room.try_into()?,
             last_read_seq: row.last_read_seq,
+            unread: row.unread,
         })
     }
 }

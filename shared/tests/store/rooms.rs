@@ -27,6 +27,8 @@ conformance!(
     concurrent_adds_admit_once,
     members_are_listed_by_join_time,
     my_rooms_show_the_head_and_read_marker,
+    unread_counts_other_peoples_messages_and_sending_reads_the_room,
+    concurrent_sends_move_each_senders_marker_to_their_newest,
     read_markers_move_forward_within_the_log,
     delete_room_removes_room_and_log,
     membership_changes_form_a_consecutive_log,
@@ -592,21 +594,113 @@ async fn my_rooms_show_the_head_and_read_marker(backend: Backend) {
         vec![MyRoom {
             room: fx.reload(room.id).await,
             role: Role::Owner,
-            last_read_seq: 0,
+            // Sending moved alice's marker to her last message.
+            last_read_seq: 5,
+            unread: 0,
         }]
     );
     assert_eq!(alices[0].room.last_seq, 5);
 
     let mut bobs = fx.my_rooms(bob.id).await.unwrap();
     bobs.sort_by_key(|r| r.room.last_seq);
-    let view = |r: &MyRoom| (r.room.id, r.room.last_seq, r.role, r.last_read_seq);
+    let view = |r: &MyRoom| {
+        (
+            r.room.id,
+            r.room.last_seq,
+            r.role,
+            r.last_read_seq,
+            r.unread,
+        )
+    };
     assert_eq!(
         bobs.iter().map(view).collect::<Vec<_>>(),
-        vec![(quiet.id, 1, Role::Owner, 0), (room.id, 5, Role::Member, 3)]
+        vec![
+            (quiet.id, 1, Role::Owner, 0, 0),
+            (room.id, 5, Role::Member, 3, 2)
+        ]
     );
 
     let carol = fx.register("carol").await;
     assert!(fx.my_rooms(carol.id).await.unwrap().is_empty());
+}
+
+async fn unread_counts_other_peoples_messages_and_sending_reads_the_room(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let alice = fx.register("alice").await;
+    let bob = fx.register("bob").await;
+    let room = fx.private_room(&alice).await;
+    let unread = |user: UserId| {
+        let fx = &fx;
+        async move {
+            let rooms = fx.my_rooms(user).await.unwrap();
+            let mine = rooms.iter().find(|r| r.room.id == room.id).unwrap();
+            (mine.last_read_seq, mine.unread)
+        }
+    };
+    // Alone in a new room, chatting: nothing is unread (the room's own
+    // events and my messages never count).
+    for i in 0..3 {
+        fx.send(room.id, alice.id, &format!("a{i}")).await;
+    }
+    assert_eq!(unread(alice.id).await, (4, 0));
+    // A join and a role change are not messages either.
+    fx.join(room.id, &bob).await;
+    fx.set_role(room.id, bob.id, alice.id, Role::Admin)
+        .await
+        .unwrap();
+    assert_eq!(unread(alice.id).await.1, 0);
+    // Bob's messages are unread to alice, not to bob.
+    for i in 0..2 {
+        fx.send(room.id, bob.id, &format!("b{i}")).await;
+    }
+    assert_eq!(unread(alice.id).await, (4, 2));
+    assert_eq!(unread(bob.id).await.1, 0);
+    // Alice answering means she has read the room up to her answer.
+    let answer = fx.send(room.id, alice.id, "a3").await.event.seq;
+    assert_eq!(unread(alice.id).await, (answer, 0));
+    // A retry of a send is not a new message and moves nothing back.
+    fx.mark_read(room.id, bob.id, answer).await.unwrap();
+    fx.send(room.id, bob.id, "b0").await;
+    assert_eq!(unread(alice.id).await, (answer, 0));
+}
+
+async fn concurrent_sends_move_each_senders_marker_to_their_newest(backend: Backend) {
+    let fx = Arc::new(Fixture::new(backend).await);
+    let alice = fx.register("alice").await;
+    let bob = fx.register("bob").await;
+    let room = fx.private_room(&alice).await;
+    fx.join(room.id, &bob).await;
+    let sends = (0..40).map(|i| {
+        let fx = fx.clone();
+        let sender = if i % 2 == 0 { alice.id } else { bob.id };
+        tokio::spawn(async move {
+            (
+                sender,
+                fx.send(room.id, sender, &format!("c{i}")).await.event.seq,
+            )
+        })
+    });
+    let sent: Vec<(UserId, i64)> = join_all(sends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for user in [alice.id, bob.id] {
+        let newest = sent
+            .iter()
+            .filter(|(s, _)| *s == user)
+            .map(|(_, seq)| *seq)
+            .max();
+        let mine = fx.my_rooms(user).await.unwrap();
+        let mine = mine.iter().find(|r| r.room.id == room.id).unwrap();
+        assert_eq!(Some(mine.last_read_seq), newest, "{user}");
+        // Everything the other sent after my newest is unread.
+        let after = sent
+            .iter()
+            .filter(|(s, seq)| *s != user && Some(*seq) > newest)
+            .count();
+        assert_eq!(mine.unread, i64::try_from(after).unwrap());
+    }
 }
 
 async fn read_markers_move_forward_within_the_log(backend: Backend) {
