@@ -121,6 +121,12 @@ function userName(userId) {
   return state.users.get(userId)?.display_name ?? 'a former member';
 }
 
+/** `@username`, shown beside every display name: names may repeat, usernames never do. */
+function handle(userId) {
+  const username = state.users.get(userId)?.username;
+  return username ? h('small', { className: 'handle' }, `@${username}`) : null;
+}
+
 /** The other person of a direct room, if known. */
 function dmPartner(room) {
   const members = state.members.get(room.id);
@@ -262,6 +268,7 @@ function roomRowData(room) {
     unread: room.id === state.currentRoomId && isReading() ? 0 : unreadCount(room),
     current: room.id === state.currentRoomId,
     partner,
+    handle: partner ? (state.users.get(partner)?.username ?? null) : null,
     online: partner ? isOnline(partner) : false,
   };
 }
@@ -284,7 +291,7 @@ function roomRow(row) {
         on: { click: () => openRoom(row.id) },
       },
       glyph,
-      h('span', { className: 'name' }, row.name),
+      h('span', { className: 'name' }, row.name, row.handle ? h('small', { className: 'handle' }, ` @${row.handle}`) : null),
       row.unread ? h('span', { className: 'badge', title: `${row.unread} unread` }, String(row.unread)) : null,
     ),
   );
@@ -307,7 +314,7 @@ function renderMembers() {
         'li',
         { dataset: { userId: row.id } },
         presenceDot(row.id),
-        h('span', { className: 'name' }, row.name, row.id === state.me.id ? ' (you)' : ''),
+        h('span', { className: 'name' }, row.name, row.id === state.me.id ? ' (you)' : '', ' ', handle(row.id)),
         row.role === 'member' ? null : h('span', { className: 'role' }, row.role),
       ),
     ),
@@ -323,7 +330,9 @@ function renderConversation() {
     return;
   }
   el.roomTitle.textContent = room.kind === 'direct' ? roomName(room) : `${room.kind === 'private' ? '◆' : '#'} ${room.name}`;
-  el.roomTopic.textContent = room.kind === 'direct' ? 'Direct message' : room.topic;
+  const partner = room.kind === 'direct' ? state.users.get(dmPartner(room)) : null;
+  el.roomTopic.textContent =
+    room.kind === 'direct' ? `Direct message${partner ? ` with @${partner.username}` : ''}` : room.topic;
   el.invite.hidden = !canInvite(room);
   el.leave.hidden = room.kind === 'direct' || room.role === 'owner';
   renderMessages(room);
@@ -395,6 +404,7 @@ function messageItem(event, previous) {
     mine,
     sender: event.sender,
     name: userName(event.sender),
+    username: state.users.get(event.sender)?.username ?? null,
     body: event.body,
     ts: event.ts,
     seq: event.seq,
@@ -411,6 +421,7 @@ function pendingItem(entry, sendState, previous, reason) {
     mine: true,
     sender: state.me.id,
     name: userName(state.me.id),
+    username: state.me.username,
     body: entry.body,
     ts: new Date(entry.created_at).toISOString(),
     clientId: entry.client_id,
@@ -469,7 +480,15 @@ function messageRow(item) {
   return h(
     'li',
     { className: `msg${item.mine ? ' mine' : ''}`, dataset },
-    item.continued ? null : h('div', { className: 'meta' }, h('span', { className: 'sender' }, item.name), time),
+    item.continued
+      ? null
+      : h(
+          'div',
+          { className: 'meta' },
+          h('span', { className: 'sender' }, item.name),
+          item.username ? h('small', { className: 'handle' }, `@${item.username}`) : null,
+          time,
+        ),
     h(
       'div',
       { className: 'bubble', title: new Date(item.ts).toLocaleString() },

@@ -54,9 +54,36 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, 
     Ok(value.to_owned())
 }
 
-/// A shown name: 1–64 characters.
+/// A shown name: 1–64 characters, each one that shows or a plain space:
+/// no control, bidirectional, zero-width or line-separator characters
+/// (they let one name pass for another: "\u{202E}nimda" shows as
+/// "admin"). The zero-width joiner and the emoji variation selector are
+/// kept after a non-ASCII character, where emoji sequences need them.
 pub fn display_name(name: &str) -> Result<String, ApiError> {
-    text("display_name", name, 1, 64)
+    let name = text("display_name", name, 1, 64)?;
+    let mut previous = None;
+    for c in name.chars() {
+        let emoji_glue =
+            matches!(c, '\u{200D}' | '\u{FE0F}') && previous.is_some_and(|p: char| !p.is_ascii());
+        if !(c == ' ' || chat_shared::model::is_visible(c) || emoji_glue) {
+            return Err(invalid(format!(
+                "display_name: {:?} is not allowed (control, bidirectional, zero-width and line-separator characters are refused)",
+                c
+            )));
+        }
+        previous = Some(c);
+    }
+    if !name.chars().any(chat_shared::model::is_visible) {
+        return Err(invalid("display_name: must show at least one character"));
+    }
+    Ok(name)
+}
+
+/// The username a valid display name would pass for, if it has a
+/// username's shape (the store compares usernames case-insensitively; a
+/// display name's emoji glue only follows non-ASCII, which no username has).
+pub fn username_lookalike(display_name: &str) -> Option<&str> {
+    username(display_name).is_ok().then_some(display_name)
 }
 
 /// A room name: 1–64 characters.
@@ -82,6 +109,27 @@ pub fn message_body(body: &str, max: usize) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_names_refuse_what_hides_or_reorders_text() {
+        for ok in ["Bob", "Anna Lee", "Zoë", "Anna ❤️", "👩‍💻 dev", "李小龙"] {
+            assert!(display_name(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "\u{202E}nimda",
+            "bo\u{200B}b",
+            "bob\u{2028}admin",
+            "a\u{2066}b",
+            "\u{200D}bob",
+            "bob\u{FE0F}",
+            "tab\there",
+            "\u{200B}\u{200B}",
+        ] {
+            assert!(display_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(username_lookalike("Bob"), Some("Bob"));
+        assert_eq!(username_lookalike("Anna Lee"), None);
+    }
 
     #[test]
     fn usernames() {

@@ -323,6 +323,30 @@ async function scenario(browser, server, people) {
     await waitForMessage(alice.page, 'Hey Alice, loud and clear.');
   });
 
+  await step('@username beside every display name, and no display name that passes for another user', async () => {
+    const row = alice.page.locator('#message-list .msg', { hasText: 'Hey Alice, loud and clear.' });
+    await row.locator('.meta .handle', { hasText: '@bob' }).waitFor();
+    await alice.page.locator('#member-list li', { hasText: '@bob' }).waitFor();
+    const mallory = await person(browser, server.base, 'mallory');
+    try {
+      const { page } = mallory;
+      await page.click('#tab-register');
+      const attempt = async (displayName, refusal) => {
+        await page.fill('#auth-form input[name=username]', 'mallory');
+        await page.fill('#auth-form input[name=display_name]', displayName);
+        await page.fill('#auth-form input[name=password]', PASSWORD);
+        await page.click('#auth-submit');
+        await page.waitForFunction((text) => document.querySelector('#auth-error')?.textContent.includes(text), refusal);
+      };
+      // Another user's username, in any case; a right-to-left override.
+      await attempt('BOB', "another user's username");
+      await attempt('\u202Eecila', 'not allowed');
+      expect(!(await page.locator('#chat-screen').isVisible()), 'an impersonating account was created');
+    } finally {
+      await mallory.context.close();
+    }
+  });
+
   await step('a private group with an invitation, a DM, unread counts and read markers', async () => {
     await alice.page.click('#new-group');
     await alice.page.fill('#group-form input[name=name]', 'Weekend plans');

@@ -158,6 +158,17 @@ async fn register(
         Some(name) => validate::display_name(&name)?,
         None => req.username.clone(),
     };
+    // A display name may be one's own username, never someone else's (the
+    // web client shows @username beside it too).
+    if let Some(lookalike) = validate::username_lookalike(&display_name) {
+        let theirs = state.store.credentials(lookalike).await?;
+        if !lookalike.eq_ignore_ascii_case(&req.username) && theirs.is_some() {
+            return Err(ApiError::Conflict(
+                "display_name_taken",
+                "that display name is another user's username".into(),
+            ));
+        }
+    }
     let password_hash = state.passwords.hash(req.password).await?;
     let user = state
         .store

@@ -18,6 +18,7 @@ both_stores!(
     logout_ends_the_session_now,
     sessions_are_listed_and_revocable,
     credential_endpoints_are_rate_limited,
+    display_names_cannot_pass_for_another_user,
 );
 
 async fn register_then_login_and_see_myself(backend: Backend) {
@@ -269,4 +270,52 @@ async fn credential_endpoints_are_rate_limited(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn display_names_cannot_pass_for_another_user(backend: Backend) {
+    let api = TestApi::start(backend).await;
+    api.user("alice").await;
+    let before = api.snapshot().await;
+    let register = |username: &str, display_name: &str| {
+        api.request(Method::POST, "/v1/auth/register", None)
+            .json(&json!({
+                "username": username,
+                "password": "long enough",
+                "display_name": display_name,
+            }))
+            .send()
+    };
+    // Another user's username, in any case.
+    for taken in ["alice", "ALICE", " Alice "] {
+        let response = register("mallory", taken).await.unwrap();
+        expect_error(response, StatusCode::CONFLICT, "display_name_taken").await;
+    }
+    // Characters that hide or reorder what is shown.
+    for hidden in [
+        "\u{202E}ecila",
+        "al\u{200B}ice",
+        "alice\u{2028}admin",
+        "\u{2066}bob\u{2069}",
+        "\u{200B}",
+        "Alice\u{FE0F}",
+    ] {
+        let response = register("mallory", hidden).await.unwrap();
+        expect_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+    }
+    assert_eq!(
+        api.snapshot().await,
+        before,
+        "a refused registration stored something"
+    );
+    // One's own username, in any case, is fine; so are emoji and accents.
+    for (username, shown) in [("bob", "BOB"), ("zoe", "Zoë ❤️"), ("dev", "👩‍💻 Dev")] {
+        let response = register(username, shown).await.unwrap();
+        let body = expect_status(response, StatusCode::CREATED).await;
+        assert_eq!(body["user"]["display_name"], shown);
+    }
 }

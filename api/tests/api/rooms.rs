@@ -103,30 +103,42 @@ async fn my_rooms_carry_the_head_and_my_read_marker(backend: Backend) {
 async fn read_markers_only_move_forward_and_stop_at_the_head(backend: Backend) {
     let api = TestApi::start(backend).await;
     let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
     let room = api.room(&alice, "books", "public").await.id.to_string();
+    api.join(&bob, &room).await;
     for n in 0..3 {
         api.send(&alice, &room, &format!("m{n}"), "hello").await;
     }
     let path = format!("/v1/rooms/{room}/read");
-    let mark = |seq: i64| api.post(&path, &alice, json!({ "seq": seq }));
+    let mark = |seq: i64| api.post(&path, &bob, json!({ "seq": seq }));
+    let unread = || async { my_room(&api, &bob, &room).await.unwrap()["unread"].clone() };
+    assert_eq!(unread().await, 3, "alice's three messages");
 
     let marker = expect_status(mark(3).await, StatusCode::OK).await;
     assert_eq!(marker, json!({ "last_read_seq": 3 }));
+    assert_eq!(unread().await, 2);
     // Backwards is ignored: the stored marker stays.
     let marker = expect_status(mark(1).await, StatusCode::OK).await;
     assert_eq!(marker, json!({ "last_read_seq": 3 }));
-    // Past the head is capped at the head (seq 4).
+    // Past the head is capped at the head (seq 5).
     let marker = expect_status(mark(99).await, StatusCode::OK).await;
-    assert_eq!(marker, json!({ "last_read_seq": 4 }));
-    let mine = my_room(&api, &alice, &room).await.unwrap();
-    assert_eq!(mine["last_seq"], 4);
-    assert_eq!(mine["last_read_seq"], 4);
+    assert_eq!(marker, json!({ "last_read_seq": 5 }));
+    let mine = my_room(&api, &bob, &room).await.unwrap();
+    assert_eq!(mine["last_seq"], 5);
+    assert_eq!(mine["last_read_seq"], 5);
+    assert_eq!(mine["unread"], 0);
+    // The sender read as far as their own messages.
+    let hers = my_room(&api, &alice, &room).await.unwrap();
+    assert_eq!(
+        (hers["last_read_seq"].clone(), hers["unread"].clone()),
+        (json!(5), json!(0))
+    );
 
     // Only members have a marker.
-    let bob = api.user("bob").await;
+    let carol = api.user("carol").await;
     let before = api.snapshot().await;
     expect_error(
-        api.post(&path, &bob, json!({ "seq": 1 })).await,
+        api.post(&path, &carol, json!({ "seq": 1 })).await,
         StatusCode::FORBIDDEN,
         "not_member",
     )
