@@ -124,11 +124,13 @@ impl App {
     }
 }
 
-/// The api's router with its middleware, answering unknown routes with a
-/// JSON 404.
+/// The api's router with its middleware and `/metrics` (internal: the load
+/// balancer must not route it), answering unknown routes with a JSON 404.
 pub fn router(state: AppState) -> Router {
     routes_with(state, |routes| {
-        routes.fallback(|| async { ApiError::NotFound("route") })
+        routes
+            .route("/metrics", axum::routing::get(crate::metrics::render))
+            .fallback(|| async { ApiError::NotFound("route") })
     })
 }
 

@@ -16,8 +16,11 @@ use axum::routing::get;
 use chat_api::{ApiConfig, ApiError, App, AppState};
 use chat_gateway::{GatewayConfig, GatewayService};
 use chat_shared::config::LogFormat;
+use chat_shared::listener::Listener;
 use chat_shared::{bus, store};
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use web_client::WebClient;
 
@@ -30,6 +33,9 @@ pub struct ChatConfig {
     pub addr: SocketAddr,
     /// `CHAT_WEB_DIR`: the web client's files.
     pub web_dir: PathBuf,
+    /// `CHAT_METRICS_ADDR`: where to serve `/metrics`, apart from the
+    /// public port; unset, nowhere.
+    pub metrics_addr: Option<SocketAddr>,
     /// `CHAT_LOG`: log filter.
     pub log: String,
     /// `CHAT_LOG_FORMAT`: `text` or `json`.
@@ -41,6 +47,7 @@ impl Default for ChatConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web-client")),
+            metrics_addr: None,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -72,6 +79,7 @@ impl Settings {
 pub struct Chat {
     app: App,
     gateway: GatewayService,
+    metrics: Option<Listener>,
 }
 
 impl Chat {
@@ -84,6 +92,12 @@ impl Chat {
             gateway,
         } = settings;
         let web = std::sync::Arc::new(WebClient::load(&chat.web_dir)?);
+        let metrics = match chat.metrics_addr {
+            Some(addr) => Some(Listener::bind(addr, 0).await.map_err(|e| {
+                chat_shared::Error::Config(format!("CHAT_METRICS_ADDR={addr}: cannot listen: {e}"))
+            })?),
+            None => None,
+        };
         std::fs::create_dir_all(&api.data_dir)?;
         let store = store::connect(&api.database_url, api.db_max_connections).await?;
         let bus = bus::connect(api.redis_url.as_deref(), &api.bus_prefix).await?;
@@ -117,7 +131,11 @@ impl Chat {
                 })
         })
         .await?;
-        Ok(Self { app, gateway })
+        Ok(Self {
+            app,
+            gateway,
+            metrics,
+        })
     }
 
     /// The address actually bound.
@@ -125,14 +143,34 @@ impl Chat {
         self.app.local_addr()
     }
 
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(Listener::local_addr)
+    }
+
     /// Serves until `shutdown` resolves; then closes the WebSockets with
     /// 1012 and lets HTTP requests in flight finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let Self { app, gateway } = self;
+        let Self {
+            app,
+            gateway,
+            metrics,
+        } = self;
+        let stop_metrics = CancellationToken::new();
+        let scrapes = TaskTracker::new();
+        if let Some(listener) = metrics {
+            let (scrapes, stop) = (scrapes.clone(), stop_metrics.clone());
+            tokio::spawn(async move {
+                chat_shared::http_server::serve_metrics(listener, &scrapes, stop).await;
+            });
+        }
         app.run(async move {
             shutdown.await;
             gateway.drain().await;
         })
-        .await
+        .await;
+        stop_metrics.cancel();
+        scrapes.close();
+        scrapes.wait().await;
     }
 }

@@ -29,8 +29,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// One child process that can be started again after it stops.
 pub struct Service {
     pub name: String,
-    /// Where it answers HTTP (`/readyz`, `/metrics`), if it does.
+    /// Where it answers HTTP (`/readyz`), if it does.
     pub addr: Option<SocketAddr>,
+    /// Where it serves `/metrics`: `addr`, but for `chat`, which keeps them
+    /// off its public port.
+    pub metrics: Option<SocketAddr>,
     command: Vec<String>,
     env: Vec<(String, String)>,
     run_as: Option<User>,
@@ -45,6 +48,7 @@ impl Service {
         Self {
             name: name.to_owned(),
             addr,
+            metrics: addr,
             command,
             env: Vec::new(),
             run_as: None,
@@ -424,8 +428,10 @@ impl Pool {
             None
         };
         let entry: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let mut chat = Service::new("chat", Some(entry), vec![bin(&bin_dir, "chat")?], &logs)
             .env("CHAT_ADDR", entry.to_string())
+            .env("CHAT_METRICS_ADDR", metrics.to_string())
             .env("CHAT_DATA_DIR", data.display().to_string())
             // Every client comes through the fault proxy, from one address.
             .env("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0")
@@ -441,6 +447,7 @@ impl Pool {
             .env("CHAT_OUTBOUND_QUEUE", "256")
             .env("CHAT_SHUTDOWN_GRACE", "5s")
             .env("CHAT_LOG", "info");
+        chat.metrics = Some(metrics);
         chat.start()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -536,7 +543,9 @@ impl Pool {
         let mut total = 0.0;
         let http = self.http.clone();
         for gateway in self.socket_holders() {
-            let Some(addr) = gateway.addr else { continue };
+            let Some(addr) = gateway.metrics else {
+                continue;
+            };
             if !gateway.is_running() {
                 continue;
             }

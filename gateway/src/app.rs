@@ -211,6 +211,16 @@ async fn drain(ctx: &Context, http: TaskTracker) {
 /// The body of every response the gateway makes itself.
 pub type Body = Full<Bytes>;
 
+/// Headers on every answer of the gateway's own listener.
+const SECURITY_HEADERS: [(header::HeaderName, &str); 3] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
 /// Answers one HTTP request inside a `request` span carrying its request
 /// id (as the api does), and returns that id in `x-request-id`. A WebSocket
 /// session started here runs in a `session` span with the same id.
@@ -225,9 +235,13 @@ async fn route(
     let span = tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id);
     let mut response = respond(ctx, permit, request, &id).instrument(span).await;
     let value = header::HeaderValue::from_str(&id).expect("a sane request id is a header value");
-    response
-        .headers_mut()
-        .insert(header::HeaderName::from_static(request_id::HEADER), value);
+    let headers = response.headers_mut();
+    headers.insert(header::HeaderName::from_static(request_id::HEADER), value);
+    // What the api's answers say too: nothing here is a page, may be
+    // sniffed into one, framed, or a referrer elsewhere.
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, header::HeaderValue::from_static(value));
+    }
     Ok(response)
 }
 

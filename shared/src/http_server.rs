@@ -6,12 +6,16 @@
 //! finish (the request in flight is answered, then the connection closes)
 //! when `finish` is cancelled.
 
+use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
-use hyper::service::HttpService;
+use hyper::service::{service_fn, HttpService};
+use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -66,4 +70,38 @@ pub async fn serve<M, S, B>(
             }
         });
     }
+}
+
+/// Serves `GET /metrics` (this process's series) and nothing else, until
+/// `finish` is cancelled: the operator's listener of the all-in-one binary,
+/// kept off its public port.
+pub async fn serve_metrics(
+    listener: Listener,
+    connections: &TaskTracker,
+    finish: CancellationToken,
+) {
+    serve(
+        listener,
+        Duration::from_secs(10),
+        connections,
+        finish,
+        |_| Some(service_fn(metrics)),
+    )
+    .await;
+}
+
+async fn metrics(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let response = if request.method() == Method::GET && request.uri().path() == "/metrics" {
+        Response::builder()
+            .header(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)
+            .body(Full::new(Bytes::from(crate::metrics::render())))
+    } else {
+        Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(
+                br#"{"error":{"code":"not_found","message":"only /metrics is served here"}}"#,
+            )))
+    };
+    Ok(response.expect("a static response is valid"))
 }

@@ -43,8 +43,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Every route, plus `/v1/openapi.json` describing them and `/metrics`
-/// (internal, so not in the document).
+/// Every route, plus `/v1/openapi.json` describing them. `/metrics` is
+/// added by whoever serves these: `chat-api` beside them (its port is
+/// internal), `chat` on a listener of its own.
 pub fn router(state: &AppState) -> Router<AppState> {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
@@ -55,10 +56,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dms::router())
         .merge(events::router())
         .split_for_parts();
-    router
-        .route(
-            "/v1/openapi.json",
-            axum::routing::get(move || async move { Json(openapi) }),
-        )
-        .route("/metrics", axum::routing::get(crate::metrics::render))
+    router.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || async move { Json(openapi) }),
+    )
 }

@@ -14,7 +14,10 @@ use crate::harness::Running;
 async fn a_fresh_data_dir_gives_a_working_system_on_one_port() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let chat = Running::start(&data_dir, |_| {}).await;
+    let chat = Running::start(&data_dir, |settings| {
+        settings.chat.metrics_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
     for file in ["chat.db", "jwt-private.pem", "jwt-public.pem"] {
         assert!(data_dir.join(file).exists(), "{file} was not created");
     }
@@ -138,9 +141,15 @@ async fn a_fresh_data_dir_gives_a_working_system_on_one_port() {
         acked |= frame["type"] == "ack" && frame["client_id"] == "hello-1";
         delivered |= frame["type"] == "message" && frame["body"] == "hello";
     }
-    // One `/metrics` for the whole process: the api's series and the
-    // gateway's side by side.
-    let response = reqwest::get(format!("{}/metrics", chat.base))
+    // Not on the public port: metrics are the operator's.
+    let public = reqwest::get(format!("{}/metrics", chat.base))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    // One `/metrics` for the whole process, on CHAT_METRICS_ADDR: the api's
+    // series and the gateway's side by side.
+    let metrics_addr = chat.metrics.expect("CHAT_METRICS_ADDR was set");
+    let response = reqwest::get(format!("http://{metrics_addr}/metrics"))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);

@@ -16,6 +16,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Where `/metrics` is served, if `CHAT_METRICS_ADDR` was set.
+    pub metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
 }
@@ -41,6 +43,7 @@ impl Running {
         adjust(&mut settings);
         let chat = Chat::build(settings).await.expect("chat starts");
         let addr = chat.local_addr();
+        let metrics = chat.metrics_addr();
         let base = format!("http://{addr}");
         let (stop, stopping) = oneshot::channel::<()>();
         let stopped = tokio::spawn(chat.run(async move {
@@ -49,6 +52,7 @@ impl Running {
         Self {
             addr,
             base,
+            metrics,
             stop: Some(stop),
             stopped: Some(stopped),
         }

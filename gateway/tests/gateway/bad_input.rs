@@ -86,6 +86,12 @@ async fn handshakes_without_a_valid_token_get_401(setup: Setup) {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
+        // Like every answer of the gateway: not sniffable, not framable,
+        // no referrer.
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+        assert_eq!(header("referrer-policy"), "no-referrer");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "upgrade_required");
     }
