@@ -50,20 +50,31 @@ impl App {
         Self::bind(state.clone(), router(state)).await
     }
 
-    /// Binds the api with routes of the embedder's own beside it (see
-    /// [`routes_with`]); the all-in-one binary serves everything this way.
-    pub async fn with_routes(
+    /// The api with routes of the embedder's own beside it (see
+    /// [`routes_with`]), on a listener the embedder bound (it needs the
+    /// address before it builds its routes); the all-in-one binary serves
+    /// everything this way.
+    pub fn with_routes_on(
+        listener: Listener,
         state: AppState,
         extend: impl FnOnce(Router<AppState>) -> Router<AppState>,
-    ) -> chat_shared::Result<Self> {
-        Self::bind(state.clone(), routes_with(state, extend)).await
+    ) -> Self {
+        Self {
+            router: routes_with(state.clone(), extend),
+            listener,
+            state,
+        }
+    }
+
+    /// Binds `addr` with the connection limits of `config`.
+    pub async fn listen(addr: SocketAddr, config: &ApiConfig) -> chat_shared::Result<Listener> {
+        Listener::bind(addr, config.max_connections_per_address)
+            .await
+            .map_err(|e| chat_shared::Error::Config(format!("cannot listen on {addr}: {e}")))
     }
 
     async fn bind(state: AppState, router: Router) -> chat_shared::Result<Self> {
-        let addr = state.config.api_addr;
-        let listener = Listener::bind(addr, state.config.max_connections_per_address)
-            .await
-            .map_err(|e| chat_shared::Error::Config(format!("cannot listen on {addr}: {e}")))?;
+        let listener = Self::listen(state.config.api_addr, &state.config).await?;
         Ok(Self {
             router,
             listener,

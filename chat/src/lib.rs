@@ -89,7 +89,7 @@ impl Chat {
         let Settings {
             chat,
             mut api,
-            gateway,
+            mut gateway,
         } = settings;
         let web = std::sync::Arc::new(WebClient::load(&chat.web_dir)?);
         let metrics = match chat.metrics_addr {
@@ -102,6 +102,9 @@ impl Chat {
         let store = store::connect(&api.database_url, api.db_max_connections).await?;
         let bus = bus::connect(api.redis_url.as_deref(), &api.bus_prefix).await?;
         api.api_addr = chat.addr;
+        let listener = App::listen(chat.addr, &api).await?;
+        // Pages come from this listener: its origin may open WebSockets.
+        gateway.bound = Some(listener.local_addr());
         // The api creates the key pair on first start; the gateway then
         // reads its public half from the same data dir.
         let state = AppState::with_parts(api, store.clone(), bus.clone())?;
@@ -109,7 +112,7 @@ impl Chat {
         let limits = state.limits.clone();
         let gateway = GatewayService::start(gateway, store, bus, limits).await?;
         let ws = gateway.clone();
-        let app = App::with_routes(state, move |routes| {
+        let app = App::with_routes_on(listener, state, move |routes| {
             routes
                 .route(
                     "/v1/ws",
@@ -129,8 +132,7 @@ impl Chat {
                         web.serve(request).await
                     }
                 })
-        })
-        .await?;
+        });
         Ok(Self {
             app,
             gateway,

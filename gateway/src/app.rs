@@ -72,7 +72,14 @@ impl GatewayService {
             timing,
         );
         let writers = crate::writers::Writers::start()?;
-        let ctx = Context::new(config, store, verifier, hub, publisher, writers, limits);
+        let listening = config.bound.unwrap_or(config.gateway_addr);
+        if config.public_origin.is_none() && listening.ip().is_unspecified() {
+            tracing::warn!(
+                %listening,
+                "CHAT_PUBLIC_ORIGIN is unset: browsers may open WebSockets only from http://localhost and http://127.0.0.1 on this port; set it to the origin users load the page from"
+            );
+        }
+        let ctx = Context::new(config, store, verifier, hub, publisher, writers, limits)?;
         tokio::spawn(prune_limits(Arc::downgrade(&ctx)));
         Ok(Self { ctx })
     }
@@ -115,7 +122,7 @@ impl Gateway {
 
     /// Builds over a given store and bus (tests, fault injection).
     pub async fn with_parts(
-        config: GatewayConfig,
+        mut config: GatewayConfig,
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
     ) -> chat_shared::Result<Self> {
@@ -125,6 +132,7 @@ impl Gateway {
             .map_err(|e| {
                 chat_shared::Error::Config(format!("CHAT_GATEWAY_ADDR={addr}: cannot listen: {e}"))
             })?;
+        config.bound = listener.local_addr().into();
         let limits = Arc::new(UserLimits::new(config.budgets()));
         let service = GatewayService::start(config, store, bus, limits).await?;
         Ok(Self { listener, service })

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use chat_shared::config::LogFormat;
 use chat_shared::limits::Budgets;
+
+use crate::origins::{Allowed, Origin};
 use serde::Deserialize;
 
 /// Everything `chat-gateway` can be told.
@@ -37,9 +39,17 @@ pub struct GatewayConfig {
     /// `CHAT_JWT_AUDIENCE`: the required `aud`.
     pub jwt_audience: String,
     /// `CHAT_ALLOWED_ORIGINS`: comma-separated origins allowed to open a
-    /// WebSocket (`*` for any); empty means only the gateway's own origin
-    /// and clients that send no `Origin` (non-browsers).
+    /// WebSocket besides the public origin (`*` for any). Clients that send
+    /// no `Origin` (non-browsers) are not subject to it.
     pub allowed_origins: String,
+    /// `CHAT_PUBLIC_ORIGIN`: the origin browsers load the web client from
+    /// (`https://chat.example.com`); unset, the address this listens on
+    /// (with `localhost` when that is loopback or a wildcard).
+    pub public_origin: Option<String>,
+    /// The address actually bound, once known (port 0 resolved); what the
+    /// public origin defaults to. Set by whoever binds.
+    #[serde(skip)]
+    pub bound: Option<SocketAddr>,
     /// `CHAT_HEARTBEAT_INTERVAL`: how often the server pings; a connection
     /// silent for two intervals is closed.
     #[serde(with = "humantime_serde")]
@@ -109,6 +119,8 @@ impl Default for GatewayConfig {
             jwt_issuer: "chat".into(),
             jwt_audience: "chat".into(),
             allowed_origins: String::new(),
+            public_origin: None,
+            bound: None,
             heartbeat_interval: Duration::from_secs(20),
             sync_grace: Duration::from_secs(1),
             max_message_bytes: 64 * 1024,
@@ -160,6 +172,7 @@ impl GatewayConfig {
         if self.header_read_timeout < Duration::from_millis(100) {
             return fail("CHAT_HEADER_READ_TIMEOUT must be at least 100ms");
         }
+        self.origins()?;
         if self.fanout_interval > Duration::from_secs(1) {
             return fail("CHAT_FANOUT_INTERVAL must be at most 1s");
         }
@@ -176,12 +189,33 @@ impl GatewayConfig {
         }
     }
 
-    /// The origins allowed to connect, parsed.
-    pub fn origins(&self) -> Vec<String> {
-        self.allowed_origins
+    /// The origins allowed to connect: `CHAT_ALLOWED_ORIGINS` and the public
+    /// origin; an error names the value that is no origin.
+    pub fn origins(&self) -> chat_shared::Result<Allowed> {
+        let listed: Vec<&str> = self
+            .allowed_origins
             .split(',')
-            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .map(str::trim)
             .filter(|o| !o.is_empty())
-            .collect()
+            .collect();
+        if listed.contains(&"*") {
+            return Ok(Allowed::Any);
+        }
+        let parse = |variable: &str, text: &str| {
+            Origin::parse(text).ok_or_else(|| {
+                chat_shared::Error::Config(format!(
+                    "{variable}: {text:?} is not an origin (scheme://host[:port])"
+                ))
+            })
+        };
+        let mut origins = listed
+            .into_iter()
+            .map(|o| parse("CHAT_ALLOWED_ORIGINS", o))
+            .collect::<chat_shared::Result<Vec<_>>>()?;
+        match &self.public_origin {
+            Some(public) => origins.push(parse("CHAT_PUBLIC_ORIGIN", public)?),
+            None => origins.extend(Origin::of_listener(self.bound.unwrap_or(self.gateway_addr))),
+        }
+        Ok(Allowed::These(origins))
     }
 }

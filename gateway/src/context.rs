@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::GatewayConfig;
 use crate::ephemeral::Ephemeral;
 use crate::hub::Hub;
+use crate::origins::Allowed;
 use crate::writers::Writers;
 
 /// Shared by the listener and every session.
@@ -25,7 +26,7 @@ pub struct Context {
     /// The configuration the gateway started with.
     pub config: GatewayConfig,
     /// Origins allowed to open a WebSocket.
-    pub origins: Vec<String>,
+    pub origins: Allowed,
     /// Everything durable. Called on the gateway's runtime only; sessions,
     /// on the writer threads, go through [`Context::on_home`].
     pub store: Arc<dyn Store>,
@@ -66,10 +67,11 @@ impl Context {
         publisher: Publisher,
         writers: Writers,
         limits: Arc<UserLimits>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> Result<Arc<Self>> {
+        let origins = config.origins()?;
+        Ok(Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.max_connections)),
-            origins: config.origins(),
+            origins,
             limits,
             ephemeral: Ephemeral::default(),
             config,
@@ -83,7 +85,7 @@ impl Context {
             writers,
             home: tokio::runtime::Handle::current(),
             next_key: AtomicU64::new(1),
-        })
+        }))
     }
 
     /// A key no other session of this gateway has.

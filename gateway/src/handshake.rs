@@ -7,6 +7,8 @@ use chat_shared::protocol::{BEARER_PREFIX, SUBPROTOCOL};
 use hyper::header;
 use hyper::{HeaderMap, StatusCode};
 
+use crate::origins::Allowed;
+
 /// Why a handshake was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
@@ -78,12 +80,12 @@ pub struct Admitted {
     pub echo_subprotocol: bool,
 }
 
-/// Checks origin and token. `origins` is the allow-list (`*` allows any);
-/// a browser on the gateway's own origin is always allowed, and clients
-/// that send no `Origin` (not browsers) are not subject to it.
+/// Checks origin and token. A browser's `Origin` must be one `origins`
+/// allows (scheme, host and port); clients that send no `Origin` (not
+/// browsers) are not subject to it.
 pub fn admit(
     headers: &HeaderMap,
-    origins: &[String],
+    origins: &Allowed,
     verifier: &TokenVerifier,
 ) -> Result<Admitted, Refusal> {
     check_origin(headers, origins)?;
@@ -101,25 +103,17 @@ pub fn admit(
     })
 }
 
-fn check_origin(headers: &HeaderMap, origins: &[String]) -> Result<(), Refusal> {
+fn check_origin(headers: &HeaderMap, origins: &Allowed) -> Result<(), Refusal> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let own = origin
-        .split_once("://")
-        .is_some_and(|(_, authority)| !host.is_empty() && authority == host);
-    if own || origins.iter().any(|o| o == "*" || o == origin) {
+    if origins.admits(origin.to_str().unwrap_or_default()) {
         Ok(())
     } else {
         Err(Refusal::new(
             StatusCode::FORBIDDEN,
             "origin_not_allowed",
-            "this origin may not open a WebSocket here (see CHAT_ALLOWED_ORIGINS)",
+            "this origin may not open a WebSocket here (see CHAT_PUBLIC_ORIGIN and CHAT_ALLOWED_ORIGINS)",
         ))
     }
 }
@@ -161,6 +155,7 @@ fn token(headers: &HeaderMap) -> Result<(&str, bool), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origins::Origin;
     use hyper::header::HeaderValue;
 
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
@@ -189,24 +184,20 @@ mod tests {
     }
 
     #[test]
-    fn origins_are_checked_against_the_list_and_the_own_host() {
-        let list = vec!["https://chat.example".to_owned()];
+    fn origins_are_checked_against_the_list_never_the_host() {
+        let list = Allowed::These(vec![Origin::parse("https://chat.example").unwrap()]);
         let ok = headers(&[(header::ORIGIN, "https://chat.example")]);
         assert!(check_origin(&ok, &list).is_ok());
-        let own = headers(&[
-            (header::ORIGIN, "http://127.0.0.1:8080"),
-            (header::HOST, "127.0.0.1:8080"),
-        ]);
-        assert!(check_origin(&own, &[]).is_ok());
-        let evil = headers(&[
-            (header::ORIGIN, "https://evil.example"),
-            (header::HOST, "127.0.0.1:8080"),
+        // A rebound name: its Host matches its Origin, which proves nothing.
+        let rebound = headers(&[
+            (header::ORIGIN, "http://evil.example"),
+            (header::HOST, "evil.example"),
         ]);
         assert_eq!(
-            check_origin(&evil, &list).unwrap_err().code,
+            check_origin(&rebound, &list).unwrap_err().code,
             "origin_not_allowed"
         );
-        assert!(check_origin(&evil, &["*".to_owned()]).is_ok());
-        assert!(check_origin(&HeaderMap::new(), &[]).is_ok());
+        assert!(check_origin(&rebound, &Allowed::Any).is_ok());
+        assert!(check_origin(&HeaderMap::new(), &list).is_ok());
     }
 }

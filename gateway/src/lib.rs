@@ -15,6 +15,7 @@ mod handshake;
 mod hub;
 mod inbound;
 mod metrics;
+mod origins;
 mod outbox;
 mod presence;
 mod sends;

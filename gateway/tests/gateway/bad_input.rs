@@ -131,12 +131,31 @@ async fn foreign_origins_get_403_and_the_own_origin_is_accepted(setup: Setup) {
     for gateway in &cluster.gateways {
         let own = own_origin(gateway);
         let other_port = format!("http://127.0.0.1:{}", port(gateway) as u32 + 1);
-        for origin in ["https://evil.example", "https://chat.example", &other_port] {
+        let other_scheme = format!("https://127.0.0.1:{}", port(gateway));
+        for origin in [
+            "https://evil.example",
+            "https://chat.example",
+            &other_port,
+            &other_scheme,
+        ] {
             let headers = [protocol(&alice.token), ("origin", origin.to_owned())];
             let (status, body) = refused(gateway, &headers).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{origin}: {body}");
             assert_eq!(body["error"]["code"], "origin_not_allowed");
         }
+        // A name rebound to this server by its owner's DNS: the browser
+        // sends a Host that matches its Origin, which proves nothing.
+        let rebound = [
+            protocol(&alice.token),
+            ("origin", "http://rebound.example".to_owned()),
+            ("host", "rebound.example".to_owned()),
+        ];
+        let (status, body) = refused(gateway, &rebound).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        // The localhost name of a loopback listener is its own, too.
+        let localhost = own.replace("127.0.0.1", "localhost");
+        let (client, _) = accepted(gateway, &[protocol(&alice.token), ("origin", localhost)]).await;
+        assert_eq!(client.hello["user"]["id"], alice.id.as_str());
         let (client, _) = accepted(gateway, &[protocol(&alice.token), ("origin", own)]).await;
         assert_eq!(client.hello["user"]["id"], alice.id.as_str());
     }
