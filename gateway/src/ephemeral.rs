@@ -58,16 +58,24 @@ struct ReadSlot {
 }
 
 impl Ephemeral {
-    /// Whether a `typing` of `user` in `room` at `now` is to be relayed.
-    pub fn typing(&self, room: RoomId, user: UserId, now: Instant) -> bool {
-        let mut last = self.typing.lock().expect("not poisoned");
-        let due = last
+    /// Whether a `typing` of `user` in `room` at `now` would be relayed.
+    /// Only asks: [`typed`](Self::typed) records one that was, so a
+    /// notice refused on other grounds (the sender's budget) leaves no
+    /// entry behind.
+    pub fn typing_due(&self, room: RoomId, user: UserId, now: Instant) -> bool {
+        self.typing
+            .lock()
+            .expect("not poisoned")
             .get(&(room, user))
-            .is_none_or(|at| now.duration_since(*at) >= TYPING_INTERVAL);
-        if due {
-            last.insert((room, user), now);
-        }
-        due
+            .is_none_or(|at| now.duration_since(*at) >= TYPING_INTERVAL)
+    }
+
+    /// A `typing` of `user` in `room` was relayed at `now`.
+    pub fn typed(&self, room: RoomId, user: UserId, now: Instant) {
+        self.typing
+            .lock()
+            .expect("not poisoned")
+            .insert((room, user), now);
     }
 
     /// `user` sent a message in `room`: their typing has ended, and the next
@@ -140,18 +148,28 @@ mod tests {
         let notices = Ephemeral::default();
         let (room, alice, bob) = (RoomId::new(), UserId::new(), UserId::new());
         let start = Instant::now();
-        assert!(notices.typing(room, alice, start));
-        let flood =
-            (1..1000).filter(|i| notices.typing(room, alice, start + Duration::from_millis(*i)));
+        let typing = |room, user, at| {
+            let due = notices.typing_due(room, user, at);
+            if due {
+                notices.typed(room, user, at);
+            }
+            due
+        };
+        assert!(typing(room, alice, start));
+        let flood = (1..1000).filter(|i| typing(room, alice, start + Duration::from_millis(*i)));
         assert_eq!(flood.count(), 0);
-        assert!(notices.typing(room, bob, start), "another user");
-        assert!(notices.typing(RoomId::new(), alice, start), "another room");
-        assert!(notices.typing(room, alice, start + TYPING_INTERVAL));
+        assert!(typing(room, bob, start), "another user");
+        assert!(typing(RoomId::new(), alice, start), "another room");
+        assert!(typing(room, alice, start + TYPING_INTERVAL));
         notices.sent(room, alice);
         assert!(
-            notices.typing(room, alice, start + TYPING_INTERVAL),
+            typing(room, alice, start + TYPING_INTERVAL),
             "a new message is begun"
         );
+        // Asking records nothing.
+        let other = RoomId::new();
+        assert!(notices.typing_due(other, alice, start));
+        assert!(!notices.typing.lock().unwrap().contains_key(&(other, alice)));
     }
 
     #[test]
@@ -188,7 +206,7 @@ mod tests {
         notices.read(room, alice, 1, start);
         notices.read(room, alice, 2, start);
         notices.read(room, bob, 1, start);
-        notices.typing(room, bob, start);
+        notices.typed(room, bob, start);
         notices.prune(start + READ_INTERVAL * 3);
         assert_eq!(notices.reads.lock().unwrap().len(), 1);
         assert!(notices.typing.lock().unwrap().is_empty());

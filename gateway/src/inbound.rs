@@ -356,10 +356,11 @@ impl Handler {
     async fn typing(&self, room: RoomId) {
         // Coalesced first: a repeat within the interval costs nothing, not
         // even the sender's budget or a membership read.
-        let now = tokio::time::Instant::now();
-        if !self.ctx.ephemeral.typing(room, self.session.user, now) || self.limited() {
+        let (now, user) = (tokio::time::Instant::now(), self.session.user);
+        if !self.ctx.ephemeral.typing_due(room, user, now) || self.limited() {
             return;
         }
+        self.ctx.ephemeral.typed(room, user, now);
         match self.ctx.store.role(room, self.session.user).await {
             Ok(Some(_)) => {
                 let frame = ServerFrame::Typing {
@@ -386,6 +387,11 @@ impl Handler {
                 .await;
         }
         let user = self.session.user;
+        // Far above what a client sends; past it, reads are dropped before
+        // they are remembered or stored.
+        if self.ctx.limits.check(user, Action::Read).is_err() {
+            return;
+        }
         match self
             .ctx
             .ephemeral

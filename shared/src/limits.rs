@@ -33,6 +33,14 @@ pub const SYNC_BURST: u32 = 10;
 /// The pace of a user's `sync` frames past the burst.
 pub const SYNC_PER_MINUTE: u32 = 30;
 
+/// `read` frames a user may send per second before the rest are dropped:
+/// far above what a client marking what it shows sends, and a bound on
+/// what a flood of them can make the gateway remember or store.
+pub const READS_PER_SECOND: u32 = 100;
+
+/// `read` frames a user may send at once.
+pub const READ_BURST: u32 = 200;
+
 /// An action with a budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -44,6 +52,8 @@ pub enum Action {
     CreateRoom,
     /// Opening a direct conversation.
     OpenDm,
+    /// A `read` frame (its marker is stored at most once a second anyway).
+    Read,
 }
 
 impl Action {
@@ -53,6 +63,7 @@ impl Action {
             Self::Invite => metrics::scope::INVITES,
             Self::CreateRoom => metrics::scope::ROOMS,
             Self::OpenDm => metrics::scope::DMS,
+            Self::Read => metrics::scope::READS,
         }
     }
 }
@@ -88,6 +99,7 @@ pub struct UserLimits {
     invite: DefaultKeyedRateLimiter<UserId>,
     create_room: DefaultKeyedRateLimiter<UserId>,
     open_dm: DefaultKeyedRateLimiter<UserId>,
+    read: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -103,6 +115,9 @@ impl UserLimits {
             invite: RateLimiter::keyed(action),
             create_room: RateLimiter::keyed(action),
             open_dm: RateLimiter::keyed(action),
+            read: RateLimiter::keyed(
+                Quota::per_second(n(READS_PER_SECOND)).allow_burst(n(READ_BURST)),
+            ),
             sync: RateLimiter::keyed(
                 Quota::per_minute(n(SYNC_PER_MINUTE)).allow_burst(n(SYNC_BURST)),
             ),
@@ -125,6 +140,7 @@ impl UserLimits {
             Action::Invite => &self.invite,
             Action::CreateRoom => &self.create_room,
             Action::OpenDm => &self.open_dm,
+            Action::Read => &self.read,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -139,6 +155,7 @@ impl UserLimits {
             &self.invite,
             &self.create_room,
             &self.open_dm,
+            &self.read,
             &self.sync,
         ];
         for limiter in all {

@@ -13,6 +13,7 @@ use crate::cluster::{Setup, TestClient, TestCluster};
 both_shapes!(
     a_flood_of_notices_costs_its_sender_not_the_room,
     presence_flaps_are_merged,
+    reads_past_the_budget_are_dropped_before_the_store,
 );
 
 /// Sends `count` messages one after another and returns each one's time to
@@ -153,4 +154,49 @@ async fn presence_flaps_are_merged(setup: Setup) {
         (1, 1),
         "{CYCLES} connect/disconnect cycles: {seen:?}"
     );
+}
+
+async fn reads_past_the_budget_are_dropped_before_the_store(setup: Setup) {
+    use chat_shared::limits::{READS_PER_SECOND, READ_BURST};
+    const FLOOD: usize = 1000;
+    let cluster = TestCluster::start(setup).await;
+    let alice = cluster.user("alice").await;
+    let room = cluster.room(&alice, &[]).await;
+    let mut socket = cluster.connect(&alice, 0).await;
+    // Markers for rooms that do not exist: each one the gateway takes up
+    // costs a store write and earns a not_member error.
+    let started = Instant::now();
+    for _ in 0..FLOOD {
+        let nowhere = uuid::Uuid::now_v7();
+        socket
+            .send(json!({ "type": "read", "room_id": nowhere, "seq": 1 }))
+            .await;
+    }
+    let elapsed = started.elapsed();
+    socket.send_message(&room, "after", "still here").await;
+    let seen = frames_so_far(&mut socket).await;
+    let refused = seen
+        .iter()
+        .filter(|f| f["type"] == "error" && f["code"] == "not_member")
+        .count();
+    let allowed = READ_BURST as f64 + READS_PER_SECOND as f64 * (elapsed.as_secs_f64() + 1.0);
+    assert!(
+        (refused as f64) <= allowed,
+        "{refused} of {FLOOD} reads reached the store in {elapsed:?}"
+    );
+    assert!(refused < FLOOD, "every read reached the store");
+}
+
+/// Every frame `client` has received (kept aside while waiting for an ack,
+/// say) or receives until the answer to a `ping` sent now.
+async fn frames_so_far(client: &mut TestClient) -> Vec<Value> {
+    let mut frames = Vec::new();
+    client.send(json!({ "type": "ping" })).await;
+    loop {
+        let frame = client.next().await.expect("the socket stays open");
+        if frame["type"] == "pong" {
+            return frames;
+        }
+        frames.push(frame);
+    }
 }
