@@ -1,6 +1,7 @@
 //! Per-client-address rate limiting of the credential endpoints (register,
 //! login, refresh), so password guessing and account spraying are slow.
-//! A GCRA limiter keyed by IP; the map of addresses is pruned periodically
+//! A GCRA limiter keyed by IP (an IPv6 address by its /64, see
+//! `chat_shared::listener::client_key`); the map of addresses is pruned periodically
 //! so it stays as small as the set of recent clients.
 
 use std::net::IpAddr;
@@ -37,7 +38,8 @@ impl AuthRateLimit {
 
     /// Counts one attempt from `ip`, or says how many seconds to wait.
     fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.limiter.check_key(&ip).map_err(|not_until| {
+        let key = chat_shared::listener::client_key(ip);
+        self.limiter.check_key(&key).map_err(|not_until| {
             chat_shared::metrics::rate_limited(chat_shared::metrics::scope::CREDENTIALS);
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::RateLimited(wait.as_secs().max(1))

@@ -146,6 +146,23 @@ impl Listener {
     }
 }
 
+/// The address a client's limits are kept under: an IPv4 address as it is
+/// (an IPv4-mapped IPv6 one as the IPv4 it is), an IPv6 address by its
+/// /64, the block one subscriber gets: counted per address, one host
+/// could otherwise pass for 2^64 clients.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let net = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(net))
+            }
+        },
+    }
+}
+
 /// Errors that concern one connection only: the next accept is fine.
 fn is_connection_error(e: &io::Error) -> bool {
     matches!(
@@ -213,6 +230,7 @@ impl Book {
     }
 
     fn admit(book: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let ip = client_key(ip);
         let mut open = book.lock();
         if open.total >= book.capacity {
             return Err(Refusal::Capacity);
@@ -358,6 +376,22 @@ mod tests {
         let open = book.lock();
         assert_eq!(open.total, 0);
         assert!(open.by_address.is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_one_client_across_its_slash_64() {
+        let book = book(1, 10);
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_block: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let next_block: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _held = Book::admit(&book, one).unwrap();
+        assert_eq!(
+            Book::admit(&book, same_block).err(),
+            Some(Refusal::PerAddress)
+        );
+        assert!(Book::admit(&book, next_block).is_ok());
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
