@@ -143,9 +143,10 @@ impl AppState {
     request_body = RegisterRequest,
     responses(
         (status = 201, body = TokenResponse),
-        (status = 409, description = "username taken", body = ErrorBody),
+        (status = 409, description = "username taken, or the display name is another user's username", body = ErrorBody),
         (status = 422, description = "invalid field", body = ErrorBody),
         (status = 429, description = "too many attempts", body = ErrorBody),
+        (status = 503, description = "too many logins waiting for the password hasher; see Retry-After", body = ErrorBody),
     ))]
 async fn register(
     State(state): State<AppState>,
@@ -190,6 +191,7 @@ async fn register(
         (status = 200, body = TokenResponse),
         (status = 401, description = "wrong username or password", body = ErrorBody),
         (status = 429, description = "too many attempts", body = ErrorBody),
+        (status = 503, description = "too many logins waiting for the password hasher; see Retry-After", body = ErrorBody),
     ))]
 async fn login(
     State(state): State<AppState>,
