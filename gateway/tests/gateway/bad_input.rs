@@ -42,6 +42,7 @@ both_shapes!(
     an_expired_session_is_closed_with_4001,
     auth_with_a_fresh_token_extends_the_session,
     auth_with_a_token_that_is_not_mine_is_refused,
+    one_address_cannot_take_every_connection_of_a_gateway,
 );
 
 // ---------------------------------------------------------------------------
@@ -947,4 +948,46 @@ fn foreign_key_token(claims: &Claims) -> String {
         .issue(claims.sub, &claims.name, claims.sid)
         .unwrap()
         .0
+}
+
+/// The gateway's own listener applies the per-address cap before any
+/// handler (chat's tests flood it harder): idle connections from one
+/// address stop at the cap, a WebSocket counts against it, and another
+/// address is served meanwhile.
+async fn one_address_cannot_take_every_connection_of_a_gateway(setup: Setup) {
+    use tokio::io::AsyncReadExt;
+    const CAP: usize = 4;
+    let cluster = TestCluster::start_with(setup, |c| {
+        c.max_connections_per_address = CAP;
+        c.header_read_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let alice = cluster.user("alice").await;
+    let gateway = &cluster.gateways[0];
+    let addr: std::net::SocketAddr = gateway
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let flooder = std::net::SocketAddr::from(([127, 0, 0, 2], 0));
+    let mut idle = Vec::new();
+    for _ in 0..CAP * 3 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(flooder).unwrap();
+        idle.push(socket.connect(addr).await.unwrap());
+    }
+    let mut held = 0;
+    for stream in &mut idle {
+        let mut buf = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await {
+            Err(_) => held += 1,
+            Ok(_) => {} // closed on accept
+        }
+    }
+    assert_eq!(held, CAP, "idle connections from one address held");
+    // 127.0.0.1 still gets its WebSocket.
+    let client = cluster.connect(&alice, 0).await;
+    assert_eq!(client.hello["user"]["id"], alice.id.as_str());
 }

@@ -706,42 +706,50 @@ async fn concurrent_sends_move_each_senders_marker_to_their_newest(backend: Back
 async fn read_markers_move_forward_within_the_log(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let alice = fx.register("alice").await;
+    let bob = fx.register("bob").await;
     let room = fx.private_room(&alice).await;
+    fx.join(room.id, &bob).await;
     for i in 0..4 {
         fx.send(room.id, alice.id, &format!("c{i}")).await;
     }
     let head = fx.reload(room.id).await.last_seq;
-    assert_eq!(head, 5);
+    assert_eq!(head, 6);
 
+    // Bob reads what alice wrote (her own marker moved as she sent).
     let mark = |seq, moved| ReadMark { seq, moved };
     assert_eq!(
-        fx.mark_read(room.id, alice.id, 3).await.unwrap(),
+        fx.mark_read(room.id, bob.id, 3).await.unwrap(),
         mark(3, true)
     );
     assert_eq!(
-        fx.mark_read(room.id, alice.id, 2).await.unwrap(),
+        fx.mark_read(room.id, bob.id, 2).await.unwrap(),
         mark(3, false),
         "never back"
     );
     assert_eq!(
-        fx.mark_read(room.id, alice.id, 3).await.unwrap(),
+        fx.mark_read(room.id, bob.id, 3).await.unwrap(),
         mark(3, false),
         "the same seq again moves nothing"
     );
     assert_eq!(
-        fx.mark_read(room.id, alice.id, 1_000).await.unwrap(),
+        fx.mark_read(room.id, bob.id, 1_000).await.unwrap(),
         mark(head, true),
         "never past the head"
     );
     assert_eq!(
-        fx.mark_read(room.id, alice.id, 1_000).await.unwrap(),
+        fx.mark_read(room.id, bob.id, 1_000).await.unwrap(),
         mark(head, false)
     );
-    let marker = fx.members(room.id).await.unwrap()[0].last_read_seq;
+    let members = fx.members(room.id).await.unwrap();
+    let marker = members
+        .iter()
+        .find(|m| m.user.id == bob.id)
+        .unwrap()
+        .last_read_seq;
     assert_eq!(marker, head);
 
-    let bob = fx.register("bob").await;
-    let outsider = fx.mark_read(room.id, bob.id, 1).await;
+    let carol = fx.register("carol").await;
+    let outsider = fx.mark_read(room.id, carol.id, 1).await;
     assert!(matches!(outsider, Err(Error::NotMember)), "{outsider:?}");
     let nowhere = fx.mark_read(RoomId::new(), alice.id, 1).await;
     assert!(nowhere.is_err(), "{nowhere:?}");
