@@ -43,7 +43,7 @@ use uuid::Uuid;
 use super::adapter::{now, Timestamp};
 use super::durability::{WriteHealth, SQLITE_BEGIN};
 use super::rows::{
-    event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, IS_MEMBER, MARK_SENT, NEXT_SEQ,
+    event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, MARK_SENDER, NEXT_SEQ,
 };
 use super::{message_body, Appended, Error, Result, Submitted};
 use crate::model::{EventId, RoomEvent, RoomId, UserId};
@@ -410,7 +410,8 @@ impl Commit for Sqlite {
                 }));
                 continue;
             }
-            let member: Option<i32> = sqlx::query_scalar(IS_MEMBER)
+            // The next seq is this message's: nothing else writes here.
+            let member: Option<i32> = sqlx::query_scalar(MARK_SENDER)
                 .bind(append.room.0)
                 .bind(append.sender.0)
                 .fetch_optional(&mut *tx)
@@ -450,12 +451,6 @@ impl Commit for Sqlite {
                 .bind(text)
                 .bind(payload)
                 .bind(Timestamp(ts))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(MARK_SENT)
-                .bind(append.room.0)
-                .bind(append.sender.0)
-                .bind(seq)
                 .execute(&mut *tx)
                 .await?;
             answers.push(Ok(Appended {

@@ -88,9 +88,20 @@ pub(super) const MY_ROOMS: &str =
      FROM room_members m JOIN rooms r ON r.id = m.room_id \
      WHERE m.user_id = $1 ORDER BY r.kind, r.name, r.id";
 
-/// A sender has read their room up to their own message.
-pub(super) const MARK_SENT: &str = "UPDATE room_members SET last_read_seq = $3 \
-     WHERE room_id = $1 AND user_id = $2 AND last_read_seq < $3";
+/// Checks that the sender is a member and moves their read marker to the
+/// seq their message is about to get (the room's next: a sender has read
+/// their room that far), in one statement: a row back means a member.
+/// Asked by a message append on SQLite (`group_commit`), whose single
+/// writer connection allocates that seq next in the same transaction, and
+/// means no membership change can land before the append's commit.
+/// PostgreSQL asks the same inside `group_commit`'s `CHECK`, after taking
+/// the rooms' row locks: a statement that waited for a lock still sees the
+/// data as of before the wait, so the check must be a statement of its own
+/// after it; every membership change holds that lock until it commits
+/// (`lock_room` in the adapter), so a kick and a send cannot interleave.
+pub(super) const MARK_SENDER: &str = "UPDATE room_members \
+     SET last_read_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
+     WHERE room_id = $1 AND user_id = $2 RETURNING 1";
 
 pub(super) const PUBLIC_ROOMS: &str =
     "SELECT id, kind, name, topic, created_by, created_at, last_seq \
@@ -148,16 +159,6 @@ pub(super) const NEXT_SEQ: &str =
 
 /// Locks a room's row without changing it; see `lock_room` in the adapter.
 pub(super) const LOCK_ROOM: &str = "UPDATE rooms SET last_seq = last_seq WHERE id = $1";
-
-/// Whether `$2` is a member of `$1`: asked by a message append on SQLite
-/// (`group_commit`), whose single writer connection means no membership
-/// change can land between this and the append's commit. PostgreSQL asks
-/// the same inside `group_commit`'s `CHECK`, after taking the rooms' row
-/// locks: a statement that waited for a lock still sees the data as of
-/// before the wait, so the check must be a statement of its own after it;
-/// every membership change holds that lock until it commits (`lock_room` in
-/// the adapter), so a kick and a send cannot interleave.
-pub(super) const IS_MEMBER: &str = "SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2";
 
 pub(super) const INSERT_EVENT: &str = "INSERT INTO room_events \
      (room_id, seq, id, kind, sender, client_id, body, payload, created_at) \
