@@ -2,7 +2,7 @@
 //! `RoomLog::submit_message` (the group commit), with no gateway, sockets
 //! or bus in the way. What an append costs the database, and how long it
 //! waits for its answer, apart from everything else the servers do: the
-//! workload to change the commit against (BENCHMARKS.md, run 12).
+//! workload to change the commit against (docs/benchmarks/history.md, run 12).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
