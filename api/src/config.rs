@@ -67,6 +67,10 @@ pub struct ApiConfig {
     pub action_rate_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
     pub action_burst: u32,
+    /// `CHAT_READ_RATE_PER_SECOND`: read markers per user per second.
+    pub read_rate_per_second: u32,
+    /// `CHAT_READ_BURST`: read markers a user may set at once.
+    pub read_burst: u32,
     /// `CHAT_MAX_REQUEST_BYTES`: largest request body accepted.
     pub max_request_bytes: usize,
     /// `CHAT_MAX_BODY_CHARS`: longest message text, in characters.
@@ -113,6 +117,8 @@ impl Default for ApiConfig {
             send_burst: Budgets::default().send_burst,
             action_rate_per_minute: Budgets::default().action_per_minute,
             action_burst: Budgets::default().action_burst,
+            read_rate_per_second: Budgets::default().read_per_second,
+            read_burst: Budgets::default().read_burst,
             max_request_bytes: 64 * 1024,
             max_body_chars: 4000,
             shutdown_grace: Duration::from_secs(10),
@@ -132,6 +138,8 @@ impl ApiConfig {
             send_burst: self.send_burst,
             action_per_minute: self.action_rate_per_minute,
             action_burst: self.action_burst,
+            read_per_second: self.read_rate_per_second,
+            read_burst: self.read_burst,
         }
     }
 
@@ -155,10 +163,12 @@ impl ApiConfig {
             self.send_burst,
             self.action_rate_per_minute,
             self.action_burst,
+            self.read_rate_per_second,
+            self.read_burst,
         ]
         .contains(&0)
         {
-            return fail("CHAT_SEND_RATE_PER_SECOND, CHAT_SEND_BURST, CHAT_ACTION_RATE_PER_MINUTE and CHAT_ACTION_BURST must be at least 1");
+            return fail("CHAT_SEND_RATE_PER_SECOND, CHAT_SEND_BURST, CHAT_ACTION_RATE_PER_MINUTE, CHAT_ACTION_BURST, CHAT_READ_RATE_PER_SECOND and CHAT_READ_BURST must be at least 1");
         }
         if self.max_concurrent_hashes == 0 {
             return fail("CHAT_MAX_CONCURRENT_HASHES must be at least 1");

@@ -159,7 +159,9 @@ impl Gateway {
                 // Each connection holds a slot for its whole life, upgraded or not.
                 let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
                     metrics::connection_limited();
-                    tracing::warn!("connection limit reached; refusing a connection");
+                    // Counted above; a line per refusal would be a busy log
+                    // exactly when the gateway is full.
+                    tracing::debug!("connection limit reached; refusing a connection");
                     return None;
                 };
                 let (ctx, permit) = (ctx.clone(), Arc::new(permit));

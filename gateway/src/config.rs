@@ -68,6 +68,11 @@ pub struct GatewayConfig {
     pub send_rate_per_second: u32,
     /// `CHAT_SEND_BURST`: sends a user may make at once.
     pub send_burst: u32,
+    /// `CHAT_READ_RATE_PER_SECOND`: `read` frames per user per second (per
+    /// gateway) before the rest are dropped.
+    pub read_rate_per_second: u32,
+    /// `CHAT_READ_BURST`: `read` frames a user may send at once.
+    pub read_burst: u32,
     /// `CHAT_OUTBOUND_QUEUE`: frames queued for one connection before it
     /// counts as a slow consumer and is closed (1013).
     pub outbound_queue: usize,
@@ -127,6 +132,8 @@ impl Default for GatewayConfig {
             max_body_chars: 4000,
             send_rate_per_second: Budgets::default().send_per_second,
             send_burst: Budgets::default().send_burst,
+            read_rate_per_second: Budgets::default().read_per_second,
+            read_burst: Budgets::default().read_burst,
             outbound_queue: 1024,
             max_connections: 100_000,
             gap_wait: Duration::from_millis(150),
@@ -160,8 +167,15 @@ impl GatewayConfig {
         if self.max_message_bytes < 1024 {
             return fail("CHAT_MAX_MESSAGE_BYTES must be at least 1024");
         }
-        if self.send_rate_per_second == 0 || self.send_burst == 0 {
-            return fail("CHAT_SEND_RATE_PER_SECOND and CHAT_SEND_BURST must be at least 1");
+        if [
+            self.send_rate_per_second,
+            self.send_burst,
+            self.read_rate_per_second,
+            self.read_burst,
+        ]
+        .contains(&0)
+        {
+            return fail("CHAT_SEND_RATE_PER_SECOND, CHAT_SEND_BURST, CHAT_READ_RATE_PER_SECOND and CHAT_READ_BURST must be at least 1");
         }
         if self.outbound_queue < 16 {
             return fail("CHAT_OUTBOUND_QUEUE must be at least 16");
@@ -179,12 +193,14 @@ impl GatewayConfig {
         Ok(())
     }
 
-    /// The sizes of the per-user budgets (a gateway only sends: the
-    /// others are the api's).
+    /// The sizes of the per-user budgets (a gateway only sends and marks:
+    /// the others are the api's).
     pub fn budgets(&self) -> Budgets {
         Budgets {
             send_per_second: self.send_rate_per_second,
             send_burst: self.send_burst,
+            read_per_second: self.read_rate_per_second,
+            read_burst: self.read_burst,
             ..Budgets::default()
         }
     }

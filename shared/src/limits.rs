@@ -33,14 +33,6 @@ pub const SYNC_BURST: u32 = 10;
 /// The pace of a user's `sync` frames past the burst.
 pub const SYNC_PER_MINUTE: u32 = 30;
 
-/// `read` frames a user may send per second before the rest are dropped:
-/// far above what a client marking what it shows sends, and a bound on
-/// what a flood of them can make the gateway remember or store.
-pub const READS_PER_SECOND: u32 = 100;
-
-/// `read` frames a user may send at once.
-pub const READ_BURST: u32 = 200;
-
 /// An action with a budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -52,7 +44,8 @@ pub enum Action {
     CreateRoom,
     /// Opening a direct conversation.
     OpenDm,
-    /// A `read` frame (its marker is stored at most once a second anyway).
+    /// A read marker: a `read` frame (its marker is stored at most once a
+    /// second anyway) or `POST /v1/rooms/{id}/read` (a store write each).
     Read,
 }
 
@@ -80,6 +73,13 @@ pub struct Budgets {
     pub action_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
     pub action_burst: u32,
+    /// `CHAT_READ_RATE_PER_SECOND`: read markers per user per second, past
+    /// which they are dropped (socket) or refused (REST): far above what a
+    /// client marking what it shows sends, and a bound on what a flood of
+    /// them can make a server remember or store.
+    pub read_per_second: u32,
+    /// `CHAT_READ_BURST`: read markers at once.
+    pub read_burst: u32,
 }
 
 impl Default for Budgets {
@@ -89,6 +89,8 @@ impl Default for Budgets {
             send_burst: 50,
             action_per_minute: 20,
             action_burst: 10,
+            read_per_second: 100,
+            read_burst: 200,
         }
     }
 }
@@ -116,7 +118,7 @@ impl UserLimits {
             create_room: RateLimiter::keyed(action),
             open_dm: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
-                Quota::per_second(n(READS_PER_SECOND)).allow_burst(n(READ_BURST)),
+                Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
             ),
             sync: RateLimiter::keyed(
                 Quota::per_minute(n(SYNC_PER_MINUTE)).allow_burst(n(SYNC_BURST)),
@@ -179,6 +181,8 @@ mod tests {
             send_burst: 2,
             action_per_minute: 1,
             action_burst: 1,
+            read_per_second: 1,
+            read_burst: 1,
         });
         let (alice, bob) = (UserId::new(), UserId::new());
         assert!(limits.check(alice, Action::Send).is_ok());
@@ -186,7 +190,12 @@ mod tests {
         let wait = limits.check(alice, Action::Send).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
         assert!(limits.check(bob, Action::Send).is_ok());
-        for action in [Action::Invite, Action::CreateRoom, Action::OpenDm] {
+        for action in [
+            Action::Invite,
+            Action::CreateRoom,
+            Action::OpenDm,
+            Action::Read,
+        ] {
             assert!(limits.check(alice, action).is_ok(), "{action:?}");
             assert!(limits.check(alice, action).is_err(), "{action:?}");
         }

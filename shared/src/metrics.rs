@@ -97,7 +97,7 @@ pub mod scope {
     pub const SEND: &str = "send";
     /// A user's `sync` frames past their burst (paced, not refused).
     pub const SYNC: &str = "sync";
-    /// A user's `read` frames past `READS_PER_SECOND` (dropped).
+    /// A user's `read` frames past `CHAT_READ_RATE_PER_SECOND` (dropped).
     pub const READS: &str = "reads";
     /// A user's invites.
     pub const INVITES: &str = "invites";

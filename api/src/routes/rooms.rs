@@ -290,13 +290,18 @@ async fn leave(
     security(("bearer" = [])),
     params(("id" = RoomId, Path)),
     request_body = MarkRead,
-    responses((status = 200, body = ReadMarker), (status = 403, body = ErrorBody)))]
+    responses(
+        (status = 200, body = ReadMarker),
+        (status = 403, body = ErrorBody),
+        (status = 429, description = "over CHAT_READ_RATE_PER_SECOND / CHAT_READ_BURST", body = ErrorBody)))]
 async fn mark_read(
     State(state): State<AppState>,
     me: AuthUser,
     AppPath(id): AppPath<RoomId>,
     AppJson(req): AppJson<MarkRead>,
 ) -> Result<Json<ReadMarker>, ApiError> {
+    // Each one is a store write: the same budget as the socket's `read`.
+    state.spend(me.id, Action::Read)?;
     membership(&state, id, &me).await?;
     if req.seq < 0 {
         return Err(ApiError::Validation("seq: must not be negative".into()));

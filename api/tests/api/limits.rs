@@ -13,6 +13,7 @@ use chat_shared::testing::Backend;
 both_stores!(
     rest_sends_past_the_burst_are_refused_and_not_stored,
     invites_room_creations_and_dm_opens_each_have_a_budget,
+    rest_read_markers_have_a_budget,
 );
 
 /// Starts an api with small budgets: 3 sends at once then one a second;
@@ -148,4 +149,33 @@ async fn invites_room_creations_and_dm_opens_each_have_a_budget(backend: Backend
     assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
     // The budgets are the user's: a friend still creates a room.
     api.room(&friends[2], "theirs", "public").await;
+}
+
+async fn rest_read_markers_have_a_budget(backend: Backend) {
+    let api = TestApi::start_with(backend, |config| {
+        config.read_rate_per_second = 1;
+        config.read_burst = 2;
+    })
+    .await;
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let room = api.room(&alice, "marks", "public").await.id.to_string();
+    api.join(&bob, &room).await;
+    let path = format!("/v1/rooms/{room}/read");
+    // Each marker is a store write: two at once, then refused.
+    for _ in 0..2 {
+        expect_status(
+            api.post(&path, &alice, json!({ "seq": 1 })).await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let response = api.post(&path, &alice, json!({ "seq": 1 })).await;
+    assert!(refused(response).await >= 1);
+    // The budget is alice's: bob still marks.
+    expect_status(
+        api.post(&path, &bob, json!({ "seq": 1 })).await,
+        StatusCode::OK,
+    )
+    .await;
 }
