@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chat_shared::model::{Role, RoomId, RoomKind, UserId};
-use chat_shared::store::{self, NewRoom, NewUser, Store};
+use chat_shared::store::{self, NewMessage, NewRoom, NewUser, Store};
 use hdrhistogram::Histogram;
 
 use crate::measure::{histogram, percentiles_ms};
@@ -116,7 +116,7 @@ async fn measure(database: &Database, plan: &Plan) -> Result<Vec<Step>> {
                 let at = Instant::now();
                 let append = async {
                     let submitted = store
-                        .submit_message(room, sender, &client_id, &body)
+                        .submit_message(room, sender, NewMessage::text(client_id, body.to_string()))
                         .await?;
                     submitted.answer().await
                 };

@@ -13,6 +13,7 @@ use chat_shared::bus::Topic;
 use chat_shared::limits::Action;
 use chat_shared::model::{check_client_id, check_message_body, RoomId, SessionId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
+use chat_shared::store::NewMessage;
 use chat_shared::telemetry;
 use fastwebsockets::OpCode;
 use tokio::io::ReadHalf;
@@ -299,7 +300,11 @@ impl Handler {
         let submitted = self
             .ctx
             .store
-            .submit_message(room, self.session.user, &client_id, &body)
+            .submit_message(
+                room,
+                self.session.user,
+                NewMessage::text(client_id.clone(), body),
+            )
             .instrument(store_span.clone())
             .await;
         match submitted {

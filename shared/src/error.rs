@@ -20,6 +20,10 @@ pub enum Error {
     /// change (checked inside the change's transaction).
     #[error("your role does not allow this")]
     NotAllowed,
+    /// A field names something it may not (a reply to a message that is
+    /// not in the room); the text says which and why.
+    #[error("{0}")]
+    Invalid(&'static str),
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod http_server;
 pub mod limits;
 pub mod listener;
+pub mod message_text;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

@@ -178,6 +178,9 @@ pub struct MyRoom {
     /// the [`UNREAD_WINDOW`] events after it (so at most that many; when
     /// `last_seq - last_read_seq` is larger, show it as "N+").
     pub unread: i64,
+    /// Of those, the ones that mention me or `@room` (as they read now:
+    /// an edit that drops my name drops the count).
+    pub unread_mentions: i64,
 }
 
 /// How many events after a read marker are looked at to count what is
@@ -226,13 +229,90 @@ pub enum LeaveReason {
 
 /// What happened, per event kind. The tag is the event's `type`, which is
 /// also the WebSocket frame type that carries it live.
+///
+/// Everything done to a message after it is sent (an edit, a deletion, a
+/// reaction, a pin) is an event of its own that names the message by its
+/// id in `target`: the log only grows, and a client that was away learns
+/// of it through `sync` like of anything else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
     /// A chat message.
     Message {
-        /// The text, as the sender wrote it (render as text, never HTML).
+        /// The text, as the sender wrote it (render as text, never HTML);
+        /// empty once deleted.
+        #[serde(default)]
         body: String,
+        /// The message of the same room this one answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<EventId>,
+        /// The answered message as it is when this event is read (not
+        /// stored with the reply, so erasing the original erases it here).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_preview: Option<ReplyPreview>,
+        /// Members mentioned by `@username`, as resolved at the commit.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<UserId>,
+        /// `@room` by an owner or admin: every member is mentioned.
+        #[serde(default, skip_serializing_if = "is_false")]
+        mentions_room: bool,
+        /// Erased: a tombstone that keeps its seq, id, sender and time.
+        #[serde(default, skip_serializing_if = "is_false")]
+        deleted: bool,
+    },
+    /// The sender changed a message's text.
+    MessageEdited {
+        /// The message.
+        target: EventId,
+        /// Its new text; empty once the message is deleted.
+        #[serde(default)]
+        body: String,
+        /// Members the new text mentions.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<UserId>,
+        /// Whether the new text mentions `@room`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        mentions_room: bool,
+        /// The message has since been deleted, and this edit erased.
+        #[serde(default, skip_serializing_if = "is_false")]
+        deleted: bool,
+    },
+    /// A message was deleted (erased); `sender` is who deleted it.
+    MessageDeleted {
+        /// The message.
+        target: EventId,
+    },
+    /// `sender` reacted to a message.
+    ReactionAdded {
+        /// The message.
+        target: EventId,
+        /// One emoji; empty once the message is deleted.
+        #[serde(default)]
+        emoji: String,
+        /// The message has since been deleted, and this reaction erased.
+        #[serde(default, skip_serializing_if = "is_false")]
+        deleted: bool,
+    },
+    /// `sender` took a reaction back.
+    ReactionRemoved {
+        /// The message.
+        target: EventId,
+        /// The emoji; empty once the message is deleted.
+        #[serde(default)]
+        emoji: String,
+        /// The message has since been deleted, and this reaction erased.
+        #[serde(default, skip_serializing_if = "is_false")]
+        deleted: bool,
+    },
+    /// An owner or admin pinned a message.
+    MessagePinned {
+        /// The message.
+        target: EventId,
+    },
+    /// An owner or admin unpinned a message.
+    MessageUnpinned {
+        /// The message.
+        target: EventId,
     },
     /// Someone joined or was added; `sender` is who added them.
     MemberJoined {
@@ -262,18 +342,69 @@ pub enum EventBody {
     },
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl EventBody {
+    /// A plain message: no reply, no mentions yet.
+    pub fn message(body: impl Into<String>) -> Self {
+        Self::Message {
+            body: body.into(),
+            reply_to: None,
+            reply_preview: None,
+            mentions: Vec::new(),
+            mentions_room: false,
+            deleted: false,
+        }
+    }
+
     /// The `kind` column value for this event.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Message { .. } => "message",
+            Self::MessageEdited { .. } => "message_edited",
+            Self::MessageDeleted { .. } => "message_deleted",
+            Self::ReactionAdded { .. } => "reaction_added",
+            Self::ReactionRemoved { .. } => "reaction_removed",
+            Self::MessagePinned { .. } => "message_pinned",
+            Self::MessageUnpinned { .. } => "message_unpinned",
             Self::MemberJoined { .. } => "member_joined",
             Self::MemberLeft { .. } => "member_left",
             Self::RoleChanged { .. } => "role_changed",
             Self::RoomUpdated { .. } => "room_updated",
         }
     }
+
+    /// The message this event acts on, for the kinds that act on one.
+    pub fn target(&self) -> Option<EventId> {
+        match self {
+            Self::MessageEdited { target, .. }
+            | Self::MessageDeleted { target }
+            | Self::ReactionAdded { target, .. }
+            | Self::ReactionRemoved { target, .. }
+            | Self::MessagePinned { target }
+            | Self::MessageUnpinned { target } => Some(*target),
+            _ => None,
+        }
+    }
 }
+
+/// What a reply shows of the message it answers, as that message is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReplyPreview {
+    /// Who wrote the answered message.
+    pub sender: Option<UserId>,
+    /// Its current text, cut to [`REPLY_PREVIEW_CHARS`] characters; empty
+    /// when it was deleted.
+    pub body: String,
+    /// The answered message was deleted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+}
+
+/// The longest reply preview, in characters.
+pub const REPLY_PREVIEW_CHARS: usize = 100;
 
 /// One entry of a room's log. Its `(room_id, seq)` never changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -295,6 +426,59 @@ pub struct RoomEvent {
     /// What happened.
     #[serde(flatten)]
     pub body: EventBody,
+}
+
+/// A message as it is now, for clients that scroll rather than replay:
+/// one entry of a room's timeline (`GET /v1/rooms/{id}/timeline`). Every
+/// event of the log that is not about a message appears as it is; a
+/// message appears with its edits applied (a deleted one as its tombstone),
+/// its reactions counted and its pin; the events that changed it do not
+/// appear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TimelineItem {
+    /// The event; for a message, its current text and mentions.
+    #[serde(flatten)]
+    pub event: RoomEvent,
+    /// When the message was last edited.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub edited_at: Option<OffsetDateTime>,
+    /// Its reactions, one entry per emoji, in the order they were first
+    /// given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reactions>,
+    /// Whether, and by whom, it is pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Pin>,
+}
+
+/// The reactions of one emoji to one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Reactions {
+    /// The emoji.
+    pub emoji: String,
+    /// How many people gave it.
+    pub count: i64,
+    /// Whether the reader is one of them.
+    pub me: bool,
+    /// The first [`REACTION_USERS_SHOWN`] of them, earliest first.
+    pub users: Vec<UserId>,
+}
+
+/// How many reacting users a timeline names per emoji.
+pub const REACTION_USERS_SHOWN: usize = 3;
+
+/// A message's pin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pin {
+    /// Who pinned it.
+    pub by: Option<UserId>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 /// Checks a sender's idempotency key: 1–64 visible ASCII characters. The

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chat_shared::limits::Action;
 use chat_shared::model::{RoomEvent, RoomId};
-use chat_shared::store::Page;
+use chat_shared::store::{NewMessage, Page};
 use chat_shared::telemetry;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -130,7 +130,7 @@ async fn send(
     let span = telemetry::store_append(id);
     let appended = state
         .store
-        .append_message(id, me.id, &req.client_id, &req.body)
+        .append_message(id, me.id, NewMessage::text(req.client_id, req.body))
         .instrument(span.clone())
         .await;
     telemetry::record_append(&span, &appended);

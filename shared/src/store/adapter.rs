@@ -112,8 +112,8 @@ macro_rules! impl_store {
         use $crate::store::durability::Probe;
         use $crate::store::rows::{self, *};
         use $crate::store::{
-            is_unique_violation, ordered_pair, Appended, Credentials, Error, Health, NewRoom,
-            NewUser, Page, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session,
+            is_unique_violation, ordered_pair, Appended, Credentials, Error, Health, NewMessage,
+            NewRoom, NewUser, Page, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session,
             SessionStore, Store, UserStore,
         };
 
@@ -125,6 +125,22 @@ macro_rules! impl_store {
                 tx: &mut Transaction<'_, $db>,
                 room: RoomId,
                 by: UserId,
+                body: EventBody,
+            ) -> Result<RoomEvent> {
+                Self::insert_event(tx, room, by, None, None, now(), body).await
+            }
+
+            /// Appends an event inside `tx` at the room's next seq: by
+            /// `by` at `ts`, with its idempotency key if any (the caller
+            /// has looked it up under the room's lock), acting on the
+            /// message at `target_seq` if any.
+            async fn insert_event(
+                tx: &mut Transaction<'_, $db>,
+                room: RoomId,
+                by: UserId,
+                client_id: Option<&str>,
+                target_seq: Option<i64>,
+                ts: time::OffsetDateTime,
                 body: EventBody,
             ) -> Result<RoomEvent> {
                 let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ)
@@ -139,8 +155,8 @@ macro_rules! impl_store {
                     seq,
                     id: EventId::new(),
                     sender: Some(by),
-                    ts: now(),
-                    client_id: None,
+                    ts,
+                    client_id: client_id.map(str::to_owned),
                     body,
                 };
                 let (text, payload) = event_columns(&event.body);
@@ -150,10 +166,11 @@ macro_rules! impl_store {
                     .bind(event.id.0)
                     .bind(event.body.kind())
                     .bind(by.0)
-                    .bind(None::<&str>)
+                    .bind(client_id)
                     .bind(text)
                     .bind(payload)
                     .bind(Timestamp(event.ts))
+                    .bind(target_seq)
                     .execute(&mut **tx)
                     .await?;
                 Ok(event)
@@ -734,11 +751,10 @@ macro_rules! impl_store {
                 &self,
                 room: RoomId,
                 sender: UserId,
-                client_id: &str,
-                body: &str,
+                message: NewMessage,
             ) -> Result<Appended> {
                 self.appends
-                    .submit(room, sender, client_id, body)
+                    .submit(room, sender, message)
                     .await?
                     .answer()
                     .await
@@ -748,10 +764,9 @@ macro_rules! impl_store {
                 &self,
                 room: RoomId,
                 sender: UserId,
-                client_id: &str,
-                body: &str,
+                message: NewMessage,
             ) -> Result<$crate::store::Submitted> {
-                self.appends.submit(room, sender, client_id, body).await
+                self.appends.submit(room, sender, message).await
             }
 
             async fn events(&self, room: RoomId, page: Page) -> Result<Vec<RoomEvent>> {
@@ -779,7 +794,12 @@ macro_rules! impl_store {
                         rows
                     }
                 };
-                rows.into_iter().map(RoomEvent::try_from).collect()
+                let mut events = rows
+                    .into_iter()
+                    .map(RoomEvent::try_from)
+                    .collect::<Result<Vec<_>>>()?;
+                self.with_previews(room, events.iter_mut()).await?;
+                Ok(events)
             }
 
             async fn heads(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, i64)>> {

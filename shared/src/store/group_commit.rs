@@ -42,11 +42,14 @@ use uuid::Uuid;
 
 use super::adapter::{now, Timestamp};
 use super::durability::{WriteHealth, SQLITE_BEGIN};
+use super::message_rows::{PreviewRow, INSERT_MENTION, PREVIEWS_PREFIX};
 use super::rows::{
-    event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, MARK_SENDER, NEXT_SEQ,
+    event_columns, parse_role, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, MARK_SENDER, NEXT_SEQ,
+    ROLE,
 };
-use super::{message_body, Appended, Error, Result, Submitted};
-use crate::model::{EventId, RoomEvent, RoomId, UserId};
+use super::{Appended, Error, NewMessage, Result, SqliteStore, Submitted};
+use crate::message_text::{mentions, Mentioned};
+use crate::model::{EventBody, EventId, ReplyPreview, Role, RoomEvent, RoomId, RoomKind, UserId};
 
 /// Appends committed together at most.
 const MAX_BATCH: usize = 256;
@@ -54,11 +57,14 @@ const MAX_BATCH: usize = 256;
 /// Appends waiting at most; beyond that, callers wait to join.
 const QUEUE: usize = 4096;
 
-/// Locks the batch's rooms, in id order, and reads where their seqs are.
-const LOCK_ROOMS: &str = "SELECT id, last_seq FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+/// Locks the batch's rooms, in id order, and reads where their seqs are
+/// and what kind they are.
+const LOCK_ROOMS: &str =
+    "SELECT id, last_seq, kind FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
-/// A room's seq head, asked only to tell a missing room from a non-member.
-const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
+/// A room's kind, asked to tell a missing room from a non-member, and
+/// whether `@room` means anything (not in a DM).
+const ROOM_KIND: &str = "SELECT kind FROM rooms WHERE id = $1";
 
 // The batch's statements run on generic plans (`commit_postgres`), which
 // cannot know the batch's size: an `unnest` of a parameter is guessed at
@@ -69,26 +75,41 @@ const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
 // appended row, whatever the sizes (test below). Not `EXISTS`: PostgreSQL
 // may answer that from a hash of the whole table, and with 10 rows it does.
 
-/// Per append (by position, from 1): whether the sender is a member, and
+/// Per append (by position, from 1): the sender's role, if a member, and
 /// the seq its client_id already has, if any. Asked after [`LOCK_ROOMS`],
 /// so it sees every change committed to those rooms.
 const CHECK: &str = "SELECT t.i, \
-         COALESCE((SELECT true FROM room_members m \
-             WHERE m.room_id = t.room_id AND m.user_id = t.sender), false) AS member, \
+         (SELECT m.role FROM room_members m \
+             WHERE m.room_id = t.room_id AND m.user_id = t.sender) AS role, \
          (SELECT e.seq FROM room_events e WHERE e.room_id = t.room_id \
              AND e.sender = t.sender AND e.client_id = t.client_id) AS existing \
      FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(room_id, sender, client_id, i)";
 
+/// The batch's `@` names that are members of the room they are written in
+/// (by position in the batch): only asked when some text mentions someone.
+/// Scalar subqueries, like [`CHECK`]: a join hashed the whole users table.
+const MENTIONED: &str = "SELECT i, name, id FROM ( \
+     SELECT t.i, t.name, t.room_id, \
+         (SELECT u.id FROM users u WHERE lower(u.username) = t.name) AS id \
+     FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS t(room_id, name, i)) named \
+     WHERE (SELECT true FROM room_members m \
+         WHERE m.room_id = named.room_id AND m.user_id = named.id)";
+
 /// Inserts the batch's new events, moves each sender's read marker to
-/// their newest message (a sender has read their room that far), and moves
-/// each room's `last_seq` to its highest: one statement. Rooms and
+/// their newest message (a sender has read their room that far), records
+/// who the messages mention, and moves each room's `last_seq` to its
+/// highest: one statement. Rooms and
 /// memberships are found by index (`= ANY` on their keys), then paired with
 /// their values by a join over those few rows (a lookup per room by
 /// `array_position` cost 3.8 ms for a batch of 256 rooms).
 const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
-     INSERT INTO room_events (room_id, seq, id, kind, sender, client_id, body, created_at) \
+     INSERT INTO room_events (room_id, seq, id, kind, sender, client_id, body, created_at, \
+         payload) \
      SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::uuid[], \
-         $6::text[], $7::text[], $8::timestamptz[])), \
+         $6::text[], $7::text[], $8::timestamptz[], $14::jsonb[])), \
+     mentioned AS ( \
+     INSERT INTO mentions (room_id, seq, user_id) \
+     SELECT * FROM unnest($15::uuid[], $16::int8[], $17::uuid[])), \
      marked AS ( \
      UPDATE room_members SET last_read_seq = sent.seq \
      FROM unnest($11::uuid[], $12::uuid[], $13::int8[]) AS sent(room_id, user_id, seq) \
@@ -103,8 +124,50 @@ const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
 struct Append {
     room: RoomId,
     sender: UserId,
-    client_id: String,
-    body: String,
+    message: NewMessage,
+    /// Who its text names, to resolve against the room at the commit.
+    mentioned: Mentioned,
+}
+
+impl Append {
+    /// The event this append stores at `seq`, mentioning `mentions` (and
+    /// the room if `mentions_room`).
+    fn event(
+        &self,
+        seq: i64,
+        ts: time::OffsetDateTime,
+        reply_preview: Option<ReplyPreview>,
+        mentions: Vec<UserId>,
+        mentions_room: bool,
+    ) -> RoomEvent {
+        RoomEvent {
+            room_id: self.room,
+            seq,
+            id: EventId::new(),
+            sender: Some(self.sender),
+            ts,
+            client_id: Some(self.message.client_id.clone()),
+            body: EventBody::Message {
+                body: self.message.body.clone(),
+                reply_to: self.message.reply_to,
+                reply_preview,
+                mentions,
+                mentions_room,
+                deleted: false,
+            },
+        }
+    }
+
+    /// Whether `@room` in this append's text counts: by an owner or admin,
+    /// outside a DM.
+    fn mentions_room(&self, role: Role, kind: &str) -> bool {
+        self.mentioned.room && role >= Role::Admin && kind != RoomKind::Direct.as_str()
+    }
+}
+
+/// The answer to a reply whose `reply_to` is not a message of its room.
+fn bad_reply() -> Error {
+    Error::Invalid("reply_to: no message with that id in this room")
 }
 
 /// One append waiting for its batch.
@@ -153,16 +216,15 @@ impl GroupCommit {
         &self,
         room: RoomId,
         sender: UserId,
-        client_id: &str,
-        body: &str,
+        message: NewMessage,
     ) -> Result<Submitted> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             append: Append {
                 room,
                 sender,
-                client_id: client_id.to_owned(),
-                body: body.to_owned(),
+                mentioned: mentions(&message.body),
+                message,
             },
             reply,
         };
@@ -212,8 +274,8 @@ async fn write(
 
 /// What became of one append of a batch.
 enum Outcome {
-    /// Stored now: this event.
-    New(RoomEvent),
+    /// Stored now: this event (boxed: it is most of the enum's size).
+    New(Box<RoomEvent>),
     /// Its client_id was already stored at this seq.
     Existing,
     /// The same client_id earlier in this batch: that append's answer.
@@ -222,17 +284,19 @@ enum Outcome {
     NoRoom,
     /// The sender is not a member.
     NotMember,
+    /// Its `reply_to` is not a message of the room.
+    BadReply,
 }
 
 struct Postgres(PgPool);
 
 impl Commit for Postgres {
     async fn commit(&self, batch: &[Append]) -> Result<Vec<Result<Appended>>> {
-        Ok(commit_postgres(&self.0, batch).await?)
+        commit_postgres(&self.0, batch).await
     }
 }
 
-async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Result<Appended>>> {
+async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<Appended>>> {
     // Generic plans: left to choose, PostgreSQL planned each of the batch's
     // statements anew at every bind (custom plans for its arrays), 40 % of
     // a batch's time in the database. Their plans do not depend on the
@@ -244,12 +308,17 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Re
     let mut rooms: Vec<Uuid> = batch.iter().map(|p| p.room.0).collect();
     rooms.sort_unstable();
     rooms.dedup();
-    let mut heads: HashMap<Uuid, i64> = sqlx::query(LOCK_ROOMS)
+    let mut heads: HashMap<Uuid, (i64, String)> = sqlx::query(LOCK_ROOMS)
         .bind(&rooms)
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(|row| Ok((row.try_get("id")?, row.try_get("last_seq")?)))
+        .map(|row| {
+            Ok((
+                row.try_get("id")?,
+                (row.try_get("last_seq")?, row.try_get("kind")?),
+            ))
+        })
         .collect::<sqlx::Result<_>>()?;
 
     let checks = sqlx::query(CHECK)
@@ -258,44 +327,58 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Re
         .bind(
             batch
                 .iter()
-                .map(|p| p.client_id.as_str())
+                .map(|p| p.message.client_id.as_str())
                 .collect::<Vec<_>>(),
         )
         .fetch_all(&mut *tx)
         .await?;
-    // (member, existing seq) by position: one row per append, in an order
+    // (role, existing seq) by position: one row per append, in an order
     // not promised.
-    let mut checked: Vec<(bool, Option<i64>)> = vec![(false, None); batch.len()];
+    let mut checked: Vec<(Option<Role>, Option<i64>)> = vec![(None, None); batch.len()];
     for row in &checks {
         let i: i64 = row.try_get("i")?;
         let at = usize::try_from(i - 1).map_err(|_| sqlx::Error::RowNotFound)?;
-        checked[at] = (row.try_get("member")?, row.try_get("existing")?);
+        let role: Option<String> = row.try_get("role")?;
+        checked[at] = (
+            role.as_deref().map(parse_role).transpose()?,
+            row.try_get("existing")?,
+        );
     }
+    let replied: Vec<EventId> = batch.iter().filter_map(|p| p.message.reply_to).collect();
+    let previews = previews_postgres(&mut tx, &replied).await?;
+    let mut mentioned = members_named_postgres(&mut tx, batch).await?;
 
     let ts = now();
     let mut first_of: HashMap<(Uuid, Uuid, &str), usize> = HashMap::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     for (i, pending) in batch.iter().enumerate() {
-        let (member, existing) = checked[i];
-        let key = (pending.room.0, pending.sender.0, pending.client_id.as_str());
-        let outcome = match heads.get_mut(&pending.room.0) {
-            None => Outcome::NoRoom,
-            Some(_) if existing.is_some() => Outcome::Existing,
-            Some(_) if !member => Outcome::NotMember,
-            Some(last_seq) => match first_of.get(&key) {
+        let (role, existing) = checked[i];
+        let key = (
+            pending.room.0,
+            pending.sender.0,
+            pending.message.client_id.as_str(),
+        );
+        let preview = pending
+            .message
+            .reply_to
+            .map(|id| previews.get(&id).filter(|(room, _)| *room == pending.room));
+        let outcome = match (heads.get_mut(&pending.room.0), role) {
+            (None, _) => Outcome::NoRoom,
+            (Some(_), _) if existing.is_some() => Outcome::Existing,
+            (Some(_), None) => Outcome::NotMember,
+            (Some(_), Some(_)) if preview.is_some_and(|p| p.is_none()) => Outcome::BadReply,
+            (Some((last_seq, kind)), Some(role)) => match first_of.get(&key) {
                 Some(&first) => Outcome::SameAs(first),
                 None => {
                     *last_seq += 1;
                     first_of.insert(key, i);
-                    Outcome::New(RoomEvent {
-                        room_id: pending.room,
-                        seq: *last_seq,
-                        id: EventId::new(),
-                        sender: Some(pending.sender),
+                    Outcome::New(Box::new(pending.event(
+                        *last_seq,
                         ts,
-                        client_id: Some(pending.client_id.clone()),
-                        body: message_body(&pending.body),
-                    })
+                        preview.flatten().map(|(_, p)| p.clone()),
+                        mentioned.remove(&i).unwrap_or_default(),
+                        pending.mentions_room(role, kind),
+                    )))
                 }
             },
         };
@@ -306,7 +389,7 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Re
         .iter()
         .zip(batch)
         .filter_map(|(o, p)| match o {
-            Outcome::New(event) => Some((event, p)),
+            Outcome::New(event) => Some((&**event, p)),
             _ => None,
         })
         .collect();
@@ -325,6 +408,16 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Re
             marks.1.push(sender);
             marks.2.push(seq);
         }
+        let mut mentions: (Vec<Uuid>, Vec<i64>, Vec<Option<Uuid>>) = Default::default();
+        for (event, _) in &new {
+            for user in mention_rows(&event.body) {
+                mentions.0.push(event.room_id.0);
+                mentions.1.push(event.seq);
+                mentions.2.push(user);
+            }
+        }
+        let (texts, payloads): (Vec<_>, Vec<_>) =
+            new.iter().map(|(e, _)| event_columns(&e.body)).unzip();
         sqlx::query(INSERT_AND_BUMP)
             .bind(new.iter().map(|(e, _)| e.room_id.0).collect::<Vec<_>>())
             .bind(new.iter().map(|(e, _)| e.seq).collect::<Vec<_>>())
@@ -333,16 +426,20 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Re
             .bind(new.iter().map(|(_, p)| p.sender.0).collect::<Vec<_>>())
             .bind(
                 new.iter()
-                    .map(|(_, p)| p.client_id.as_str())
+                    .map(|(_, p)| p.message.client_id.as_str())
                     .collect::<Vec<_>>(),
             )
-            .bind(new.iter().map(|(_, p)| p.body.as_str()).collect::<Vec<_>>())
+            .bind(texts)
             .bind(new.iter().map(|(e, _)| e.ts).collect::<Vec<_>>())
             .bind(bumped_rooms)
             .bind(bumped_seqs)
             .bind(marks.0)
             .bind(marks.1)
             .bind(marks.2)
+            .bind(payloads)
+            .bind(mentions.0)
+            .bind(mentions.1)
+            .bind(mentions.2)
             .execute(&mut *tx)
             .await?;
     }
@@ -352,21 +449,26 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Re
     for (outcome, pending) in outcomes.iter().zip(batch) {
         answers.push(match outcome {
             Outcome::New(event) => Ok(Appended {
-                event: event.clone(),
+                event: (**event).clone(),
                 created: true,
             }),
             Outcome::Existing => {
                 let row: Option<EventRow> = sqlx::query_as(EVENT_BY_CLIENT_ID)
                     .bind(pending.room.0)
                     .bind(pending.sender.0)
-                    .bind(&pending.client_id)
+                    .bind(&pending.message.client_id)
                     .fetch_optional(&mut *tx)
                     .await?;
                 match row.map(RoomEvent::try_from).transpose() {
-                    Ok(Some(event)) => Ok(Appended {
-                        event,
-                        created: false,
-                    }),
+                    Ok(Some(mut event)) => {
+                        let answered = reply_of(&event.body);
+                        let preview = previews_postgres(&mut tx, &answered).await?;
+                        set_preview(&mut event, preview.into_values().next().map(|(_, p)| p));
+                        Ok(Appended {
+                            event,
+                            created: false,
+                        })
+                    }
                     Ok(None) => Err(Error::Conflict("client_id")),
                     Err(e) => Err(e),
                 }
@@ -380,10 +482,113 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> sqlx::Result<Vec<Re
             },
             Outcome::NoRoom => Err(Error::NotFound),
             Outcome::NotMember => Err(Error::NotMember),
+            Outcome::BadReply => Err(bad_reply()),
         });
     }
     tx.commit().await?;
     Ok(answers)
+}
+
+/// The previews of messages by id, in a batch.
+fn previews_statement() -> String {
+    format!("{PREVIEWS_PREFIX}e.id = ANY($1)")
+}
+
+/// The messages `ids` as replies preview them, with their rooms.
+async fn previews_postgres(
+    tx: &mut sqlx::PgConnection,
+    ids: &[EventId],
+) -> Result<HashMap<EventId, (RoomId, ReplyPreview)>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<PreviewRow> = sqlx::query_as(&previews_statement())
+        .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (EventId(row.id), (RoomId(row.room_id), row.preview())))
+        .collect())
+}
+
+/// Per append (by position), the members its text names, in its order.
+async fn members_named_postgres(
+    tx: &mut sqlx::PgConnection,
+    batch: &[Append],
+) -> Result<HashMap<usize, Vec<UserId>>> {
+    let mut asked: (Vec<Uuid>, Vec<&str>, Vec<i64>) = Default::default();
+    for (i, append) in batch.iter().enumerate() {
+        for name in &append.mentioned.names {
+            asked.0.push(append.room.0);
+            asked.1.push(name);
+            asked.2.push(i64::try_from(i).expect("a batch is small"));
+        }
+    }
+    if asked.0.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(MENTIONED)
+        .bind(asked.0)
+        .bind(asked.1)
+        .bind(asked.2)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut found: HashMap<usize, Vec<(String, UserId)>> = HashMap::new();
+    for row in rows {
+        let i: i64 = row.try_get("i")?;
+        let at = usize::try_from(i).map_err(|_| sqlx::Error::RowNotFound)?;
+        found
+            .entry(at)
+            .or_default()
+            .push((row.try_get("name")?, UserId(row.try_get("id")?)));
+    }
+    Ok(found
+        .into_iter()
+        .map(|(i, users)| {
+            let ordered = batch[i]
+                .mentioned
+                .names
+                .iter()
+                .filter_map(|name| users.iter().find(|(n, _)| n == name))
+                .map(|(_, id)| *id)
+                .collect();
+            (i, ordered)
+        })
+        .collect())
+}
+
+/// The `mentions` rows of a message: one per member, and a NULL for
+/// `@room`.
+fn mention_rows(body: &EventBody) -> Vec<Option<Uuid>> {
+    match body {
+        EventBody::Message {
+            mentions,
+            mentions_room,
+            ..
+        } => mentions
+            .iter()
+            .map(|u| Some(u.0))
+            .chain(mentions_room.then_some(None))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The message a message answers, if any.
+fn reply_of(body: &EventBody) -> Vec<EventId> {
+    match body {
+        EventBody::Message {
+            reply_to: Some(id), ..
+        } => vec![*id],
+        _ => Vec::new(),
+    }
+}
+
+fn set_preview(event: &mut RoomEvent, preview: Option<ReplyPreview>) {
+    if let EventBody::Message { reply_preview, .. } = &mut event.body {
+        *reply_preview = preview;
+    }
 }
 
 struct Sqlite(SqlitePool);
@@ -397,77 +602,115 @@ impl Commit for Sqlite {
         let ts = now();
         let mut answers = Vec::with_capacity(batch.len());
         for append in batch {
-            let existing: Option<EventRow> = sqlx::query_as(EVENT_BY_CLIENT_ID)
-                .bind(append.room.0)
-                .bind(append.sender.0)
-                .bind(&append.client_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = existing {
-                answers.push(RoomEvent::try_from(row).map(|event| Appended {
-                    event,
-                    created: false,
-                }));
-                continue;
-            }
-            // The next seq is this message's: nothing else writes here.
-            let member: Option<i32> = sqlx::query_scalar(MARK_SENDER)
-                .bind(append.room.0)
-                .bind(append.sender.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if member.is_none() {
-                let room: Option<i64> = sqlx::query_scalar(ROOM_HEAD)
-                    .bind(append.room.0)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                answers.push(Err(match room {
-                    Some(_) => Error::NotMember,
-                    None => Error::NotFound,
-                }));
-                continue;
-            }
-            let seq: i64 = sqlx::query_scalar(NEXT_SEQ)
-                .bind(append.room.0)
-                .fetch_one(&mut *tx)
-                .await?;
-            let event = RoomEvent {
-                room_id: append.room,
-                seq,
-                id: EventId::new(),
-                sender: Some(append.sender),
-                ts,
-                client_id: Some(append.client_id.clone()),
-                body: message_body(&append.body),
-            };
-            let (text, payload) = event_columns(&event.body);
-            sqlx::query(INSERT_EVENT)
-                .bind(append.room.0)
-                .bind(seq)
-                .bind(event.id.0)
-                .bind(event.body.kind())
-                .bind(append.sender.0)
-                .bind(&append.client_id)
-                .bind(text)
-                .bind(payload)
-                .bind(Timestamp(ts))
-                .execute(&mut *tx)
-                .await?;
-            answers.push(Ok(Appended {
-                event,
-                created: true,
-            }));
+            answers.push(append_sqlite(&mut tx, append, ts).await?);
         }
         tx.commit().await?;
         Ok(answers)
     }
 }
 
+/// One append of a SQLite batch: its answer, or the error that fails the
+/// whole batch. Nothing is written before the append is known to go in.
+async fn append_sqlite(
+    tx: &mut sqlx::SqliteConnection,
+    append: &Append,
+    ts: time::OffsetDateTime,
+) -> Result<Result<Appended>> {
+    let existing: Option<EventRow> = sqlx::query_as(EVENT_BY_CLIENT_ID)
+        .bind(append.room.0)
+        .bind(append.sender.0)
+        .bind(&append.message.client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(row) = existing {
+        let mut event = RoomEvent::try_from(row)?;
+        let answered = reply_of(&event.body);
+        let preview = SqliteStore::previews(&mut *tx, append.room, &answered).await?;
+        set_preview(&mut event, preview.into_values().next());
+        return Ok(Ok(Appended {
+            event,
+            created: false,
+        }));
+    }
+    let kind: Option<String> = sqlx::query_scalar(ROOM_KIND)
+        .bind(append.room.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(kind) = kind else {
+        return Ok(Err(Error::NotFound));
+    };
+    let mut preview = None;
+    if let Some(id) = append.message.reply_to {
+        // Checked before the marker moves below, which stays if it passes.
+        let role: Option<String> = sqlx::query_scalar(ROLE)
+            .bind(append.room.0)
+            .bind(append.sender.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if role.is_none() {
+            return Ok(Err(Error::NotMember));
+        }
+        let mut found = SqliteStore::previews(&mut *tx, append.room, &[id]).await?;
+        match found.remove(&id) {
+            Some(p) => preview = Some(p),
+            None => return Ok(Err(bad_reply())),
+        }
+    }
+    // The next seq is this message's: nothing else writes here.
+    let role: Option<String> = sqlx::query_scalar(MARK_SENDER)
+        .bind(append.room.0)
+        .bind(append.sender.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(role) = role else {
+        return Ok(Err(Error::NotMember));
+    };
+    let mentions =
+        SqliteStore::members_named(&mut *tx, append.room, &append.mentioned.names).await?;
+    let seq: i64 = sqlx::query_scalar(NEXT_SEQ)
+        .bind(append.room.0)
+        .fetch_one(&mut *tx)
+        .await?;
+    let event = append.event(
+        seq,
+        ts,
+        preview,
+        mentions,
+        append.mentions_room(parse_role(&role)?, &kind),
+    );
+    let (text, payload) = event_columns(&event.body);
+    sqlx::query(INSERT_EVENT)
+        .bind(append.room.0)
+        .bind(seq)
+        .bind(event.id.0)
+        .bind(event.body.kind())
+        .bind(append.sender.0)
+        .bind(&append.message.client_id)
+        .bind(text)
+        .bind(payload)
+        .bind(Timestamp(ts))
+        .bind(None::<i64>)
+        .execute(&mut *tx)
+        .await?;
+    for user in mention_rows(&event.body) {
+        sqlx::query(INSERT_MENTION)
+            .bind(append.room.0)
+            .bind(seq)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(Ok(Appended {
+        event,
+        created: true,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use sqlx::{Connection, Executor, PgConnection};
 
-    use super::{CHECK, INSERT_AND_BUMP, LOCK_ROOMS};
+    use super::{previews_statement, CHECK, INSERT_AND_BUMP, LOCK_ROOMS, MENTIONED};
     use crate::testing::{Backend, TestDatabase};
 
     /// How many parameters (`$1`, `$2`, …) a statement takes.
@@ -494,10 +737,13 @@ mod tests {
         conn.execute("SET plan_cache_mode = force_generic_plan")
             .await
             .expect("setting the plan mode");
+        let previews = previews_statement();
         for (name, statement) in [
             ("batch_lock_rooms", LOCK_ROOMS),
             ("batch_check", CHECK),
             ("batch_insert_and_bump", INSERT_AND_BUMP),
+            ("batch_mentioned", MENTIONED),
+            ("batch_previews", &previews),
         ] {
             conn.execute(format!("PREPARE {name} AS {statement}").as_str())
                 .await

@@ -10,6 +10,8 @@
 mod adapter;
 mod durability;
 mod group_commit;
+mod message_rows;
+mod messages;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -21,8 +23,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Ban, EventBody, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind,
-    SessionId, User, UserId,
+    Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind, SessionId,
+    TimelineItem, User, UserId,
 };
 
 pub use postgres::PgStore;
@@ -101,6 +103,29 @@ pub struct NewRoom {
     pub topic: String,
     /// Creator and first owner.
     pub created_by: UserId,
+}
+
+/// A message to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The sender's idempotency key.
+    pub client_id: String,
+    /// The text (checked by the caller); its `@` mentions are resolved
+    /// against the room's members at the commit.
+    pub body: String,
+    /// The message of the same room it answers; `Invalid` if there is none.
+    pub reply_to: Option<EventId>,
+}
+
+impl NewMessage {
+    /// A message that answers nothing.
+    pub fn text(client_id: impl Into<String>, body: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            body: body.into(),
+            reply_to: None,
+        }
+    }
 }
 
 /// The result of appending a message.
@@ -265,8 +290,7 @@ pub trait RoomLog: Send + Sync {
         &self,
         room: RoomId,
         sender: UserId,
-        client_id: &str,
-        body: &str,
+        message: NewMessage,
     ) -> Result<Appended>;
     /// The same append, returning as soon as it is queued: appends one
     /// caller submits one after another to a room commit in that order, so
@@ -275,16 +299,72 @@ pub trait RoomLog: Send + Sync {
         &self,
         room: RoomId,
         sender: UserId,
-        client_id: &str,
-        body: &str,
+        message: NewMessage,
     ) -> Result<Submitted>;
-    /// A window of the log.
+    /// A window of the log. Replies carry the preview of the message they
+    /// answer as it is now.
     async fn events(&self, room: RoomId, page: Page) -> Result<Vec<RoomEvent>>;
     /// The newest seq of each of `rooms` that exists.
     async fn heads(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, i64)>>;
     /// Moves the member's read marker forward to `seq` (never back, never
     /// past the room's `last_seq`) and returns the marker now stored.
     async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<ReadMark>;
+}
+
+/// A change to a message (see [`MessageStore::change_message`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageChange {
+    /// New text (checked by the caller), by the sender only.
+    Edit {
+        /// The text.
+        body: String,
+    },
+    /// Erase it: by the sender, or by an owner or admin.
+    Delete,
+    /// Add the actor's reaction: an emoji as `message_text::emoji` gives it.
+    React {
+        /// The emoji.
+        emoji: String,
+    },
+    /// Take the actor's reaction back.
+    Unreact {
+        /// The emoji.
+        emoji: String,
+    },
+    /// Pin it: owners and admins (either member in a DM).
+    Pin,
+    /// Unpin it: the same.
+    Unpin,
+}
+
+/// What people do to messages after they are sent. Each change is an event
+/// of its own in the room's log, committed with the message's new state;
+/// it is authorised against the store as it is at the commit (under the
+/// room's lock), so a kick or a deletion that committed first is seen.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Records `change` of the message `target` by `actor`, or returns the
+    /// event `client_id` already produced (`created: false`). Errors:
+    /// `NotFound` (no such room, or no such message in it), `NotMember`,
+    /// `NotAllowed` (not the sender, or not an owner or admin, as it is
+    /// now), `Conflict` with `message_deleted`, `already_reacted`,
+    /// `not_reacted`, `too_many_reactions`, `already_pinned`, `not_pinned`
+    /// or `too_many_pins`: and then nothing is stored.
+    async fn change_message(
+        &self,
+        room: RoomId,
+        actor: UserId,
+        target: EventId,
+        client_id: Option<&str>,
+        change: MessageChange,
+    ) -> Result<Appended>;
+    /// A window of the room's timeline, by seq like [`RoomLog::events`]:
+    /// every event that is not a change of a message, with messages as they
+    /// are now, their reactions as `viewer` sees them.
+    async fn timeline(&self, room: RoomId, viewer: UserId, page: Page)
+        -> Result<Vec<TimelineItem>>;
+    /// The room's pinned messages as timeline entries, the latest pin first.
+    async fn pins(&self, room: RoomId, viewer: UserId) -> Result<Vec<TimelineItem>>;
 }
 
 /// A member's read marker after [`RoomLog::mark_read`].
@@ -309,7 +389,7 @@ pub enum Health {
 
 /// The whole store, as the binaries hold it.
 #[async_trait]
-pub trait Store: UserStore + SessionStore + RoomStore + RoomLog {
+pub trait Store: UserStore + SessionStore + RoomStore + RoomLog + MessageStore {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of
     /// appends fails to commit until one commits. With no appends tried
@@ -341,13 +421,6 @@ fn ordered_pair(a: UserId, b: UserId) -> (UserId, UserId) {
         (a, b)
     } else {
         (b, a)
-    }
-}
-
-/// Builds the event a message append would store.
-fn message_body(body: &str) -> EventBody {
-    EventBody::Message {
-        body: body.to_owned(),
     }
 }
 

@@ -54,3 +54,4 @@ impl PgStore {
 }
 
 super::adapter::impl_store!(PgStore, sqlx::Postgres);
+super::messages::impl_messages!(PgStore, sqlx::Postgres);

@@ -78,19 +78,24 @@ pub(super) const DELETE_ROOM: &str = "DELETE FROM rooms WHERE id = $1";
 
 /// With each room, the other people's messages after my marker, counted
 /// over the `UNREAD_WINDOW` ($2) events after it: a range of the primary
-/// key, however long the room's log.
+/// key, however long the room's log; and those of them that mention me or
+/// the room, a range of the mentions index.
 pub(super) const MY_ROOMS: &str =
     "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at, \
      r.last_seq, m.role, m.last_read_seq, \
      (SELECT COUNT(*) FROM room_events e WHERE e.room_id = r.id \
          AND e.seq > m.last_read_seq AND e.seq <= m.last_read_seq + $2 \
-         AND e.kind = 'message' AND e.sender <> m.user_id) AS unread \
+         AND e.kind = 'message' AND e.sender <> m.user_id) AS unread, \
+     (SELECT COUNT(DISTINCT n.seq) FROM mentions n WHERE n.room_id = r.id \
+         AND (n.user_id = m.user_id OR n.user_id IS NULL) \
+         AND n.seq > m.last_read_seq AND n.seq <= m.last_read_seq + $2) AS unread_mentions \
      FROM room_members m JOIN rooms r ON r.id = m.room_id \
      WHERE m.user_id = $1 ORDER BY r.kind, r.name, r.id";
 
 /// Checks that the sender is a member and moves their read marker to the
 /// seq their message is about to get (the room's next: a sender has read
-/// their room that far), in one statement: a row back means a member.
+/// their room that far), in one statement: a row back (their role) means a
+/// member.
 /// Asked by a message append on SQLite (`group_commit`), whose single
 /// writer connection allocates that seq next in the same transaction, and
 /// means no membership change can land before the append's commit.
@@ -101,7 +106,7 @@ pub(super) const MY_ROOMS: &str =
 /// (`lock_room` in the adapter), so a kick and a send cannot interleave.
 pub(super) const MARK_SENDER: &str = "UPDATE room_members \
      SET last_read_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
-     WHERE room_id = $1 AND user_id = $2 RETURNING 1";
+     WHERE room_id = $1 AND user_id = $2 RETURNING role";
 
 pub(super) const PUBLIC_ROOMS: &str =
     "SELECT id, kind, name, topic, created_by, created_at, last_seq \
@@ -161,8 +166,8 @@ pub(super) const NEXT_SEQ: &str =
 pub(super) const LOCK_ROOM: &str = "UPDATE rooms SET last_seq = last_seq WHERE id = $1";
 
 pub(super) const INSERT_EVENT: &str = "INSERT INTO room_events \
-     (room_id, seq, id, kind, sender, client_id, body, payload, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     (room_id, seq, id, kind, sender, client_id, body, payload, created_at, target_seq) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
      ON CONFLICT (room_id, sender, client_id) DO NOTHING";
 
 pub(super) const EVENT_BY_CLIENT_ID: &str =
@@ -302,6 +307,7 @@ pub(super) struct MyRoomRow {
     role: String,
     last_read_seq: i64,
     unread: i64,
+    unread_mentions: i64,
 }
 
 impl TryFrom<MyRoomRow> for MyRoom {
@@ -312,6 +318,7 @@ impl TryFrom<MyRoomRow> for MyRoom {
             room: row.room.try_into()?,
             last_read_seq: row.last_read_seq,
             unread: row.unread,
+            unread_mentions: row.unread_mentions,
         })
     }
 }
@@ -358,8 +365,9 @@ impl From<BanRow> for Ban {
     }
 }
 
-/// A `room_events` row. Messages keep their text in `body`; every other
-/// kind keeps its fields as JSON in `payload`.
+/// A `room_events` row. Texts (a message's, an edit's) are kept in `body`,
+/// the only column erasing a message has to clear of words; every other
+/// field of the event is JSON in `payload` (none, for a plain message).
 #[derive(sqlx::FromRow)]
 pub(super) struct EventRow {
     room_id: Uuid,
@@ -376,18 +384,7 @@ pub(super) struct EventRow {
 impl TryFrom<EventRow> for RoomEvent {
     type Error = Error;
     fn try_from(row: EventRow) -> Result<Self> {
-        let body = match (row.kind.as_str(), row.body, row.payload) {
-            ("message", Some(body), _) => EventBody::Message { body },
-            (kind, _, Some(Json(mut payload))) => {
-                // The payload is the event body minus its tag; put the tag
-                // back and let serde pick the variant.
-                if let Some(fields) = payload.as_object_mut() {
-                    fields.insert("type".into(), kind.into());
-                }
-                serde_json::from_value(payload).map_err(|_| corrupt("room_events.payload", kind))?
-            }
-            (kind, _, _) => return Err(corrupt("room_events.kind", kind)),
-        };
+        let body = event_body(&row.kind, row.body, row.payload)?;
         Ok(RoomEvent {
             room_id: RoomId(row.room_id),
             seq: row.seq,
@@ -400,18 +397,69 @@ impl TryFrom<EventRow> for RoomEvent {
     }
 }
 
-/// The `body` and `payload` columns for an event body.
-pub(super) fn event_columns(body: &EventBody) -> (Option<&str>, Option<Json<serde_json::Value>>) {
-    match body {
-        EventBody::Message { body } => (Some(body.as_str()), None),
-        other => {
-            let mut value = serde_json::to_value(other).expect("event bodies serialise");
-            if let Some(fields) = value.as_object_mut() {
-                fields.remove("type");
-            }
-            (None, Some(Json(value)))
+/// An event body from its `kind`, `body` and `payload` columns.
+pub(super) fn event_body(
+    kind: &str,
+    text: Option<String>,
+    payload: Option<Json<serde_json::Value>>,
+) -> Result<EventBody> {
+    if let ("message", Some(text), None) = (kind, &text, &payload) {
+        // The common case, without a round through JSON.
+        return Ok(EventBody::message(text.as_str()));
+    }
+    // The payload is the event body less its tag and text; put them back
+    // and let serde pick the variant.
+    let mut fields = match payload {
+        Some(Json(serde_json::Value::Object(fields))) => fields,
+        None => serde_json::Map::new(),
+        Some(_) => return Err(corrupt("room_events.payload", kind)),
+    };
+    fields.insert("type".into(), kind.into());
+    if let Some(text) = text {
+        fields.insert(text_field(kind).into(), text.into());
+    }
+    serde_json::from_value(fields.into()).map_err(|_| corrupt("room_events.payload", kind))
+}
+
+/// The field of an event kind that is its text, kept in the `body` column.
+fn text_field(kind: &str) -> &'static str {
+    match kind {
+        "reaction_added" | "reaction_removed" => "emoji",
+        _ => "body",
+    }
+}
+
+/// The `body` and `payload` columns for an event body: its text (a
+/// message's, an edit's, a reaction's emoji) apart, so erasing it is one
+/// column; a preview is never stored (it is the answered message as read).
+pub(super) fn event_columns(body: &EventBody) -> (Option<String>, Option<Json<serde_json::Value>>) {
+    if let EventBody::Message {
+        body,
+        reply_to: None,
+        mentions,
+        mentions_room: false,
+        deleted: false,
+        ..
+    } = body
+    {
+        if mentions.is_empty() {
+            return (Some(body.clone()), None);
         }
     }
+    let serde_json::Value::Object(mut fields) =
+        serde_json::to_value(body).expect("event bodies serialise")
+    else {
+        unreachable!("an internally tagged enum serialises to an object");
+    };
+    let kind = body.kind();
+    fields.remove("type");
+    fields.remove("reply_preview");
+    let text = match fields.remove(text_field(kind)) {
+        Some(serde_json::Value::String(text)) if !text.is_empty() => Some(text),
+        _ => None,
+    };
+    let payload = (!fields.is_empty()).then(|| Json(fields.into()));
+    (text, payload)
 }
 
 pub(super) fn parse_role(s: &str) -> Result<Role> {

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chat_shared::model::{RoomId, UserId};
-use chat_shared::store::{Health, NewUser};
+use chat_shared::store::{Health, NewMessage, NewUser};
 use chat_shared::testing::Backend;
 use futures::future::join_all;
 use sqlx::{Connection, Executor};
@@ -114,7 +114,7 @@ async fn nothing_acknowledged_is_missing_after_failed_commits(backend: Backend) 
         let answers = join_all(
             client_ids
                 .iter()
-                .map(|id| fx.append_message(room.id, alice.id, id, id)),
+                .map(|id| fx.append_message(room.id, alice.id, NewMessage::text(id, id))),
         )
         .await;
         for (client_id, answer) in client_ids.iter().zip(answers) {
@@ -167,7 +167,7 @@ async fn nothing_acknowledged_is_missing_after_failed_commits(backend: Backend) 
     // A retry of each acknowledged append finds it at its seq.
     for (client_id, seq) in &acked {
         let again = fx
-            .append_message(room.id, alice.id, client_id, client_id)
+            .append_message(room.id, alice.id, NewMessage::text(client_id, client_id))
             .await
             .expect("retrying an acknowledged append");
         assert_eq!((again.event.seq, again.created), (*seq, false));
@@ -206,7 +206,11 @@ async fn nothing_acknowledged_is_missing_after_failed_commits(backend: Backend) 
 async fn health_follows_the_writes(fx: &Fixture, backend: Backend, room: RoomId, sender: UserId) {
     admin(fx, backend, "INSERT INTO injected_full (reason) VALUES (1)").await;
     let refused = fx
-        .append_message(room, sender, "fail-commit-health", "fail-commit-health")
+        .append_message(
+            room,
+            sender,
+            NewMessage::text("fail-commit-health", "fail-commit-health"),
+        )
         .await;
     assert!(refused.is_err(), "{refused:?}");
     let health = fx.health().await.expect("the store answers reads");
@@ -229,27 +233,6 @@ async fn health_follows_the_writes(fx: &Fixture, backend: Backend, room: RoomId,
 
 /// A little longer than the store waits, idle, before it probes a write.
 const IDLE: std::time::Duration = std::time::Duration::from_millis(2_100);
-
-/// Runs `$body` with `$conn` a fresh connection of the test's own to its
-/// database (one body, checked against each driver's connection type).
-macro_rules! with_connection {
-    ($fx:expr, $backend:expr, |$conn:ident| $body:expr) => {
-        match $backend {
-            Backend::Sqlite => {
-                let mut $conn = sqlx::SqliteConnection::connect($fx.db.url())
-                    .await
-                    .expect("connecting to the test database");
-                $body
-            }
-            Backend::Postgres => {
-                let mut $conn = sqlx::PgConnection::connect($fx.db.url())
-                    .await
-                    .expect("connecting to the test database");
-                $body
-            }
-        }
-    };
-}
 
 /// Runs `sql` over a connection of the test's own.
 async fn admin(fx: &Fixture, backend: Backend, sql: &str) {
@@ -312,14 +295,14 @@ async fn commit_answer_lost() {
 
     cutter.arm();
     let lost = store
-        .append_message(room.id, alice.id, "lost-answer", "hello")
+        .append_message(room.id, alice.id, NewMessage::text("lost-answer", "hello"))
         .await;
     let error = lost.expect_err("the commit's answer never came, so no ack");
     assert!(error.is_unavailable(), "{error:?}");
     assert!(cutter.cut(), "the proxy cut a connection after its COMMIT");
 
     let retry = store
-        .append_message(room.id, alice.id, "lost-answer", "hello")
+        .append_message(room.id, alice.id, NewMessage::text("lost-answer", "hello"))
         .await
         .expect("the retry is answered");
     assert!(!retry.created, "the first attempt had committed");

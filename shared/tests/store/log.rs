@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chat_shared::model::{EventBody, LeaveReason, RoomId};
-use chat_shared::store::{Appended, Error, Page};
+use chat_shared::store::{Appended, Error, NewMessage, Page};
 use chat_shared::testing::Backend;
 use futures::future::join_all;
 use tokio::sync::Barrier;
@@ -79,7 +79,7 @@ async fn concurrent_appends_get_gap_free_seqs(backend: Backend) {
                 let body = format!("message {i} from task {task}");
                 appended.push(
                     store
-                        .append_message(room.id, sender, &client_id, &body)
+                        .append_message(room.id, sender, NewMessage::text(client_id, body))
                         .await
                         .unwrap(),
                 );
@@ -138,22 +138,17 @@ async fn retried_append_returns_the_original(backend: Backend) {
     let other = fx.private_room(&alice).await;
 
     let first = fx
-        .append_message(room.id, alice.id, "c-1", "hello")
+        .append_message(room.id, alice.id, NewMessage::text("c-1", "hello"))
         .await
         .unwrap();
     assert!(first.created);
     assert_eq!(first.event.seq, 3);
     assert_eq!(first.event.client_id.as_deref(), Some("c-1"));
     assert_eq!(first.event.sender, Some(alice.id));
-    assert_eq!(
-        first.event.body,
-        EventBody::Message {
-            body: "hello".into()
-        }
-    );
+    assert_eq!(first.event.body, EventBody::message("hello"));
 
     let retry = fx
-        .append_message(room.id, alice.id, "c-1", "hello")
+        .append_message(room.id, alice.id, NewMessage::text("c-1", "hello"))
         .await
         .unwrap();
     assert_eq!(
@@ -166,7 +161,7 @@ async fn retried_append_returns_the_original(backend: Backend) {
     // The key is the client_id: a retry with an edited body still returns
     // the original, and stores nothing.
     let edited = fx
-        .append_message(room.id, alice.id, "c-1", "hello, edited")
+        .append_message(room.id, alice.id, NewMessage::text("c-1", "hello, edited"))
         .await
         .unwrap();
     assert_eq!(edited.event, first.event);
@@ -199,7 +194,7 @@ async fn concurrent_retries_store_one_event(backend: Backend) {
         tokio::spawn(async move {
             barrier.wait().await;
             store
-                .append_message(room.id, alice.id, "same", "once only")
+                .append_message(room.id, alice.id, NewMessage::text("same", "once only"))
                 .await
                 .unwrap()
         })
@@ -261,8 +256,8 @@ async fn busy_rooms_from_two_processes_stay_gap_free(backend: Backend) {
                 for i in 0..MESSAGES {
                     let client_id = format!("m{i}");
                     let (first, second) = tokio::join!(
-                        a.append_message(room, sender, &client_id, "hi"),
-                        b.append_message(room, sender, &client_id, "hi"),
+                        a.append_message(room, sender, NewMessage::text(&client_id, "hi")),
+                        b.append_message(room, sender, NewMessage::text(&client_id, "hi")),
                     );
                     answers.push((first.unwrap(), second.unwrap()));
                 }
@@ -311,11 +306,11 @@ async fn append_requires_membership_and_a_room(backend: Backend) {
     let before = fx.log(room.id).await;
 
     let outsider = fx
-        .append_message(room.id, mallory.id, "m-1", "let me in")
+        .append_message(room.id, mallory.id, NewMessage::text("m-1", "let me in"))
         .await;
     assert!(matches!(outsider, Err(Error::NotMember)), "{outsider:?}");
     let missing = fx
-        .append_message(RoomId::new(), alice.id, "a-1", "anyone?")
+        .append_message(RoomId::new(), alice.id, NewMessage::text("a-1", "anyone?"))
         .await;
     assert!(matches!(missing, Err(Error::NotFound)), "{missing:?}");
     assert_eq!(fx.log(room.id).await, before, "nothing may be stored");
@@ -330,7 +325,9 @@ async fn append_requires_membership_and_a_room(backend: Backend) {
     fx.remove_member(room.id, mallory.id, alice.id, LeaveReason::Kicked)
         .await
         .unwrap();
-    let after_kick = fx.append_message(room.id, mallory.id, "m-2", "hi").await;
+    let after_kick = fx
+        .append_message(room.id, mallory.id, NewMessage::text("m-2", "hi"))
+        .await;
     assert!(
         matches!(after_kick, Err(Error::NotMember)),
         "{after_kick:?}"
@@ -361,7 +358,7 @@ async fn no_message_follows_its_senders_kick(backend: Backend) {
                 for i in 0.. {
                     let client_id = format!("r{round}-d{device}-m{i}");
                     match store
-                        .append_message(room.id, bob.id, &client_id, "hi")
+                        .append_message(room.id, bob.id, NewMessage::text(client_id, "hi"))
                         .await
                     {
                         Ok(appended) => acked.push(appended.event),
@@ -424,7 +421,7 @@ async fn read_markers_never_move_back_under_concurrency(backend: Backend) {
                 }
                 let client_id = format!("c{i}");
                 store
-                    .append_message(room.id, alice.id, &client_id, "more")
+                    .append_message(room.id, alice.id, NewMessage::text(client_id, "more"))
                     .await
                     .unwrap();
             }

@@ -12,7 +12,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use chat_shared::model::{Role, Room, RoomEvent, RoomId, RoomKind, User, UserId};
-use chat_shared::store::{Appended, NewRoom, NewUser, Page, Store};
+use chat_shared::store::{Appended, NewMessage, NewRoom, NewUser, Page, Store};
 use chat_shared::testing::{Backend, TestDatabase};
 
 /// Generates, for each named `async fn(Backend)`, a module with one test per
@@ -38,9 +38,31 @@ macro_rules! conformance {
     };
 }
 
+/// Runs `$body` with `$conn` a fresh connection of the test's own to its
+/// database (one body, checked against each driver's connection type).
+macro_rules! with_connection {
+    ($fx:expr, $backend:expr, |$conn:ident| $body:expr) => {
+        match $backend {
+            Backend::Sqlite => {
+                let mut $conn = sqlx::SqliteConnection::connect($fx.db.url())
+                    .await
+                    .expect("connecting to the test database");
+                $body
+            }
+            Backend::Postgres => {
+                let mut $conn = sqlx::PgConnection::connect($fx.db.url())
+                    .await
+                    .expect("connecting to the test database");
+                $body
+            }
+        }
+    };
+}
+
 mod commit_failures;
 mod direct;
 mod log;
+mod messages;
 mod rooms;
 mod sessions;
 mod users;
@@ -115,9 +137,13 @@ impl Fixture {
 
     /// Sends a message whose body names its client id.
     async fn send(&self, room: RoomId, sender: UserId, client_id: &str) -> Appended {
-        self.append_message(room, sender, client_id, &format!("body of {client_id}"))
-            .await
-            .expect("appending a message")
+        self.append_message(
+            room,
+            sender,
+            NewMessage::text(client_id, format!("body of {client_id}")),
+        )
+        .await
+        .expect("appending a message")
     }
 
     /// The room as stored now.

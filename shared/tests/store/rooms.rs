@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chat_shared::model::{
     EventBody, LeaveReason, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind, UserId,
 };
-use chat_shared::store::{Error, NewRoom, ReadMark};
+use chat_shared::store::{Error, NewMessage, NewRoom, ReadMark};
 use chat_shared::testing::Backend;
 use futures::future::join_all;
 use tokio::sync::Barrier;
@@ -378,7 +378,7 @@ async fn a_ban_removes_and_keeps_out_until_lifted(backend: Backend) {
     let rejoin = fx.add_member(room.id, bob.id, bob.id, Role::Member).await;
     assert!(matches!(rejoin, Err(Error::Banned)), "{rejoin:?}");
     let send = fx
-        .append_message(room.id, bob.id, "b-1", "let me back")
+        .append_message(room.id, bob.id, NewMessage::text("b-1", "let me back"))
         .await;
     assert!(matches!(send, Err(Error::NotMember)), "{send:?}");
     let twice = fx.ban(room.id, bob.id, alice.id, "again".into()).await;
@@ -597,6 +597,7 @@ async fn my_rooms_show_the_head_and_read_marker(backend: Backend) {
             // Sending moved alice's marker to her last message.
             last_read_seq: 5,
             unread: 0,
+            unread_mentions: 0,
         }]
     );
     assert_eq!(alices[0].room.last_seq, 5);
@@ -780,7 +781,9 @@ async fn delete_room_removes_room_and_log(backend: Backend) {
     assert_eq!(alices, vec![kept.clone()]);
 
     assert!(!fx.delete_room(room.id).await.unwrap(), "already gone");
-    let send = fx.append_message(room.id, bob.id, "c2", "anyone?").await;
+    let send = fx
+        .append_message(room.id, bob.id, NewMessage::text("c2", "anyone?"))
+        .await;
     assert!(matches!(send, Err(Error::NotFound)), "{send:?}");
     let join = fx.add_member(room.id, bob.id, bob.id, Role::Member).await;
     assert!(matches!(join, Err(Error::NotFound)), "{join:?}");
