@@ -189,7 +189,11 @@ impl From<chat_shared::Error> for ApiError {
                 Self::Conflict("already_member", "already a member of this room".into())
             }
             E::Conflict("ban") => Self::Conflict("already_banned", "already banned".into()),
-            E::Conflict(what) => Self::Conflict("conflict", format!("conflicting {what}")),
+            E::Conflict(code) => match chat_shared::Error::message_conflict(code) {
+                Some(text) => Self::Conflict(code, text.into()),
+                None => Self::Conflict("conflict", format!("conflicting {code}")),
+            },
+            E::Invalid(text) => Self::Validation(text.into()),
             other if other.is_unavailable() => Self::Unavailable,
             other => Self::Internal(other.to_string()),
         }

@@ -58,6 +58,22 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// What a conflict the store reports about a message means to the
+    /// person who asked (the api and the gateway say the same), by its
+    /// code; `None` for the conflicts that are not about messages.
+    pub fn message_conflict(code: &str) -> Option<&'static str> {
+        Some(match code {
+            "message_deleted" => "the message was deleted",
+            "already_reacted" => "you already reacted with that emoji",
+            "not_reacted" => "you have not reacted with that emoji",
+            "too_many_reactions" => "a message takes at most 20 different emoji",
+            "already_pinned" => "the message is already pinned",
+            "not_pinned" => "the message is not pinned",
+            "too_many_pins" => "a room has at most 50 pinned messages",
+            _ => return None,
+        })
+    }
+
     /// Whether the failure is the database being unreachable, saturated or
     /// out of room (worth a 503 and a retry) rather than a bug.
     pub fn is_unavailable(&self) -> bool {

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chat_shared::limits::Action;
-use chat_shared::model::{RoomEvent, RoomId};
+use chat_shared::model::{EventId, RoomEvent, RoomId};
 use chat_shared::store::{NewMessage, Page};
 use chat_shared::telemetry;
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(send))
 }
 
-/// Which part of the log to read.
+/// Which part of the log (or of the timeline) to read.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
@@ -42,6 +42,26 @@ pub struct HistoryQuery {
     before: Option<i64>,
     /// 1–200, default 50.
     limit: Option<u32>,
+}
+
+impl HistoryQuery {
+    /// The page asked for, once its bounds are checked.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::Validation(format!("limit: 1 to {MAX_LIMIT}")));
+        }
+        if self.after.is_some_and(|a| a < 0) || self.before.is_some_and(|b| b < 1) {
+            return Err(ApiError::Validation(
+                "after must be 0 or more, before 1 or more".into(),
+            ));
+        }
+        Ok(Page {
+            after: self.after,
+            before: self.before,
+            limit,
+        })
+    }
 }
 
 /// A page of the log, oldest first.
@@ -61,8 +81,13 @@ pub struct SendMessage {
     /// The sender's idempotency key: resending the same one returns the
     /// original event instead of storing a second.
     client_id: String,
-    /// The text.
+    /// The text. `@username` mentions that member; `@room`, by an owner
+    /// or admin, every member.
     body: String,
+    /// The message of this room it answers; the stored reply carries a
+    /// preview of it.
+    #[serde(default)]
+    reply_to: Option<EventId>,
 }
 
 /// Reads the log by seq cursor (members only). With `after`, the page
@@ -78,21 +103,8 @@ async fn history(
     AppPath(id): AppPath<RoomId>,
     AppQuery(query): AppQuery<HistoryQuery>,
 ) -> Result<Json<HistoryPage>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::Validation(format!("limit: 1 to {MAX_LIMIT}")));
-    }
-    if query.after.is_some_and(|a| a < 0) || query.before.is_some_and(|b| b < 1) {
-        return Err(ApiError::Validation(
-            "after must be 0 or more, before 1 or more".into(),
-        ));
-    }
+    let page = query.page()?;
     let (room, _) = membership(&state, id, &me).await?;
-    let page = Page {
-        after: query.after,
-        before: query.before,
-        limit,
-    };
     let events = state.store.events(id, page).await?;
     // The head was read before the page: a send committing in between can
     // put a newer event on it, and the head must never be behind the page.
@@ -130,7 +142,15 @@ async fn send(
     let span = telemetry::store_append(id);
     let appended = state
         .store
-        .append_message(id, me.id, NewMessage::text(req.client_id, req.body))
+        .append_message(
+            id,
+            me.id,
+            NewMessage {
+                client_id: req.client_id,
+                body: req.body,
+                reply_to: req.reply_to,
+            },
+        )
         .instrument(span.clone())
         .await;
     telemetry::record_append(&span, &appended);

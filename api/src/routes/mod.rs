@@ -6,6 +6,7 @@ mod dms;
 mod events;
 mod health;
 mod members;
+mod messages;
 mod rooms;
 mod users;
 
@@ -55,6 +56,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(members::router())
         .merge(dms::router())
         .merge(events::router())
+        .merge(messages::router())
         .split_for_parts();
     router.route(
         "/v1/openapi.json",

@@ -69,6 +69,20 @@ async fn openapi_describes_every_route(backend: Backend) {
         ("/v1/dms", "post"),
         ("/v1/rooms/{id}/events", "get"),
         ("/v1/rooms/{id}/messages", "post"),
+        ("/v1/rooms/{id}/messages/{message_id}", "patch"),
+        ("/v1/rooms/{id}/messages/{message_id}", "delete"),
+        (
+            "/v1/rooms/{id}/messages/{message_id}/reactions/{emoji}",
+            "put",
+        ),
+        (
+            "/v1/rooms/{id}/messages/{message_id}/reactions/{emoji}",
+            "delete",
+        ),
+        ("/v1/rooms/{id}/pins", "get"),
+        ("/v1/rooms/{id}/pins/{message_id}", "put"),
+        ("/v1/rooms/{id}/pins/{message_id}", "delete"),
+        ("/v1/rooms/{id}/timeline", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {

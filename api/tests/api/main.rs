@@ -11,5 +11,6 @@ mod events;
 mod health;
 mod limits;
 mod members;
+mod messages;
 mod metrics;
 mod rooms;

@@ -337,6 +337,26 @@ pub enum MessageChange {
     Unpin,
 }
 
+impl MessageChange {
+    /// The error code and text for this change refused for the actor's
+    /// place in the room ([`Error::NotAllowed`]); the api and the gateway
+    /// say the same.
+    pub fn not_allowed(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Edit { .. } => ("not_sender", "only the sender edits a message"),
+            Self::Delete => (
+                "insufficient_role",
+                "only the sender, an owner or an admin deletes a message",
+            ),
+            Self::Pin | Self::Unpin => ("insufficient_role", "only owners and admins pin messages"),
+            // Any member reacts: never refused for the role.
+            Self::React { .. } | Self::Unreact { .. } => {
+                ("insufficient_role", "your role does not allow this")
+            }
+        }
+    }
+}
+
 /// What people do to messages after they are sent. Each change is an event
 /// of its own in the room's log, committed with the message's new state;
 /// it is authorised against the store as it is at the commit (under the
