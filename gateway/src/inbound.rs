@@ -11,9 +11,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chat_shared::bus::Topic;
 use chat_shared::limits::Action;
-use chat_shared::model::{check_client_id, check_message_body, RoomId, SessionId, UserId};
+use chat_shared::message_text;
+use chat_shared::model::{check_client_id, check_message_body, EventId, RoomId, SessionId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
-use chat_shared::store::NewMessage;
+use chat_shared::store::{MessageChange, NewMessage};
 use chat_shared::telemetry;
 use fastwebsockets::OpCode;
 use tokio::io::ReadHalf;
@@ -22,7 +23,7 @@ use tracing::Instrument;
 use crate::context::Context;
 use crate::ephemeral::Read;
 use crate::outbox::{Outbound, Outbox};
-use crate::sends::{InFlight, Pending};
+use crate::sends::{self, InFlight, Pending};
 use crate::session::{close, frame_bytes, now_millis, Socket};
 use crate::wire::{FrameReader, ReadError};
 
@@ -211,7 +212,78 @@ impl Handler {
                 room_id,
                 client_id,
                 body,
-            } => self.send(room_id, client_id, body).await,
+                reply_to,
+            } => self.send(room_id, client_id, body, reply_to).await,
+            ClientFrame::Edit {
+                room_id,
+                client_id,
+                target,
+                body,
+            } => {
+                let max = self.ctx.config.max_body_chars;
+                match check_message_body(&body, max) {
+                    Ok(()) => {
+                        let edit = MessageChange::Edit { body };
+                        self.change(room_id, client_id, target, edit).await;
+                    }
+                    Err(message) => {
+                        self.error("validation_failed", message, Some(client_id))
+                            .await;
+                    }
+                }
+            }
+            ClientFrame::Delete {
+                room_id,
+                client_id,
+                target,
+            } => {
+                self.change(room_id, client_id, target, MessageChange::Delete)
+                    .await;
+            }
+            ClientFrame::React {
+                room_id,
+                client_id,
+                target,
+                emoji,
+            } => match message_text::emoji(&emoji) {
+                Some(emoji) => {
+                    let react = MessageChange::React {
+                        emoji: emoji.to_owned(),
+                    };
+                    self.change(room_id, client_id, target, react).await;
+                }
+                None => self.not_an_emoji(client_id).await,
+            },
+            ClientFrame::Unreact {
+                room_id,
+                client_id,
+                target,
+                emoji,
+            } => match message_text::emoji(&emoji) {
+                Some(emoji) => {
+                    let unreact = MessageChange::Unreact {
+                        emoji: emoji.to_owned(),
+                    };
+                    self.change(room_id, client_id, target, unreact).await;
+                }
+                None => self.not_an_emoji(client_id).await,
+            },
+            ClientFrame::Pin {
+                room_id,
+                client_id,
+                target,
+            } => {
+                self.change(room_id, client_id, target, MessageChange::Pin)
+                    .await;
+            }
+            ClientFrame::Unpin {
+                room_id,
+                client_id,
+                target,
+            } => {
+                self.change(room_id, client_id, target, MessageChange::Unpin)
+                    .await;
+            }
             ClientFrame::Sync { rooms } => {
                 // Each can replay whole histories: past a burst, a user's
                 // syncs wait their turn (this connection reads nothing
@@ -253,7 +325,7 @@ impl Handler {
         let (code, message) = match serde_json::from_str::<Envelope>(text) {
             Err(_) => ("malformed_json", "frames are JSON objects".to_owned()),
             Ok(Envelope { kind: None }) => ("invalid_frame", "a frame needs a \"type\"".to_owned()),
-            Ok(Envelope { kind: Some(kind) }) if !KNOWN_TYPES.contains(&kind.as_str()) => {
+            Ok(Envelope { kind: Some(kind) }) if !ClientFrame::KINDS.contains(&kind.as_str()) => {
                 ("unknown_type", format!("no frame type {kind:?} in chat.v1"))
             }
             Ok(_) => ("invalid_frame", e.to_string()),
@@ -278,7 +350,75 @@ impl Handler {
     /// A `send` frame: checked, then queued in the store; its answer
     /// comes from the in-flight task once it commits, inside its `ws send`
     /// span when traces are on.
-    async fn send(&mut self, room: RoomId, client_id: String, body: String) {
+    async fn not_an_emoji(&self, client_id: String) {
+        self.error(
+            "validation_failed",
+            "emoji: exactly one emoji",
+            Some(client_id),
+        )
+        .await;
+    }
+
+    /// A change of a message: authorised and committed by the store (as the
+    /// room is at the commit), then acknowledged, fanned out and published
+    /// like a send. Changes are rare next to sends, so each is answered
+    /// before the next frame is read.
+    async fn change(
+        &mut self,
+        room: RoomId,
+        client_id: String,
+        target: EventId,
+        change: MessageChange,
+    ) {
+        let reference = Some(client_id.clone());
+        if self.limited() {
+            return self
+                .error("rate_limited", "sending too fast; slow down", reference)
+                .await;
+        }
+        if let Err(message) = check_client_id(&client_id) {
+            return self.error("validation_failed", message, reference).await;
+        }
+        let refusal = change.not_allowed();
+        let changed = self
+            .ctx
+            .store
+            .change_message(room, self.session.user, target, Some(&client_id), change)
+            .await;
+        let (code, message) = match changed {
+            Ok(appended) => {
+                let outbox = &self.session.outbox;
+                return sends::deliver(&self.ctx, outbox, client_id, appended.event).await;
+            }
+            Err(chat_shared::Error::NotMember) => {
+                ("not_member", "you are not a member of this room")
+            }
+            Err(chat_shared::Error::NotFound) => ("not_found", "no such message in this room"),
+            Err(chat_shared::Error::NotAllowed) => refusal,
+            Err(chat_shared::Error::Conflict(code)) => {
+                match chat_shared::Error::message_conflict(code) {
+                    Some(text) => (code, text),
+                    None => ("conflict", "the change conflicts with another"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "message change failed");
+                (
+                    "unavailable",
+                    "the change was not stored; retry with the same client_id",
+                )
+            }
+        };
+        self.error(code, message, reference).await;
+    }
+
+    async fn send(
+        &mut self,
+        room: RoomId,
+        client_id: String,
+        body: String,
+        reply_to: Option<EventId>,
+    ) {
         let span = telemetry::ws_send(room);
         let reference = Some(client_id.clone());
         if self.limited() {
@@ -303,14 +443,17 @@ impl Handler {
             .submit_message(
                 room,
                 self.session.user,
-                NewMessage::text(client_id.clone(), body),
+                NewMessage {
+                    client_id: client_id.clone(),
+                    body,
+                    reply_to,
+                },
             )
             .instrument(store_span.clone())
             .await;
         match submitted {
             Ok(submitted) => {
                 let pending = Pending {
-                    room,
                     client_id,
                     submitted,
                     at,
@@ -511,6 +654,3 @@ async fn store_read(
     }
     Ok(())
 }
-
-/// Frame types of chat.v1, for telling "unknown" from "malformed".
-const KNOWN_TYPES: [&str; 7] = ["send", "sync", "typing", "read", "signal", "auth", "ping"];

@@ -87,16 +87,7 @@ pub fn send_limited() {
 
 /// A client frame, or `None` for one that did not parse.
 pub fn frame_in(frame: Option<&ClientFrame>) {
-    let kind = match frame {
-        Some(ClientFrame::Send { .. }) => "send",
-        Some(ClientFrame::Sync { .. }) => "sync",
-        Some(ClientFrame::Typing { .. }) => "typing",
-        Some(ClientFrame::Read { .. }) => "read",
-        Some(ClientFrame::Signal { .. }) => "signal",
-        Some(ClientFrame::Auth { .. }) => "auth",
-        Some(ClientFrame::Ping) => "ping",
-        None => "invalid",
-    };
+    let kind = frame.map_or("invalid", ClientFrame::kind);
     ::metrics::counter!(names::GATEWAY_FRAMES_IN, "type" => kind).increment(1);
 }
 

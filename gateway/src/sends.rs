@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chat_shared::bus::Topic;
-use chat_shared::model::RoomId;
+use chat_shared::model::RoomEvent;
 use chat_shared::protocol::ServerFrame;
 use chat_shared::store::{Appended, Submitted};
 use chat_shared::telemetry;
@@ -39,7 +39,6 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// A send whose append is queued in the store, with its `ws send` and
 /// `store.append` spans (none without traces).
 pub struct Pending {
-    pub room: RoomId,
     pub client_id: String,
     pub submitted: Submitted,
     /// When the append was submitted: its latency is measured to the
@@ -126,7 +125,6 @@ async fn acknowledge(ctx: Arc<Context>, outbox: Outbox, mut items: mpsc::Receive
         match item {
             Item::Append(pending) => {
                 let Pending {
-                    room,
                     client_id,
                     submitted,
                     at,
@@ -136,7 +134,7 @@ async fn acknowledge(ctx: Arc<Context>, outbox: Outbox, mut items: mpsc::Receive
                 let appended = submitted.answer().instrument(store_span.clone()).await;
                 chat_shared::metrics::store_answered("append_message", at, &appended);
                 telemetry::record_append(&store_span, &appended);
-                answer(&ctx, &outbox, room, client_id, appended)
+                answer(&ctx, &outbox, client_id, appended)
                     .instrument(span)
                     .await
             }
@@ -155,7 +153,6 @@ async fn acknowledge(ctx: Arc<Context>, outbox: Outbox, mut items: mpsc::Receive
 async fn answer(
     ctx: &Context,
     outbox: &Outbox,
-    room: RoomId,
     client_id: String,
     appended: chat_shared::Result<Appended>,
 ) {
@@ -170,6 +167,9 @@ async fn answer(
                 chat_shared::Error::NotFound => {
                     ServerFrame::error("not_found", "room not found", reference)
                 }
+                chat_shared::Error::Invalid(text) => {
+                    ServerFrame::error("validation_failed", text, reference)
+                }
                 e => {
                     tracing::warn!(error = %e, "append failed");
                     ServerFrame::error(
@@ -183,6 +183,13 @@ async fn answer(
             return;
         }
     };
+    deliver(ctx, outbox, client_id, event).await;
+}
+
+/// Acknowledges a committed event (a message, or a change of one) to its
+/// sender, hands it to this gateway's hub and publishes it to the others.
+pub async fn deliver(ctx: &Context, outbox: &Outbox, client_id: String, event: RoomEvent) {
+    let room = event.room_id;
     let frame = Bytes::from(serde_json::to_vec(&event).expect("events serialise"));
     let ack = ServerFrame::Ack {
         client_id,

@@ -1,10 +1,10 @@
 //! Wire protocol v1 of the WebSocket at `/v1/ws`: JSON text frames tagged by
 //! `type`. Data only; `docs/protocol.md` is the normative description.
 //!
-//! Room events (`message`, `member_joined`, `member_left`, `role_changed`,
-//! `room_updated`) travel as [`RoomEvent`](crate::model::RoomEvent) JSON,
-//! the same bytes as in a history page; the other server frames are
-//! [`ServerFrame`]s.
+//! Room events (`message`, the changes of a message, `member_joined`,
+//! `member_left`, `role_changed`, `room_updated`) travel as
+//! [`RoomEvent`](crate::model::RoomEvent) JSON, the same bytes as in a
+//! history page; the other server frames are [`ServerFrame`]s.
 
 use std::collections::HashMap;
 
@@ -32,6 +32,69 @@ pub enum ClientFrame {
         client_id: String,
         /// The text.
         body: String,
+        /// The message of the room it answers.
+        #[serde(default)]
+        reply_to: Option<EventId>,
+    },
+    /// Change the text of one of my messages; answered by `ack`.
+    Edit {
+        /// Where.
+        room_id: RoomId,
+        /// Idempotency key of the edit.
+        client_id: String,
+        /// The message.
+        target: EventId,
+        /// The new text.
+        body: String,
+    },
+    /// Delete (erase) a message: mine, or any as an owner or admin.
+    Delete {
+        /// Where.
+        room_id: RoomId,
+        /// Idempotency key of the deletion.
+        client_id: String,
+        /// The message.
+        target: EventId,
+    },
+    /// Add my reaction to a message.
+    React {
+        /// Where.
+        room_id: RoomId,
+        /// Idempotency key of the reaction.
+        client_id: String,
+        /// The message.
+        target: EventId,
+        /// One emoji.
+        emoji: String,
+    },
+    /// Take my reaction back.
+    Unreact {
+        /// Where.
+        room_id: RoomId,
+        /// Idempotency key of the removal.
+        client_id: String,
+        /// The message.
+        target: EventId,
+        /// The emoji.
+        emoji: String,
+    },
+    /// Pin a message (owners and admins).
+    Pin {
+        /// Where.
+        room_id: RoomId,
+        /// Idempotency key of the pin.
+        client_id: String,
+        /// The message.
+        target: EventId,
+    },
+    /// Unpin a message (owners and admins).
+    Unpin {
+        /// Where.
+        room_id: RoomId,
+        /// Idempotency key.
+        client_id: String,
+        /// The message.
+        target: EventId,
     },
     /// Replay each room from just after the given seq, then go live.
     Sync {
@@ -69,6 +132,33 @@ pub enum ClientFrame {
     },
     /// Application-level liveness check; answered by `pong`.
     Ping,
+}
+
+impl ClientFrame {
+    /// Every frame type, as its `type` says it.
+    pub const KINDS: [&'static str; 13] = [
+        "send", "edit", "delete", "react", "unreact", "pin", "unpin", "sync", "typing", "read",
+        "signal", "auth", "ping",
+    ];
+
+    /// This frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Send { .. } => "send",
+            Self::Edit { .. } => "edit",
+            Self::Delete { .. } => "delete",
+            Self::React { .. } => "react",
+            Self::Unreact { .. } => "unreact",
+            Self::Pin { .. } => "pin",
+            Self::Unpin { .. } => "unpin",
+            Self::Sync { .. } => "sync",
+            Self::Typing { .. } => "typing",
+            Self::Read { .. } => "read",
+            Self::Signal { .. } => "signal",
+            Self::Auth { .. } => "auth",
+            Self::Ping => "ping",
+        }
+    }
 }
 
 /// The kinds of WebRTC signalling message relayed.

@@ -9,6 +9,7 @@ mod bad_input;
 mod delivery;
 mod ephemeral;
 mod faults;
+mod messages;
 mod metrics;
 mod presence;
 mod rooms;
