@@ -17,6 +17,10 @@
 //! chat-bench store    the store alone, no gateway: appends over --rooms 200
 //!                     of --members 10 at --rates 2000,5000,10000 per second
 //!                     (--step-secs 10), PostgreSQL and SQLite
+//! chat-bench messages the store alone: a room of --events 100000 (messages,
+//!                     edits, reactions) and --members 20, read as a timeline
+//!                     and as the log a page of 50 at a time; one reaction's
+//!                     commit beside one plain send. PostgreSQL and SQLite
 //!
 //! Each writes its tables (`<command>.md`) and charts (`<workload>.png`) to
 //! --out (default target/bench) and prints the tables.
@@ -36,6 +40,7 @@ mod chart;
 mod fanout;
 mod idle;
 mod measure;
+mod messages;
 mod proto;
 mod receiver;
 mod report;
@@ -74,6 +79,7 @@ struct Args {
     rooms: Option<usize>,
     connections: Option<usize>,
     users: Option<usize>,
+    events: Option<u64>,
     rates: Option<Vec<u32>>,
     step: Option<Duration>,
     server_cpus: Option<String>,
@@ -101,6 +107,7 @@ fn parse_args() -> Result<Args> {
             "--rooms" => args.rooms = Some(value()?.parse()?),
             "--connections" => args.connections = Some(value()?.parse()?),
             "--users" => args.users = Some(value()?.parse()?),
+            "--events" => args.events = Some(value()?.parse()?),
             "--rates" => {
                 args.rates = Some(
                     value()?
@@ -291,6 +298,21 @@ async fn run() -> Result<()> {
             }
             println!("{}", store::table(&plan, &results));
         }
+        "messages" => {
+            let plan = messages::Plan {
+                events: args.events.unwrap_or(100_000),
+                members: args.members.unwrap_or(20),
+                reads: 1000,
+                ops: 1000,
+            };
+            let mut results = Vec::new();
+            for kind in systems(&[Kind::OursPostgres, Kind::OursSqlite]) {
+                eprintln!("chat-bench: messages on {}", kind.name());
+                let figures = messages::run(kind, &plan, &tag).await;
+                results.push((kind, figures.with_context(|| kind.name())?));
+            }
+            println!("{}", messages::table(&plan, &results));
+        }
         "smoke" => {
             let workload = Workload::Fanout {
                 plan: fanout::Plan {
@@ -330,9 +352,17 @@ async fn run() -> Result<()> {
             {
                 bail!("smoke: the store alone did not append every message");
             }
+            let plan = messages::Plan {
+                events: 500,
+                members: 5,
+                reads: 10,
+                ops: 10,
+            };
+            let figures = messages::run(Kind::OursSqlite, &plan, &tag).await?;
+            println!("{}", messages::table(&plan, &[(Kind::OursSqlite, figures)]));
         }
         other => bail!(
-            "unknown command {other:?}: fanout, cross, rooms, all, store or smoke; \
+            "unknown command {other:?}: fanout, cross, rooms, all, store, messages or smoke; \
              see the top of bench/src/main.rs"
         ),
     }

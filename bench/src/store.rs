@@ -36,13 +36,13 @@ pub struct Step {
 }
 
 /// A database for one run, dropped after it.
-enum Database {
+pub enum Database {
     Postgres(String),
     Sqlite(PathBuf),
 }
 
 impl Database {
-    async fn create(kind: Kind, tag: &str) -> Result<Self> {
+    pub async fn create(kind: Kind, tag: &str) -> Result<Self> {
         Ok(match kind {
             Kind::OursPostgres => {
                 let name = format!("bench_store_{tag}");
@@ -58,21 +58,38 @@ impl Database {
         })
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         match self {
             Database::Postgres(name) => format!("{}/{name}", system::admin_url()),
             Database::Sqlite(dir) => format!("sqlite://{}", dir.join("chat.db").display()),
         }
     }
 
-    fn cpu_seconds(&self) -> Option<f64> {
+    /// Refreshes the planner's statistics.
+    pub async fn analyze(&self) -> Result<()> {
+        use sqlx::{Connection, Executor};
+        match self {
+            Database::Postgres(_) => {
+                let mut conn = sqlx::PgConnection::connect(&self.url()).await?;
+                conn.execute("ANALYZE").await?;
+            }
+            Database::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url()).await?;
+                conn.execute("ANALYZE").await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// CPU seconds of the database's server processes (PostgreSQL).
+    pub fn cpu_seconds(&self) -> Option<f64> {
         match self {
             Database::Postgres(name) => Some(system::backends_cpu_seconds(name)),
             Database::Sqlite(_) => None,
         }
     }
 
-    async fn drop_it(self) -> Result<()> {
+    pub async fn drop_it(self) -> Result<()> {
         match self {
             Database::Postgres(name) => {
                 system::administer(&[&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")]).await
@@ -185,7 +202,8 @@ async fn set_up(store: &dyn Store, plan: &Plan) -> Result<Vec<(RoomId, Vec<UserI
     Ok(rooms)
 }
 
-fn label(kind: Kind) -> &'static str {
+/// How a table names a store.
+pub fn label(kind: Kind) -> &'static str {
     match kind {
         Kind::OursPostgres => "PostgreSQL",
         Kind::OursSqlite => "SQLite",
@@ -193,7 +211,8 @@ fn label(kind: Kind) -> &'static str {
     }
 }
 
-fn own_cpu_seconds() -> f64 {
+/// CPU seconds of this process so far.
+pub fn own_cpu_seconds() -> f64 {
     system::cpu_seconds(std::process::id())
 }
 

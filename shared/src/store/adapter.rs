@@ -127,22 +127,6 @@ macro_rules! impl_store {
                 by: UserId,
                 body: EventBody,
             ) -> Result<RoomEvent> {
-                Self::insert_event(tx, room, by, None, None, now(), body).await
-            }
-
-            /// Appends an event inside `tx` at the room's next seq: by
-            /// `by` at `ts`, with its idempotency key if any (the caller
-            /// has looked it up under the room's lock), acting on the
-            /// message at `target_seq` if any.
-            async fn insert_event(
-                tx: &mut Transaction<'_, $db>,
-                room: RoomId,
-                by: UserId,
-                client_id: Option<&str>,
-                target_seq: Option<i64>,
-                ts: time::OffsetDateTime,
-                body: EventBody,
-            ) -> Result<RoomEvent> {
                 let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ)
                     .bind(room.0)
                     .fetch_optional(&mut **tx)
@@ -155,25 +139,38 @@ macro_rules! impl_store {
                     seq,
                     id: EventId::new(),
                     sender: Some(by),
-                    ts,
-                    client_id: client_id.map(str::to_owned),
+                    ts: now(),
+                    client_id: None,
                     body,
                 };
+                Self::insert_event(tx, &event, None).await?;
+                Ok(event)
+            }
+
+            /// Inserts `event` inside `tx`: its seq the caller took from
+            /// the room (`NEXT_SEQ`), its idempotency key (if any) looked
+            /// up under the room's lock; `target_seq` is the message it
+            /// acts on, if any.
+            async fn insert_event(
+                tx: &mut Transaction<'_, $db>,
+                event: &RoomEvent,
+                target_seq: Option<i64>,
+            ) -> Result<()> {
                 let (text, payload) = event_columns(&event.body);
                 sqlx::query(INSERT_EVENT)
-                    .bind(room.0)
-                    .bind(seq)
+                    .bind(event.room_id.0)
+                    .bind(event.seq)
                     .bind(event.id.0)
                     .bind(event.body.kind())
-                    .bind(by.0)
-                    .bind(client_id)
+                    .bind(event.sender.map(|s| s.0))
+                    .bind(event.client_id.as_deref())
                     .bind(text)
                     .bind(payload)
                     .bind(Timestamp(event.ts))
                     .bind(target_seq)
                     .execute(&mut **tx)
                     .await?;
-                Ok(event)
+                Ok(())
             }
 
             /// Takes `room`'s row lock (PostgreSQL; SQLite has one writer

@@ -23,16 +23,21 @@ use crate::model::{
     REPLY_PREVIEW_CHARS,
 };
 
-/// Takes the room's lock (as `LOCK_ROOM`) and says what kind of room it
-/// is: no row, no room.
-pub(super) const LOCK_ROOM_KIND: &str =
-    "UPDATE rooms SET last_seq = last_seq WHERE id = $1 RETURNING kind";
+/// Allocates the change's seq (as `NEXT_SEQ`), which takes the room's lock
+/// for the rest of the transaction, and says what kind of room it is: no
+/// row, no room. A change refused later rolls the seq back with the rest.
+pub(super) const NEXT_SEQ_AND_KIND: &str =
+    "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, kind";
 
-/// The message a change names, with its sender and state.
-pub(super) const TARGET: &str = "SELECT e.seq, e.sender, \
+/// The event a change names, with its state if it is a message that has
+/// one. By id alone: the unique index is then the only way in, whatever the
+/// planner believes of the room's size (given the room too, it read a big
+/// room's whole log by the primary key when its statistics were stale).
+/// The caller checks the room and the kind.
+pub(super) const TARGET: &str = "SELECT e.room_id, e.seq, e.kind, e.sender, \
      s.deleted_at IS NOT NULL AS deleted, s.pinned_at IS NOT NULL AS pinned \
      FROM room_events e LEFT JOIN message_state s ON s.room_id = e.room_id AND s.seq = e.seq \
-     WHERE e.id = $1 AND e.room_id = $2 AND e.kind = 'message'";
+     WHERE e.id = $1";
 
 /// An edit's text and mentions become the message's current ones.
 pub(super) const EDIT_STATE: &str =
@@ -145,6 +150,17 @@ where
          FROM reactions WHERE room_id = ",
     );
     query.push_bind(room.0);
+    // The range keeps the read to the page's stretch of the primary key
+    // whatever the statistics say (a list alone was filtered out of all
+    // the room's reactions when they were stale).
+    let (low, high) = (
+        seqs.iter().copied().min().unwrap_or(0),
+        seqs.iter().copied().max().unwrap_or(0),
+    );
+    query.push(" AND seq >= ");
+    query.push_bind(low);
+    query.push(" AND seq <= ");
+    query.push_bind(high);
     query.push(" AND seq IN (");
     let mut list = query.separated(", ");
     for seq in seqs {
@@ -156,8 +172,8 @@ where
     query
 }
 
-/// The start of the query for reply previews; the caller adds the room
-/// and the list of ids.
+/// The start of the query for reply previews; the caller adds the list of
+/// ids (and keeps the rows of its room: by id alone, as [`TARGET`]).
 pub(super) const PREVIEWS_PREFIX: &str = "SELECT e.id, e.room_id, e.sender, e.body, \
      s.body AS current_body, s.deleted_at IS NOT NULL AS deleted \
      FROM room_events e LEFT JOIN message_state s ON s.room_id = e.room_id AND s.seq = e.seq \
@@ -169,10 +185,12 @@ pub(super) const MEMBERS_NAMED_PREFIX: &str =
     "SELECT u.id, lower(u.username) AS name FROM room_members m \
      JOIN users u ON u.id = m.user_id WHERE ";
 
-/// The message a change names.
+/// The event a change names.
 #[derive(sqlx::FromRow)]
 pub(super) struct TargetRow {
+    pub room_id: Uuid,
     pub seq: i64,
+    pub kind: String,
     pub sender: Option<Uuid>,
     pub deleted: bool,
     pub pinned: bool,

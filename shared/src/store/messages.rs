@@ -50,8 +50,7 @@ macro_rules! impl_messages {
                 let mut previews = HashMap::new();
                 for chunk in ids.chunks(500) {
                     let mut query = sqlx::QueryBuilder::<$db>::new(PREVIEWS_PREFIX);
-                    query.push("e.room_id = ").push_bind(room.0);
-                    query.push(" AND e.id IN (");
+                    query.push("e.id IN (");
                     let mut list = query.separated(", ");
                     for id in chunk {
                         list.push_bind(id.0);
@@ -59,7 +58,11 @@ macro_rules! impl_messages {
                     query.push(")");
                     let rows: Vec<PreviewRow> =
                         query.build_query_as().fetch_all(&mut *conn).await?;
-                    previews.extend(rows.into_iter().map(|row| (EventId(row.id), row.preview())));
+                    previews.extend(
+                        rows.into_iter()
+                            .filter(|row| row.room_id == room.0)
+                            .map(|row| (EventId(row.id), row.preview())),
+                    );
                 }
                 Ok(previews)
             }
@@ -102,11 +105,11 @@ macro_rules! impl_messages {
                 client_id: Option<&str>,
                 change: MessageChange,
             ) -> Result<Appended> {
-                let kind: Option<String> = sqlx::query_scalar(LOCK_ROOM_KIND)
+                let allocated: Option<(i64, String)> = sqlx::query_as(NEXT_SEQ_AND_KIND)
                     .bind(room.0)
                     .fetch_optional(&mut **tx)
                     .await?;
-                let Some(kind) = kind else {
+                let Some((event_seq, kind)) = allocated else {
                     return Err(Error::NotFound);
                 };
                 if let Some(client_id) = client_id {
@@ -136,7 +139,9 @@ macro_rules! impl_messages {
                     .bind(room.0)
                     .fetch_optional(&mut **tx)
                     .await?;
-                let message = message.ok_or(Error::NotFound)?;
+                let message = message
+                    .filter(|m| m.room_id == room.0 && m.kind == "message")
+                    .ok_or(Error::NotFound)?;
                 if message.deleted {
                     return Err(Error::Conflict("message_deleted"));
                 }
@@ -264,8 +269,16 @@ macro_rules! impl_messages {
                         EventBody::MessageUnpinned { target }
                     }
                 };
-                let event =
-                    Self::insert_event(tx, room, actor, client_id, Some(seq), at, body).await?;
+                let event = RoomEvent {
+                    room_id: room,
+                    seq: event_seq,
+                    id: EventId::new(),
+                    sender: Some(actor),
+                    ts: at,
+                    client_id: client_id.map(str::to_owned),
+                    body,
+                };
+                Self::insert_event(tx, &event, Some(seq)).await?;
                 Ok(Appended {
                     event,
                     created: true,
@@ -376,7 +389,11 @@ macro_rules! impl_messages {
             ) -> Result<Appended> {
                 let mut tx = self.begin().await?;
                 let appended = Self::change_in(&mut tx, room, actor, target, client_id, change).await?;
-                tx.commit().await?;
+                // A retry found its original: the seq it took goes back
+                // with the rollback, so the log has no gap.
+                if appended.created {
+                    tx.commit().await?;
+                }
                 Ok(appended)
             }
 
