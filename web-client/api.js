@@ -471,6 +471,27 @@ export class Api {
     return this.call('GET', `/v1/rooms/${encodeURIComponent(roomId)}/events?${query}`);
   }
 
+  /**
+   * A page of a room's timeline: the log's events less the changes of
+   * messages, with each message as it is now (edits applied, deletions as
+   * tombstones, reactions counted, its pin and its reply preview).
+   * Ascending by seq; paged by seq like {@link Api#events}.
+   * @param {string} roomId
+   * @param {{before?: number, after?: number, limit?: number}} [page]
+   * @returns {Promise<{items: object[], last_seq: number}>}
+   */
+  timeline(roomId, { before, after, limit = 50 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (before !== undefined) query.set('before', String(before));
+    if (after !== undefined) query.set('after', String(after));
+    return this.call('GET', `/v1/rooms/${encodeURIComponent(roomId)}/timeline?${query}`);
+  }
+
+  /** @param {string} roomId @returns {Promise<{pins: object[]}>} its pinned messages as they are now, the latest pin first */
+  pins(roomId) {
+    return this.call('GET', `/v1/rooms/${encodeURIComponent(roomId)}/pins`);
+  }
+
   /** @param {string} q part of a username or display name @returns {Promise<object[]>} up to 20 users */
   searchUsers(q) {
     return this.call('GET', `/v1/users?${new URLSearchParams({ q })}`);

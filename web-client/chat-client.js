@@ -51,10 +51,28 @@ export const CloseCode = Object.freeze({
   UNAVAILABLE: 4003,
 });
 
+/** The `type`s of the events that change a message after it was sent (each names it in `target`). */
+export const MESSAGE_CHANGE_EVENT_TYPES = Object.freeze(
+  new Set(['message_edited', 'message_deleted', 'reaction_added', 'reaction_removed', 'message_pinned', 'message_unpinned']),
+);
+
 /** The `type`s of the frames that are events of a room's log. */
 export const ROOM_EVENT_TYPES = Object.freeze(
-  new Set(['message', 'member_joined', 'member_left', 'role_changed', 'room_updated']),
+  new Set(['message', ...MESSAGE_CHANGE_EVENT_TYPES, 'member_joined', 'member_left', 'role_changed', 'room_updated']),
 );
+
+/**
+ * The frames that change a message, and the fields each carries besides
+ * `room_id`, `client_id` and `target`.
+ */
+export const CHANGE_FRAMES = Object.freeze({
+  edit: ['body'],
+  delete: [],
+  react: ['emoji'],
+  unreact: ['emoji'],
+  pin: [],
+  unpin: [],
+});
 
 /** Longest message body the server accepts by default (`CHAT_MAX_BODY_CHARS`). */
 export const MAX_BODY_CHARS = 4000;
@@ -103,6 +121,20 @@ export class Backoff {
  * @property {string} client_id idempotency key, kept across retries and reloads
  * @property {string} room_id
  * @property {string} body
+ * @property {string} [reply_to] the id of the message it answers
+ * @property {number} created_at ms since the epoch, when it was queued
+ */
+
+/**
+ * A change of a message (edit, delete, react, unreact, pin, unpin) waiting
+ * for its `ack`: kept in the same {@link Outbox} as the sends, in order.
+ * @typedef {object} PendingChange
+ * @property {string} client_id idempotency key, kept across retries and reloads
+ * @property {string} room_id
+ * @property {'edit'|'delete'|'react'|'unreact'|'pin'|'unpin'} type the frame
+ * @property {string} target the id of the message
+ * @property {string} [body] the new text (`edit`)
+ * @property {string} [emoji] the emoji (`react`, `unreact`)
  * @property {number} created_at ms since the epoch, when it was queued
  */
 
@@ -213,6 +245,26 @@ function readGrant(result) {
   };
 }
 
+/** @throws {RangeError} unless `body` is a text the server accepts */
+function checkBody(body) {
+  if (typeof body !== 'string' || !body.trim() || [...body].length > MAX_BODY_CHARS || body.includes('\0')) {
+    throw new RangeError(`a message is 1 to ${MAX_BODY_CHARS} characters, not only spaces`);
+  }
+}
+
+/** The frame that puts an outbox entry (a send or a change) on the wire. */
+function frameOf(entry) {
+  const { client_id, room_id } = entry;
+  if (!entry.type) {
+    const frame = { type: 'send', room_id, client_id, body: entry.body };
+    if (entry.reply_to) frame.reply_to = entry.reply_to;
+    return frame;
+  }
+  const frame = { type: entry.type, room_id, client_id, target: entry.target };
+  for (const field of CHANGE_FRAMES[entry.type] ?? []) frame[field] = entry[field];
+  return frame;
+}
+
 /** @returns {string} a fresh `client_id`: time-ordered, unique, visible ASCII */
 export function newClientId() {
   const random = new Uint8Array(10);
@@ -242,11 +294,14 @@ export function newClientId() {
  * - `pending` a {@link PendingSend} just queued;
  * - `ack` `{client_id, room_id, seq, id, ts, body}`: a send is durable;
  * - `sendFailed` `{entry, code, message}`: the server refused a send for good;
+ * - `changed` `{client_id, room_id, seq, id, ts, entry}`: a change of a message
+ *   ({@link PendingChange}) is durable (its event comes as an `event` too);
+ * - `changeFailed` `{entry, code, message}`: the server refused a change for good;
  * - `typing`, `read`, `presence`, `signal`: relayed frames, as received;
  * - `roomAdded` `{room, seq}` and `roomRemoved` `{room_id}`;
  * - `error` an `error` frame that is not about a pending send;
  * - `authFailed` the token could not be obtained (logged out): the client stopped.
- * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'error'|'authFailed'} ChatEventType
+ * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'error'|'authFailed'} ChatEventType
  */
 
 /**
@@ -440,14 +495,14 @@ export class ChatClient {
    *
    * @param {string} roomId
    * @param {string} body plain text, 1 to {@link MAX_BODY_CHARS} characters
+   * @param {{replyTo?: string}} [options] `replyTo`: the id of the message it answers
    * @returns {PendingSend}
    * @throws {RangeError} if the body is empty or too long (it would never be accepted)
    */
-  send(roomId, body) {
-    if (!body.trim() || [...body].length > MAX_BODY_CHARS || body.includes('\0')) {
-      throw new RangeError(`a message is 1 to ${MAX_BODY_CHARS} characters, not only spaces`);
-    }
+  send(roomId, body, { replyTo } = {}) {
+    checkBody(body);
     const entry = { client_id: newClientId(), room_id: roomId, body, created_at: Date.now() };
+    if (replyTo) entry.reply_to = replyTo;
     // Receivers drop "is typing" when the message lands, so the next
     // keystroke must announce it again at once.
     this.#typingSentAt.delete(roomId);
@@ -458,12 +513,78 @@ export class ChatClient {
   }
 
   /**
+   * Queues a change of a message: like a send, it is kept (and survives
+   * reloads) until acknowledged, goes out in order with the room's sends
+   * with the same `client_id` on every retry, and settles with `changed`
+   * or `changeFailed`.
+   *
+   * @param {string} roomId
+   * @param {'edit'|'delete'|'react'|'unreact'|'pin'|'unpin'} type
+   * @param {string} target the id of the message
+   * @param {{body?: string, emoji?: string}} [fields] `body` for `edit`, `emoji` for `react` and `unreact`
+   * @returns {PendingChange}
+   * @throws {RangeError} for an unknown type or a missing or unusable field
+   */
+  change(roomId, type, target, fields = {}) {
+    if (!Object.hasOwn(CHANGE_FRAMES, type)) throw new RangeError(`no change frame "${type}"`);
+    if (typeof target !== 'string' || !target) throw new RangeError('a change names its message');
+    const entry = { client_id: newClientId(), room_id: roomId, type, target, created_at: Date.now() };
+    for (const field of CHANGE_FRAMES[type]) {
+      const value = fields[field];
+      if (typeof value !== 'string' || !value.trim()) throw new RangeError(`${type} needs a ${field}`);
+      if (field === 'body') checkBody(value);
+      entry[field] = value;
+    }
+    this.outbox.add(entry);
+    this.#emit('pending', entry);
+    this.#pump();
+    return entry;
+  }
+
+  /** Changes the text of one of my messages (see {@link ChatClient#change}). */
+  edit(roomId, target, body) {
+    return this.change(roomId, 'edit', target, { body });
+  }
+
+  /** Deletes a message: mine, or any as an owner or admin. */
+  deleteMessage(roomId, target) {
+    return this.change(roomId, 'delete', target);
+  }
+
+  /** Adds my reaction (one emoji) to a message. */
+  react(roomId, target, emoji) {
+    return this.change(roomId, 'react', target, { emoji });
+  }
+
+  /** Takes my reaction back. */
+  unreact(roomId, target, emoji) {
+    return this.change(roomId, 'unreact', target, { emoji });
+  }
+
+  /** Pins a message (owners and admins; either member of a DM). */
+  pin(roomId, target) {
+    return this.change(roomId, 'pin', target);
+  }
+
+  /** Unpins a message. */
+  unpin(roomId, target) {
+    return this.change(roomId, 'unpin', target);
+  }
+
+  /**
    * @param {string} [roomId] only this room's
    * @returns {PendingSend[]} sends not yet acknowledged, oldest first
    */
   pending(roomId) {
-    const all = this.outbox.list();
-    return roomId === undefined ? all : all.filter((entry) => entry.room_id === roomId);
+    return this.outbox.list().filter((entry) => !entry.type && (roomId === undefined || entry.room_id === roomId));
+  }
+
+  /**
+   * @param {string} [roomId] only this room's
+   * @returns {PendingChange[]} changes of messages not yet acknowledged, oldest first
+   */
+  pendingChanges(roomId) {
+    return this.outbox.list().filter((entry) => entry.type && (roomId === undefined || entry.room_id === roomId));
   }
 
   /**
@@ -694,9 +815,9 @@ export class ChatClient {
     if (have !== undefined && event.seq > have + 1) return this.#resync(room);
     this.#cursors.set(room, event.seq);
     this.#emit('event', event);
-    // Our own message came back: it is durable even if its ack was lost
-    // with a previous connection.
-    if (event.type === 'message' && event.sender === this.#user?.id && event.client_id) {
+    // Our own message (or change of one) came back: it is durable even if
+    // its ack was lost with a previous connection.
+    if (event.sender === this.#user?.id && event.client_id && (event.type === 'message' || MESSAGE_CHANGE_EVENT_TYPES.has(event.type))) {
       this.#settle(event.client_id, { ...event, client_id: event.client_id });
     }
   }
@@ -720,7 +841,8 @@ export class ChatClient {
     const entry = this.outbox.get(clientId);
     if (!entry || !this.outbox.remove(clientId)) return;
     const { room_id, seq, id, ts } = ack;
-    this.#emit('ack', { client_id: clientId, room_id, seq, id, ts, body: entry.body });
+    if (entry.type) this.#emit('changed', { client_id: clientId, room_id, seq, id, ts, entry });
+    else this.#emit('ack', { client_id: clientId, room_id, seq, id, ts, body: entry.body });
     this.#pump(); // the room's next send may go
   }
 
@@ -734,7 +856,7 @@ export class ChatClient {
     this.#inflight.delete(entry.client_id);
     if (RETRYABLE_SEND_ERRORS.has(error.code)) return this.#retryLater(entry);
     this.outbox.remove(entry.client_id);
-    this.#emit('sendFailed', { entry, code: error.code, message: error.message });
+    this.#emit(entry.type ? 'changeFailed' : 'sendFailed', { entry, code: error.code, message: error.message });
     this.#pump();
   }
 
@@ -772,8 +894,8 @@ export class ChatClient {
   }
 
   #transmitSend(entry) {
-    const { client_id, room_id, body } = entry;
-    if (!this.#transmit({ type: 'send', room_id, client_id, body })) return;
+    const { client_id } = entry;
+    if (!this.#transmit(frameOf(entry))) return;
     // No ack in time: send again with the same client_id, which at worst
     // earns a second ack for the same seq.
     const timer = setTimeout(() => {

@@ -75,7 +75,7 @@ async function connected(t, { cursors = {}, heads = [{ room_id: ROOM, last_seq: 
     WebSocket: FakeSocket,
   });
   const seen = [];
-  for (const type of ['event', 'ack', 'sendFailed', 'roomAdded', 'roomRemoved', 'synced', 'pending']) {
+  for (const type of ['event', 'ack', 'sendFailed', 'changed', 'changeFailed', 'roomAdded', 'roomRemoved', 'synced', 'pending']) {
     client.on(type, (detail) => seen.push({ type, detail }));
   }
   t.after(() => client.stop());
@@ -182,6 +182,73 @@ test('my own message coming back settles its send even if the ack was lost', asy
   sockets[0].receive(message(1, { sender: ME.id, client_id: entry.client_id, body: 'mine' }));
   assert.deepEqual(client.pending(), []);
   assert.equal(seen.filter((e) => e.type === 'ack').length, 1);
+});
+
+test('the changes of a message are room events: handed over in seq order with the messages', async (t) => {
+  const { sockets, seen } = await connected(t, { cursors: { [ROOM]: 0 } });
+  const [socket] = sockets;
+  socket.receive(message(1));
+  socket.receive(message(2, { type: 'message_edited', target: 'e1', body: 'm1, edited' }));
+  socket.receive(message(3, { type: 'reaction_added', target: 'e1', emoji: '👍' }));
+  socket.receive(message(4, { type: 'reaction_removed', target: 'e1', emoji: '👍' }));
+  socket.receive(message(5, { type: 'message_pinned', target: 'e1' }));
+  socket.receive(message(6, { type: 'message_unpinned', target: 'e1' }));
+  socket.receive(message(7, { type: 'message_deleted', target: 'e1' }));
+  socket.receive(message(8));
+  const events = seen.filter((e) => e.type === 'event').map((e) => e.detail.type);
+  assert.deepEqual(events, ['message', 'message_edited', 'reaction_added', 'reaction_removed', 'message_pinned', 'message_unpinned', 'message_deleted', 'message']);
+  assert.equal(socket.sentOf('sync').length, 1, 'no gap seen, so no re-sync');
+});
+
+test('a reply names the message it answers; a plain send does not', async (t) => {
+  const { client, sockets } = await connected(t);
+  const reply = client.send(ROOM, 'yes', { replyTo: 'e1' });
+  sockets[0].receive({ type: 'ack', client_id: reply.client_id, room_id: ROOM, seq: 2, id: 'e2', ts: 't' });
+  const plain = client.send(ROOM, 'no');
+  assert.deepEqual(sockets[0].sentOf('send'), [
+    { type: 'send', room_id: ROOM, client_id: reply.client_id, body: 'yes', reply_to: 'e1' },
+    { type: 'send', room_id: ROOM, client_id: plain.client_id, body: 'no' },
+  ]);
+});
+
+test('changes go out like sends: in order, one at a time per room, retried with their client_id, settled by ack or refusal', async (t) => {
+  const { client, sockets, seen, hello } = await connected(t);
+  const sent = client.send(ROOM, 'hello');
+  const edit = client.edit(ROOM, 'e1', 'hello, edited');
+  const react = client.react(ROOM, 'e1', '👍');
+  assert.deepEqual(client.pending(ROOM).map((e) => e.client_id), [sent.client_id], 'pending() lists sends only');
+  assert.deepEqual(client.pendingChanges(ROOM).map((e) => e.type), ['edit', 'react']);
+  assert.deepEqual(sockets[0].sent.slice(1).map((f) => f.type), ['send'], 'the edit waits for the send');
+  sockets[0].receive({ type: 'ack', client_id: sent.client_id, room_id: ROOM, seq: 1, id: 'e1', ts: 't' });
+  assert.deepEqual(sockets[0].sent.at(-1), { type: 'edit', room_id: ROOM, client_id: edit.client_id, target: 'e1', body: 'hello, edited' });
+  sockets[0].drop(1012); // the gateway restarts before acknowledging the edit
+  await tick(20);
+  hello(sockets[1]);
+  assert.deepEqual(sockets[1].sent.slice(1), [{ type: 'edit', room_id: ROOM, client_id: edit.client_id, target: 'e1', body: 'hello, edited' }]);
+  // The edit itself comes back before its ack: it is settled by it.
+  sockets[1].receive(message(2, { type: 'message_edited', sender: ME.id, client_id: edit.client_id, target: 'e1', body: 'hello, edited' }));
+  sockets[1].receive({ type: 'ack', client_id: edit.client_id, room_id: ROOM, seq: 2, id: 'e2', ts: 't' });
+  assert.deepEqual(sockets[1].sent.at(-1), { type: 'react', room_id: ROOM, client_id: react.client_id, target: 'e1', emoji: '👍' });
+  sockets[1].receive({ type: 'error', code: 'already_reacted', message: 'you already reacted', ref: react.client_id });
+  const changed = seen.filter((e) => e.type === 'changed');
+  assert.equal(changed.length, 1, 'settled once');
+  assert.equal(changed[0].detail.entry.type, 'edit');
+  assert.equal(changed[0].detail.seq, 2);
+  const failed = seen.filter((e) => e.type === 'changeFailed');
+  assert.deepEqual(failed.map((e) => [e.detail.entry.type, e.detail.code]), [['react', 'already_reacted']]);
+  assert.equal(seen.filter((e) => e.type === 'sendFailed').length, 0);
+  assert.deepEqual(client.pendingChanges(), []);
+  const unpin = client.unpin(ROOM, 'e1');
+  assert.deepEqual(sockets[1].sent.at(-1), { type: 'unpin', room_id: ROOM, client_id: unpin.client_id, target: 'e1' });
+});
+
+test('a change that could never be accepted is refused before it is queued', async (t) => {
+  const { client } = await connected(t);
+  assert.throws(() => client.change(ROOM, 'shout', 'e1'), RangeError);
+  assert.throws(() => client.edit(ROOM, 'e1', '   '), RangeError);
+  assert.throws(() => client.react(ROOM, 'e1', ''), RangeError);
+  assert.throws(() => client.pin(ROOM, ''), RangeError);
+  assert.deepEqual(client.pendingChanges(), []);
 });
 
 test('rooms come and go: room_added starts at its event, a room missing from hello is removed', async (t) => {

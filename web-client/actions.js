@@ -1,0 +1,456 @@
+/**
+ * What the page does: it turns the protocol client's events and the
+ * person's actions into store actions, and reads over REST only what the
+ * socket does not carry (the room list, members, timeline pages, pins).
+ * Views call these; none of them touches the DOM.
+ *
+ * @module actions
+ */
+
+import { AuthRequiredError } from './chat-client.js';
+import { ApiError } from './api.js';
+import { TYPING_SHOWN_MS, currentRoom, roomName, timelineOf } from './store.js';
+
+/** Items per timeline page. */
+const PAGE = 50;
+
+/**
+ * @param {object} deps
+ * @param {import('./store.js').Store} deps.store
+ * @param {import('./api.js').Api} deps.api
+ * @param {{apiBase: string}} deps.settings
+ * @param {(text: string) => void} deps.notify shows a notice
+ */
+export function createActions({ store, api, settings, notify }) {
+  const { state } = store;
+  /** @type {import('./chat-client.js').ChatClient|null} */
+  let client = null;
+  /** @type {Promise<object[]|null>|null} the room list request in flight */
+  let roomsLoading = null;
+  /** @type {Map<string, Promise<void>>} member lists being fetched */
+  const membersLoading = new Map();
+  /** @type {Map<string, Promise<void>>} pin lists being fetched */
+  const pinsLoading = new Map();
+  /** Rooms I asked to leave: their `room_removed` needs no notice. */
+  const leaving = new Set();
+
+  /** Says what went wrong, in words; a lost login is handled by the auth listener. */
+  function report(error, what) {
+    if (error instanceof AuthRequiredError) return;
+    if (error instanceof ApiError && error.code === 'network') notify(`${what}: cannot reach the server.`);
+    else notify(`${what}: ${error.message}`);
+    console.warn(what, error);
+  }
+
+  function lastRoomKey() {
+    return `chat.lastRoom:${settings.apiBase}:${state.me.id}`;
+  }
+
+  function syncOutbox() {
+    store.dispatch({ type: 'outbox', entries: client ? client.outbox.list() : [] });
+  }
+
+  // --- rooms ------------------------------------------------------------------------
+
+  /**
+   * Reads my rooms over REST and merges them in; null if that failed.
+   * Callers at the same time share one request.
+   */
+  function loadRooms() {
+    roomsLoading ??= api
+      .myRooms()
+      .then((rooms) => {
+        for (const room of rooms) addRoom(room);
+        return rooms;
+      })
+      .catch((error) => {
+        report(error, 'Loading your rooms');
+        return null;
+      })
+      .finally(() => {
+        roomsLoading = null;
+      });
+    return roomsLoading;
+  }
+
+  /**
+   * Adds or refreshes a room.
+   * @param {object} room as the api describes it
+   * @param {number} [afterSeq] the socket delivers the room's events after
+   *   this seq (default: its head now; history comes over REST)
+   */
+  function addRoom(room, afterSeq = room.last_seq ?? 0) {
+    // Before the client has started this only sets the cursor its first
+    // `sync` resumes from; later it also makes the session follow the room.
+    if (!state.rooms.has(room.id)) client?.follow(room.id, afterSeq);
+    store.dispatch({ type: 'roomUpserted', room, afterSeq });
+    // A DM is named after the other person: their name comes with the members.
+    if (room.kind === 'direct' && !state.members.has(room.id)) loadMembers(room.id);
+  }
+
+  /**
+   * Nothing before my own joining is unread to me; the server starts a new
+   * member's read marker at 0, so move it (it only ever moves forward).
+   */
+  function markJoined(roomId, joinSeq) {
+    client?.markRead(roomId, joinSeq);
+  }
+
+  function forgetRoom(roomId) {
+    const wasOpen = state.currentRoomId === roomId;
+    store.dispatch({ type: 'roomRemoved', roomId });
+    if (wasOpen) {
+      const next = state.rooms.keys().next();
+      if (!next.done) openRoom(next.value);
+    }
+  }
+
+  /** Fetches a room's members (names, roles, read markers); one request at a time per room. */
+  function loadMembers(roomId) {
+    if (membersLoading.has(roomId)) return membersLoading.get(roomId);
+    const loading = api
+      .members(roomId)
+      .then((members) => {
+        if (state.rooms.has(roomId)) store.dispatch({ type: 'membersLoaded', roomId, members });
+      })
+      .catch((error) => {
+        if (!(error instanceof ApiError && error.status === 403)) report(error, 'Loading members');
+      })
+      .finally(() => membersLoading.delete(roomId));
+    membersLoading.set(roomId, loading);
+    return loading;
+  }
+
+  /** Shows a room, loading its newest page of history the first time. */
+  async function openRoom(roomId) {
+    if (!state.rooms.has(roomId)) return;
+    if (state.currentRoomId !== roomId) {
+      store.dispatch({ type: 'roomOpened', roomId });
+      localStorage.setItem(lastRoomKey(), roomId);
+    }
+    if (!state.members.has(roomId)) loadMembers(roomId);
+    if (!state.pins.get(roomId)?.loaded) loadPins(roomId);
+    if (!timelineOf(state, roomId).loadedLatest) await loadLatest(roomId);
+  }
+
+  async function loadLatest(roomId) {
+    const tl = timelineOf(state, roomId);
+    if (tl.loading) return;
+    store.dispatch({ type: 'timelineLoading', roomId, loading: true });
+    try {
+      const page = await api.timeline(roomId, { limit: PAGE });
+      if (!state.rooms.has(roomId)) return;
+      store.dispatch({
+        type: 'timelinePage',
+        roomId,
+        items: page.items,
+        lastSeq: page.last_seq,
+        isOldest: page.items.length < PAGE || page.items[0]?.seq === 1,
+      });
+    } catch (error) {
+      report(error, 'Loading messages');
+    } finally {
+      if (state.rooms.has(roomId)) store.dispatch({ type: 'timelineLoading', roomId, loading: false });
+    }
+  }
+
+  /** Scroll-back: the page before the oldest item held. */
+  async function loadOlder(roomId) {
+    const tl = timelineOf(state, roomId);
+    if (tl.loading || !tl.hasOlder || !tl.loadedLatest) return;
+    if (tl.oldestSeq === undefined) return loadLatest(roomId);
+    store.dispatch({ type: 'timelineLoading', roomId, loading: true });
+    try {
+      const page = await api.timeline(roomId, { before: tl.oldestSeq, limit: PAGE });
+      if (!state.rooms.has(roomId)) return;
+      store.dispatch({
+        type: 'timelinePage',
+        roomId,
+        items: page.items,
+        lastSeq: page.last_seq,
+        isOldest: page.items.length < PAGE || page.items[0]?.seq === 1,
+        older: true,
+      });
+    } catch (error) {
+      report(error, 'Loading older messages');
+    } finally {
+      if (state.rooms.has(roomId)) store.dispatch({ type: 'timelineLoading', roomId, loading: false });
+    }
+  }
+
+  /** Reads a room's pinned messages; changes heard meanwhile are replayed onto them. */
+  function loadPins(roomId) {
+    if (pinsLoading.has(roomId)) return pinsLoading.get(roomId);
+    const after = client?.cursor(roomId) ?? 0;
+    const loading = api
+      .pins(roomId)
+      .then(({ pins }) => {
+        if (state.rooms.has(roomId)) store.dispatch({ type: 'pinsLoaded', roomId, pins, after });
+      })
+      .catch((error) => {
+        if (!(error instanceof ApiError && error.status === 403)) report(error, 'Loading pinned messages');
+      })
+      .finally(() => pinsLoading.delete(roomId));
+    pinsLoading.set(roomId, loading);
+    return loading;
+  }
+
+  /** The reader sees the newest items of a room: move my read marker there. */
+  function seen(roomId) {
+    const room = state.rooms.get(roomId);
+    if (!room) return;
+    const shown = timelineOf(state, roomId).headSeq;
+    if (room.last_read_seq >= shown) return;
+    store.dispatch({ type: 'readMarked', roomId, seq: shown });
+    client?.markRead(roomId, shown);
+  }
+
+  // --- what the socket tells ------------------------------------------------------------
+
+  /** Subscribes to a new protocol client (one per login). */
+  function attach(chatClient) {
+    client = chatClient;
+    client.on('status', (status) => store.dispatch({ type: 'connection', status }));
+    client.on('hello', (hello) => {
+      store.dispatch({ type: 'usersSeen', users: [hello.user] });
+      // Rooms joined elsewhere while we were away, with their names.
+      loadRooms();
+      const room = currentRoom(state);
+      if (room && !timelineOf(state, room.id).loadedLatest) loadLatest(room.id);
+    });
+    client.on('event', onRoomEvent);
+    client.on('pending', syncOutbox);
+    client.on('ack', (ack) => {
+      const entry = state.outbox.find((e) => e.client_id === ack.client_id);
+      store.dispatch({ type: 'acked', ack, entry });
+      syncOutbox();
+    });
+    client.on('changed', syncOutbox);
+    client.on('sendFailed', (failure) => {
+      store.dispatch({ type: 'sendFailed', failure });
+      syncOutbox();
+      notify(`A message was not sent: ${failure.message}`);
+    });
+    client.on('changeFailed', (failure) => {
+      syncOutbox();
+      notify(`${CHANGE_WORDS[failure.entry.type] ?? 'That'} did not work: ${failure.message}`);
+    });
+    client.on('typing', ({ room_id, user_id }) => {
+      store.dispatch({ type: 'typing', roomId: room_id, userId: user_id, until: Date.now() + TYPING_SHOWN_MS });
+      setTimeout(() => store.touch(`typing:${room_id}`), TYPING_SHOWN_MS + 50);
+    });
+    client.on('presence', ({ user_id, status }) => store.dispatch({ type: 'presence', userId: user_id, status }));
+    client.on('read', ({ room_id, user_id, seq }) => store.dispatch({ type: 'read', roomId: room_id, userId: user_id, seq }));
+    client.on('roomAdded', ({ room, seq }) => {
+      addRoom({ ...room, last_read_seq: seq }, seq - 1);
+      markJoined(room.id, seq);
+      loadRooms(); // my role and read marker
+    });
+    client.on('roomRemoved', ({ room_id }) => {
+      const room = state.rooms.get(room_id);
+      if (!room) return;
+      if (!leaving.has(room_id)) notify(`You are no longer in ${roomName(state, room)}.`);
+      forgetRoom(room_id);
+    });
+    client.on('error', (error) => {
+      // Refusals tied to a room (typing, read, sync in a room just left) need no words.
+      if (!error.ref) notify(`The server said: ${error.message}`);
+    });
+    syncOutbox();
+  }
+
+  function onRoomEvent(event) {
+    if (!state.rooms.has(event.room_id)) {
+      // A room just left (its last events trail behind), or one the list
+      // does not have yet: the list decides, and history fills in on opening.
+      if (!(event.type === 'member_left' && event.user === state.me.id)) loadRooms();
+      return;
+    }
+    store.dispatch({ type: 'event', event });
+    // Only what the event cannot say is read over REST: someone new.
+    const members = state.members.get(event.room_id);
+    if (event.type === 'member_joined' && (!state.users.has(event.user) || !members)) loadMembers(event.room_id);
+    else if (event.type === 'message' && !state.users.has(event.sender)) loadMembers(event.room_id);
+    // Pinned, but not loaded here: the list is read again if shown.
+    if (event.type === 'message_pinned' && state.pins.get(event.room_id)?.stale) loadPins(event.room_id);
+  }
+
+  // --- what the person does ------------------------------------------------------------------
+
+  /**
+   * Sends a message to the open room (answering the message being replied to).
+   * @returns {boolean} whether it was queued
+   */
+  function send(text) {
+    const room = currentRoom(state);
+    if (!room || !text.trim() || !client) return false;
+    const reply = state.ui.replyTo?.roomId === room.id ? state.ui.replyTo.id : undefined;
+    try {
+      client.send(room.id, text, { replyTo: reply });
+    } catch (error) {
+      notify(error.message);
+      return false;
+    }
+    if (reply) store.dispatch({ type: 'replyCancelled' });
+    return true;
+  }
+
+  /** Queues a change of a message over the socket; a refusal shows as a notice. */
+  function change(roomId, type, target, fields) {
+    if (!client) return;
+    try {
+      client.change(roomId, type, target, fields);
+    } catch (error) {
+      notify(error.message);
+    }
+  }
+
+  const messageActions = {
+    reply(roomId, item) {
+      store.dispatch({ type: 'replyStarted', roomId, id: item.id });
+    },
+    cancelReply() {
+      store.dispatch({ type: 'replyCancelled' });
+    },
+    react(roomId, item, emoji) {
+      const given = item.reactions?.find((r) => r.emoji === emoji);
+      change(roomId, given?.me ? 'unreact' : 'react', item.id, { emoji });
+    },
+    startEdit(roomId, item) {
+      store.dispatch({ type: 'editStarted', roomId, seq: item.seq });
+    },
+    saveEdit(roomId, item, body) {
+      store.dispatch({ type: 'editEnded' });
+      if (body === item.body) return;
+      if (!body.trim()) {
+        notify('A message cannot be empty: delete it instead.');
+        return;
+      }
+      change(roomId, 'edit', item.id, { body });
+    },
+    cancelEdit() {
+      store.dispatch({ type: 'editEnded' });
+    },
+    delete(roomId, item) {
+      change(roomId, 'delete', item.id);
+    },
+    pin(roomId, item) {
+      change(roomId, item.pinned ? 'unpin' : 'pin', item.id);
+    },
+    dismissFailed(clientId) {
+      store.dispatch({ type: 'failureDismissed', clientId });
+    },
+  };
+
+  function togglePins(open) {
+    store.dispatch({ type: 'pinsToggled', open });
+    const room = currentRoom(state);
+    if (state.ui.pinsOpen && room) {
+      const pins = state.pins.get(room.id);
+      if (!pins?.loaded || pins.stale) loadPins(room.id);
+    }
+  }
+
+  function typing() {
+    const room = currentRoom(state);
+    if (room) client?.typing(room.id);
+  }
+
+  async function leaveCurrent() {
+    const room = currentRoom(state);
+    if (!room) return;
+    leaving.add(room.id);
+    try {
+      await api.leaveRoom(room.id);
+      forgetRoom(room.id);
+    } catch (error) {
+      report(error, 'Leaving');
+    } finally {
+      leaving.delete(room.id);
+    }
+  }
+
+  async function startDm(user) {
+    const room = await api.openDm(user.id);
+    // Read markers come with the room list; opening the DM marks it read.
+    addRoom({ ...room, role: 'member', last_read_seq: 0 });
+    store.dispatch({
+      type: 'membersLoaded',
+      roomId: room.id,
+      members: [state.me, user].map((u) => ({ user: u, role: 'member', last_read_seq: 0 })),
+    });
+    openRoom(room.id);
+  }
+
+  async function joinRoom(room) {
+    try {
+      const event = await api.joinRoom(room.id);
+      addRoom({ ...room, role: 'member', last_read_seq: event.seq, last_seq: Math.max(room.last_seq, event.seq) }, event.seq - 1);
+      markJoined(room.id, event.seq);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === 'already_member')) throw error;
+      await loadRooms();
+    }
+    openRoom(room.id);
+  }
+
+  async function createGroup({ name, topic, kind, invite }) {
+    const room = await api.createRoom({ name, topic, kind });
+    addRoom({ ...room, role: 'owner', last_read_seq: room.last_seq });
+    markJoined(room.id, room.last_seq);
+    const invites = await Promise.allSettled(invite.map((id) => api.invite(room.id, id)));
+    const refused = invites.filter((result) => result.status === 'rejected').length;
+    if (refused) notify(`${refused} invitation(s) could not be sent.`);
+    openRoom(room.id);
+  }
+
+  /** After login: list rooms, then connect, then open the last room. */
+  async function start(chatClient) {
+    attach(chatClient);
+    // Each room listed gives the client its head as REST shows it now; the
+    // first sync replays whatever happens after, so nothing falls between.
+    await loadRooms();
+    if (client !== chatClient) return; // logged out meanwhile
+    chatClient.start();
+    const last = localStorage.getItem(lastRoomKey());
+    const first = state.rooms.has(last) ? last : state.rooms.keys().next().value;
+    if (first) await openRoom(first);
+  }
+
+  function stop() {
+    client?.stop();
+    client = null;
+  }
+
+  return {
+    report,
+    start,
+    stop,
+    get client() {
+      return client;
+    },
+    loadRooms,
+    openRoom,
+    loadOlder,
+    loadPins,
+    seen,
+    send,
+    typing,
+    togglePins,
+    leaveCurrent,
+    startDm,
+    joinRoom,
+    createGroup,
+    message: messageActions,
+  };
+}
+
+/** How a refused change is named in its notice. */
+const CHANGE_WORDS = {
+  edit: 'Editing',
+  delete: 'Deleting',
+  react: 'Reacting',
+  unreact: 'Taking the reaction back',
+  pin: 'Pinning',
+  unpin: 'Unpinning',
+};

@@ -1,0 +1,60 @@
+/**
+ * The open room's members: online first, each with a presence dot, the
+ * display name beside the `@username`, and a role other than member.
+ *
+ * @module view-members
+ */
+
+import { byId, h, reconcile } from './dom.js';
+import { currentRoom, isOnline, userName } from './store.js';
+
+/** @param {{store: import('./store.js').Store}} deps */
+export function mountMembers({ store }) {
+  const { state } = store;
+  const list = byId('member-list');
+  const rows = new Map();
+  let shownRoomId = null;
+
+  function render(_state, changed) {
+    const room = currentRoom(state);
+    if (room?.id === shownRoomId && !['current', 'users', 'presence', 'connection', `members:${room?.id}`].some((t) => changed.has(t))) return;
+    shownRoomId = room?.id ?? null;
+    const members = room ? state.members.get(room.id) : null;
+    const items = members
+      ? [...members].map(([id, role]) => ({
+          key: id,
+          id,
+          role,
+          name: userName(state, id),
+          username: state.users.get(id)?.username ?? null,
+          me: id === state.me?.id,
+          online: isOnline(state, id),
+        }))
+      : [];
+    items.sort((a, b) => Number(b.online) - Number(a.online) || a.name.localeCompare(b.name));
+    reconcile(list, items, memberRow, rows);
+  }
+
+  store.subscribe(render);
+}
+
+function memberRow(row) {
+  return h(
+    'li',
+    { dataset: { userId: row.id } },
+    h('span', {
+      className: `presence${row.online ? ' online' : ''}`,
+      title: row.online ? 'online' : 'offline',
+      attrs: { 'aria-label': row.online ? 'online' : 'offline' },
+    }),
+    h(
+      'span',
+      { className: 'name' },
+      row.name,
+      row.me ? ' (you)' : '',
+      ' ',
+      row.username ? h('small', { className: 'handle' }, `@${row.username}`) : null,
+    ),
+    row.role === 'member' ? null : h('span', { className: 'role' }, row.role),
+  );
+}
