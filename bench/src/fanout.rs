@@ -27,6 +27,17 @@ pub struct Plan {
     pub rates: Vec<u32>,
     pub step: Duration,
     pub body_len: usize,
+    /// What the sender sends.
+    pub frames: Frames,
+}
+
+/// What the sender of a fan-out sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frames {
+    /// Messages (every system).
+    Messages,
+    /// Reactions to one message, added and taken back in turn (ours only).
+    Reactions,
 }
 
 /// The loopback source address for connection `i`: 127.0.0.2, .3, … so no
@@ -68,7 +79,11 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
         source(0),
     )
     .await?;
-    let (sink, mut acks_in) = sender.split();
+    let (mut sink, mut acks_in) = sender.split();
+    let target = match plan.frames {
+        Frames::Messages => String::new(),
+        Frames::Reactions => target_message(&endpoint, &mut sink, &mut acks_in).await?,
+    };
     // Shared with the ack reader, which must answer engine.io pings.
     let sink = Arc::new(tokio::sync::Mutex::new(sink));
     // Send times by message number, for the ack latencies.
@@ -132,7 +147,12 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
                 seq += 1;
                 let now = epoch.elapsed().as_micros() as u64;
                 sent_at.lock().expect("sent_at").insert(seq, now);
-                let frame = proto::send_frame(&endpoint, seq, &proto::body(now, plan.body_len));
+                let frame = match plan.frames {
+                    Frames::Messages => {
+                        proto::send_frame(&endpoint, seq, &proto::body(now, plan.body_len))
+                    }
+                    Frames::Reactions => proto::reaction_frame(&endpoint, seq, now, &target),
+                };
                 if let Err(e) = sink.feed(frame).await {
                     cut_off = Some(e);
                     break;
@@ -182,4 +202,27 @@ pub async fn run(system: &mut System, plan: &Plan) -> Result<Vec<Step>> {
             cpu: cpu_per_step[i],
         })
         .collect())
+}
+
+/// Sends the message the reactions go to and returns its id, from its ack.
+async fn target_message(
+    endpoint: &proto::Endpoint,
+    sink: &mut futures::stream::SplitSink<proto::Socket, Message>,
+    acks: &mut futures::stream::SplitStream<proto::Socket>,
+) -> Result<String> {
+    // Number 0: the reactions count from 1.
+    sink.send(proto::send_frame(endpoint, 0, "react to me"))
+        .await?;
+    while let Some(frame) = acks.next().await {
+        if let Message::Text(text) = frame? {
+            let frame: serde_json::Value = serde_json::from_str(text.as_str())?;
+            if frame["type"] == "ack" {
+                return frame["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("an ack without an id");
+            }
+        }
+    }
+    anyhow::bail!("the sender's connection closed before the target message's ack")
 }

@@ -10,6 +10,9 @@
 //!                     Redis, Socket.IO through its Redis adapter)
 //! chat-bench rooms    --rooms 1000 of --members 10, every room sending; --rates
 //!                     1000,2000,5000,10000 msg/s in all
+//! chat-bench reactions  the fan-out of one room of --members 1000 at
+//!                     --rates 100,200,500, plain sends beside reactions (one
+//!                     added and taken back in turn); ours only
 //! chat-bench idle     --connections 100000 authenticated idle connections on
 //!                     one node (ours: over --users 100 accounts): memory per
 //!                     connection, connects per second
@@ -144,15 +147,23 @@ const EVERY_SYSTEM: [Kind; 5] = [
 
 impl Workload {
     fn fanout(args: &Args, nodes: usize) -> Self {
+        Self::fanout_of(
+            args,
+            nodes,
+            fanout::Frames::Messages,
+            &[100, 200, 500, 1000, 2000, 5000],
+        )
+    }
+
+    /// A one-node fan-out of `frames`, at `rates` unless --rates says.
+    fn fanout_of(args: &Args, nodes: usize, frames: fanout::Frames, rates: &[u32]) -> Self {
         Workload::Fanout {
             plan: fanout::Plan {
                 members: args.members.unwrap_or(1000),
-                rates: args
-                    .rates
-                    .clone()
-                    .unwrap_or_else(|| vec![100, 200, 500, 1000, 2000, 5000]),
+                rates: args.rates.clone().unwrap_or_else(|| rates.to_vec()),
                 step: args.step.unwrap_or(Duration::from_secs(5)),
                 body_len: 100,
+                frames,
             },
             nodes,
         }
@@ -187,6 +198,12 @@ impl Workload {
 
     fn describe(&self) -> String {
         match self {
+            Workload::Fanout { plan, nodes: 1 } if plan.frames == fanout::Frames::Reactions => {
+                format!(
+                    "reaction fan-out: one room of {} members, one reaction added and taken back",
+                    plan.members
+                )
+            }
             Workload::Fanout { plan, nodes: 1 } => {
                 format!("fan-out: one room of {} members", plan.members)
             }
@@ -239,6 +256,23 @@ async fn run() -> Result<()> {
         "fanout" => vec![("fanout", Workload::fanout(&args, 1), EVERY_SYSTEM.to_vec())],
         "cross" => vec![("cross", Workload::fanout(&args, 2), cross_systems.to_vec())],
         "rooms" => vec![("rooms", Workload::rooms(&args), EVERY_SYSTEM.to_vec())],
+        "reactions" => {
+            // The same room, rates and systems: a plain send beside a
+            // reaction. One connection's changes are answered one at a
+            // time (docs/protocol.md), so the rates stay below what one
+            // commit after another allows.
+            let rates = [100, 200, 500];
+            let ours = vec![Kind::OursSqlite, Kind::OursPostgres];
+            let of = |frames| Workload::fanout_of(&args, 1, frames, &rates);
+            vec![
+                (
+                    "reactions-messages",
+                    of(fanout::Frames::Messages),
+                    ours.clone(),
+                ),
+                ("reactions", of(fanout::Frames::Reactions), ours),
+            ]
+        }
         "all" => vec![
             ("fanout", Workload::fanout(&args, 1), EVERY_SYSTEM.to_vec()),
             ("cross", Workload::fanout(&args, 2), cross_systems.to_vec()),
@@ -314,21 +348,24 @@ async fn run() -> Result<()> {
             println!("{}", messages::table(&plan, &results));
         }
         "smoke" => {
-            let workload = Workload::Fanout {
-                plan: fanout::Plan {
-                    members: 20,
-                    rates: vec![50, 100],
-                    step: Duration::from_secs(1),
-                    body_len: 100,
-                },
-                nodes: 1,
-            };
-            let outcome = measure_all(&workload, &[Kind::OursSqlite], &start).await?;
-            println!("{}", outcome.table());
-            for (_, steps, _) in &outcome.results {
-                for step in steps {
-                    if step.delivered != step.expected || step.acked != step.sent {
-                        bail!("smoke: {step:?}: not every message was acknowledged and delivered");
+            for frames in [fanout::Frames::Messages, fanout::Frames::Reactions] {
+                let workload = Workload::Fanout {
+                    plan: fanout::Plan {
+                        members: 20,
+                        rates: vec![50, 100],
+                        step: Duration::from_secs(1),
+                        body_len: 100,
+                        frames,
+                    },
+                    nodes: 1,
+                };
+                let outcome = measure_all(&workload, &[Kind::OursSqlite], &start).await?;
+                println!("{}", outcome.table());
+                for (_, steps, _) in &outcome.results {
+                    for step in steps {
+                        if step.delivered != step.expected || step.acked != step.sent {
+                            bail!("smoke: {frames:?}: {step:?}: not every frame was acknowledged and delivered");
+                        }
                     }
                 }
             }
@@ -362,7 +399,8 @@ async fn run() -> Result<()> {
             println!("{}", messages::table(&plan, &[(Kind::OursSqlite, figures)]));
         }
         other => bail!(
-            "unknown command {other:?}: fanout, cross, rooms, all, store, messages or smoke; \
+            "unknown command {other:?}: fanout, cross, rooms, reactions, all, store, messages or \
+             smoke; \
              see the top of bench/src/main.rs"
         ),
     }

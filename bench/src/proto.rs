@@ -13,7 +13,10 @@
 //!   (`bench/peers/socketio-server.mjs`).
 //!
 //! Every message body starts with its send time in microseconds since the
-//! run's epoch, so a receiver finds its latency without a JSON parse.
+//! run's epoch, so a receiver finds its latency without a JSON parse. A
+//! reaction (ours only) has no body: its client_id, `b<seq>-<send time>`,
+//! carries both, and comes back on the `reaction_added`/`reaction_removed`
+//! event every member receives.
 
 use std::net::SocketAddr;
 
@@ -220,6 +223,17 @@ pub fn send_frame(endpoint: &Endpoint, seq: u64, body: &str) -> Message {
     Message::text(text)
 }
 
+/// The frame that toggles our reaction to `target` (ours only): number
+/// `seq` adds it when odd and takes it back when even, so every frame
+/// changes something and fans out an event like a message.
+pub fn reaction_frame(endpoint: &Endpoint, seq: u64, sent_us: u64, target: &str) -> Message {
+    let kind = if seq % 2 == 1 { "react" } else { "unreact" };
+    Message::text(format!(
+        r#"{{"type":"{kind}","room_id":"{}","client_id":"b{seq}-{sent_us}","target":"{target}","emoji":"👍"}}"#,
+        endpoint.room
+    ))
+}
+
 /// A message body of about `len` bytes starting with the send time.
 pub fn body(sent_us: u64, len: usize) -> String {
     let mut body = sent_us.to_string();
@@ -240,6 +254,13 @@ pub fn classify(protocol: Protocol, text: &str, own: bool) -> Event {
                     .map_or(Event::Other, |seq| Event::Ack { seq })
             } else if text.contains(r#""type":"message""#) {
                 number_after(text, r#""body":""#)
+                    .map_or(Event::Other, |sent_us| Event::Delivery { sent_us })
+            } else if text.contains(r#""type":"reaction_"#) {
+                // `"client_id":"b<seq>-<sent_us>"`
+                let start = text.find(r#""client_id":"b"#).map(|at| &text[at..]);
+                start
+                    .and_then(|rest| rest.find('-').map(|dash| &rest[dash..]))
+                    .and_then(|rest| number_after(rest, "-"))
                     .map_or(Event::Other, |sent_us| Event::Delivery { sent_us })
             } else {
                 Event::Other
@@ -290,6 +311,17 @@ mod tests {
         assert_eq!(
             classify(Protocol::Chat, r#"{"type":"presence"}"#, false),
             Event::Other
+        );
+        let reaction = r#"{"room_id":"r","seq":4,"id":"i","sender":"s","ts":"t","client_id":"b18-654321","type":"reaction_added","target":"m","emoji":"x"}"#;
+        assert_eq!(
+            classify(Protocol::Chat, reaction, false),
+            Event::Delivery { sent_us: 654_321 }
+        );
+        let acked =
+            r#"{"type":"ack","client_id":"b18-654321","room_id":"r","seq":4,"id":"i","ts":"t"}"#;
+        assert_eq!(
+            classify(Protocol::Chat, acked, true),
+            Event::Ack { seq: 18 }
         );
 
         let plain = r#"{"seq":9,"body":"42 xx"}"#;
