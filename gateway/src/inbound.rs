@@ -221,68 +221,50 @@ impl Handler {
                 body,
             } => {
                 let max = self.ctx.config.max_body_chars;
-                match check_message_body(&body, max) {
-                    Ok(()) => {
-                        let edit = MessageChange::Edit { body };
-                        self.change(room_id, client_id, target, edit).await;
-                    }
-                    Err(message) => {
-                        self.error("validation_failed", message, Some(client_id))
-                            .await;
-                    }
-                }
+                let edit = check_message_body(&body, max).map(|()| MessageChange::Edit { body });
+                self.change(room_id, client_id, target, edit).await;
             }
             ClientFrame::Delete {
                 room_id,
                 client_id,
                 target,
             } => {
-                self.change(room_id, client_id, target, MessageChange::Delete)
-                    .await;
+                let delete = Ok(MessageChange::Delete);
+                self.change(room_id, client_id, target, delete).await;
             }
             ClientFrame::React {
                 room_id,
                 client_id,
                 target,
                 emoji,
-            } => match message_text::emoji(&emoji) {
-                Some(emoji) => {
-                    let react = MessageChange::React {
-                        emoji: emoji.to_owned(),
-                    };
-                    self.change(room_id, client_id, target, react).await;
-                }
-                None => self.not_an_emoji(client_id).await,
-            },
+            } => {
+                let react = reaction(&emoji).map(|emoji| MessageChange::React { emoji });
+                self.change(room_id, client_id, target, react).await;
+            }
             ClientFrame::Unreact {
                 room_id,
                 client_id,
                 target,
                 emoji,
-            } => match message_text::emoji(&emoji) {
-                Some(emoji) => {
-                    let unreact = MessageChange::Unreact {
-                        emoji: emoji.to_owned(),
-                    };
-                    self.change(room_id, client_id, target, unreact).await;
-                }
-                None => self.not_an_emoji(client_id).await,
-            },
+            } => {
+                let unreact = reaction(&emoji).map(|emoji| MessageChange::Unreact { emoji });
+                self.change(room_id, client_id, target, unreact).await;
+            }
             ClientFrame::Pin {
                 room_id,
                 client_id,
                 target,
             } => {
-                self.change(room_id, client_id, target, MessageChange::Pin)
-                    .await;
+                let pin = Ok(MessageChange::Pin);
+                self.change(room_id, client_id, target, pin).await;
             }
             ClientFrame::Unpin {
                 room_id,
                 client_id,
                 target,
             } => {
-                self.change(room_id, client_id, target, MessageChange::Unpin)
-                    .await;
+                let unpin = Ok(MessageChange::Unpin);
+                self.change(room_id, client_id, target, unpin).await;
             }
             ClientFrame::Sync { rooms } => {
                 // Each can replay whole histories: past a burst, a user's
@@ -347,28 +329,18 @@ impl Handler {
         limited
     }
 
-    /// A `send` frame: checked, then queued in the store; its answer
-    /// comes from the in-flight task once it commits, inside its `ws send`
-    /// span when traces are on.
-    async fn not_an_emoji(&self, client_id: String) {
-        self.error(
-            "validation_failed",
-            "emoji: exactly one emoji",
-            Some(client_id),
-        )
-        .await;
-    }
-
     /// A change of a message: authorised and committed by the store (as the
     /// room is at the commit), then acknowledged, fanned out and published
     /// like a send. Changes are rare next to sends, so each is answered
     /// before the next frame is read.
+    /// `change` is `Err` with the reason when the frame's fields broke a
+    /// rule.
     async fn change(
         &mut self,
         room: RoomId,
         client_id: String,
         target: EventId,
-        change: MessageChange,
+        change: Result<MessageChange, String>,
     ) {
         let reference = Some(client_id.clone());
         if self.limited() {
@@ -376,9 +348,10 @@ impl Handler {
                 .error("rate_limited", "sending too fast; slow down", reference)
                 .await;
         }
-        if let Err(message) = check_client_id(&client_id) {
-            return self.error("validation_failed", message, reference).await;
-        }
+        let change = match check_client_id(&client_id).and(change) {
+            Ok(change) => change,
+            Err(message) => return self.error("validation_failed", message, reference).await,
+        };
         let refusal = change.not_allowed();
         let changed = self
             .ctx
@@ -412,6 +385,9 @@ impl Handler {
         self.error(code, message, reference).await;
     }
 
+    /// A `send` frame: checked, then queued in the store; its answer
+    /// comes from the in-flight task once it commits, inside its `ws send`
+    /// span when traces are on.
     async fn send(
         &mut self,
         room: RoomId,
@@ -653,4 +629,11 @@ async fn store_read(
             .publish(Topic::Room(room), frame_bytes(&frame));
     }
     Ok(())
+}
+
+/// The emoji of a `react` or `unreact` frame, in its stored form.
+fn reaction(emoji: &str) -> Result<String, String> {
+    message_text::emoji(emoji)
+        .map(str::to_owned)
+        .ok_or_else(|| "emoji: exactly one emoji".to_owned())
 }
