@@ -51,6 +51,8 @@ export function mountMessages({ store, actions, confirm, notify }) {
   const drafts = new Map();
   /** The message the picker reacts to. */
   let pickerFor = null;
+  /** The message jumped to, highlighted until then (kept if its row is built again). */
+  let highlighted = null;
 
   // --- rendering -------------------------------------------------------------------
 
@@ -72,7 +74,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
       forceBottom = true;
       shownPrepends = timelineOf(state, id).prepends;
       closePicker();
-    } else if (!['current', `timeline:${id}`, `members:${id}`, 'outbox', 'users', 'ui', 'rooms'].some((t) => changed.has(t))) {
+    } else if (!['current', `timeline:${id}`, `members:${id}`, 'outbox', 'users', 'ui'].some((t) => changed.has(t))) {
       return;
     }
     const tl = timelineOf(state, id);
@@ -90,6 +92,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
     else if (prepending) box.scrollTop = box.scrollHeight - fromBottom;
     forceBottom = false;
     focusEditor(editorFocused);
+    if (highlighted && highlighted.until > Date.now()) rowOf(highlighted.id)?.classList.add('highlight');
     if (isReading()) actions.seen(id);
   }
 
@@ -276,7 +279,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
         item.edited && !item.deleted ? h('span', { className: 'edited', title: `Edited ${new Date(item.edited).toLocaleString()}` }, '(edited)') : null,
         item.saving ? h('span', { className: 'status' }, 'saving…') : null,
         item.deleting ? h('span', { className: 'status' }, 'deleting…') : null,
-        item.mine ? statusBadge(item) : null,
+        item.mine && !item.deleted ? statusBadge(item) : null,
       ),
       item.reactions.length ? reactionChips(roomId, item) : null,
       item.can && !item.editing ? toolbar(roomId, item) : null,
@@ -484,16 +487,25 @@ export function mountMessages({ store, actions, confirm, notify }) {
    * @returns {boolean} whether it is loaded (and so shown)
    */
   function jumpTo(id) {
-    const row = [...el.list.children].find((li) => li.dataset.id === id);
+    const row = rowOf(id);
     if (!row) {
       notify('That message is not loaded: scroll up to find it.');
       return false;
     }
-    row.scrollIntoView({ block: 'center', behavior: 'smooth' });
+    row.scrollIntoView({ block: 'center' });
     for (const lit of el.list.querySelectorAll('.msg.highlight')) lit.classList.remove('highlight');
     row.classList.add('highlight');
-    setTimeout(() => row.classList.remove('highlight'), HIGHLIGHT_MS);
+    highlighted = { id, until: Date.now() + HIGHLIGHT_MS };
+    setTimeout(() => {
+      if (highlighted?.id !== id) return;
+      highlighted = null;
+      rowOf(id)?.classList.remove('highlight');
+    }, HIGHLIGHT_MS);
     return true;
+  }
+
+  function rowOf(id) {
+    return [...el.list.children].find((li) => li.dataset.id === id) ?? null;
   }
 
   // --- scrolling and reading -------------------------------------------------------------------

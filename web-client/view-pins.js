@@ -18,7 +18,7 @@ import { canPin, currentRoom, userName } from './store.js';
  */
 export function mountPins({ store, actions, jumpTo }) {
   const { state } = store;
-  const el = { panel: byId('pins-panel'), list: byId('pin-list'), empty: byId('pins-empty') };
+  const el = { panel: byId('pins-panel'), list: byId('pin-list'), empty: byId('pins-empty'), messages: byId('messages') };
   const rows = new Map();
   let shownRoomId = null;
 
@@ -26,6 +26,8 @@ export function mountPins({ store, actions, jumpTo }) {
     const room = currentRoom(state);
     const open = Boolean(room) && state.ui.pinsOpen;
     el.panel.hidden = !open;
+    // The conversation makes room for it, so no message hides under it.
+    el.messages.classList.toggle('beside-pins', open);
     if (!open) return;
     if (room.id === shownRoomId && !['current', 'ui', 'users', `pins:${room.id}`].some((t) => changed.has(t))) return;
     if (room.id !== shownRoomId) {

@@ -227,6 +227,105 @@ function expectSeqsOrdered(list, who) {
   }
 }
 
+
+// --- messages and what people do to them ------------------------------------------------
+
+/** Opens a room (or DM) of the sidebar by its name. */
+async function openRoomNamed(page, name, title = name) {
+  await page.locator('.sidebar .room-list button', { hasText: name }).first().click();
+  await waitRoomTitle(page, title);
+}
+
+/** Waits until a delivered message with this body text is shown; resolves to its event id. */
+async function messageId(page, body) {
+  const handle = await page.waitForFunction(
+    (text) =>
+      [...document.querySelectorAll('#message-list .msg')].find((row) => row.dataset.id && row.querySelector('.body')?.textContent === text)
+        ?.dataset.id,
+    body,
+  );
+  return handle.jsonValue();
+}
+
+/** The row of a message, by event id. */
+function row(page, id) {
+  return page.locator(`#message-list .msg[data-id="${id}"]`);
+}
+
+/** Hovers a message and clicks one of its actions (reply, react, edit, delete, pin, unpin). */
+async function act(page, id, action) {
+  const message = row(page, id);
+  // Its top left corner: never under the pins panel.
+  await message.hover({ position: { x: 12, y: 8 } });
+  await message.locator(`.msg-actions [data-action="${action}"]`).click();
+}
+
+/** Waits until a message's body reads `text` (and, if given, whether it shows "(edited)"). */
+function waitBody(page, id, text, edited) {
+  return page.waitForFunction(
+    ([id, text, edited]) => {
+      const message = document.querySelector(`#message-list .msg[data-id="${id}"]`);
+      const body = message?.querySelector('.body');
+      return body?.textContent === text && (edited === undefined || Boolean(message.querySelector('.edited')) === edited);
+    },
+    [id, text, edited],
+  );
+}
+
+/** Waits until a message shows as a tombstone. */
+function waitTombstone(page, id) {
+  return page.waitForFunction((id) => {
+    const message = document.querySelector(`#message-list .msg[data-id="${id}"]`);
+    return message?.classList.contains('deleted') && message.querySelector('.body.tombstone')?.textContent === 'message deleted';
+  }, id);
+}
+
+/** Waits until a message's chip for `emoji` shows `count` (0: no chip), highlighted as mine or not. */
+function waitReaction(page, id, emoji, count, mine) {
+  return page.waitForFunction(
+    ([id, emoji, count, mine]) => {
+      const chip = [...document.querySelectorAll(`#message-list .msg[data-id="${id}"] .reaction`)].find((c) => c.dataset.emoji === emoji);
+      if (count === 0) return !chip;
+      return chip?.querySelector('.count').textContent === String(count) && chip.classList.contains('mine') === mine && chip.getAttribute('aria-pressed') === String(mine);
+    },
+    [id, emoji, count, mine],
+  );
+}
+
+/** The pins panel's entries: `[{id, text}]`, waited for until `wanted` matches. */
+function waitPins(page, wanted) {
+  return page.waitForFunction(
+    (wanted) => {
+      const panel = document.querySelector('#pins-panel');
+      if (!panel || panel.hidden) return false;
+      const shown = [...panel.querySelectorAll('#pin-list .pin')].map((pin) => `${pin.dataset.id}|${pin.querySelector('.pin-body').textContent}`);
+      return JSON.stringify(shown) === JSON.stringify(wanted.map((p) => `${p.id}|${p.text}`));
+    },
+    wanted,
+  );
+}
+
+/** A REST call with the page's own session. */
+function apiAs(page, method, path, body) {
+  return page.evaluate(
+    async ([method, path, body]) => {
+      const session = JSON.parse(localStorage.getItem(`chat.session:${location.origin}`));
+      const response = await fetch(path, {
+        method,
+        headers: { authorization: `Bearer ${session.access_token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      return { status: response.status, json: await response.json().catch(() => null) };
+    },
+    [method, path, body],
+  );
+}
+
+/** The open room's id, from the sidebar. */
+function openRoomId(page) {
+  return page.$eval('.sidebar button[aria-current="true"]', (button) => button.dataset.roomId);
+}
+
 // --- the steps ------------------------------------------------------------------------------
 
 const results = [];
@@ -478,6 +577,200 @@ async function scenario(browser, server, people) {
     }
   });
 
+
+  // --- what people do to messages ------------------------------------------------------------
+
+  let replyId;
+  await step('a reply shows its quote on both sides, and a click on the quote brings the original into view', async () => {
+    const original = await messageId(bob.page, 'Hi Bob! Are you there?');
+    await act(bob.page, original, 'reply');
+    await bob.page.locator('#reply-bar', { hasText: 'Replying to Alice' }).waitFor();
+    await send(bob.page, 'Answering your very first message');
+    for (const who of [bob, alice]) {
+      replyId = await messageId(who.page, 'Answering your very first message');
+      const quote = row(who.page, replyId).locator('.reply-preview');
+      await quote.locator('.reply-sender', { hasText: 'Alice' }).waitFor();
+      expect((await quote.locator('.reply-text').textContent()) === 'Hi Bob! Are you there?', `${who.name}: the quote reads ${await quote.textContent()}`);
+    }
+    expect(await bob.page.isHidden('#reply-bar'), 'the reply bar stayed after sending');
+    // The original is far up (the burst came after it): the quote takes Alice there.
+    await row(alice.page, replyId).locator('.reply-preview').click();
+    await alice.page.waitForSelector(`#message-list .msg[data-id="${original}"].highlight`);
+    await alice.page.waitForFunction((id) => {
+      const box = document.querySelector('#messages').getBoundingClientRect();
+      const target = document.querySelector(`#message-list .msg[data-id="${id}"]`).getBoundingClientRect();
+      return target.top >= box.top && target.bottom <= box.bottom;
+    }, original);
+  });
+
+  await step('reactions: counts and my own highlighted on both sides, a click toggles, any emoji can be typed', async () => {
+    // Bob picks 👍 from the picker; Alice adds hers by clicking the chip.
+    await act(bob.page, replyId, 'react');
+    await bob.page.locator('#reaction-picker button[data-emoji="👍"]').click();
+    await waitReaction(bob.page, replyId, '👍', 1, true);
+    await waitReaction(alice.page, replyId, '👍', 1, false);
+    await row(alice.page, replyId).locator('.reaction[data-emoji="👍"]').click();
+    await waitReaction(alice.page, replyId, '👍', 2, true);
+    await waitReaction(bob.page, replyId, '👍', 2, true);
+    // Bob takes his back.
+    await row(bob.page, replyId).locator('.reaction[data-emoji="👍"]').click();
+    await waitReaction(bob.page, replyId, '👍', 1, false);
+    await waitReaction(alice.page, replyId, '👍', 1, true);
+    // Alice types one that is not in the picker.
+    await act(alice.page, replyId, 'react');
+    await alice.page.fill('#reaction-input', '🚀');
+    await alice.page.press('#reaction-input', 'Enter');
+    await waitReaction(bob.page, replyId, '🚀', 1, false);
+    await waitReaction(alice.page, replyId, '🚀', 1, true);
+    // Not one emoji: the server says no, and the page says so.
+    await act(alice.page, replyId, 'react');
+    await alice.page.fill('#reaction-input', 'abc');
+    await alice.page.press('#reaction-input', 'Enter');
+    await alice.page.locator('.toast', { hasText: 'Reacting did not work' }).first().waitFor();
+  });
+
+  await step('an edit and a deletion are seen live by the other person; only the sender may edit', async () => {
+    await send(alice.page, 'Meet at 10 by the lake?');
+    const meet = await messageId(bob.page, 'Meet at 10 by the lake?');
+    await send(alice.page, 'a typo to take back');
+    const typo = await messageId(bob.page, 'a typo to take back');
+    expect((await row(bob.page, meet).locator('[data-action="edit"], [data-action="delete"]').count()) === 0, "bob is offered to edit or delete alice's message");
+    await act(alice.page, meet, 'edit');
+    const editor = row(alice.page, meet).locator('.edit-input');
+    await editor.fill('Meet at **11** by the lake?');
+    await editor.press('Enter');
+    for (const who of [alice, bob]) {
+      await waitBody(who.page, meet, 'Meet at 11 by the lake?', true);
+      await row(who.page, meet).locator('.body strong', { hasText: '11' }).waitFor();
+    }
+    // Escape leaves the text as it was.
+    await act(alice.page, meet, 'edit');
+    await row(alice.page, meet).locator('.edit-input').fill('never saved');
+    await row(alice.page, meet).locator('.edit-input').press('Escape');
+    await waitBody(alice.page, meet, 'Meet at 11 by the lake?', true);
+    await act(alice.page, typo, 'delete');
+    await alice.page.locator('#confirm-dialog', { hasText: 'Delete this message' }).waitFor();
+    await alice.page.click('#confirm-ok');
+    await waitTombstone(alice.page, typo);
+    await waitTombstone(bob.page, typo);
+  });
+
+  await step('an edit and a deletion made while the other person is offline arrive when they are back', async () => {
+    await send(alice.page, 'to be edited while you are away');
+    await send(alice.page, 'to be deleted while you are away');
+    const edited = await messageId(bob.page, 'to be edited while you are away');
+    const deleted = await messageId(bob.page, 'to be deleted while you are away');
+    await bob.context.setOffline(true);
+    await waitConnection(bob.page, 'offline');
+    await act(alice.page, edited, 'edit');
+    await row(alice.page, edited).locator('.edit-input').fill('edited while you were away');
+    await row(alice.page, edited).locator('.edit-input').press('Enter');
+    await act(alice.page, deleted, 'delete');
+    await alice.page.click('#confirm-ok');
+    await waitBody(alice.page, edited, 'edited while you were away', true);
+    await waitTombstone(alice.page, deleted);
+    await waitBody(bob.page, edited, 'to be edited while you are away', false);
+    await bob.context.setOffline(false);
+    await waitConnection(bob.page, 'online');
+    await waitBody(bob.page, edited, 'edited while you were away', true);
+    await waitTombstone(bob.page, deleted);
+  });
+
+  let pinned;
+  await step("pins: an owner pins and unpins; the pins panel follows pins, unpins, an edit and a deletion (the owner's, of another's message) on both sides", async () => {
+    for (const who of [alice, bob]) await openRoomNamed(who.page, 'Weekend plans', '◆ Weekend plans');
+    await send(alice.page, 'Plan: train at 8, hike at 9');
+    pinned = await messageId(bob.page, 'Plan: train at 8, hike at 9');
+    // Bob is a member here: no pinning for him.
+    expect((await row(bob.page, pinned).locator('[data-action="pin"]').count()) === 0, 'a member is offered to pin');
+    for (const who of [alice, bob]) {
+      await who.page.click('#pins-toggle');
+      await waitPins(who.page, []);
+      await who.page.locator('#pins-empty').waitFor();
+    }
+    await act(alice.page, pinned, 'pin');
+    for (const who of [alice, bob]) {
+      await row(who.page, pinned).locator('.pin-mark').waitFor();
+      await waitPins(who.page, [{ id: pinned, text: 'Plan: train at 8, hike at 9' }]);
+      await who.page.locator('#pins-count', { hasText: 'Pinned (1)' }).waitFor();
+    }
+    await act(alice.page, pinned, 'edit');
+    await row(alice.page, pinned).locator('.edit-input').fill('Plan: train at 8:15, hike at 9');
+    await row(alice.page, pinned).locator('.edit-input').press('Enter');
+    await waitPins(bob.page, [{ id: pinned, text: 'Plan: train at 8:15, hike at 9' }]);
+    // Unpinned from the panel, gone from both panels.
+    await alice.page.locator(`#pin-list .pin[data-id="${pinned}"] [data-action="unpin"]`).click();
+    for (const who of [alice, bob]) {
+      await waitPins(who.page, []);
+      await row(who.page, pinned).locator('.pin-mark').waitFor({ state: 'detached' });
+    }
+    // A click in the panel shows the message in the conversation.
+    await act(alice.page, pinned, 'pin');
+    await waitPins(bob.page, [{ id: pinned, text: 'Plan: train at 8:15, hike at 9' }]);
+    await bob.page.locator(`#pin-list .pin[data-id="${pinned}"] .pin-open`).click();
+    await bob.page.waitForSelector(`#message-list .msg[data-id="${pinned}"].highlight`);
+    // An owner may delete anyone's message, and a deleted message leaves the pins.
+    await send(bob.page, 'a note of mine the owner takes down');
+    const note = await messageId(alice.page, 'a note of mine the owner takes down');
+    await act(alice.page, note, 'pin');
+    const both = [{ id: note, text: 'a note of mine the owner takes down' }, { id: pinned, text: 'Plan: train at 8:15, hike at 9' }];
+    for (const who of [alice, bob]) await waitPins(who.page, both);
+    await act(alice.page, note, 'delete');
+    await alice.page.locator('#confirm-dialog', { hasText: 'by Bob' }).waitFor();
+    await alice.page.click('#confirm-ok');
+    for (const who of [alice, bob]) {
+      await waitTombstone(who.page, note);
+      await waitPins(who.page, [{ id: pinned, text: 'Plan: train at 8:15, hike at 9' }]);
+    }
+    for (const who of [alice, bob]) await who.page.click('#pins-close');
+  });
+
+  await step('@ completion of members, the mention highlighted, and a mention badge apart from the unread count', async () => {
+    // Bob stays in the group; Alice writes in #general.
+    await openRoomNamed(alice.page, 'general', '# general');
+    await alice.page.click('#composer-input');
+    await alice.page.keyboard.type('Look @bo');
+    await alice.page.locator('#mention-list li[data-username="bob"]').waitFor();
+    await alice.page.keyboard.press('Enter');
+    expect((await alice.page.inputValue('#composer-input')) === 'Look @bob ', `the completion gave "${await alice.page.inputValue('#composer-input')}"`);
+    await alice.page.keyboard.type('at the plan');
+    await alice.page.keyboard.press('Enter');
+    await waitForMessage(alice.page, 'Look @bob at the plan', 'delivered');
+    const general = bob.page.locator('#room-list button', { hasText: 'general' });
+    await general.locator('.mention-badge', { hasText: '@1' }).waitFor();
+    await general.locator('.badge', { hasText: '1' }).waitFor();
+    // From the room list after a reload (the api's unread_mentions).
+    await bob.page.reload();
+    await waitOnline(bob.page);
+    await waitRoomTitle(bob.page, '◆ Weekend plans');
+    await bob.page.locator('#room-list button', { hasText: 'general' }).locator('.mention-badge', { hasText: '@1' }).waitFor();
+    await openRoomNamed(bob.page, 'general', '# general');
+    const mention = await messageId(bob.page, 'Look @bob at the plan');
+    await bob.page.locator(`#message-list .msg.mentioned[data-id="${mention}"] .body .mention`, { hasText: '@bob' }).waitFor();
+    await general.locator('.mention-badge').waitFor({ state: 'detached' });
+    // Alice's own message mentions someone else: not highlighted for her.
+    expect((await alice.page.locator(`#message-list .msg.mentioned[data-id="${mention}"]`).count()) === 0, "alice's message is highlighted as mentioning her");
+  });
+
+  await step('a reload shows messages as they are now: edits, tombstones, reactions, replies and pins', async () => {
+    await alice.page.reload();
+    await waitOnline(alice.page);
+    await waitRoomTitle(alice.page, '# general');
+    const meet = await messageId(alice.page, 'Meet at 11 by the lake?');
+    await waitBody(alice.page, meet, 'Meet at 11 by the lake?', true);
+    await waitBody(alice.page, await messageId(alice.page, 'edited while you were away'), 'edited while you were away', true);
+    expect((await alice.page.locator('#message-list .msg.deleted .body.tombstone').count()) === 2, 'the two deleted messages are not both tombstones');
+    expect((await alice.page.locator('#message-list .body', { hasText: 'a typo to take back' }).count()) === 0, 'a deleted text is shown');
+    await waitReaction(alice.page, replyId, '👍', 1, true);
+    await waitReaction(alice.page, replyId, '🚀', 1, true);
+    await row(alice.page, replyId).locator('.reply-preview .reply-text', { hasText: 'Hi Bob! Are you there?' }).waitFor();
+    await openRoomNamed(alice.page, 'Weekend plans', '◆ Weekend plans');
+    await row(alice.page, pinned).locator('.pin-mark').waitFor();
+    await waitBody(alice.page, pinned, 'Plan: train at 8:15, hike at 9', true);
+    await alice.page.locator('#pins-count', { hasText: 'Pinned (1)' }).waitFor();
+    await openRoomNamed(alice.page, 'general', '# general');
+  });
+
   await step(`screenshot of the chat view saved to ${SCREENSHOT}`, async () => {
     await send(bob.page, 'Nothing lost while I was away. Nice!');
     await waitForMessage(alice.page, 'Nothing lost while I was away. Nice!');
@@ -487,6 +780,82 @@ async function scenario(browser, server, people) {
     await alice.page.waitForFunction(() => document.querySelector('#typing').textContent.includes('Bob is typing'));
     mkdirSync(dirname(SCREENSHOT), { recursive: true });
     await alice.page.screenshot({ path: SCREENSHOT });
+  });
+
+  await step('HTML, scripts and odd links in bodies, edits, reply quotes and display names are shown as text and run nothing', async () => {
+    // Eve signs up over REST with a display name that is markup, joins
+    // #general, and writes the corpus there.
+    const displayName = '"><svg onload=alert(1)><img src=x onerror=alert(1)>';
+    const registered = await fetch(new URL('/v1/auth/register', server.base), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'eve', password: PASSWORD, display_name: displayName }),
+    });
+    const registeredText = await registered.text();
+    expect(registered.ok, `register answered ${registered.status}: ${registeredText}`);
+    const token = JSON.parse(registeredText).access_token;
+    const room = await openRoomId(alice.page);
+    const rest = async (method, path, body) => {
+      const response = await fetch(new URL(path, server.base), {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      const text = await response.text();
+      expect(response.ok, `${method} ${path} answered ${response.status}: ${text}`);
+      return JSON.parse(text);
+    };
+    await rest('POST', `/v1/rooms/${room}/join`);
+    const corpus = [
+      // [body as sent, its text as shown]
+      ['<img src=x onerror=alert(1)>', '<img src=x onerror=alert(1)>'],
+      ['<script>alert(1)</script>', '<script>alert(1)</script>'],
+      ['javascript:alert(1)', 'javascript:alert(1)'],
+      ['[x](javascript:alert(1))', '[x](javascript:alert(1))'],
+      ['**<b>bold</b>**', '<b>bold</b>'],
+      ['"><svg onload=alert(1)>', '"><svg onload=alert(1)>'],
+      ['<img src=x onerror="window.__pwned=1">', '<img src=x onerror="window.__pwned=1">'],
+      ['`<iframe src=javascript:alert(1)>`', '<iframe src=javascript:alert(1)>'],
+      ['> <a href="javascript:alert(1)">quoted</a>', '<a href="javascript:alert(1)">quoted</a>'],
+      ['see https://example.org/"onmouseover="alert(1) ok', 'see https://example.org/"onmouseover="alert(1) ok'],
+    ];
+    let client = 0;
+    const sent = [];
+    for (const [body] of corpus) sent.push(await rest('POST', `/v1/rooms/${room}/messages`, { client_id: `xss-${client++}`, body }));
+    // An edit into markup, and a reply quoting markup.
+    const harmless = await rest('POST', `/v1/rooms/${room}/messages`, { client_id: `xss-${client++}`, body: 'harmless for now' });
+    await rest('PATCH', `/v1/rooms/${room}/messages/${harmless.id}`, { client_id: `xss-${client++}`, body: '<svg><script>alert(1)</script></svg>' });
+    await rest('POST', `/v1/rooms/${room}/messages`, { client_id: `xss-${client++}`, body: 'quoting it', reply_to: sent[0].id });
+    for (const who of [alice, bob]) {
+      for (const [, shown] of corpus) await waitForMessage(who.page, shown);
+      await waitBody(who.page, harmless.id, '<svg><script>alert(1)</script></svg>', true);
+      const quote = who.page.locator('#message-list .msg', { hasText: 'quoting it' }).locator('.reply-preview');
+      await quote.locator('.reply-text', { hasText: '<img src=x onerror=alert(1)>' }).waitFor();
+      expect((await quote.locator('.reply-sender').textContent()) === displayName, `${who.name}: the quote's sender reads ${await quote.locator('.reply-sender').textContent()}`);
+      await who.page.locator('#message-list .msg .meta .sender', { hasText: displayName }).first().waitFor();
+      await who.page.locator('#member-list li', { hasText: displayName }).waitFor();
+      const found = await who.page.evaluate(() => {
+        const allowed = new Set(['STRONG', 'EM', 'CODE', 'PRE', 'BLOCKQUOTE', 'A', 'SPAN']);
+        const made = [...document.querySelectorAll('#message-list .body *, #pin-list .pin-body *')].map((el) => el.tagName).filter((tag) => !allowed.has(tag));
+        const links = [...document.querySelectorAll('#message-list .body a')].map((a) => ({ href: a.getAttribute('href'), rel: a.rel, target: a.target }));
+        return {
+          made,
+          links,
+          markup: document.querySelectorAll('img, svg, iframe, object, embed, #chat-screen script').length,
+          scripts: document.scripts.length,
+          handlers: [...document.querySelectorAll('#chat-screen *')].filter((el) => [...el.attributes].some((a) => a.name.startsWith('on'))).length,
+          pwned: window.__pwned,
+        };
+      });
+      expect(found.made.length === 0, `${who.name}'s page made ${found.made.join(', ')} in a message`);
+      expect(found.markup === 0 && found.scripts === 1 && found.handlers === 0, `${who.name}'s page holds markup from a message: ${JSON.stringify(found)}`);
+      expect(found.pwned === undefined, `${who.name}'s page ran a script from a message`);
+      for (const link of found.links) {
+        expect(/^https?:\/\//.test(link.href) && link.rel === 'noopener noreferrer' && link.target === '_blank', `${who.name}: a link ${JSON.stringify(link)}`);
+      }
+      expect(found.links.every((link) => !link.href.includes('"')), `${who.name}: a link took a quote: ${JSON.stringify(found.links)}`);
+      expect(who.dialogs.length === 0, `${who.name} saw a dialog: ${who.dialogs.join(', ')}`);
+    }
   });
 
   await step('two tabs of one login outlive many short-lived tokens, refreshing one at a time', async () => {
