@@ -725,6 +725,21 @@ async function scenario(browser, server, people) {
     for (const who of [alice, bob]) await who.page.click('#pins-close');
   });
 
+  await step('@room, from the owner, mentions everyone; a member is not offered it', async () => {
+    await bob.page.click('#composer-input');
+    await bob.page.keyboard.type('@ro');
+    expect((await bob.page.locator('#mention-list li[data-username="room"]').count()) === 0, 'a member is offered @room');
+    await bob.page.fill('#composer-input', '');
+    await alice.page.click('#composer-input');
+    await alice.page.keyboard.type('@ro');
+    await alice.page.locator('#mention-list li[data-username="room"]').waitFor();
+    await alice.page.keyboard.press('Tab');
+    await alice.page.keyboard.type('the train leaves at 8');
+    await alice.page.keyboard.press('Enter');
+    const everyone = await messageId(bob.page, '@room the train leaves at 8');
+    await bob.page.locator(`#message-list .msg.mentioned[data-id="${everyone}"] .body .mention`, { hasText: '@room' }).waitFor();
+  });
+
   await step('@ completion of members, the mention highlighted, and a mention badge apart from the unread count', async () => {
     // Bob stays in the group; Alice writes in #general.
     await openRoomNamed(alice.page, 'general', '# general');
