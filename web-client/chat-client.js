@@ -9,7 +9,8 @@
  * - keeps, per room, the highest seq it has handed to you (the *cursor*),
  *   resumes with `sync` from it after every reconnect, drops repeats
  *   (dedup by room and seq) and re-syncs a room if a gap ever shows;
- * - keeps sends in an {@link Outbox} (localStorage by default) until they
+ * - keeps sends, and changes of messages (edit, delete, react, unreact,
+ *   pin, unpin), in an {@link Outbox} (localStorage by default) until they
  *   are acknowledged, so they survive reconnects and page reloads, and
  *   retries them with the same `client_id` (the server makes that
  *   idempotent);
