@@ -270,7 +270,7 @@ async fn read_pages(
             limit: 50,
         };
         let at = Instant::now();
-        let items = store.timeline(room, viewer, page).await?;
+        let items = store.timeline(room, viewer, page).await?.items;
         timeline.saturating_record(at.elapsed().as_micros() as u64);
         anyhow::ensure!(!items.is_empty(), "an empty timeline page below {before:?}");
         let at = Instant::now();

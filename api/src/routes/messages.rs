@@ -48,7 +48,8 @@ pub struct TimelinePage {
     /// Every event that is not a change of a message, in ascending seq;
     /// messages as they are now.
     items: Vec<TimelineItem>,
-    /// The room's newest seq when the page was read (never below the page).
+    /// The room's head in the snapshot the page was read in: every change
+    /// up to it shows in the page, none after it (apply those live).
     last_seq: i64,
 }
 
@@ -57,6 +58,8 @@ pub struct TimelinePage {
 pub struct PinList {
     /// The messages as they are now, the latest pin first.
     pins: Vec<TimelineItem>,
+    /// The room's head in the same snapshot, as for the timeline.
+    last_seq: i64,
 }
 
 /// Records `change` of message `target` by the caller: the caller must be
@@ -257,7 +260,10 @@ async fn pins(
 ) -> Result<Json<PinList>, ApiError> {
     membership(&state, id, &me).await?;
     let pins = state.store.pins(id, me.id).await?;
-    Ok(Json(PinList { pins }))
+    Ok(Json(PinList {
+        pins: pins.items,
+        last_seq: pins.last_seq,
+    }))
 }
 
 /// Reads the timeline by seq cursor (members only), as `/events` reads the
@@ -275,10 +281,10 @@ async fn timeline(
     AppQuery(query): AppQuery<HistoryQuery>,
 ) -> Result<Json<TimelinePage>, ApiError> {
     let page = query.page()?;
-    let (room, _) = membership(&state, id, &me).await?;
-    let items = state.store.timeline(id, me.id, page).await?;
-    let last_seq = items
-        .last()
-        .map_or(room.last_seq, |i| i.event.seq.max(room.last_seq));
-    Ok(Json(TimelinePage { items, last_seq }))
+    membership(&state, id, &me).await?;
+    let timeline = state.store.timeline(id, me.id, page).await?;
+    Ok(Json(TimelinePage {
+        items: timeline.items,
+        last_seq: timeline.last_seq,
+    }))
 }

@@ -795,7 +795,12 @@ macro_rules! impl_store {
                     .into_iter()
                     .map(RoomEvent::try_from)
                     .collect::<Result<Vec<_>>>()?;
-                self.with_previews(room, events.iter_mut()).await?;
+                if events.iter().any(|e| {
+                    matches!(e.body, EventBody::Message { reply_to: Some(_), .. })
+                }) {
+                    let mut conn = self.reader().acquire().await?;
+                    Self::fill_previews(&mut *conn, room, events.iter_mut()).await?;
+                }
                 Ok(events)
             }
 

@@ -29,6 +29,9 @@ use crate::model::{
 pub(super) const NEXT_SEQ_AND_KIND: &str =
     "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, kind";
 
+/// A room's head, read in a timeline's snapshot.
+pub(super) const ROOM_LAST_SEQ: &str = "SELECT last_seq FROM rooms WHERE id = $1";
+
 /// The event a change names, with its state if it is a message that has
 /// one. By id alone: the unique index is then the only way in, whatever the
 /// planner believes of the room's size (given the room too, it read a big

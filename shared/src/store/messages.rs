@@ -10,7 +10,7 @@ macro_rules! impl_messages {
 
         use $crate::model::{ReplyPreview, TimelineItem, REACTION_USERS_SHOWN};
         use $crate::store::message_rows::*;
-        use $crate::store::{MessageChange, MessageStore};
+        use $crate::store::{MessageChange, MessageStore, Timeline};
 
         impl $store {
             /// The members of `room` among `names` (lowercased usernames),
@@ -67,9 +67,10 @@ macro_rules! impl_messages {
                 Ok(previews)
             }
 
-            /// Puts on each reply of `events` the preview of what it answers.
-            pub(super) async fn with_previews(
-                &self,
+            /// Puts on each reply of `events` the preview of what it
+            /// answers, read over `conn`.
+            pub(super) async fn fill_previews(
+                conn: &mut <$db as sqlx::Database>::Connection,
                 room: RoomId,
                 events: impl Iterator<Item = &mut RoomEvent>,
             ) -> Result<()> {
@@ -87,8 +88,7 @@ macro_rules! impl_messages {
                     return Ok(());
                 }
                 let ids: Vec<EventId> = replies.iter().map(|(id, _)| *id).collect();
-                let mut conn = self.reader().acquire().await?;
-                let previews = Self::previews(&mut *conn, room, &ids).await?;
+                let previews = Self::previews(conn, room, &ids).await?;
                 for (id, preview) in &mut replies {
                     **preview = previews.get(id).cloned();
                 }
@@ -349,14 +349,14 @@ macro_rules! impl_messages {
             }
 
             /// Fills in the reactions and reply previews of timeline
-            /// entries, as `viewer` sees them.
+            /// entries, as `viewer` sees them, over `conn` (the snapshot
+            /// the entries were read in).
             async fn complete(
-                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
                 room: RoomId,
                 viewer: UserId,
                 items: &mut [TimelineItem],
             ) -> Result<()> {
-                let mut conn = self.reader().acquire().await?;
                 // Deleted messages have no reactions left to count.
                 let seqs: Vec<i64> = items
                     .iter()
@@ -371,9 +371,41 @@ macro_rules! impl_messages {
                             .await?;
                     attach_reactions(items, rows);
                 }
-                drop(conn);
-                self.with_previews(room, items.iter_mut().map(|i| &mut i.event))
-                    .await
+                Self::fill_previews(conn, room, items.iter_mut().map(|i| &mut i.event)).await
+            }
+
+            /// Reads timeline entries with `statement` (bound to the room,
+            /// then `binds`) and the room's head in one snapshot, so the
+            /// head covers exactly the changes the entries show.
+            async fn read_timeline(
+                &self,
+                room: RoomId,
+                viewer: UserId,
+                statement: &str,
+                binds: &[i64],
+                reverse: bool,
+            ) -> Result<Timeline> {
+                let mut tx = self.snapshot().await?;
+                let last_seq: Option<i64> = sqlx::query_scalar(ROOM_LAST_SEQ)
+                    .bind(room.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let last_seq = last_seq.ok_or(Error::NotFound)?;
+                let mut query = sqlx::query_as::<_, TimelineRow>(statement).bind(room.0);
+                for value in binds {
+                    query = query.bind(*value);
+                }
+                let mut rows = query.fetch_all(&mut *tx).await?;
+                if reverse {
+                    rows.reverse();
+                }
+                let mut items = rows
+                    .into_iter()
+                    .map(TimelineItem::try_from)
+                    .collect::<Result<Vec<_>>>()?;
+                Self::complete(&mut *tx, room, viewer, &mut items).await?;
+                tx.commit().await?;
+                Ok(Timeline { items, last_seq })
             }
         }
 
@@ -397,47 +429,25 @@ macro_rules! impl_messages {
                 Ok(appended)
             }
 
-            async fn timeline(
-                &self,
-                room: RoomId,
-                viewer: UserId,
-                page: Page,
-            ) -> Result<Vec<TimelineItem>> {
+            async fn timeline(&self, room: RoomId, viewer: UserId, page: Page) -> Result<Timeline> {
                 let limit = i64::from(page.limit);
                 let before = page.before.unwrap_or(i64::MAX);
-                let (statement, after) = match page.after {
-                    Some(after) => (timeline_after(), after),
-                    None => (timeline_before(), 0),
-                };
-                let mut rows: Vec<TimelineRow> = sqlx::query_as(&statement)
-                    .bind(room.0)
-                    .bind(after)
-                    .bind(before)
-                    .bind(limit)
-                    .fetch_all(self.reader())
-                    .await?;
-                if page.after.is_none() {
-                    rows.reverse();
+                match page.after {
+                    Some(after) => {
+                        let binds = [after, before, limit];
+                        self.read_timeline(room, viewer, &timeline_after(), &binds, false)
+                            .await
+                    }
+                    None => {
+                        let binds = [0, before, limit];
+                        self.read_timeline(room, viewer, &timeline_before(), &binds, true)
+                            .await
+                    }
                 }
-                let mut items = rows
-                    .into_iter()
-                    .map(TimelineItem::try_from)
-                    .collect::<Result<Vec<_>>>()?;
-                self.complete(room, viewer, &mut items).await?;
-                Ok(items)
             }
 
-            async fn pins(&self, room: RoomId, viewer: UserId) -> Result<Vec<TimelineItem>> {
-                let rows: Vec<TimelineRow> = sqlx::query_as(&pinned())
-                    .bind(room.0)
-                    .fetch_all(self.reader())
-                    .await?;
-                let mut items = rows
-                    .into_iter()
-                    .map(TimelineItem::try_from)
-                    .collect::<Result<Vec<_>>>()?;
-                self.complete(room, viewer, &mut items).await?;
-                Ok(items)
+            async fn pins(&self, room: RoomId, viewer: UserId) -> Result<Timeline> {
+                self.read_timeline(room, viewer, &pinned(), &[], false).await
             }
         }
         }

@@ -381,10 +381,21 @@ pub trait MessageStore: Send + Sync {
     /// A window of the room's timeline, by seq like [`RoomLog::events`]:
     /// every event that is not a change of a message, with messages as they
     /// are now, their reactions as `viewer` sees them.
-    async fn timeline(&self, room: RoomId, viewer: UserId, page: Page)
-        -> Result<Vec<TimelineItem>>;
+    async fn timeline(&self, room: RoomId, viewer: UserId, page: Page) -> Result<Timeline>;
     /// The room's pinned messages as timeline entries, the latest pin first.
-    async fn pins(&self, room: RoomId, viewer: UserId) -> Result<Vec<TimelineItem>>;
+    async fn pins(&self, room: RoomId, viewer: UserId) -> Result<Timeline>;
+}
+
+/// Timeline entries and the room's head, read in one snapshot: every
+/// change with a seq up to `last_seq` shows in the entries, none after it,
+/// so a client applies live exactly the events after `last_seq`.
+/// `NotFound` if the room does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeline {
+    /// The entries, in ascending seq (pins: the latest pin first).
+    pub items: Vec<TimelineItem>,
+    /// The room's head in the same snapshot.
+    pub last_seq: i64,
 }
 
 /// A member's read marker after [`RoomLog::mark_read`].

@@ -44,6 +44,14 @@ impl PgStore {
         self.pool.begin_with(POSTGRES_BEGIN).await
     }
 
+    /// Begins a read-only transaction whose statements all see one
+    /// snapshot (a timeline page and its head).
+    async fn snapshot(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+    }
+
     fn reader(&self) -> &PgPool {
         &self.pool
     }

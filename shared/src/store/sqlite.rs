@@ -78,6 +78,12 @@ impl SqliteStore {
         self.writer.begin_with(SQLITE_BEGIN).await
     }
 
+    /// Begins a read transaction: in WAL mode its statements all see one
+    /// snapshot (a timeline page and its head).
+    async fn snapshot(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.reader.begin().await
+    }
+
     fn reader(&self) -> &SqlitePool {
         &self.reader
     }

@@ -77,9 +77,13 @@ impl Fixture {
 
     /// The whole timeline of a room as `viewer` sees it.
     async fn whole_timeline(&self, room: RoomId, viewer: &User) -> Vec<TimelineItem> {
-        self.timeline(room, viewer.id, everything())
+        let timeline = self
+            .timeline(room, viewer.id, everything())
             .await
-            .expect("reading the timeline")
+            .expect("reading the timeline");
+        // Read in one snapshot with the page: the room's head then.
+        assert_eq!(timeline.last_seq, self.reload(room).await.last_seq);
+        timeline.items
     }
 
     /// The timeline entry of one message.
@@ -489,7 +493,7 @@ async fn deletion_erases_the_text_and_leaves_tombstones(backend: Backend) {
         (entry.edited_at, entry.reactions.len(), entry.pinned),
         (None, 0, None)
     );
-    assert!(fx.pins(room, alice.id).await.unwrap().is_empty());
+    assert!(fx.pins(room, alice.id).await.unwrap().items.is_empty());
 
     // Nothing more happens to it.
     for change in [
@@ -670,7 +674,7 @@ async fn pins_are_for_moderators_and_listed(backend: Backend) {
     fx.change(room, &alice, second.id, MessageChange::Pin)
         .await
         .unwrap();
-    let pins = fx.pins(room, bob.id).await.unwrap();
+    let pins = fx.pins(room, bob.id).await.unwrap().items;
     assert_eq!(
         pins.iter().map(|p| p.event.id).collect::<Vec<_>>(),
         vec![second.id, first.id],
@@ -691,7 +695,7 @@ async fn pins_are_for_moderators_and_listed(backend: Backend) {
         matches!(refused, Err(Error::Conflict("not_pinned"))),
         "{refused:?}"
     );
-    assert_eq!(fx.pins(room, bob.id).await.unwrap().len(), 1);
+    assert_eq!(fx.pins(room, bob.id).await.unwrap().items.len(), 1);
 
     // In a DM either member pins.
     let (dm, _) = fx.direct_room(alice.id, bob.id).await.unwrap();
@@ -763,6 +767,7 @@ async fn the_timeline_pages_messages_as_they_are_now(backend: Backend) {
             )
             .await
             .unwrap()
+            .items
             .iter()
             .map(|i| i.event.seq)
             .collect::<Vec<_>>()
