@@ -313,8 +313,11 @@ export function createActions({ store, api, settings, notify }) {
       store.dispatch({ type: 'replyCancelled' });
     },
     react(roomId, item, emoji) {
-      const given = item.reactions?.find((r) => r.emoji === emoji);
-      change(roomId, given?.me ? 'unreact' : 'react', item.id, { emoji });
+      // The server keeps an emoji fully qualified ("❤" is stored as "❤️"):
+      // a typed one matches its chip whatever variation selectors it has.
+      const bare = (text) => text.replace(/\uFE0F/g, '');
+      const given = item.reactions?.find((r) => bare(r.emoji) === bare(emoji));
+      change(roomId, given?.me ? 'unreact' : 'react', item.id, { emoji: given?.emoji ?? emoji });
     },
     startEdit(roomId, item) {
       store.dispatch({ type: 'editStarted', roomId, seq: item.seq });
