@@ -42,10 +42,9 @@ use uuid::Uuid;
 
 use super::adapter::{now, Timestamp};
 use super::durability::{WriteHealth, SQLITE_BEGIN};
-use super::message_rows::{PreviewRow, INSERT_MENTION, PREVIEWS_PREFIX};
+use super::message_rows::{PreviewRow, INSERT_MENTION, NEXT_SEQ_AND_KIND, PREVIEWS_PREFIX};
 use super::rows::{
-    event_columns, parse_role, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, MARK_SENDER, NEXT_SEQ,
-    ROLE,
+    event_columns, parse_role, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, MARK_SENDER, ROLE,
 };
 use super::{Appended, Error, NewMessage, Result, SqliteStore, Submitted};
 use crate::message_text::{mentions, Mentioned};
@@ -62,9 +61,8 @@ const QUEUE: usize = 4096;
 const LOCK_ROOMS: &str =
     "SELECT id, last_seq, kind FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
-/// A room's kind, asked to tell a missing room from a non-member, and
-/// whether `@room` means anything (not in a DM).
-const ROOM_KIND: &str = "SELECT kind FROM rooms WHERE id = $1";
+/// A room's head, asked only to tell a missing room from a non-member.
+const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
 
 // The batch's statements run on generic plans (`commit_postgres`), which
 // cannot know the batch's size: an `unnest` of a parameter is guessed at
@@ -96,9 +94,8 @@ const MENTIONED: &str = "SELECT i, name, id FROM ( \
          WHERE m.room_id = named.room_id AND m.user_id = named.id)";
 
 /// Inserts the batch's new events, moves each sender's read marker to
-/// their newest message (a sender has read their room that far), records
-/// who the messages mention, and moves each room's `last_seq` to its
-/// highest: one statement. Rooms and
+/// their newest message (a sender has read their room that far), and moves
+/// each room's `last_seq` to its highest: one statement. Rooms and
 /// memberships are found by index (`= ANY` on their keys), then paired with
 /// their values by a join over those few rows (a lookup per room by
 /// `array_position` cost 3.8 ms for a batch of 256 rooms).
@@ -107,9 +104,6 @@ const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
          payload) \
      SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::uuid[], \
          $6::text[], $7::text[], $8::timestamptz[], $14::jsonb[])), \
-     mentioned AS ( \
-     INSERT INTO mentions (room_id, seq, user_id) \
-     SELECT * FROM unnest($15::uuid[], $16::int8[], $17::uuid[])), \
      marked AS ( \
      UPDATE room_members SET last_read_seq = sent.seq \
      FROM unnest($11::uuid[], $12::uuid[], $13::int8[]) AS sent(room_id, user_id, seq) \
@@ -119,6 +113,14 @@ const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
      UPDATE rooms SET last_seq = heads.last_seq \
      FROM unnest($9::uuid[], $10::int8[]) AS heads(id, last_seq) \
      WHERE rooms.id = ANY($9::uuid[]) AND rooms.id = heads.id";
+
+/// Records who the batch's messages mention: a statement of its own, sent
+/// only when some message mentions someone. As a CTE of [`INSERT_AND_BUMP`]
+/// it cost every batch, mentions or not, about 6 % more database CPU at
+/// 2,000 appends/s; apart, a batch of plain sends costs what it did before
+/// mentions existed (docs/benchmarks/history.md, run 19).
+const INSERT_MENTIONS: &str = "INSERT INTO mentions (room_id, seq, user_id) \
+     SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[])";
 
 /// One message to append.
 struct Append {
@@ -437,11 +439,16 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
             .bind(marks.1)
             .bind(marks.2)
             .bind(payloads)
-            .bind(mentions.0)
-            .bind(mentions.1)
-            .bind(mentions.2)
             .execute(&mut *tx)
             .await?;
+        if !mentions.0.is_empty() {
+            sqlx::query(INSERT_MENTIONS)
+                .bind(mentions.0)
+                .bind(mentions.1)
+                .bind(mentions.2)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     // Retries read their original inside the transaction, so they answer
     // from the same state the batch was checked against.
@@ -609,6 +616,18 @@ impl Commit for Sqlite {
     }
 }
 
+/// Why a sender found no membership row: no such room, or not a member.
+async fn not_in(tx: &mut sqlx::SqliteConnection, room: RoomId) -> Result<Error> {
+    let head: Option<i64> = sqlx::query_scalar(ROOM_HEAD)
+        .bind(room.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(match head {
+        Some(_) => Error::NotMember,
+        None => Error::NotFound,
+    })
+}
+
 /// One append of a SQLite batch: its answer, or the error that fails the
 /// whole batch. Nothing is written before the append is known to go in.
 async fn append_sqlite(
@@ -632,13 +651,6 @@ async fn append_sqlite(
             created: false,
         }));
     }
-    let kind: Option<String> = sqlx::query_scalar(ROOM_KIND)
-        .bind(append.room.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(kind) = kind else {
-        return Ok(Err(Error::NotFound));
-    };
     let mut preview = None;
     if let Some(id) = append.message.reply_to {
         // Checked before the marker moves below, which stays if it passes.
@@ -648,7 +660,7 @@ async fn append_sqlite(
             .fetch_optional(&mut *tx)
             .await?;
         if role.is_none() {
-            return Ok(Err(Error::NotMember));
+            return Ok(Err(not_in(tx, append.room).await?));
         }
         let mut found = SqliteStore::previews(&mut *tx, append.room, &[id]).await?;
         match found.remove(&id) {
@@ -663,11 +675,11 @@ async fn append_sqlite(
         .fetch_optional(&mut *tx)
         .await?;
     let Some(role) = role else {
-        return Ok(Err(Error::NotMember));
+        return Ok(Err(not_in(tx, append.room).await?));
     };
     let mentions =
         SqliteStore::members_named(&mut *tx, append.room, &append.mentioned.names).await?;
-    let seq: i64 = sqlx::query_scalar(NEXT_SEQ)
+    let (seq, kind): (i64, String) = sqlx::query_as(NEXT_SEQ_AND_KIND)
         .bind(append.room.0)
         .fetch_one(&mut *tx)
         .await?;
@@ -710,7 +722,9 @@ async fn append_sqlite(
 mod tests {
     use sqlx::{Connection, Executor, PgConnection};
 
-    use super::{previews_statement, CHECK, INSERT_AND_BUMP, LOCK_ROOMS, MENTIONED};
+    use super::{
+        previews_statement, CHECK, INSERT_AND_BUMP, INSERT_MENTIONS, LOCK_ROOMS, MENTIONED,
+    };
     use crate::testing::{Backend, TestDatabase};
 
     /// How many parameters (`$1`, `$2`, …) a statement takes.
@@ -743,6 +757,7 @@ mod tests {
             ("batch_check", CHECK),
             ("batch_insert_and_bump", INSERT_AND_BUMP),
             ("batch_mentioned", MENTIONED),
+            ("batch_insert_mentions", INSERT_MENTIONS),
             ("batch_previews", &previews),
         ] {
             conn.execute(format!("PREPARE {name} AS {statement}").as_str())
