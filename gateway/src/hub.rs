@@ -41,8 +41,8 @@ use crate::metrics::EventMeta;
 use crate::outbox::{Outbound, Outbox};
 use crate::presence::{Change, Presence, PresenceMessage};
 use crate::sequencer::{Gap, Sequencer};
-use crate::session::close;
 use crate::subscriptions::{Pending, Subscriptions};
+use crate::wire::close;
 
 /// Identifies one connection within this gateway.
 pub type SessionKey = u64;

@@ -24,8 +24,8 @@ use crate::context::Context;
 use crate::ephemeral::Read;
 use crate::outbox::{Outbound, Outbox};
 use crate::sends::{self, InFlight, Pending};
-use crate::session::{close, frame_bytes, now_millis, Socket};
-use crate::wire::{FrameReader, ReadError};
+
+use crate::wire::{close, frame_bytes, FrameReader, ReadError, Socket};
 
 /// What the inbound task knows of its session.
 pub struct Session {
@@ -636,4 +636,10 @@ fn reaction(emoji: &str) -> Result<String, String> {
     message_text::emoji(emoji)
         .map(str::to_owned)
         .ok_or_else(|| "emoji: exactly one emoji".to_owned())
+}
+
+/// Unix time in milliseconds: when a connection was last heard (written
+/// here, read by its writer).
+pub fn now_millis() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }

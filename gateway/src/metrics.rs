@@ -34,7 +34,7 @@ impl Connection {
             return;
         }
         self.counted = true;
-        if code == crate::session::close::SLOW_CONSUMER {
+        if code == crate::wire::close::SLOW_CONSUMER {
             ::metrics::counter!(names::GATEWAY_SLOW_CONSUMER_CLOSES).increment(1);
         }
         ::metrics::counter!(names::GATEWAY_CONNECTIONS_CLOSED, "code" => code_label(code))
@@ -54,7 +54,7 @@ impl Drop for Connection {
 }
 
 fn code_label(code: u16) -> Cow<'static, str> {
-    use crate::session::close::*;
+    use crate::wire::close::*;
     match code {
         NORMAL => "1000".into(),
         PROTOCOL_ERROR => "1002".into(),

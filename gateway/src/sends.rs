@@ -30,7 +30,7 @@ use tracing::{Instrument, Span};
 
 use crate::context::Context;
 use crate::outbox::{Outbound, Outbox};
-use crate::session::frame_bytes;
+use crate::wire::frame_bytes;
 
 /// Sends one connection may have queued in the store at once; the next
 /// waits (and so does reading the connection) until the oldest is answered.

@@ -1,7 +1,7 @@
 //! One WebSocket session: greeting, then two tasks until it ends.
 //!
-//! The *inbound* task reads frames and acts on them one at a time (a send
-//! is appended and acknowledged before the next frame is read, so a
+//! The *inbound* task reads frames and acts on them in order (sends are
+//! queued in the store and acknowledged in order by `sends`, so a
 //! client's sends keep their order). This task, the *writer*, owns the
 //! socket's write half and everything that decides what the client sees:
 //! its per-room cursors (so each event is written once, in seq order, with
@@ -18,8 +18,6 @@ use chat_shared::model::{RoomId, SessionId, User, UserId};
 use chat_shared::protocol::{RoomHead, ServerFrame};
 use chat_shared::store::Page;
 use fastwebsockets::{Frame, Payload};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::io::WriteHalf;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -27,44 +25,16 @@ use tokio::time::Instant;
 use crate::context::Context;
 use crate::hub::SessionKey;
 use crate::inbound;
+use crate::inbound::now_millis;
 use crate::metrics::EventMeta;
 use crate::outbox::{Outbound, Outbox, Queue, Taken};
-use crate::wire::{FrameReader, FrameWriter};
-
-/// Close codes this gateway uses (see docs/protocol.md).
-pub mod close {
-    /// The client closed, or the session ended normally.
-    pub const NORMAL: u16 = 1000;
-    /// The client broke the protocol (binary frame, bad fragment).
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    /// A text frame was not UTF-8.
-    pub const INVALID_DATA: u16 = 1007;
-    /// A message was over `CHAT_MAX_MESSAGE_BYTES`.
-    pub const TOO_BIG: u16 = 1009;
-    /// The gateway is shutting down: reconnect elsewhere and `sync`.
-    pub const RESTARTING: u16 = 1012;
-    /// The client fell too far behind: reconnect and `sync`.
-    pub const SLOW_CONSUMER: u16 = 1013;
-    /// Nothing was heard for 1.25 heartbeat intervals (closed within two).
-    pub const HEARTBEAT_TIMEOUT: u16 = 4000;
-    /// The access token expired and no fresh one came with `auth`.
-    pub const TOKEN_EXPIRED: u16 = 4001;
-    /// The login session ended (logout, revoked, a replayed refresh
-    /// token): log in again.
-    pub const SESSION_REVOKED: u16 = 4002;
-    /// The store could not be read (to start the session, or to fill a
-    /// gap): retry, and resume with `sync`.
-    pub const UNAVAILABLE: u16 = 4003;
-}
+use crate::wire::{close, FrameReader, FrameWriter, Socket};
 
 /// How a slow consumer's session ends (contract point 6).
 const SLOW_CONSUMER: (u16, &str) = (close::SLOW_CONSUMER, "too far behind; reconnect and sync");
 
 /// Events read per store page when a connection catches up.
 const CATCH_UP_PAGE: u32 = 500;
-
-/// An upgraded connection.
-pub type Socket = TokioIo<Upgraded>;
 
 /// The write side: frames gather in a buffer and reach the socket on
 /// `flush`, so a writer that finds many frames queued sends them with one
@@ -648,18 +618,8 @@ async fn write_text(write: &mut Sink, text: &[u8]) -> Result<(), Gone> {
     write.flush().await.map_err(|_| Gone)
 }
 
-/// Unix time in milliseconds.
-pub fn now_millis() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
-}
-
 /// How long until the Unix second `at`.
 fn until_unix(at: i64) -> Duration {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     Duration::from_secs(at.saturating_sub(now).max(0) as u64)
-}
-
-/// Bytes of a server frame.
-pub fn frame_bytes(frame: &ServerFrame) -> Bytes {
-    Bytes::from(frame.to_json())
 }

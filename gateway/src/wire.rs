@@ -1,5 +1,8 @@
-//! WebSocket frames on an upgraded connection, holding memory only while
-//! there is something in it.
+//! The WebSocket wire of a session: the upgraded connection, the close
+//! codes, server frames as bytes, and frames read and written on the
+//! connection holding memory only while there is something in it. Below
+//! every other part of a session, so they all share it without importing
+//! each other.
 //!
 //! Most connections are idle most of the time, so what an idle connection
 //! keeps is what the gateway's density is made of. fastwebsockets' reader
@@ -11,9 +14,46 @@
 //! that is released once flushed. fastwebsockets still does the upgrade,
 //! the frame headers and the unmasking.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use chat_shared::protocol::ServerFrame;
 use fastwebsockets::{Frame, OpCode};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// An upgraded connection.
+pub type Socket = TokioIo<Upgraded>;
+
+/// Close codes this gateway uses (see docs/protocol.md).
+pub mod close {
+    /// The client closed, or the session ended normally.
+    pub const NORMAL: u16 = 1000;
+    /// The client broke the protocol (binary frame, bad fragment).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame was not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
+    /// A message was over `CHAT_MAX_MESSAGE_BYTES`.
+    pub const TOO_BIG: u16 = 1009;
+    /// The gateway is shutting down: reconnect elsewhere and `sync`.
+    pub const RESTARTING: u16 = 1012;
+    /// The client fell too far behind: reconnect and `sync`.
+    pub const SLOW_CONSUMER: u16 = 1013;
+    /// Nothing was heard for 1.25 heartbeat intervals (closed within two).
+    pub const HEARTBEAT_TIMEOUT: u16 = 4000;
+    /// The access token expired and no fresh one came with `auth`.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The login session ended (logout, revoked, a replayed refresh
+    /// token): log in again.
+    pub const SESSION_REVOKED: u16 = 4002;
+    /// The store could not be read (to start the session, or to fill a
+    /// gap): retry, and resume with `sync`.
+    pub const UNAVAILABLE: u16 = 4003;
+}
+
+/// Bytes of a server frame.
+pub fn frame_bytes(frame: &ServerFrame) -> Bytes {
+    Bytes::from(frame.to_json())
+}
 
 /// Bytes asked of the socket at once: client frames are usually a few
 /// hundred bytes, and a frame that needs more reserves what it needs.
