@@ -22,13 +22,6 @@ pub struct Mentioned {
     pub room: bool,
 }
 
-impl Mentioned {
-    /// Whether the text mentions anyone or the room.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty() && !self.room
-    }
-}
-
 /// Finds `@username` and `@room` in `text`. An `@` counts only at the start
 /// or after a character that cannot be part of a name (so `bob@example.org`
 /// mentions nobody), and the name is the longest run of username characters

@@ -42,11 +42,13 @@ use uuid::Uuid;
 
 use super::adapter::{now, Timestamp};
 use super::durability::{WriteHealth, SQLITE_BEGIN};
-use super::message_rows::{PreviewRow, INSERT_MENTION, NEXT_SEQ_AND_KIND, PREVIEWS_PREFIX};
+use super::message_rows::{
+    PreviewRow, INSERT_MENTION, NEXT_SEQ_AND_KIND, PREVIEWS_PREFIX, ROOM_LAST_SEQ,
+};
 use super::rows::{
     event_columns, parse_role, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, MARK_SENDER, ROLE,
 };
-use super::{Appended, Error, NewMessage, Result, SqliteStore, Submitted};
+use super::{Appended, Error, NewMessage, PgStore, Result, SqliteStore, Submitted};
 use crate::message_text::{mentions, Mentioned};
 use crate::model::{EventBody, EventId, ReplyPreview, Role, RoomEvent, RoomId, RoomKind, UserId};
 
@@ -60,9 +62,6 @@ const QUEUE: usize = 4096;
 /// and what kind they are.
 const LOCK_ROOMS: &str =
     "SELECT id, last_seq, kind FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE";
-
-/// A room's head, asked only to tell a missing room from a non-member.
-const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
 
 // The batch's statements run on generic plans (`commit_postgres`), which
 // cannot know the batch's size: an `unnest` of a parameter is guessed at
@@ -468,9 +467,8 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
                     .await?;
                 match row.map(RoomEvent::try_from).transpose() {
                     Ok(Some(mut event)) => {
-                        let answered = reply_of(&event.body);
-                        let preview = previews_postgres(&mut tx, &answered).await?;
-                        set_preview(&mut event, preview.into_values().next().map(|(_, p)| p));
+                        PgStore::fill_previews(&mut tx, pending.room, std::iter::once(&mut event))
+                            .await?;
                         Ok(Appended {
                             event,
                             created: false,
@@ -582,22 +580,6 @@ fn mention_rows(body: &EventBody) -> Vec<Option<Uuid>> {
     }
 }
 
-/// The message a message answers, if any.
-fn reply_of(body: &EventBody) -> Vec<EventId> {
-    match body {
-        EventBody::Message {
-            reply_to: Some(id), ..
-        } => vec![*id],
-        _ => Vec::new(),
-    }
-}
-
-fn set_preview(event: &mut RoomEvent, preview: Option<ReplyPreview>) {
-    if let EventBody::Message { reply_preview, .. } = &mut event.body {
-        *reply_preview = preview;
-    }
-}
-
 struct Sqlite(SqlitePool);
 
 impl Commit for Sqlite {
@@ -618,7 +600,7 @@ impl Commit for Sqlite {
 
 /// Why a sender found no membership row: no such room, or not a member.
 async fn not_in(tx: &mut sqlx::SqliteConnection, room: RoomId) -> Result<Error> {
-    let head: Option<i64> = sqlx::query_scalar(ROOM_HEAD)
+    let head: Option<i64> = sqlx::query_scalar(ROOM_LAST_SEQ)
         .bind(room.0)
         .fetch_optional(&mut *tx)
         .await?;
@@ -643,9 +625,7 @@ async fn append_sqlite(
         .await?;
     if let Some(row) = existing {
         let mut event = RoomEvent::try_from(row)?;
-        let answered = reply_of(&event.body);
-        let preview = SqliteStore::previews(&mut *tx, append.room, &answered).await?;
-        set_preview(&mut event, preview.into_values().next());
+        SqliteStore::fill_previews(&mut *tx, append.room, std::iter::once(&mut event)).await?;
         return Ok(Ok(Appended {
             event,
             created: false,

@@ -29,7 +29,8 @@ use crate::model::{
 pub(super) const NEXT_SEQ_AND_KIND: &str =
     "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, kind";
 
-/// A room's head, read in a timeline's snapshot.
+/// A room's head: read in a timeline's snapshot, and to tell a missing
+/// room from a non-member.
 pub(super) const ROOM_LAST_SEQ: &str = "SELECT last_seq FROM rooms WHERE id = $1";
 
 /// The event a change names, with its state if it is a message that has
