@@ -10,6 +10,8 @@ use chat_shared::metrics::{self, names, scope};
 use chat_shared::protocol::ClientFrame;
 use serde::Deserialize;
 
+use crate::delivery::envelope::{EventMeta, FrameKind};
+
 /// One open WebSocket session: counted open on creation, held for the
 /// session's life, and counted closed (with the code sent, or `abnormal`)
 /// when the session decides to close or the guard drops.
@@ -118,44 +120,15 @@ impl Drop for FanOut {
 }
 
 /// A frame of a known type written to a client.
-pub fn frame_out(kind: &'static str) {
-    Written::get().frames[kind_index(kind)].increment(1);
-}
-
-/// Room event types, then the other server frame types, then `other`:
-/// the `type` label of frames written.
-const KINDS: [&str; 17] = [
-    "message",
-    "member_joined",
-    "member_left",
-    "role_changed",
-    "room_updated",
-    "hello",
-    "ack",
-    "error",
-    "synced",
-    "typing",
-    "read",
-    "presence",
-    "signal",
-    "room_added",
-    "room_removed",
-    "pong",
-    "other",
-];
-/// How many of [`KINDS`] are room event types.
-const EVENT_KINDS: usize = 5;
-const OTHER: usize = KINDS.len() - 1;
-
-fn kind_index(kind: &str) -> usize {
-    KINDS.iter().position(|k| *k == kind).unwrap_or(OTHER)
+pub fn frame_out(kind: FrameKind) {
+    Written::get().frames[kind as usize].increment(1);
 }
 
 /// The handles of what every written frame records, looked up once: a
 /// lookup hashes the series key, and a busy gateway writes a million
 /// frames a second.
 struct Written {
-    frames: [::metrics::Counter; KINDS.len()],
+    frames: [::metrics::Counter; FrameKind::ALL.len()],
     delivery: ::metrics::Histogram,
 }
 
@@ -166,8 +139,9 @@ impl Written {
             // nowhere, for good.
             metrics::install();
             Written {
-                frames: KINDS
-                    .map(|kind| ::metrics::counter!(names::GATEWAY_FRAMES_OUT, "type" => kind)),
+                frames: FrameKind::ALL.map(
+                    |kind| ::metrics::counter!(names::GATEWAY_FRAMES_OUT, "type" => kind.name()),
+                ),
                 delivery: ::metrics::histogram!(names::DELIVERY_LATENCY_SECONDS),
             }
         });
@@ -184,26 +158,6 @@ struct Head<'a> {
     ts: Option<Cow<'a, str>>,
 }
 
-/// What the metrics need of a room event: its type and commit time, read
-/// once per event by the hub, not once per socket it is written to.
-#[derive(Debug, Clone, Copy)]
-pub struct EventMeta {
-    /// Index into [`KINDS`].
-    kind: u8,
-    committed: Option<time::OffsetDateTime>,
-}
-
-impl EventMeta {
-    /// From an event's `type` and `ts` fields.
-    pub fn new(kind: &str, ts: Option<&str>) -> Self {
-        let index = kind_index(kind);
-        Self {
-            kind: if index < EVENT_KINDS { index } else { OTHER } as u8,
-            committed: ts.and_then(parse_ts),
-        }
-    }
-}
-
 /// A room event written to a client: counted by type; written `live` (not
 /// replayed for a `sync`), it also records its delivery latency, from its
 /// commit time to now.
@@ -217,28 +171,17 @@ pub fn event_written(event: EventMeta, live: bool) {
     }
 }
 
-/// Any other text frame written to a client (replies, replays), read for
-/// its type: counted like [`event_written`] for room events.
+/// Any other text frame written to a client (a reply, a relayed frame),
+/// read for its type: counted like [`event_written`] for room events.
 pub fn frame_written(text: &[u8], live: bool) {
     let Ok(head) = serde_json::from_slice::<Head>(text) else {
-        return Written::get().frames[OTHER].increment(1);
+        return frame_out(FrameKind::Other);
     };
-    let kind = kind_index(head.kind.as_deref().unwrap_or_default());
-    if kind < EVENT_KINDS {
-        let committed = head.ts.as_deref().and_then(parse_ts);
-        return event_written(
-            EventMeta {
-                kind: kind as u8,
-                committed,
-            },
-            live,
-        );
+    let kind = head.kind.as_deref().unwrap_or_default();
+    if FrameKind::of(kind).is_event() {
+        return event_written(EventMeta::read(kind, head.ts.as_deref()), live);
     }
-    Written::get().frames[kind].increment(1);
-}
-
-fn parse_ts(ts: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()
+    frame_out(FrameKind::of(kind));
 }
 
 /// The `/metrics` body.
@@ -255,7 +198,9 @@ mod tests {
         let event = br#"{"room_id":"r","seq":3,"ts":"2024-01-01T00:00:00.5Z","type":"message","body":"{\"type\":\"x\"}"}"#;
         let head: Head = serde_json::from_slice(event).unwrap();
         assert_eq!(head.kind.as_deref(), Some("message"));
-        assert!(parse_ts(head.ts.as_deref().unwrap()).is_some());
+        assert!(EventMeta::read("message", head.ts.as_deref())
+            .committed
+            .is_some());
         let head: Head = serde_json::from_slice(br#"{"type":"pong"}"#).unwrap();
         assert_eq!(head.kind.as_deref(), Some("pong"));
         assert!(head.ts.is_none());

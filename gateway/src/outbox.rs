@@ -26,7 +26,7 @@ use bytes::Bytes;
 use chat_shared::model::RoomId;
 use tokio::sync::Notify;
 
-use crate::metrics::EventMeta;
+use crate::delivery::envelope::EventMeta;
 
 /// Something for a connection's writer to do, in queue order.
 #[derive(Debug)]

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, Span};
 
 use crate::context::Context;
+use crate::delivery::envelope::LogEvent;
 use crate::outbox::{Outbound, Outbox};
 use crate::wire::frame_bytes;
 
@@ -203,7 +204,9 @@ pub async fn deliver(ctx: &Context, outbox: &Outbox, client_id: String, event: R
     // Also on a retry: if the first attempt's publish was lost (the gateway
     // died after the commit), this one heals it; receivers drop the
     // duplicate by seq.
-    ctx.hub.committed(room, event.seq, frame.clone()).await;
+    ctx.hub
+        .committed(room, LogEvent::with_frame(&event, frame.clone()))
+        .await;
     Span::current().record("chat.seq", event.seq);
     ctx.publisher.publish_traced(Topic::Room(room), frame);
 }

@@ -7,7 +7,6 @@
 //! its per-room cursors (so each event is written once, in seq order, with
 //! gaps filled from the store), heartbeats, token expiry, and closing.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,25 +15,23 @@ use bytes::Bytes;
 use chat_shared::auth::Claims;
 use chat_shared::model::{RoomId, SessionId, User, UserId};
 use chat_shared::protocol::{RoomHead, ServerFrame};
-use chat_shared::store::Page;
 use fastwebsockets::{Frame, Payload};
 use tokio::io::WriteHalf;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::context::Context;
+use crate::delivery::cursors::{Cursors, Followed, Offered};
+use crate::delivery::envelope::{EventMeta, FrameKind};
+use crate::history::Reading;
 use crate::hub::SessionKey;
 use crate::inbound;
 use crate::inbound::now_millis;
-use crate::metrics::EventMeta;
 use crate::outbox::{Outbound, Outbox, Queue, Taken};
 use crate::wire::{close, FrameReader, FrameWriter, Socket};
 
 /// How a slow consumer's session ends (contract point 6).
 const SLOW_CONSUMER: (u16, &str) = (close::SLOW_CONSUMER, "too far behind; reconnect and sync");
-
-/// Events read per store page when a connection catches up.
-const CATCH_UP_PAGE: u32 = 500;
 
 /// The write side: frames gather in a buffer and reach the socket on
 /// `flush`, so a writer that finds many frames queued sends them with one
@@ -127,12 +124,11 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
     let writer = Writer {
         ctx: ctx.clone(),
         write,
-        cursors: rooms.into_iter().collect(),
+        cursors: Cursors::new(rooms, ctx.config.outbound_queue),
         expires_at,
         last_heard,
         broken: false,
         lost_track: false,
-        held: Some(Hold::default()),
         replaying: false,
     };
     let live = Live {
@@ -219,7 +215,7 @@ async fn open(
         ctx.hub.detach(key).await;
         return None;
     }
-    crate::metrics::frame_out("hello");
+    crate::metrics::frame_out(FrameKind::Hello);
     tracing::debug!(session = key, user_id = %user.id, "session started");
     Some(Opened {
         user: user.id,
@@ -252,8 +248,9 @@ async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec
 struct Writer {
     ctx: Arc<Context>,
     write: Sink,
-    /// Room → the last seq written to the client.
-    cursors: HashMap<RoomId, i64>,
+    /// What the client has of each room, and what is held for it until
+    /// it is live.
+    cursors: Cursors<(Bytes, EventMeta)>,
     /// When the token (or its last renewal) expires, Unix seconds.
     expires_at: i64,
     /// When the inbound task last heard anything, Unix milliseconds.
@@ -262,22 +259,8 @@ struct Writer {
     broken: bool,
     /// A gap could not be filled from the store: the session must end.
     lost_track: bool,
-    /// Room events held between `hello` and the client's first frame (or
-    /// `CHAT_SYNC_GRACE`), so that a resuming client's `sync` replay comes
-    /// before them and the client sees one ordered sequence; `None` once
-    /// live.
-    held: Option<Hold>,
     /// Writing a `sync` replay: history, not live delivery (not timed).
     replaying: bool,
-}
-
-/// What arrived for a session before it went live.
-#[derive(Default)]
-struct Hold {
-    /// The events, in arrival order; at most `CHAT_OUTBOUND_QUEUE`.
-    events: VecDeque<(RoomId, i64, Bytes, EventMeta)>,
-    /// Rooms with events beyond that bound, read from the store instead.
-    spilled: HashSet<RoomId>,
 }
 
 /// Why writing failed: the socket is gone.
@@ -321,7 +304,7 @@ impl Writer {
         let mut ping_due = false;
         // One timer for the three clocks, set to whichever is next: every
         // connection holds it, and a timer is ~100 bytes.
-        let timer = tokio::time::sleep_until(clocks.next(self.held.is_some()));
+        let timer = tokio::time::sleep_until(clocks.next(self.cursors.is_held()));
         tokio::pin!(timer);
         // Waited on across rounds, not registered anew each round: a busy
         // connection has a round per batch.
@@ -333,7 +316,7 @@ impl Writer {
             if self.write.pending() > 0 && self.flush().await.is_err() {
                 return self.halted();
             }
-            let next = clocks.next(self.held.is_some());
+            let next = clocks.next(self.cursors.is_held());
             if timer.deadline() != next {
                 timer.as_mut().reset(next);
             }
@@ -347,7 +330,7 @@ impl Writer {
                     if now >= clocks.expiry {
                         return (close::TOKEN_EXPIRED, "access token expired");
                     }
-                    if self.held.is_some() && now >= clocks.grace {
+                    if self.cursors.is_held() && now >= clocks.grace {
                         // The client said nothing: it is not resuming.
                         if Box::pin(self.go_live()).await.is_err() {
                             return self.halted();
@@ -430,13 +413,10 @@ impl Writer {
                 seq,
                 frame,
                 meta,
-            } => match &mut self.held {
-                Some(hold) if hold.events.len() >= self.ctx.config.outbound_queue => {
-                    hold.spilled.insert(room);
-                }
-                Some(hold) => hold.events.push_back((room, seq, frame, meta)),
-                None => self.deliver(room, seq, &frame, meta).await?,
-            },
+            } => {
+                let offered = self.cursors.offer(room, seq, (frame, meta));
+                self.place(room, offered).await?;
+            }
             Outbound::Live => self.go_live().await?,
             Outbound::Frame(frame) => self.text(&frame).await?,
             Outbound::Pong(payload) => {
@@ -446,42 +426,32 @@ impl Writer {
                 room,
                 after,
                 synced,
-            } => {
-                if synced {
+            } => match self.cursors.follow(room, after, synced) {
+                Followed::Replay { after } => {
                     tracing::debug!(%room, after, "replaying for sync");
-                    self.cursors.insert(room, after);
                     self.replaying = true;
                     let replayed = self.catch_up(room, None).await;
                     self.replaying = false;
                     replayed?;
-                    let seq = self.cursors.get(&room).copied().unwrap_or(after);
+                    let seq = self.cursors.cursor(room).unwrap_or(after);
                     let frame = ServerFrame::Synced { room_id: room, seq }.to_json();
                     self.text(frame.as_bytes()).await?;
-                } else {
-                    self.cursors.entry(room).or_insert(after);
-                    // The events since `after` may have been released
-                    // before this follow (or missed by the bus): read them,
-                    // once live (a `sync` may yet move the cursor back).
-                    match &mut self.held {
-                        Some(hold) => {
-                            hold.spilled.insert(room);
-                        }
-                        None => self.catch_up(room, None).await?,
-                    }
                 }
-            }
+                // The events since `after` may have been released before
+                // this follow (or missed by the bus): read them.
+                Followed::CatchUp { .. } => self.catch_up(room, None).await?,
+                Followed::Nothing => {}
+            },
             Outbound::Unfollow { room } => {
                 // What was held of the room (its `member_left` at least)
                 // goes out before the room does.
-                if let Some(hold) = &mut self.held {
-                    let (mine, others): (VecDeque<_>, VecDeque<_>) =
-                        hold.events.drain(..).partition(|(r, _, _, _)| *r == room);
-                    hold.events = others;
-                    for (room, seq, frame, meta) in mine {
-                        self.deliver(room, seq, &frame, meta).await?;
-                    }
+                let (first, followed) = self.cursors.unfollow(room);
+                for (room, seq, item) in first {
+                    let offered = self.cursors.replace(room, seq, item);
+                    self.place(room, offered).await?;
                 }
-                if self.cursors.remove(&room).is_some() {
+                if followed {
+                    self.cursors.forget(room);
                     let frame = ServerFrame::RoomRemoved { room_id: room }.to_json();
                     self.text(frame.as_bytes()).await?;
                 }
@@ -504,63 +474,70 @@ impl Writer {
     /// Ends the hold: writes what was held (each event once, after any
     /// replay that overtook it) and delivers live from now on.
     async fn go_live(&mut self) -> Result<(), Gone> {
-        let Some(hold) = self.held.take() else {
+        let Some(released) = self.cursors.go_live() else {
             return Ok(());
         };
-        for (room, seq, frame, meta) in hold.events {
-            self.deliver(room, seq, &frame, meta).await?;
+        for (room, seq, item) in released.events {
+            let offered = self.cursors.replace(room, seq, item);
+            self.place(room, offered).await?;
         }
-        for room in hold.spilled {
+        for room in released.catch_up {
             self.catch_up(room, None).await?;
         }
         Ok(())
     }
 
-    /// Writes a room event if it is the next one the client needs; fills
-    /// any gap before it from the store; skips what was already written.
-    async fn deliver(
+    /// Does what the cursors say of an event: writes it if it is the next
+    /// one the client needs, after filling any gap before it from the
+    /// store.
+    async fn place(
+        &mut self,
+        room: RoomId,
+        offered: Offered<(Bytes, EventMeta)>,
+    ) -> Result<(), Gone> {
+        let (seq, (frame, meta)) = match offered {
+            Offered::Nothing => return Ok(()),
+            Offered::Write { seq, item } => (seq, item),
+            Offered::FillThenWrite { seq, item, .. } => {
+                crate::metrics::gap_repair();
+                self.catch_up(room, Some(seq)).await?;
+                (seq, item)
+            }
+        };
+        self.write_event(room, seq, &frame, meta).await
+    }
+
+    /// Writes one room event and moves the room's cursor to it.
+    async fn write_event(
         &mut self,
         room: RoomId,
         seq: i64,
         frame: &[u8],
         meta: EventMeta,
     ) -> Result<(), Gone> {
-        let Some(&cursor) = self.cursors.get(&room) else {
-            return Ok(());
-        };
-        if seq <= cursor {
-            return Ok(());
-        }
-        if seq > cursor + 1 {
-            crate::metrics::gap_repair();
-            self.catch_up(room, Some(seq)).await?;
-            if self.cursors.get(&room).is_some_and(|c| *c >= seq) {
-                return Ok(());
-            }
-        }
         self.send(Frame::text(Payload::Borrowed(frame))).await?;
         crate::metrics::event_written(meta, !self.replaying);
-        self.cursors.insert(room, seq);
+        self.cursors.written(room, seq);
         Ok(())
     }
 
     /// Writes the room's events after the cursor from the store, up to
     /// (not including) `before`, or up to the present.
     async fn catch_up(&mut self, room: RoomId, before: Option<i64>) -> Result<(), Gone> {
+        let Some(after) = self.cursors.cursor(room) else {
+            return Ok(());
+        };
+        let mut reading = Reading::new(room, after, before);
         loop {
-            let Some(&after) = self.cursors.get(&room) else {
-                return Ok(());
-            };
-            let page = Page {
-                after: Some(after),
-                before,
-                limit: CATCH_UP_PAGE,
-            };
-            let read = self
-                .ctx
-                .on_home(move |store| async move { store.events(room, page).await });
-            let events = match read.await {
-                Ok(events) => events,
+            let read = self.ctx.on_home(move |store| async move {
+                let page = reading.next(store.as_ref()).await?;
+                Ok((page, reading))
+            });
+            let page = match read.await {
+                Ok((page, next)) => {
+                    reading = next;
+                    page
+                }
                 Err(e) => {
                     // Writing on past the gap would break the client's
                     // sequence: end the session instead, and the client
@@ -570,13 +547,11 @@ impl Writer {
                     return Err(Gone);
                 }
             };
-            let full = events.len() == CATCH_UP_PAGE as usize;
-            for event in events {
-                let frame = serde_json::to_vec(&event).expect("events serialise");
-                self.text(&frame).await?;
-                self.cursors.insert(room, event.seq);
+            for event in page {
+                self.write_event(room, event.seq, &event.frame, event.meta)
+                    .await?;
             }
-            if !full {
+            if reading.is_done() {
                 return Ok(());
             }
         }

@@ -1,0 +1,200 @@
+//! The hub: this gateway's one task that knows which connection follows
+//! which room, subscribes the bus accordingly, and hands each room's
+//! events, in seq order, to the connections that follow it.
+//!
+//! What to deliver when is decided by the delivery core ([`crate::core`]):
+//! a [`RoomFeed`](crate::delivery::feed::RoomFeed) per room puts its events in
+//! order, gathers a busy room's events into one write per connection per
+//! `CHAT_FANOUT_INTERVAL`, and says when a gap is to be read from the
+//! store. The hub is the loop around the feeds: it routes typed
+//! [`Envelope`](crate::delivery::envelope::Envelope)s, keeps the timers, runs
+//! the store reads in tasks of their own (a slow database never stalls the
+//! rooms that have no gap) and pushes into connections' outboxes without
+//! waiting.
+//!
+//! Whatever is waiting for it (commands, bus deliveries) is handled as one
+//! batch, and the bus subscription changes the batch calls for are handed
+//! at its end to a task of their own ([`subscriptions`](crate::subscriptions)),
+//! which makes them without the hub waiting: a crowd connecting at once
+//! costs a few round trips to Redis, not one per connection and room, and
+//! a bus slow to subscribe delays no delivery. What must wait for a
+//! subscription (answering an attach, asking who is online in a new room)
+//! waits there.
+//!
+//! It owns all routing state, so no lock is ever shared with connections;
+//! they speak to it through [`Hub`].
+//!
+//! - `task`: the loop, and what connections ask of it.
+//! - `routing`: bus deliveries and the room feeds.
+//! - `online`: presence, between this gateway's connections and the others.
+//! - `followers`: who follows a room here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_shared::bus::{Delivery, Publisher, Subscriber};
+use chat_shared::model::{RoomId, SessionId, UserId};
+use chat_shared::store::Store;
+use chat_shared::telemetry;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Span;
+
+use crate::delivery::envelope::LogEvent;
+use crate::outbox::Outbox;
+
+mod followers;
+mod online;
+mod routing;
+mod task;
+
+/// Identifies one connection within this gateway.
+pub type SessionKey = u64;
+
+/// A handle to the hub task, cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    commands: mpsc::Sender<Command>,
+}
+
+/// What connections tell the hub.
+enum Command {
+    /// A connection opened: deliver `rooms` (each known up to the seq given).
+    Attach {
+        key: SessionKey,
+        user: UserId,
+        login: SessionId,
+        rooms: Vec<(RoomId, i64)>,
+        outbox: Outbox,
+        /// Answered once the connection is routed.
+        attached: oneshot::Sender<()>,
+    },
+    /// A connection closed.
+    Detach { key: SessionKey },
+    /// Stopping: announce everyone leaving now, then answer.
+    DepartAll { done: oneshot::Sender<()> },
+    /// A connection asked to (re)start `room` after `after`.
+    Follow {
+        key: SessionKey,
+        room: RoomId,
+        after: i64,
+        synced: bool,
+        /// Answered once the follow is queued for the connection's writer.
+        queued: oneshot::Sender<()>,
+    },
+    /// This gateway committed an event: deliver it without waiting for the
+    /// bus to bring it back.
+    Committed {
+        room: RoomId,
+        event: LogEvent,
+        /// The send's span, parent of the `deliver` span.
+        trace: Span,
+    },
+}
+
+impl Hub {
+    /// Starts the hub over a bus subscription and the store.
+    pub fn start(
+        subscriber: Box<dyn Subscriber>,
+        deliveries: mpsc::Receiver<Delivery>,
+        store: Arc<dyn Store>,
+        publisher: Publisher,
+        timing: Timing,
+    ) -> Self {
+        // Bounded: when the hub falls behind, connections wait to tell it
+        // things (which slows their clients) instead of queueing without end.
+        let (commands, commands_rx) = mpsc::channel(4096);
+        task::HubTask::spawn(
+            subscriber,
+            store,
+            publisher,
+            timing,
+            commands_rx,
+            deliveries,
+        );
+        Self { commands }
+    }
+
+    /// Registers a connection and the rooms it starts with; returns once
+    /// the hub routes to it, so whatever is published after that reaches it
+    /// (the session says `hello` only then).
+    pub async fn attach(
+        &self,
+        key: SessionKey,
+        user: UserId,
+        login: SessionId,
+        rooms: Vec<(RoomId, i64)>,
+        outbox: Outbox,
+    ) {
+        let (attached, routed) = oneshot::channel();
+        self.send(Command::Attach {
+            key,
+            user,
+            login,
+            rooms,
+            outbox,
+            attached,
+        })
+        .await;
+        // Only fails once the hub has stopped, i.e. during shutdown.
+        let _ = routed.await;
+    }
+
+    /// Forgets a connection.
+    pub async fn detach(&self, key: SessionKey) {
+        self.send(Command::Detach { key }).await;
+    }
+
+    /// Announces offline, now, every user whose last connection here has
+    /// closed (the gateway is stopping: no departure grace will run out).
+    pub async fn depart_all(&self) {
+        let (done, departed) = oneshot::channel();
+        self.send(Command::DepartAll { done }).await;
+        let _ = departed.await;
+    }
+
+    /// Makes a connection follow `room` from just after `after`; returns
+    /// once the writer has it queued, so what the caller queues next comes
+    /// after it.
+    pub async fn follow(&self, key: SessionKey, room: RoomId, after: i64, synced: bool) {
+        let (queued, done) = oneshot::channel();
+        self.send(Command::Follow {
+            key,
+            room,
+            after,
+            synced,
+            queued,
+        })
+        .await;
+        // Only fails once the hub has stopped, i.e. during shutdown.
+        let _ = done.await;
+    }
+
+    /// Delivers an event this gateway just committed (within the current
+    /// span's trace, when traces are on).
+    pub async fn committed(&self, room: RoomId, event: LogEvent) {
+        let trace = if telemetry::traces_enabled() {
+            Span::current()
+        } else {
+            Span::none()
+        };
+        self.send(Command::Committed { room, event, trace }).await;
+    }
+
+    async fn send(&self, command: Command) {
+        // Only fails once the hub has stopped, i.e. during shutdown.
+        let _ = self.commands.send(command).await;
+    }
+}
+
+/// The hub's timing knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a gap may last before the store is read.
+    pub gap_wait: Duration,
+    /// The least time between two fan-outs of one room.
+    pub fan_out_interval: Duration,
+    /// How often room heads are compared with the store.
+    pub head_check: Duration,
+    /// How often this gateway tells the others it is alive.
+    pub presence_beat: Duration,
+}
