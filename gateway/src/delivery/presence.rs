@@ -62,6 +62,13 @@ pub enum PresenceMessage {
     },
 }
 
+impl PresenceMessage {
+    /// The message as published.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec(self).expect("presence messages serialise"))
+    }
+}
+
 /// A change of a user's overall status that clients should hear of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {

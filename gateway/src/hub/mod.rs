@@ -27,6 +27,7 @@
 //! - `task`: the loop, and what connections ask of it.
 //! - `routing`: bus deliveries and the room feeds.
 //! - `online`: presence, between this gateway's connections and the others.
+//! - `state`: what the hub keeps, which those three share.
 //! - `followers`: who follows a room here.
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use crate::outbox::Outbox;
 mod followers;
 mod online;
 mod routing;
+mod state;
 mod task;
 
 /// Identifies one connection within this gateway.
@@ -103,7 +105,7 @@ impl Hub {
         // Bounded: when the hub falls behind, connections wait to tell it
         // things (which slows their clients) instead of queueing without end.
         let (commands, commands_rx) = mpsc::channel(4096);
-        task::HubTask::spawn(
+        state::HubTask::spawn(
             subscriber,
             store,
             publisher,

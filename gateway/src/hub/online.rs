@@ -12,7 +12,7 @@ use chat_shared::model::{RoomId, UserId};
 use chat_shared::protocol::{PresenceStatus, ServerFrame};
 use tokio::time::Instant;
 
-use super::task::HubTask;
+use super::state::HubTask;
 use super::SessionKey;
 use crate::delivery::presence::{Change, PresenceMessage};
 use crate::outbox::Outbound;
@@ -57,7 +57,7 @@ impl HubTask {
                 user_id: user,
             }
         };
-        let payload = presence_bytes(&message);
+        let payload = message.to_bytes();
         for room in rooms {
             self.publisher.publish(Topic::Room(*room), payload.clone());
         }
@@ -88,8 +88,7 @@ impl HubTask {
                         gateway: self.presence.gateway,
                         user_id,
                     };
-                    self.publisher
-                        .publish(Topic::Room(room), presence_bytes(&answer));
+                    self.publisher.publish(Topic::Room(room), answer.to_bytes());
                 }
             }
             (Topic::Room(room), _) => {
@@ -111,8 +110,7 @@ impl HubTask {
         let alive = PresenceMessage::GatewayAlive {
             gateway: self.presence.gateway,
         };
-        self.publisher
-            .publish(Topic::Presence, presence_bytes(&alive));
+        self.publisher.publish(Topic::Presence, alive.to_bytes());
         for change in self
             .presence
             .expire(Instant::now(), self.timing.presence_beat)
@@ -155,8 +153,4 @@ fn presence_frame(user: UserId, online: bool) -> Bytes {
         }
         .to_json(),
     )
-}
-
-pub(super) fn presence_bytes(message: &PresenceMessage) -> Bytes {
-    Bytes::from(serde_json::to_vec(message).expect("presence messages serialise"))
 }

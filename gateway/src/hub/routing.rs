@@ -9,37 +9,12 @@ use chat_shared::telemetry;
 use tokio::time::Instant;
 use tracing::Span;
 
-use super::task::{HubTask, Report};
+use super::state::{HubTask, Item, Report};
 use crate::delivery::envelope::{Envelope, EventMeta, LogEvent};
 use crate::delivery::feed::Step;
 use crate::history::Reading;
 use crate::outbox::{Outbound, Outbox};
 use crate::wire::close;
-
-/// A room event as a feed holds it: the event and the span its `deliver`
-/// goes under (`Span::none()` untraced).
-#[derive(Debug)]
-pub(super) struct Item {
-    frame: Bytes,
-    meta: EventMeta,
-    left: Option<UserId>,
-    trace: Span,
-}
-
-impl Item {
-    /// An event read from the store, which no trace follows.
-    pub(super) fn untraced(event: LogEvent) -> (i64, Self) {
-        (
-            event.seq,
-            Self {
-                frame: event.frame,
-                meta: event.meta,
-                left: event.left,
-                trace: Span::none(),
-            },
-        )
-    }
-}
 
 impl HubTask {
     pub(super) fn on_delivery(&mut self, delivery: Delivery) {

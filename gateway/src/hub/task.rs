@@ -5,68 +5,21 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_shared::bus::{Delivery, Publisher, Subscriber, Topic};
-use chat_shared::model::{RoomId, SessionId, UserId};
+use chat_shared::model::{RoomId, UserId};
 use chat_shared::store::Store;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::followers::Followers;
-use super::online::presence_bytes;
-use super::routing::Item;
+use super::state::{HubTask, Item, Report, Room, SessionEntry};
 use super::{Command, SessionKey, Timing};
-use crate::delivery::envelope::LogEvent;
 use crate::delivery::feed::{Pacing, RoomFeed};
 use crate::delivery::presence::{Presence, PresenceMessage};
-use crate::outbox::{Outbound, Outbox};
+use crate::outbox::Outbound;
 use crate::subscriptions::{Pending, Subscriptions};
 
 /// Most commands, or bus deliveries, handled as one batch.
 const BATCH: usize = 512;
-
-/// What store-reading tasks report back.
-pub(super) enum Report {
-    /// Events read to fill a gap (in seq order), or the failure to read them.
-    Repaired {
-        room: RoomId,
-        events: chat_shared::Result<Vec<LogEvent>>,
-    },
-    /// The newest seq of each room, as the store has it.
-    Heads(chat_shared::Result<Vec<(RoomId, i64)>>),
-}
-
-/// One room as this gateway delivers it.
-pub(super) struct Room {
-    pub(super) feed: RoomFeed<Item>,
-    pub(super) followers: Followers,
-    /// When the feed is next due, as entered in the hub's deadlines.
-    pub(super) due: Option<Instant>,
-}
-
-pub(super) struct SessionEntry {
-    pub(super) user: UserId,
-    /// The login session its token belongs to.
-    pub(super) login: SessionId,
-    pub(super) outbox: Outbox,
-    pub(super) rooms: HashSet<RoomId>,
-}
-
-pub(super) struct HubTask {
-    /// Makes the bus follow what this hub decides.
-    subscriptions: Subscriptions,
-    pub(super) store: Arc<dyn Store>,
-    /// For presence announcements and answers.
-    pub(super) publisher: Publisher,
-    pub(super) presence: Presence,
-    pub(super) timing: Timing,
-    pub(super) rooms: HashMap<RoomId, Room>,
-    pub(super) sessions: HashMap<SessionKey, SessionEntry>,
-    pub(super) users: HashMap<UserId, HashSet<SessionKey>>,
-    /// When each room's feed is next due, soonest first.
-    pub(super) deadlines: BTreeSet<(Instant, RoomId)>,
-    pub(super) reports: mpsc::Sender<Report>,
-    /// The bus subscription changes of the batch under way.
-    pub(super) pending: Pending,
-}
 
 impl HubTask {
     /// Starts the hub's task.
@@ -80,9 +33,10 @@ impl HubTask {
     ) {
         let (reports, reports_rx) = mpsc::channel(1024);
         let presence = Presence::new(uuid::Uuid::new_v4());
-        let query = presence_bytes(&PresenceMessage::PresenceQuery {
+        let query = PresenceMessage::PresenceQuery {
             gateway: presence.gateway,
-        });
+        }
+        .to_bytes();
         let task = HubTask {
             subscriptions: Subscriptions::start(subscriber, publisher.clone(), query),
             store,

@@ -1,34 +1,27 @@
-//! One WebSocket session: greeting, then two tasks until it ends.
-//!
-//! The *inbound* task reads frames and acts on them in order (sends are
-//! queued in the store and acknowledged in order by `sends`, so a
-//! client's sends keep their order). This task, the *writer*, owns the
-//! socket's write half and everything that decides what the client sees:
-//! its per-room cursors (so each event is written once, in seq order, with
-//! gaps filled from the store), heartbeats, token expiry, and closing.
+//! The writer of a connection: the task that owns the socket's write half
+//! and writes, in order, what the hub, the inbound task and the store
+//! give it; it keeps the heartbeat, the token's expiry and the hold
+//! before a resuming client's `sync`. What it writes of each room is
+//! decided by the connection's [`Cursors`]; it does the I/O they ask for.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_shared::auth::Claims;
-use chat_shared::model::{RoomId, SessionId, User, UserId};
-use chat_shared::protocol::{RoomHead, ServerFrame};
+use chat_shared::model::RoomId;
+use chat_shared::protocol::ServerFrame;
 use fastwebsockets::{Frame, Payload};
 use tokio::io::WriteHalf;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::context::Context;
 use crate::delivery::cursors::{Cursors, Followed, Offered};
-use crate::delivery::envelope::{EventMeta, FrameKind};
+use crate::delivery::envelope::EventMeta;
 use crate::history::Reading;
-use crate::hub::SessionKey;
-use crate::inbound;
 use crate::inbound::now_millis;
-use crate::outbox::{Outbound, Outbox, Queue, Taken};
-use crate::wire::{close, FrameReader, FrameWriter, Socket};
+use crate::outbox::{Outbound, Queue, Taken};
+use crate::wire::{close, FrameWriter, Socket};
 
 /// How a slow consumer's session ends (contract point 6).
 const SLOW_CONSUMER: (u16, &str) = (close::SLOW_CONSUMER, "too far behind; reconnect and sync");
@@ -36,7 +29,7 @@ const SLOW_CONSUMER: (u16, &str) = (close::SLOW_CONSUMER, "too far behind; recon
 /// The write side: frames gather in a buffer and reach the socket on
 /// `flush`, so a writer that finds many frames queued sends them with one
 /// system call instead of one each.
-type Sink = FrameWriter<WriteHalf<Socket>>;
+pub(super) type Sink = FrameWriter<WriteHalf<Socket>>;
 
 /// Frames written between two flushes at most, so one busy session cannot
 /// hold its write buffer (and its heartbeat checks) for long.
@@ -46,206 +39,8 @@ const BATCH: usize = 64;
 /// long replay streams rather than piling up in memory.
 const FLUSH_AT: usize = 16 * 1024;
 
-/// What a session starts from, boxed: the future of every open session
-/// keeps its arguments' room for its whole life, so they are one pointer,
-/// let go once the session is open.
-pub struct Start {
-    /// The gateway.
-    pub ctx: Arc<Context>,
-    /// The socket, once hyper has switched protocols.
-    pub upgraded: fastwebsockets::upgrade::UpgradeFut,
-    /// The verified token.
-    pub claims: Claims,
-    /// The connection's place under `CHAT_MAX_CONNECTIONS`, held until it
-    /// ends.
-    pub permit: Arc<OwnedSemaphorePermit>,
-}
-
-/// Runs a session from the upgrade until it ends.
-pub async fn run(start: Box<Start>) {
-    if let Some((mut live, queue)) = Box::pin(begin(start)).await {
-        live.run(queue).await;
-    }
-}
-
-/// A session that has said `hello`: what it holds while it lasts.
-struct Live {
-    ctx: Arc<Context>,
-    key: SessionKey,
-    connection: crate::metrics::Connection,
-    writer: Writer,
-    inbound: tokio::task::JoinHandle<()>,
-    _permit: Arc<OwnedSemaphorePermit>,
-}
-
-/// Completes the upgrade, greets the client and starts the inbound task;
-/// `None` if the session cannot start.
-async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
-    let Start {
-        ctx,
-        upgraded,
-        claims,
-        permit,
-    } = *start;
-    let socket = match upgraded.await {
-        Ok(ws) => ws.into_inner(),
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade did not complete");
-            return None;
-        }
-    };
-    let key = ctx.next_session_key();
-    tracing::Span::current().record("session", key);
-    let mut connection = crate::metrics::Connection::opened();
-    let (read, write) = tokio::io::split(socket);
-    let read = FrameReader::new(read, ctx.config.max_message_bytes);
-    let mut write = FrameWriter::new(write);
-    let (outbox, queue) = Outbox::new(ctx.config.outbound_queue);
-    let Opened {
-        user,
-        login,
-        rooms,
-        expires_at,
-    } = open(&ctx, key, claims, &outbox, &mut write, &mut connection).await?;
-    let last_heard = Arc::new(AtomicI64::new(now_millis()));
-    let inbound = ctx
-        .home
-        .spawn(tracing::Instrument::in_current_span(inbound::run(
-            ctx.clone(),
-            read,
-            inbound::Session {
-                key,
-                user,
-                login,
-                outbox,
-                last_heard: last_heard.clone(),
-            },
-        )));
-    let writer = Writer {
-        ctx: ctx.clone(),
-        write,
-        cursors: Cursors::new(rooms, ctx.config.outbound_queue),
-        expires_at,
-        last_heard,
-        broken: false,
-        lost_track: false,
-        replaying: false,
-    };
-    let live = Live {
-        ctx,
-        key,
-        connection,
-        writer,
-        inbound,
-        _permit: permit,
-    };
-    Some((live, queue))
-}
-
-impl Live {
-    async fn run(&mut self, queue: Queue) {
-        let (code, reason) = self.writer.run(queue).await;
-        tracing::debug!(session = self.key, code, reason, "session ended");
-        // Bounded like every write: a client that stopped reading (the
-        // usual reason to close) must not keep the session, its slot and
-        // its hub entry forever. After a failed write the stream may end
-        // mid-frame, so no close frame can follow; dropping the socket is
-        // all that is left.
-        if !self.writer.broken {
-            self.connection.closing(code);
-            if self
-                .writer
-                .send(Frame::close(code, reason.as_bytes()))
-                .await
-                .is_ok()
-            {
-                let _ = self.writer.flush().await;
-            }
-        }
-        self.inbound.abort();
-        self.ctx.hub.detach(self.key).await;
-    }
-}
-
-/// What a session keeps of its start.
-struct Opened {
-    user: UserId,
-    /// The login session the token belongs to.
-    login: SessionId,
-    /// Each room with the seq the client was told of in `hello`.
-    rooms: Vec<(RoomId, i64)>,
-    /// When the token expires, Unix seconds.
-    expires_at: i64,
-}
-
-/// Greets the client with `hello` once the hub routes to it, or returns
-/// `None` if the session cannot start (the client has been told, or has
-/// gone).
-async fn open(
-    ctx: &Context,
-    key: SessionKey,
-    claims: Claims,
-    outbox: &Outbox,
-    write: &mut Sink,
-    connection: &mut crate::metrics::Connection,
-) -> Option<Opened> {
-    let (user, heads) = match greet(ctx, &claims).await {
-        Ok(greeting) => greeting,
-        Err(e) => {
-            tracing::warn!(error = %e, "session could not start");
-            connection.closing(close::UNAVAILABLE);
-            write.push(Frame::close(close::UNAVAILABLE, b"try again"));
-            let _ = write.flush().await;
-            return None;
-        }
-    };
-    // Routed before `hello`: a client that has its `hello` misses nothing
-    // published afterwards (typing, read markers, signals have no replay).
-    let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
-    ctx.hub
-        .attach(key, user.id, claims.sid, rooms.clone(), outbox.clone())
-        .await;
-    let hello = ServerFrame::Hello {
-        session_id: key.to_string(),
-        user: user.clone(),
-        rooms: heads,
-        heartbeat_ms: ctx.config.heartbeat_interval.as_millis() as u64,
-    };
-    if write_text(write, hello.to_json().as_bytes()).await.is_err() {
-        ctx.hub.detach(key).await;
-        return None;
-    }
-    crate::metrics::frame_out(FrameKind::Hello);
-    tracing::debug!(session = key, user_id = %user.id, "session started");
-    Some(Opened {
-        user: user.id,
-        rooms,
-        login: claims.sid,
-        expires_at: claims.exp,
-    })
-}
-
-/// Who the user is and where their rooms stand.
-async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec<RoomHead>)> {
-    let id = claims.sub;
-    ctx.on_home(move |store| async move {
-        let user = store.user(id).await?.ok_or(chat_shared::Error::NotFound)?;
-        let heads = store
-            .my_rooms(id)
-            .await?
-            .into_iter()
-            .map(|r| RoomHead {
-                room_id: r.room.id,
-                last_seq: r.room.last_seq,
-            })
-            .collect();
-        Ok((user, heads))
-    })
-    .await
-}
-
 /// The write side of a session.
-struct Writer {
+pub(super) struct Writer {
     ctx: Arc<Context>,
     write: Sink,
     /// What the client has of each room, and what is held for it until
@@ -264,7 +59,7 @@ struct Writer {
 }
 
 /// Why writing failed: the socket is gone.
-struct Gone;
+pub(super) struct Gone;
 
 /// When a writer next has something to check.
 struct Clocks {
@@ -288,7 +83,45 @@ impl Clocks {
 }
 
 impl Writer {
-    async fn run(&mut self, mut queue: Queue) -> (u16, &'static str) {
+    /// The writer of a connection greeted with `rooms` at the seqs given,
+    /// whose token expires at `expires_at` (Unix seconds).
+    pub(super) fn new(
+        ctx: Arc<Context>,
+        write: Sink,
+        rooms: Vec<(RoomId, i64)>,
+        expires_at: i64,
+        last_heard: Arc<AtomicI64>,
+    ) -> Self {
+        let hold_limit = ctx.config.outbound_queue;
+        Self {
+            ctx,
+            write,
+            cursors: Cursors::new(rooms, hold_limit),
+            expires_at,
+            last_heard,
+            broken: false,
+            lost_track: false,
+            replaying: false,
+        }
+    }
+
+    /// Whether a write failed or timed out (no close frame can follow).
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Sends the close frame, within the usual write bound.
+    pub(super) async fn close(&mut self, code: u16, reason: &str) {
+        if self
+            .send(Frame::close(code, reason.as_bytes()))
+            .await
+            .is_ok()
+        {
+            let _ = self.flush().await;
+        }
+    }
+
+    pub(super) async fn run(&mut self, mut queue: Queue) -> (u16, &'static str) {
         // Ticks at half the interval: a ping goes out every other tick, and
         // a connection silent for 1.25 intervals is closed (a live client
         // answers each ping within a round trip, so it is never silent for
@@ -586,11 +419,6 @@ impl Writer {
             }
         }
     }
-}
-
-async fn write_text(write: &mut Sink, text: &[u8]) -> Result<(), Gone> {
-    write.push(Frame::text(Payload::Borrowed(text)));
-    write.flush().await.map_err(|_| Gone)
 }
 
 /// How long until the Unix second `at`.

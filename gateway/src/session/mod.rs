@@ -1,0 +1,217 @@
+//! One WebSocket connection: the upgrade, the greeting, then two tasks
+//! until it ends.
+//!
+//! The *inbound* task ([`inbound`]) reads frames and acts on them in order
+//! (sends are queued in the store and acknowledged in order by `sends`, so
+//! a client's sends keep their order). The *writer* ([`writer`]) owns the
+//! socket's write half and everything that decides what the client sees:
+//! its per-room cursors (so each event is written once, in seq order, with
+//! gaps filled from the store), heartbeats, token expiry, and closing.
+
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+use chat_shared::auth::Claims;
+use chat_shared::model::{RoomId, SessionId, User, UserId};
+use chat_shared::protocol::{RoomHead, ServerFrame};
+use fastwebsockets::{Frame, Payload};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::context::Context;
+use crate::delivery::envelope::FrameKind;
+use crate::hub::SessionKey;
+use crate::inbound;
+use crate::inbound::now_millis;
+use crate::outbox::{Outbox, Queue};
+use crate::wire::{close, FrameReader, FrameWriter};
+
+mod writer;
+
+use writer::{Gone, Sink, Writer};
+
+/// What a session starts from, boxed: the future of every open session
+/// keeps its arguments' room for its whole life, so they are one pointer,
+/// let go once the session is open.
+pub struct Start {
+    /// The gateway.
+    pub ctx: Arc<Context>,
+    /// The socket, once hyper has switched protocols.
+    pub upgraded: fastwebsockets::upgrade::UpgradeFut,
+    /// The verified token.
+    pub claims: Claims,
+    /// The connection's place under `CHAT_MAX_CONNECTIONS`, held until it
+    /// ends.
+    pub permit: Arc<OwnedSemaphorePermit>,
+}
+
+/// Runs a session from the upgrade until it ends.
+pub async fn run(start: Box<Start>) {
+    if let Some((mut live, queue)) = Box::pin(begin(start)).await {
+        live.run(queue).await;
+    }
+}
+
+/// A session that has said `hello`: what it holds while it lasts.
+struct Live {
+    ctx: Arc<Context>,
+    key: SessionKey,
+    connection: crate::metrics::Connection,
+    writer: Writer,
+    inbound: tokio::task::JoinHandle<()>,
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+/// Completes the upgrade, greets the client and starts the inbound task;
+/// `None` if the session cannot start.
+async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
+    let Start {
+        ctx,
+        upgraded,
+        claims,
+        permit,
+    } = *start;
+    let socket = match upgraded.await {
+        Ok(ws) => ws.into_inner(),
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return None;
+        }
+    };
+    let key = ctx.next_session_key();
+    tracing::Span::current().record("session", key);
+    let mut connection = crate::metrics::Connection::opened();
+    let (read, write) = tokio::io::split(socket);
+    let read = FrameReader::new(read, ctx.config.max_message_bytes);
+    let mut write = FrameWriter::new(write);
+    let (outbox, queue) = Outbox::new(ctx.config.outbound_queue);
+    let Opened {
+        user,
+        login,
+        rooms,
+        expires_at,
+    } = open(&ctx, key, claims, &outbox, &mut write, &mut connection).await?;
+    let last_heard = Arc::new(AtomicI64::new(now_millis()));
+    let inbound = ctx
+        .home
+        .spawn(tracing::Instrument::in_current_span(inbound::run(
+            ctx.clone(),
+            read,
+            inbound::Session {
+                key,
+                user,
+                login,
+                outbox,
+                last_heard: last_heard.clone(),
+            },
+        )));
+    let writer = Writer::new(ctx.clone(), write, rooms, expires_at, last_heard);
+    let live = Live {
+        ctx,
+        key,
+        connection,
+        writer,
+        inbound,
+        _permit: permit,
+    };
+    Some((live, queue))
+}
+
+impl Live {
+    async fn run(&mut self, queue: Queue) {
+        let (code, reason) = self.writer.run(queue).await;
+        tracing::debug!(session = self.key, code, reason, "session ended");
+        // Bounded like every write: a client that stopped reading (the
+        // usual reason to close) must not keep the session, its slot and
+        // its hub entry forever. After a failed write the stream may end
+        // mid-frame, so no close frame can follow; dropping the socket is
+        // all that is left.
+        if !self.writer.is_broken() {
+            self.connection.closing(code);
+            self.writer.close(code, reason).await;
+        }
+        self.inbound.abort();
+        self.ctx.hub.detach(self.key).await;
+    }
+}
+
+/// What a session keeps of its start.
+struct Opened {
+    user: UserId,
+    /// The login session the token belongs to.
+    login: SessionId,
+    /// Each room with the seq the client was told of in `hello`.
+    rooms: Vec<(RoomId, i64)>,
+    /// When the token expires, Unix seconds.
+    expires_at: i64,
+}
+
+/// Greets the client with `hello` once the hub routes to it, or returns
+/// `None` if the session cannot start (the client has been told, or has
+/// gone).
+async fn open(
+    ctx: &Context,
+    key: SessionKey,
+    claims: Claims,
+    outbox: &Outbox,
+    write: &mut Sink,
+    connection: &mut crate::metrics::Connection,
+) -> Option<Opened> {
+    let (user, heads) = match greet(ctx, &claims).await {
+        Ok(greeting) => greeting,
+        Err(e) => {
+            tracing::warn!(error = %e, "session could not start");
+            connection.closing(close::UNAVAILABLE);
+            write.push(Frame::close(close::UNAVAILABLE, b"try again"));
+            let _ = write.flush().await;
+            return None;
+        }
+    };
+    // Routed before `hello`: a client that has its `hello` misses nothing
+    // published afterwards (typing, read markers, signals have no replay).
+    let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
+    ctx.hub
+        .attach(key, user.id, claims.sid, rooms.clone(), outbox.clone())
+        .await;
+    let hello = ServerFrame::Hello {
+        session_id: key.to_string(),
+        user: user.clone(),
+        rooms: heads,
+        heartbeat_ms: ctx.config.heartbeat_interval.as_millis() as u64,
+    };
+    if write_text(write, hello.to_json().as_bytes()).await.is_err() {
+        ctx.hub.detach(key).await;
+        return None;
+    }
+    crate::metrics::frame_out(FrameKind::Hello);
+    tracing::debug!(session = key, user_id = %user.id, "session started");
+    Some(Opened {
+        user: user.id,
+        rooms,
+        login: claims.sid,
+        expires_at: claims.exp,
+    })
+}
+
+/// Who the user is and where their rooms stand.
+async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec<RoomHead>)> {
+    let id = claims.sub;
+    ctx.on_home(move |store| async move {
+        let user = store.user(id).await?.ok_or(chat_shared::Error::NotFound)?;
+        let heads = store
+            .my_rooms(id)
+            .await?
+            .into_iter()
+            .map(|r| RoomHead {
+                room_id: r.room.id,
+                last_seq: r.room.last_seq,
+            })
+            .collect();
+        Ok((user, heads))
+    })
+    .await
+}
+
+async fn write_text(write: &mut Sink, text: &[u8]) -> Result<(), Gone> {
+    write.push(Frame::text(Payload::Borrowed(text)));
+    write.flush().await.map_err(|_| Gone)
+}
