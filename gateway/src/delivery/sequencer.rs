@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 
 /// Most events held while waiting for a missing one; beyond this the
-/// oldest are dropped and the store read recovers them.
+/// furthest ahead (the highest seqs) are dropped, and the store read
+/// recovers them after the gap.
 const MAX_PENDING: usize = 4096;
 
 /// What a room's sequencer should do next.
