@@ -10,8 +10,10 @@
 //!   repair deadlines).
 //! - [`cursors`]: what one connection has been written, room by room, and
 //!   what it is still owed.
+//! - [`clocks`]: a connection's heartbeat, token expiry and sync grace.
 //! - [`presence`]: who is online, across gateways.
 
+pub mod clocks;
 pub mod cursors;
 pub mod envelope;
 pub mod feed;

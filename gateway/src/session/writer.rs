@@ -16,6 +16,7 @@ use tokio::io::WriteHalf;
 use tokio::time::Instant;
 
 use crate::context::Context;
+use crate::delivery::clocks::Clocks;
 use crate::delivery::cursors::{Cursors, Followed, Offered};
 use crate::delivery::envelope::EventMeta;
 use crate::history::Reading;
@@ -61,27 +62,6 @@ pub(super) struct Writer {
 /// Why writing failed: the socket is gone.
 pub(super) struct Gone;
 
-/// When a writer next has something to check.
-struct Clocks {
-    /// The next heartbeat check.
-    beat: Instant,
-    /// The token's expiry.
-    expiry: Instant,
-    /// The end of the wait for a resuming client's `sync`, while held.
-    grace: Instant,
-}
-
-impl Clocks {
-    fn next(&self, held: bool) -> Instant {
-        let next = self.beat.min(self.expiry);
-        if held {
-            next.min(self.grace)
-        } else {
-            next
-        }
-    }
-}
-
 impl Writer {
     /// The writer of a connection greeted with `rooms` at the seqs given,
     /// whose token expires at `expires_at` (Unix seconds).
@@ -122,19 +102,13 @@ impl Writer {
     }
 
     pub(super) async fn run(&mut self, mut queue: Queue) -> (u16, &'static str) {
-        // Ticks at half the interval: a ping goes out every other tick, and
-        // a connection silent for 1.25 intervals is closed (a live client
-        // answers each ping within a round trip, so it is never silent for
-        // more than one interval plus its round trip). Checked every half
-        // interval, a half-open connection is gone within 1.75 intervals of
-        // its last sign of life: under two, as promised.
         let interval = self.ctx.config.heartbeat_interval;
-        let mut clocks = Clocks {
-            beat: Instant::now() + interval / 2,
-            expiry: Instant::now() + until_unix(self.expires_at),
-            grace: Instant::now() + self.ctx.config.sync_grace,
-        };
-        let mut ping_due = false;
+        let mut clocks = Clocks::new(
+            Instant::now(),
+            interval,
+            until_unix(self.expires_at),
+            self.ctx.config.sync_grace,
+        );
         // One timer for the three clocks, set to whichever is next: every
         // connection holds it, and a timer is ~100 bytes.
         let timer = tokio::time::sleep_until(clocks.next(self.cursors.is_held()));
@@ -160,33 +134,20 @@ impl Writer {
                     // What was due by the deadline is due now (a clock at
                     // the deadline must not keep a fired timer firing).
                     let now = Instant::now().max(timer.deadline());
-                    if now >= clocks.expiry {
+                    let silent = now_millis() - self.last_heard.load(Ordering::Relaxed);
+                    let silent = Duration::from_millis(silent.max(0) as u64);
+                    let due = clocks.fire(now, silent, self.cursors.is_held());
+                    if due.expired {
                         return (close::TOKEN_EXPIRED, "access token expired");
                     }
-                    if self.cursors.is_held() && now >= clocks.grace {
-                        // The client said nothing: it is not resuming.
-                        if Box::pin(self.go_live()).await.is_err() {
-                            return self.halted();
-                        }
+                    if due.go_live && Box::pin(self.go_live()).await.is_err() {
+                        return self.halted();
                     }
-                    if now >= clocks.beat {
-                        // Checked every half interval: a ping goes out
-                        // every other check, and a connection silent for
-                        // 1.25 intervals is closed (a live client answers
-                        // each ping within a round trip, so it is never
-                        // silent for more than one interval plus its round
-                        // trip): a half-open connection is gone within 1.75
-                        // intervals of its last sign of life, under two, as
-                        // promised.
-                        clocks.beat = now + interval / 2;
-                        let silent = now_millis() - self.last_heard.load(Ordering::Relaxed);
-                        if silent > (interval.as_millis() * 5 / 4) as i64 {
-                            return (close::HEARTBEAT_TIMEOUT, "no heartbeat");
-                        }
-                        ping_due = !ping_due;
-                        if ping_due && self.send(Frame::new(true, fastwebsockets::OpCode::Ping, None, Payload::Borrowed(b""))).await.is_err() {
-                            return (close::NORMAL, "");
-                        }
+                    if due.silent {
+                        return (close::HEARTBEAT_TIMEOUT, "no heartbeat");
+                    }
+                    if due.ping && self.send(Frame::new(true, fastwebsockets::OpCode::Ping, None, Payload::Borrowed(b""))).await.is_err() {
+                        return (close::NORMAL, "");
                     }
                 }
                 taken = queue.recv() => {
@@ -222,7 +183,7 @@ impl Writer {
         loop {
             if let Outbound::Extend { expires_at } = item {
                 self.expires_at = expires_at;
-                clocks.expiry = Instant::now() + until_unix(expires_at);
+                clocks.extend(Instant::now(), until_unix(expires_at));
             } else if let Some(closing) = self.handle(item).await? {
                 return Ok(Some(closing));
             }
