@@ -64,12 +64,16 @@ impl GatewayService {
             presence_beat: config.heartbeat_interval,
         };
         let publisher = Publisher::start(bus);
+        // A shard per core the process may use: fan-out, the hub's work,
+        // then runs on all of them.
+        let shards = std::thread::available_parallelism().map_or(1, usize::from);
         let hub = Hub::start(
             subscriber,
             deliveries,
             store.clone(),
             publisher.clone(),
             timing,
+            shards,
         );
         let writers = crate::writers::Writers::start()?;
         let listening = config.bound.unwrap_or(config.gateway_addr);

@@ -1,14 +1,16 @@
 //! This gateway's bus subscription, changed by a task of its own.
 //!
-//! The hub decides which topics to follow; this task makes the bus follow
-//! them, so the hub never waits for the bus. A bus slow to answer a
+//! The hub's shards decide which topics they follow; this task makes the
+//! bus follow every topic at least one shard follows (one subscription per
+//! topic, however many shards want it), so no shard ever waits for the
+//! bus. A bus slow to answer a
 //! subscribe (a Redis far away, or hung) holds up only the connections
 //! waiting to be subscribed, never the delivery of rooms already followed.
 //! What the hub decides while a change is under way is merged into one
 //! next change: a crowd connecting at once costs a round trip per change
 //! this task makes, not one per connection and room.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -25,9 +27,9 @@ pub struct Pending {
     unsubscribe: HashSet<Topic>,
     /// Attaches, answered once their topics are subscribed.
     attached: Vec<oneshot::Sender<()>>,
-    /// Rooms new here, whose presence query goes out once subscribed, so
-    /// that the answers are heard.
-    queries: Vec<RoomId>,
+    /// Rooms new to a shard, whose presence query (the shard's own) goes
+    /// out once subscribed, so that the answers are heard.
+    queries: Vec<(RoomId, Bytes)>,
 }
 
 impl Pending {
@@ -52,9 +54,9 @@ impl Pending {
         self.attached.push(attached);
     }
 
-    /// Asks who is online in `room` once it is subscribed.
-    pub fn query_when_subscribed(&mut self, room: RoomId) {
-        self.queries.push(room);
+    /// Publishes `query` (who is online?) to `room` once it is subscribed.
+    pub fn query_when_subscribed(&mut self, room: RoomId, query: Bytes) {
+        self.queries.push((room, query));
     }
 
     fn is_empty(&self) -> bool {
@@ -63,51 +65,66 @@ impl Pending {
             && self.attached.is_empty()
             && self.queries.is_empty()
     }
-
-    /// Adds `later`, decided after what is here.
-    fn merge(&mut self, later: Pending) {
-        for topic in later.unsubscribe {
-            self.unsubscribe(topic);
-        }
-        for topic in later.subscribe {
-            self.subscribe(topic);
-        }
-        self.attached.extend(later.attached);
-        self.queries.extend(later.queries);
-    }
 }
 
-/// The hub's handle on the task; the task ends when this is dropped.
+/// The shards' handle on the task, cheap to clone; the task ends when the
+/// last is dropped.
+#[derive(Clone)]
 pub struct Subscriptions {
-    /// Decided but not yet taken by the task.
-    next: Arc<Mutex<Pending>>,
-    /// Rung when `next` has something; one ring is enough.
+    shared: Arc<Mutex<Shared>>,
+    /// Rung when the next change has something; one ring is enough.
     doorbell: mpsc::Sender<()>,
 }
 
+#[derive(Default)]
+struct Shared {
+    /// How many shards follow each topic.
+    wanted: HashMap<Topic, usize>,
+    /// The bus's next change, not yet taken by the task.
+    next: Pending,
+}
+
+impl Shared {
+    /// Adds a shard's change to the bus's next one: only the first shard
+    /// to want a topic, and the last to let it go, change the bus.
+    fn take_in(&mut self, decided: Pending) {
+        for topic in decided.unsubscribe {
+            if let Some(count) = self.wanted.get_mut(&topic) {
+                *count -= 1;
+                if *count == 0 {
+                    self.wanted.remove(&topic);
+                    self.next.unsubscribe(topic);
+                }
+            }
+        }
+        for topic in decided.subscribe {
+            let count = self.wanted.entry(topic).or_default();
+            *count += 1;
+            if *count == 1 {
+                self.next.subscribe(topic);
+            }
+        }
+        self.next.attached.extend(decided.attached);
+        self.next.queries.extend(decided.queries);
+    }
+}
+
 impl Subscriptions {
-    /// Starts the task over `subscriber`. `query` is this gateway's
-    /// presence query, published to each new room once subscribed.
-    pub fn start(subscriber: Box<dyn Subscriber>, publisher: Publisher, query: Bytes) -> Self {
-        let next = Arc::new(Mutex::new(Pending::default()));
+    /// Starts the task over `subscriber`.
+    pub fn start(subscriber: Box<dyn Subscriber>, publisher: Publisher) -> Self {
+        let shared = Arc::new(Mutex::new(Shared::default()));
         let (doorbell, rings) = mpsc::channel(1);
-        tokio::spawn(run(subscriber, next.clone(), rings, publisher, query));
-        Self { next, doorbell }
+        tokio::spawn(run(subscriber, shared.clone(), rings, publisher));
+        Self { shared, doorbell }
     }
 
-    /// Hands over what the hub decided; returns at once.
+    /// Hands over what a shard decided (its own net change); returns at
+    /// once.
     pub fn submit(&self, decided: Pending) {
         if decided.is_empty() {
             return;
         }
-        {
-            let mut next = lock(&self.next);
-            if next.is_empty() {
-                *next = decided;
-            } else {
-                next.merge(decided);
-            }
-        }
+        lock(&self.shared).take_in(decided);
         // Full: a ring the task has not taken yet covers this too.
         let _ = self.doorbell.try_send(());
     }
@@ -115,10 +132,9 @@ impl Subscriptions {
 
 async fn run(
     subscriber: Box<dyn Subscriber>,
-    next: Arc<Mutex<Pending>>,
+    shared: Arc<Mutex<Shared>>,
     mut rings: mpsc::Receiver<()>,
     publisher: Publisher,
-    query: Bytes,
 ) {
     while rings.recv().await.is_some() {
         let Pending {
@@ -126,7 +142,7 @@ async fn run(
             unsubscribe,
             attached,
             queries,
-        } = std::mem::take(&mut *lock(&next));
+        } = std::mem::take(&mut lock(&shared).next);
         if !unsubscribe.is_empty() {
             let topics: Vec<Topic> = unsubscribe.into_iter().collect();
             if let Err(e) = subscriber.unsubscribe(&topics).await {
@@ -143,16 +159,16 @@ async fn run(
         for attached in attached {
             let _ = attached.send(());
         }
-        for room in queries {
-            publisher.publish(Topic::Room(room), query.clone());
+        for (room, query) in queries {
+            publisher.publish(Topic::Room(room), query);
         }
     }
 }
 
 /// Held for a few lines and never across an await; every update is one
 /// step, so a panic while it was held left it consistent.
-fn lock(next: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
-    next.lock().unwrap_or_else(|e| e.into_inner())
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -163,19 +179,39 @@ mod tests {
         Topic::Room(RoomId(uuid::Uuid::from_u128(n)))
     }
 
+    fn change(subscribe: &[u128], unsubscribe: &[u128]) -> Pending {
+        let mut pending = Pending::default();
+        for n in subscribe {
+            pending.subscribe(room(*n));
+        }
+        for n in unsubscribe {
+            pending.unsubscribe(room(*n));
+        }
+        pending
+    }
+
     #[test]
-    fn merged_changes_keep_the_net_of_both_in_order() {
-        // Subscribed on the bus before: 1 and 2.
-        let mut first = Pending::default();
-        first.unsubscribe(room(1));
-        first.subscribe(room(3));
-        let mut later = Pending::default();
-        later.subscribe(room(1)); // wanted again: stays as it is
-        later.unsubscribe(room(3)); // never made: nothing to undo
-        later.unsubscribe(room(2));
-        later.subscribe(room(4));
-        first.merge(later);
-        assert_eq!(first.subscribe, HashSet::from([room(4)]));
-        assert_eq!(first.unsubscribe, HashSet::from([room(2)]));
+    fn a_shards_own_change_nets_out() {
+        let mut pending = change(&[1], &[1]);
+        pending.unsubscribe(room(2));
+        pending.subscribe(room(2));
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn the_bus_follows_a_topic_while_any_shard_does() {
+        let mut shared = Shared::default();
+        shared.take_in(change(&[1, 2], &[]));
+        shared.take_in(change(&[1], &[]));
+        let next = std::mem::take(&mut shared.next);
+        assert_eq!(next.subscribe, HashSet::from([room(1), room(2)]));
+        // One of the two shards lets room 1 go: the bus keeps it.
+        shared.take_in(change(&[], &[1, 2]));
+        assert_eq!(shared.next.unsubscribe, HashSet::from([room(2)]));
+        // The other lets it go too, and wants room 2 back before the
+        // change is made: the bus drops 1 and keeps 2.
+        shared.take_in(change(&[2], &[1]));
+        assert_eq!(shared.next.unsubscribe, HashSet::from([room(1)]));
+        assert!(shared.next.subscribe.is_empty());
     }
 }

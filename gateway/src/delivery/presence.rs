@@ -115,6 +115,14 @@ impl Presence {
             || self.leaving.contains_key(&user)
     }
 
+    /// Whether another gateway has said `user` is online in `room` (so
+    /// its followers here were told).
+    pub fn heard_online_in(&self, user: UserId, room: RoomId) -> bool {
+        self.remote
+            .get(&user)
+            .is_some_and(|gateways| gateways.values().any(|rooms| rooms.contains(&room)))
+    }
+
     /// The users other gateways report online in `room`.
     pub fn remote_online_in(&self, room: RoomId) -> Vec<UserId> {
         self.remote
@@ -178,15 +186,18 @@ impl Presence {
         match *message {
             PresenceMessage::PresenceOnline { gateway, user_id } if gateway != self.gateway => {
                 self.heard.insert(gateway, now);
+                // Told even if online through this gateway (this room's
+                // followers may not have heard it), but not twice for one
+                // room: a user on two other gateways (or two shards of
+                // one) comes online once.
+                let told = self.heard_online_in(user_id, room);
                 self.remote
                     .entry(user_id)
                     .or_default()
                     .entry(gateway)
                     .or_default()
                     .insert(room);
-                // Told even if already online elsewhere: this room's
-                // followers may not have heard it yet.
-                Some(Change {
+                (!told).then(|| Change {
                     user: user_id,
                     online: true,
                     rooms: vec![room],
@@ -273,7 +284,12 @@ mod tests {
             user_id: user,
         };
         assert!(view.heard(room, &online_a, now).is_some_and(|c| c.online));
-        view.heard(room, &online_b, now);
+        assert_eq!(view.heard(room, &online_b, now), None, "told once");
+        let other_room = RoomId::new();
+        assert!(
+            view.heard(other_room, &online_b, now).is_some(),
+            "a room not told yet"
+        );
         let offline_a = PresenceMessage::PresenceOffline {
             gateway: a,
             user_id: user,
@@ -284,7 +300,11 @@ mod tests {
             user_id: user,
         };
         let change = view.heard(room, &offline_b, now).unwrap();
-        assert_eq!((change.online, change.rooms), (false, vec![room]));
+        let mut rooms = change.rooms;
+        rooms.sort_by_key(|r| r.0);
+        let mut expected = vec![room, other_room];
+        expected.sort_by_key(|r| r.0);
+        assert_eq!((change.online, rooms), (false, expected));
         assert!(!view.is_online(user));
     }
 

@@ -24,7 +24,23 @@
 //! It owns all routing state, so no lock is ever shared with connections;
 //! they speak to it through [`Hub`].
 //!
-//! - `task`: the loop, and what connections ask of it.
+//! The hub runs as several *shards*, one task each, so that fan-out (the
+//! hub's main work: a push into every follower's outbox) runs on every
+//! core instead of one. A connection belongs to one shard, chosen by its
+//! key, and each shard delivers every room its connections follow: a room
+//! followed from several shards is put in order by each, and each fans it
+//! out to its own connections, so a crowded room's fan-out is split across
+//! cores. Sharding by connection rather than by room keeps every rule of a
+//! connection (its rooms, the `Follow` queued before the room's events,
+//! the removal after its `member_left`) inside one task; the price is a
+//! sequencer per shard for rooms followed from several, which costs little
+//! next to the pushes. Each shard takes part in presence as a gateway of
+//! its own (its own id): what one shard announces, the others hear on the
+//! bus, as other gateways do, so who is online stays exact without any
+//! state shared between shards.
+//!
+//! - `router`: the bus's deliveries, read once, to every shard.
+//! - `task`: a shard's loop, and what connections ask of it.
 //! - `routing`: bus deliveries and the room feeds.
 //! - `online`: presence, between this gateway's connections and the others.
 //! - `state`: what the hub keeps, which those three share.
@@ -42,9 +58,11 @@ use tracing::Span;
 
 use crate::delivery::envelope::LogEvent;
 use crate::outbox::Outbox;
+use crate::subscriptions::Subscriptions;
 
 mod followers;
 mod online;
+mod router;
 mod routing;
 mod state;
 mod task;
@@ -52,10 +70,18 @@ mod task;
 /// Identifies one connection within this gateway.
 pub type SessionKey = u64;
 
-/// A handle to the hub task, cheap to clone.
+/// Commands a shard may have waiting; when it falls behind, connections
+/// wait to tell it things (which slows their clients) instead of queueing
+/// without end.
+const COMMANDS: usize = 4096;
+
+/// Deliveries a shard may have waiting before the bus's reader waits.
+const DELIVERIES: usize = 1024;
+
+/// A handle to the hub's shards, cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
-    commands: mpsc::Sender<Command>,
+    shards: Arc<[mpsc::Sender<Command>]>,
 }
 
 /// What connections tell the hub.
@@ -94,26 +120,37 @@ enum Command {
 }
 
 impl Hub {
-    /// Starts the hub over a bus subscription and the store.
+    /// Starts the hub, in `shards` tasks, over a bus subscription and the
+    /// store.
     pub fn start(
         subscriber: Box<dyn Subscriber>,
         deliveries: mpsc::Receiver<Delivery>,
         store: Arc<dyn Store>,
         publisher: Publisher,
         timing: Timing,
+        shards: usize,
     ) -> Self {
-        // Bounded: when the hub falls behind, connections wait to tell it
-        // things (which slows their clients) instead of queueing without end.
-        let (commands, commands_rx) = mpsc::channel(4096);
-        state::HubTask::spawn(
-            subscriber,
-            store,
-            publisher,
-            timing,
-            commands_rx,
-            deliveries,
-        );
-        Self { commands }
+        let subscriptions = Subscriptions::start(subscriber, publisher.clone());
+        let mut commands = Vec::new();
+        let mut routes = Vec::new();
+        for _ in 0..shards.max(1) {
+            let (command_tx, command_rx) = mpsc::channel(COMMANDS);
+            let (routed_tx, routed_rx) = mpsc::channel(DELIVERIES);
+            state::HubTask::spawn(
+                subscriptions.clone(),
+                store.clone(),
+                publisher.clone(),
+                timing,
+                command_rx,
+                routed_rx,
+            );
+            commands.push(command_tx);
+            routes.push(routed_tx);
+        }
+        router::spawn(deliveries, routes);
+        Self {
+            shards: commands.into(),
+        }
     }
 
     /// Registers a connection and the rooms it starts with; returns once
@@ -128,14 +165,17 @@ impl Hub {
         outbox: Outbox,
     ) {
         let (attached, routed) = oneshot::channel();
-        self.send(Command::Attach {
+        self.send(
             key,
-            user,
-            login,
-            rooms,
-            outbox,
-            attached,
-        })
+            Command::Attach {
+                key,
+                user,
+                login,
+                rooms,
+                outbox,
+                attached,
+            },
+        )
         .await;
         // Only fails once the hub has stopped, i.e. during shutdown.
         let _ = routed.await;
@@ -143,15 +183,21 @@ impl Hub {
 
     /// Forgets a connection.
     pub async fn detach(&self, key: SessionKey) {
-        self.send(Command::Detach { key }).await;
+        self.send(key, Command::Detach { key }).await;
     }
 
     /// Announces offline, now, every user whose last connection here has
     /// closed (the gateway is stopping: no departure grace will run out).
     pub async fn depart_all(&self) {
-        let (done, departed) = oneshot::channel();
-        self.send(Command::DepartAll { done }).await;
-        let _ = departed.await;
+        let mut departed = Vec::new();
+        for shard in self.shards.iter() {
+            let (done, answer) = oneshot::channel();
+            let _ = shard.send(Command::DepartAll { done }).await;
+            departed.push(answer);
+        }
+        for answer in departed {
+            let _ = answer.await;
+        }
     }
 
     /// Makes a connection follow `room` from just after `after`; returns
@@ -159,13 +205,16 @@ impl Hub {
     /// after it.
     pub async fn follow(&self, key: SessionKey, room: RoomId, after: i64, synced: bool) {
         let (queued, done) = oneshot::channel();
-        self.send(Command::Follow {
+        self.send(
             key,
-            room,
-            after,
-            synced,
-            queued,
-        })
+            Command::Follow {
+                key,
+                room,
+                after,
+                synced,
+                queued,
+            },
+        )
         .await;
         // Only fails once the hub has stopped, i.e. during shutdown.
         let _ = done.await;
@@ -179,12 +228,23 @@ impl Hub {
         } else {
             Span::none()
         };
-        self.send(Command::Committed { room, event, trace }).await;
+        // Every shard that delivers the room takes it; the others drop it.
+        for shard in self.shards.iter() {
+            let committed = Command::Committed {
+                room,
+                event: event.clone(),
+                trace: trace.clone(),
+            };
+            // Only fails once the hub has stopped, i.e. during shutdown.
+            let _ = shard.send(committed).await;
+        }
     }
 
-    async fn send(&self, command: Command) {
+    /// Tells the shard of connection `key`.
+    async fn send(&self, key: SessionKey, command: Command) {
+        let shard = &self.shards[key as usize % self.shards.len()];
         // Only fails once the hub has stopped, i.e. during shutdown.
-        let _ = self.commands.send(command).await;
+        let _ = shard.send(command).await;
     }
 }
 

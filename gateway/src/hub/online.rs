@@ -65,10 +65,17 @@ impl HubTask {
             // Gone from here, but still connected through another gateway.
             return;
         }
+        // Rooms whose followers heard it from another gateway (or shard)
+        // are not told again.
+        let rooms = rooms
+            .iter()
+            .copied()
+            .filter(|room| !online || !self.presence.heard_online_in(user, *room))
+            .collect();
         self.notify(&Change {
             user,
             online,
-            rooms: rooms.to_vec(),
+            rooms,
         });
     }
 

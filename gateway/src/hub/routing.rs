@@ -3,12 +3,13 @@
 //! user to that user's connections.
 
 use bytes::Bytes;
-use chat_shared::bus::{self, Delivery, Topic};
+use chat_shared::bus::Topic;
 use chat_shared::model::{RoomId, SessionId, UserId};
 use chat_shared::telemetry;
 use tokio::time::Instant;
 use tracing::Span;
 
+use super::router::Routed;
 use super::state::{HubTask, Item, Report};
 use crate::delivery::envelope::{Envelope, EventMeta, LogEvent};
 use crate::delivery::feed::Step;
@@ -17,10 +18,14 @@ use crate::outbox::{Outbound, Outbox};
 use crate::wire::close;
 
 impl HubTask {
-    pub(super) fn on_delivery(&mut self, delivery: Delivery) {
-        let (topic, payload) = match delivery {
-            Delivery::Message { topic, payload } => (topic, payload),
-            Delivery::Resumed => {
+    pub(super) fn on_delivery(&mut self, routed: Routed) {
+        let (topic, envelope, trace) = match routed {
+            Routed::Message {
+                topic,
+                envelope,
+                trace,
+            } => (topic, envelope, trace),
+            Routed::Resumed => {
                 // Anything may have been published while we were away.
                 let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
                 for room in rooms {
@@ -29,18 +34,9 @@ impl HubTask {
                 return;
             }
         };
-        // Off before anything else: clients never see it.
-        let (payload, traceparent) = bus::trace::detach(payload);
-        let Some(envelope) = Envelope::read(topic, payload) else {
-            tracing::warn!(%topic, "unreadable bus message dropped");
-            return;
-        };
         match (topic, envelope) {
             (_, Envelope::Presence(message)) => self.on_presence(topic, &message),
-            (Topic::Room(room), Envelope::Event(event)) => {
-                let trace = telemetry::bus_receive(room, event.seq, traceparent.as_deref());
-                self.offer(room, event, trace);
-            }
+            (Topic::Room(room), Envelope::Event(event)) => self.offer(room, event, trace),
             // Typing, read markers: ephemeral, no order to keep.
             (Topic::Room(room), Envelope::Ephemeral { frame, .. }) => {
                 self.fan_out(room, |outbox| outbox.push(Outbound::Frame(frame.clone())));

@@ -55,6 +55,9 @@ pub(super) struct HubTask {
     /// For presence announcements and answers.
     pub(super) publisher: Publisher,
     pub(super) presence: Presence,
+    /// This shard's presence query (who is online?), for each room new to
+    /// it.
+    pub(super) query: Bytes,
     pub(super) timing: Timing,
     pub(super) rooms: HashMap<RoomId, Room>,
     pub(super) sessions: HashMap<SessionKey, SessionEntry>,

@@ -1,16 +1,17 @@
-//! The hub's loop, and what connections ask of it: attach, detach, follow.
+//! A shard's loop, and what connections ask of it: attach, detach, follow.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chat_shared::bus::{Delivery, Publisher, Subscriber, Topic};
+use chat_shared::bus::{Publisher, Topic};
 use chat_shared::model::{RoomId, UserId};
 use chat_shared::store::Store;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::followers::Followers;
+use super::router::Routed;
 use super::state::{HubTask, Item, Report, Room, SessionEntry};
 use super::{Command, SessionKey, Timing};
 use crate::delivery::feed::{Pacing, RoomFeed};
@@ -22,14 +23,14 @@ use crate::subscriptions::{Pending, Subscriptions};
 const BATCH: usize = 512;
 
 impl HubTask {
-    /// Starts the hub's task.
+    /// Starts one shard of the hub.
     pub(super) fn spawn(
-        subscriber: Box<dyn Subscriber>,
+        subscriptions: Subscriptions,
         store: Arc<dyn Store>,
         publisher: Publisher,
         timing: Timing,
         commands: mpsc::Receiver<Command>,
-        deliveries: mpsc::Receiver<Delivery>,
+        deliveries: mpsc::Receiver<Routed>,
     ) {
         let (reports, reports_rx) = mpsc::channel(1024);
         let presence = Presence::new(uuid::Uuid::new_v4());
@@ -38,10 +39,11 @@ impl HubTask {
         }
         .to_bytes();
         let task = HubTask {
-            subscriptions: Subscriptions::start(subscriber, publisher.clone(), query),
+            subscriptions,
             store,
             publisher,
             presence,
+            query,
             timing,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
@@ -56,7 +58,7 @@ impl HubTask {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut deliveries: mpsc::Receiver<Delivery>,
+        mut deliveries: mpsc::Receiver<Routed>,
         mut reports: mpsc::Receiver<Report>,
     ) {
         let mut head_check = tokio::time::interval(self.timing.head_check);
@@ -91,7 +93,7 @@ impl HubTask {
                         self.on_command(command);
                     }
                 }
-                // Zero only once the subscription has gone (at shutdown).
+                // Zero only once the bus's reader has gone (at shutdown).
                 1.. = deliveries.recv_many(&mut delivery_batch, BATCH) => {
                     for delivery in delivery_batch.drain(..) {
                         self.on_delivery(delivery);
@@ -209,7 +211,7 @@ impl HubTask {
         };
         let entry = self.rooms.entry(room).or_insert_with(|| {
             self.pending.subscribe(Topic::Room(room));
-            self.pending.query_when_subscribed(room);
+            self.pending.query_when_subscribed(room, self.query.clone());
             Room {
                 feed: RoomFeed::new(head, pacing),
                 followers: Followers::default(),
