@@ -68,7 +68,7 @@ impl App {
 
     /// Binds `addr` with the connection limits of `config`.
     pub async fn listen(addr: SocketAddr, config: &ApiConfig) -> chat_shared::Result<Listener> {
-        Listener::bind(addr, config.max_connections_per_address)
+        Listener::bind(addr, config.common.max_connections_per_address)
             .await
             .map_err(|e| chat_shared::Error::Config(format!("cannot listen on {addr}: {e}")))
     }
@@ -93,10 +93,11 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish
-    /// for at most `CHAT_SHUTDOWN_GRACE`.
+    /// for at most `CHAT_REQUEST_GRACE`.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let config = &self.state.config;
-        let (grace, header_read_timeout) = (config.shutdown_grace, config.header_read_timeout);
+        let (grace, header_read_timeout) =
+            (config.request_grace, config.common.header_read_timeout);
         let pruner = tokio::spawn(prune_rate_limits(self.state.clone()));
         let finish = CancellationToken::new();
         let stopping = finish.clone();

@@ -1,42 +1,29 @@
-//! `chat-api` configuration, read once from `CHAT_*` environment variables
-//! (plus `DATABASE_URL`). Names and defaults are listed in the README.
+//! `chat-api` configuration: the [`CommonConfig`] every binary shares and
+//! the api's own `CHAT_*` variables, parsed from one [`Env`]. Names and
+//! defaults are listed in the README.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_shared::config::LogFormat;
+use chat_shared::config::{check, CommonConfig, Env};
 use chat_shared::limits::Budgets;
 use serde::Deserialize;
 
 /// Everything `chat-api` can be told.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ApiConfig {
+    /// The settings shared with the gateway; parsed on their own (see
+    /// [`ApiConfig::with_common`]), so `chat` reads them once for both.
+    #[serde(skip)]
+    pub common: CommonConfig,
     /// `CHAT_API_ADDR`: where to listen.
     pub api_addr: SocketAddr,
-    /// `CHAT_DATA_DIR`: the SQLite file and generated keys.
-    pub data_dir: PathBuf,
-    /// `DATABASE_URL` (not prefixed): filled in by [`ApiConfig::from_env`].
-    #[serde(skip)]
-    pub database_url: String,
-    /// `REDIS_URL` (not prefixed): the bus to the gateways; `None` means
-    /// in-process (only a gateway in this process hears the api).
-    #[serde(skip)]
-    pub redis_url: Option<String>,
-    /// `CHAT_BUS_PREFIX`: namespace of every Redis channel.
-    pub bus_prefix: String,
-    /// `CHAT_DB_MAX_CONNECTIONS`: database pool size.
-    pub db_max_connections: u32,
-    /// `CHAT_JWT_PRIVATE_KEY`: PEM file of the Ed25519 signing key. With
-    /// neither key set, a pair is generated into the data dir.
+    /// `CHAT_JWT_PRIVATE_KEY`: PEM file of the Ed25519 signing key, set
+    /// together with `CHAT_JWT_PUBLIC_KEY`. With neither set, a pair is
+    /// generated into the data dir.
     pub jwt_private_key: Option<PathBuf>,
-    /// `CHAT_JWT_PUBLIC_KEY`: PEM file of the matching public key.
-    pub jwt_public_key: Option<PathBuf>,
-    /// `CHAT_JWT_ISSUER`: the `iss` claim.
-    pub jwt_issuer: String,
-    /// `CHAT_JWT_AUDIENCE`: the `aud` claim.
-    pub jwt_audience: String,
     /// `CHAT_ACCESS_TOKEN_TTL`: access token lifetime (e.g. `15m`).
     #[serde(with = "humantime_serde")]
     pub access_token_ttl: Duration,
@@ -57,55 +44,25 @@ pub struct ApiConfig {
     /// `CHAT_MAX_WAITING_HASHES`: logins and registrations queued for a
     /// hashing slot; more get 503 with `Retry-After` at once.
     pub max_waiting_hashes: usize,
-    /// `CHAT_SEND_RATE_PER_SECOND`: sustained sends per user, REST and
-    /// WebSocket together in `chat` (per process; see `chat_shared::limits`).
-    pub send_rate_per_second: u32,
-    /// `CHAT_SEND_BURST`: sends a user may make at once.
-    pub send_burst: u32,
     /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations and DM opens
     /// per user per minute, each a budget of its own.
     pub action_rate_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
     pub action_burst: u32,
-    /// `CHAT_READ_RATE_PER_SECOND`: read markers per user per second.
-    pub read_rate_per_second: u32,
-    /// `CHAT_READ_BURST`: read markers a user may set at once.
-    pub read_burst: u32,
     /// `CHAT_MAX_REQUEST_BYTES`: largest request body accepted.
     pub max_request_bytes: usize,
-    /// `CHAT_MAX_BODY_CHARS`: longest message text, in characters.
-    pub max_body_chars: usize,
-    /// `CHAT_HEADER_READ_TIMEOUT`: how long a connection has to send a
-    /// whole request head (the first, or the next on a kept-alive one)
-    /// before it is closed.
+    /// `CHAT_REQUEST_GRACE`: how long requests in flight get to finish once
+    /// shutdown begins.
     #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// `CHAT_MAX_CONNECTIONS_PER_ADDRESS`: connections open at once from
-    /// one client address, WebSockets included (0: no cap; set 0 behind a
-    /// proxy, where every connection comes from the proxy, and cap there).
-    pub max_connections_per_address: usize,
-    /// `CHAT_SHUTDOWN_GRACE`: how long in-flight requests get on shutdown.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-    /// `CHAT_LOG`: log filter (`EnvFilter` syntax).
-    pub log: String,
-    /// `CHAT_LOG_FORMAT`: `text` or `json`.
-    pub log_format: LogFormat,
+    pub request_grace: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
+            common: CommonConfig::default(),
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            data_dir: PathBuf::from("data"),
-            database_url: String::new(),
-            redis_url: None,
-            bus_prefix: "chat".into(),
-            db_max_connections: 10,
             jwt_private_key: None,
-            jwt_public_key: None,
-            jwt_issuer: "chat".into(),
-            jwt_audience: "chat".into(),
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             auth_rate_per_minute: 20,
@@ -113,78 +70,164 @@ impl Default for ApiConfig {
             trust_forwarded_for: false,
             max_concurrent_hashes: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_waiting_hashes: 64,
-            send_rate_per_second: Budgets::default().send_per_second,
-            send_burst: Budgets::default().send_burst,
             action_rate_per_minute: Budgets::default().action_per_minute,
             action_burst: Budgets::default().action_burst,
-            read_rate_per_second: Budgets::default().read_per_second,
-            read_burst: Budgets::default().read_burst,
             max_request_bytes: 64 * 1024,
-            max_body_chars: 4000,
-            shutdown_grace: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
-            max_connections_per_address: 256,
-            log: "info".into(),
-            log_format: LogFormat::Text,
+            request_grace: Duration::from_secs(10),
         }
     }
 }
 
 impl ApiConfig {
-    /// The sizes of the per-user budgets.
-    pub fn budgets(&self) -> Budgets {
-        Budgets {
-            send_per_second: self.send_rate_per_second,
-            send_burst: self.send_burst,
-            action_per_minute: self.action_rate_per_minute,
-            action_burst: self.action_burst,
-            read_per_second: self.read_rate_per_second,
-            read_burst: self.read_burst,
-        }
+    /// Parses the shared settings and the api's own from `env`; the error
+    /// names the variable at fault.
+    pub fn from_env(env: &Env) -> chat_shared::Result<Self> {
+        Self::with_common(CommonConfig::from_env(env)?, env)
     }
 
-    /// Reads the environment; the error names the variable at fault.
-    pub fn from_env() -> chat_shared::Result<Self> {
-        let mut config: Self = chat_shared::config::from_env()?;
-        config.database_url = chat_shared::config::database_url(&config.data_dir);
-        config.redis_url = chat_shared::config::redis_url();
+    /// Parses the api's own settings from `env` beside shared ones already
+    /// read (`chat` reads those once for the api and the gateway).
+    pub fn with_common(common: CommonConfig, env: &Env) -> chat_shared::Result<Self> {
+        let config = Self {
+            common,
+            ..env.parse()?
+        };
         config.validate()?;
         Ok(config)
     }
 
-    /// Rejects values that parse but cannot work.
+    /// The sizes of the per-user budgets.
+    pub fn budgets(&self) -> Budgets {
+        Budgets {
+            action_per_minute: self.action_rate_per_minute,
+            action_burst: self.action_burst,
+            ..self.common.budgets()
+        }
+    }
+
+    /// Rejects values that parse but cannot work (the shared ones are
+    /// checked by [`CommonConfig::validate`]).
     pub fn validate(&self) -> chat_shared::Result<()> {
-        let fail = |msg: &str| Err(chat_shared::Error::Config(msg.to_owned()));
-        if self.auth_rate_per_minute == 0 || self.auth_rate_burst == 0 {
-            return fail("CHAT_AUTH_RATE_PER_MINUTE and CHAT_AUTH_RATE_BURST must be at least 1");
+        let at_least_one = "must be at least 1";
+        for (variable, value) in [
+            ("CHAT_AUTH_RATE_PER_MINUTE", self.auth_rate_per_minute),
+            ("CHAT_AUTH_RATE_BURST", self.auth_rate_burst),
+            ("CHAT_ACTION_RATE_PER_MINUTE", self.action_rate_per_minute),
+            ("CHAT_ACTION_BURST", self.action_burst),
+        ] {
+            check(value > 0, variable, value, at_least_one)?;
         }
-        if [
-            self.send_rate_per_second,
-            self.send_burst,
-            self.action_rate_per_minute,
-            self.action_burst,
-            self.read_rate_per_second,
-            self.read_burst,
-        ]
-        .contains(&0)
-        {
-            return fail("CHAT_SEND_RATE_PER_SECOND, CHAT_SEND_BURST, CHAT_ACTION_RATE_PER_MINUTE, CHAT_ACTION_BURST, CHAT_READ_RATE_PER_SECOND and CHAT_READ_BURST must be at least 1");
+        check(
+            self.max_concurrent_hashes > 0,
+            "CHAT_MAX_CONCURRENT_HASHES",
+            self.max_concurrent_hashes,
+            at_least_one,
+        )?;
+        check(
+            self.access_token_ttl >= Duration::from_secs(10),
+            "CHAT_ACCESS_TOKEN_TTL",
+            self.access_token_ttl,
+            "must be at least 10s",
+        )?;
+        match (&self.jwt_private_key, &self.common.jwt_public_key) {
+            (Some(private), None) => check(
+                false,
+                "CHAT_JWT_PRIVATE_KEY",
+                private,
+                "CHAT_JWT_PUBLIC_KEY must be set with it",
+            ),
+            (None, Some(public)) => check(
+                false,
+                "CHAT_JWT_PUBLIC_KEY",
+                public,
+                "CHAT_JWT_PRIVATE_KEY must be set with it (the api signs tokens)",
+            ),
+            _ => Ok(()),
         }
-        if self.max_concurrent_hashes == 0 {
-            return fail("CHAT_MAX_CONCURRENT_HASHES must be at least 1");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let config = ApiConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(config, ApiConfig::default());
+        assert_eq!(config.api_addr, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(config.access_token_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(config.refresh_token_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            (config.auth_rate_per_minute, config.auth_rate_burst),
+            (20, 10)
+        );
+        assert_eq!(
+            (config.action_rate_per_minute, config.action_burst),
+            (20, 10)
+        );
+        assert_eq!(config.max_waiting_hashes, 64);
+        assert_eq!(config.max_request_bytes, 65_536);
+        assert_eq!(config.request_grace, Duration::from_secs(10));
+        assert!(!config.trust_forwarded_for);
+    }
+
+    #[test]
+    fn shared_and_own_variables_land_in_their_parts() {
+        let config = ApiConfig::from_env(&env(&[
+            ("CHAT_SEND_BURST", "7"),
+            ("CHAT_ACTION_BURST", "3"),
+            ("CHAT_REQUEST_GRACE", "2s"),
+            ("CHAT_TRUST_FORWARDED_FOR", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(config.common.send_burst, 7);
+        assert_eq!(config.budgets().send_burst, 7);
+        assert_eq!(config.budgets().action_burst, 3);
+        assert_eq!(config.request_grace, Duration::from_secs(2));
+        assert!(config.trust_forwarded_for);
+    }
+
+    #[test]
+    fn the_old_shutdown_grace_still_sets_the_request_grace() {
+        let old = env(&[("CHAT_SHUTDOWN_GRACE", "4s")]);
+        assert_eq!(
+            ApiConfig::from_env(&old).unwrap().request_grace,
+            Duration::from_secs(4)
+        );
+        let both = env(&[("CHAT_SHUTDOWN_GRACE", "4s"), ("CHAT_REQUEST_GRACE", "1s")]);
+        assert_eq!(
+            ApiConfig::from_env(&both).unwrap().request_grace,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        for (name, value) in [
+            ("CHAT_API_ADDR", "8081"),
+            ("CHAT_AUTH_RATE_BURST", "0"),
+            ("CHAT_ACTION_RATE_PER_MINUTE", "lots"),
+            ("CHAT_ACCESS_TOKEN_TTL", "5s"),
+            ("CHAT_REFRESH_TOKEN_TTL", "a month"),
+            ("CHAT_TRUST_FORWARDED_FOR", "yes"),
+            ("CHAT_MAX_CONCURRENT_HASHES", "0"),
+            ("CHAT_REQUEST_GRACE", "10"),
+            ("CHAT_JWT_PRIVATE_KEY", "/keys/jwt-private.pem"),
+            ("CHAT_JWT_PUBLIC_KEY", "/keys/jwt-public.pem"),
+            ("CHAT_SEND_BURST", "0"),
+        ] {
+            let err = ApiConfig::from_env(&env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{name}=")),
+                "{name}={value}: {err}"
+            );
         }
-        if self.db_max_connections == 0 {
-            return fail("CHAT_DB_MAX_CONNECTIONS must be at least 1");
-        }
-        if self.header_read_timeout < Duration::from_millis(100) {
-            return fail("CHAT_HEADER_READ_TIMEOUT must be at least 100ms");
-        }
-        if self.access_token_ttl < Duration::from_secs(10) {
-            return fail("CHAT_ACCESS_TOKEN_TTL must be at least 10s");
-        }
-        if self.jwt_private_key.is_some() != self.jwt_public_key.is_some() {
-            return fail("CHAT_JWT_PRIVATE_KEY and CHAT_JWT_PUBLIC_KEY must be set together");
-        }
-        Ok(())
     }
 }

@@ -40,8 +40,9 @@ impl AppState {
     /// Connects the store (migrating it) and the bus, and loads or
     /// generates the keys.
     pub async fn build(config: ApiConfig) -> chat_shared::Result<Self> {
-        let store = store::connect(&config.database_url, config.db_max_connections).await?;
-        let bus = bus::connect(config.redis_url.as_deref(), &config.bus_prefix).await?;
+        let common = &config.common;
+        let store = store::connect(&common.database_url(), common.db_max_connections).await?;
+        let bus = bus::connect(common.redis_url.as_deref(), &common.bus_prefix).await?;
         Self::with_parts(config, store, bus)
     }
 
@@ -52,16 +53,16 @@ impl AppState {
         bus: Arc<dyn Bus>,
     ) -> chat_shared::Result<Self> {
         chat_shared::metrics::install();
-        let keys = match (&config.jwt_private_key, &config.jwt_public_key) {
+        let keys = match (&config.jwt_private_key, &config.common.jwt_public_key) {
             (Some(private), Some(public)) => KeyPair {
                 private_pem: read_key(private)?,
                 public_pem: read_key(public)?,
             },
-            _ => KeyPair::load_or_generate(&config.data_dir)?,
+            _ => KeyPair::load_or_generate(&config.common.data_dir)?,
         };
         let scope = TokenScope {
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
+            issuer: config.common.jwt_issuer.clone(),
+            audience: config.common.jwt_audience.clone(),
         };
         let issuer = TokenIssuer::new(
             keys.private_pem.as_bytes(),

@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use chat_api::{ApiConfig, ApiError, App, AppState};
 use chat_gateway::{GatewayConfig, GatewayService};
-use chat_shared::config::LogFormat;
+use chat_shared::config::{CommonConfig, Env};
 use chat_shared::listener::Listener;
 use chat_shared::{bus, store};
 use serde::Deserialize;
@@ -24,9 +24,9 @@ use tokio_util::task::TaskTracker;
 
 pub use web_client::WebClient;
 
-/// Settings of the all-in-one binary itself; the api's and the gateway's
-/// own settings are read from the same environment.
-#[derive(Debug, Clone, Deserialize)]
+/// Settings of the all-in-one binary itself (logging is the shared
+/// `CHAT_LOG` / `CHAT_LOG_FORMAT`, in [`CommonConfig`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ChatConfig {
     /// `CHAT_ADDR`: where to listen.
@@ -36,10 +36,6 @@ pub struct ChatConfig {
     /// `CHAT_METRICS_ADDR`: where to serve `/metrics`, apart from the
     /// public port; unset, nowhere.
     pub metrics_addr: Option<SocketAddr>,
-    /// `CHAT_LOG`: log filter.
-    pub log: String,
-    /// `CHAT_LOG_FORMAT`: `text` or `json`.
-    pub log_format: LogFormat,
 }
 
 impl Default for ChatConfig {
@@ -48,13 +44,15 @@ impl Default for ChatConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web-client")),
             metrics_addr: None,
-            log: "info".into(),
-            log_format: LogFormat::Text,
         }
     }
 }
 
-/// Everything the binary needs, read from the environment.
+/// Everything the binary needs: its own settings and the api's and the
+/// gateway's, all parsed from one read of the environment. The shared
+/// settings are parsed once and each of the two gets a copy; `chat` opens
+/// the store and the bus, and sets the budgets, from the api's.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The binary's own settings.
     pub chat: ChatConfig,
@@ -65,12 +63,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads all three; the error names the variable at fault.
-    pub fn from_env() -> chat_shared::Result<Self> {
+    /// Parses every part from `env`; the error names the variable at fault.
+    pub fn from_env(env: &Env) -> chat_shared::Result<Self> {
+        let common = CommonConfig::from_env(env)?;
         Ok(Self {
-            chat: chat_shared::config::from_env()?,
-            api: ApiConfig::from_env()?,
-            gateway: GatewayConfig::from_env()?,
+            chat: env.parse()?,
+            api: ApiConfig::with_common(common.clone(), env)?,
+            gateway: GatewayConfig::with_common(common, env)?,
         })
     }
 }
@@ -98,9 +97,10 @@ impl Chat {
             })?),
             None => None,
         };
-        std::fs::create_dir_all(&api.data_dir)?;
-        let store = store::connect(&api.database_url, api.db_max_connections).await?;
-        let bus = bus::connect(api.redis_url.as_deref(), &api.bus_prefix).await?;
+        let common = &api.common;
+        std::fs::create_dir_all(&common.data_dir)?;
+        let store = store::connect(&common.database_url(), common.db_max_connections).await?;
+        let bus = bus::connect(common.redis_url.as_deref(), &common.bus_prefix).await?;
         api.api_addr = chat.addr;
         let listener = App::listen(chat.addr, &api).await?;
         // Pages come from this listener: its origin may open WebSockets.
@@ -151,7 +151,8 @@ impl Chat {
     }
 
     /// Serves until `shutdown` resolves; then closes the WebSockets with
-    /// 1012 and lets HTTP requests in flight finish.
+    /// 1012 (waiting up to `CHAT_WEBSOCKET_GRACE` for them) and lets HTTP
+    /// requests in flight finish (up to `CHAT_REQUEST_GRACE`).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Self {
             app,
@@ -174,5 +175,74 @@ impl Chat {
         stop_metrics.cancel();
         scrapes.close();
         scrapes.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_defaults_of_every_part() {
+        let settings = Settings::from_env(&Env::default()).unwrap();
+        assert_eq!(settings.chat, ChatConfig::default());
+        assert_eq!(settings.chat.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(settings.api, ApiConfig::default());
+        assert_eq!(settings.gateway, GatewayConfig::default());
+    }
+
+    #[test]
+    fn each_part_gets_the_shared_settings_and_its_own() {
+        let settings = Settings::from_env(&env(&[
+            ("CHAT_ADDR", "0.0.0.0:9000"),
+            ("CHAT_DATA_DIR", "/srv/chat"),
+            ("CHAT_SEND_BURST", "5"),
+            ("CHAT_MAX_REQUEST_BYTES", "1024"),
+            ("CHAT_OUTBOUND_QUEUE", "32"),
+            ("CHAT_REQUEST_GRACE", "3s"),
+            ("CHAT_WEBSOCKET_GRACE", "20s"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.chat.addr, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(settings.api.common, settings.gateway.common);
+        assert_eq!(settings.api.common.send_burst, 5);
+        assert_eq!(
+            settings.api.common.database_url(),
+            "sqlite:///srv/chat/chat.db"
+        );
+        assert_eq!(settings.api.max_request_bytes, 1024);
+        assert_eq!(settings.gateway.outbound_queue, 32);
+        assert_eq!(settings.api.request_grace, Duration::from_secs(3));
+        assert_eq!(settings.gateway.websocket_grace, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_old_shutdown_grace_still_sets_both_phases() {
+        let settings = Settings::from_env(&env(&[("CHAT_SHUTDOWN_GRACE", "4s")])).unwrap();
+        assert_eq!(settings.api.request_grace, Duration::from_secs(4));
+        assert_eq!(settings.gateway.websocket_grace, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn a_bad_value_of_any_part_names_its_variable() {
+        for (name, value) in [
+            ("CHAT_METRICS_ADDR", "9090"),
+            ("CHAT_LOG_FORMAT", "yaml"),
+            ("CHAT_MAX_WAITING_HASHES", "some"),
+            ("CHAT_GAP_WAIT", "-1s"),
+        ] {
+            let err = Settings::from_env(&env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{name}=")),
+                "{name}={value}: {err}"
+            );
+        }
     }
 }

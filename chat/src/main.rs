@@ -6,24 +6,30 @@
 use std::process::ExitCode;
 
 use chat::{Chat, Settings};
+use chat_shared::config::Env;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
+    // Read once; the api's and the gateway's parts are parsed from this.
+    let env = Env::capture();
+    let settings = match Settings::from_env(&env) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("chat: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let telemetry =
-        match chat_shared::telemetry::init(&settings.chat.log, settings.chat.log_format, "chat") {
-            Ok(telemetry) => telemetry,
-            Err(e) => {
-                eprintln!("chat: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let common = &settings.api.common;
+    let telemetry = match chat_shared::telemetry::init(&common.log, common.log_format, "chat") {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for deprecation in env.deprecations() {
+        tracing::warn!("{deprecation}");
+    }
     let code = serve(settings).await;
     telemetry.shutdown().await;
     code

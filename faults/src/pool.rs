@@ -323,7 +323,7 @@ impl Pool {
         .env("CHAT_ACTION_RATE_PER_MINUTE", "100000")
         .env("CHAT_ACTION_BURST", "10000")
         .env("CHAT_ACCESS_TOKEN_TTL", "2h")
-        .env("CHAT_SHUTDOWN_GRACE", "5s")
+        .env("CHAT_REQUEST_GRACE", "5s")
         .env("CHAT_LOG", "info");
         api.start()?;
         let http = reqwest::Client::builder()
@@ -356,7 +356,7 @@ impl Pool {
                 format!("{}s", HEARTBEAT.as_secs()),
             )
             .env("CHAT_OUTBOUND_QUEUE", options.outbound_queue.to_string())
-            .env("CHAT_SHUTDOWN_GRACE", "5s")
+            .env("CHAT_WEBSOCKET_GRACE", "5s")
             .env("CHAT_LOG", "info");
             gateway.start()?;
             gateways.push(gateway);
@@ -445,7 +445,8 @@ impl Pool {
                 format!("{}s", HEARTBEAT.as_secs()),
             )
             .env("CHAT_OUTBOUND_QUEUE", "256")
-            .env("CHAT_SHUTDOWN_GRACE", "5s")
+            .env("CHAT_WEBSOCKET_GRACE", "5s")
+            .env("CHAT_REQUEST_GRACE", "5s")
             .env("CHAT_LOG", "info");
         chat.metrics = Some(metrics);
         chat.start()?;

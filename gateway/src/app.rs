@@ -2,7 +2,7 @@
 //! port 0 works), `Gateway::run` accepts connections until the shutdown
 //! future resolves, then drains: `/readyz` turns 503, no new connections,
 //! every session closes with 1012, and the process waits for them at most
-//! `CHAT_SHUTDOWN_GRACE` (contract point 7).
+//! `CHAT_WEBSOCKET_GRACE` (contract point 7).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -48,12 +48,13 @@ impl GatewayService {
     ) -> chat_shared::Result<Self> {
         chat_shared::metrics::install();
         let public_key = config
+            .common
             .jwt_public_key
             .clone()
-            .unwrap_or_else(|| config.data_dir.join("jwt-public.pem"));
+            .unwrap_or_else(|| config.common.data_dir.join("jwt-public.pem"));
         let scope = TokenScope {
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
+            issuer: config.common.jwt_issuer.clone(),
+            audience: config.common.jwt_audience.clone(),
         };
         let verifier = TokenVerifier::new(read_key(&public_key)?.as_bytes(), &scope)?;
         let (subscriber, deliveries) = bus.subscriber().await?;
@@ -104,7 +105,7 @@ impl GatewayService {
     }
 
     /// Drains: `/readyz` turns 503, every session closes with 1012, and
-    /// this returns once they have ended or `CHAT_SHUTDOWN_GRACE` passed.
+    /// this returns once they have ended or `CHAT_WEBSOCKET_GRACE` passed.
     pub async fn drain(&self) {
         drain(&self.ctx, TaskTracker::new()).await;
     }
@@ -119,8 +120,9 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the store and the bus named by the configuration and binds.
     pub async fn build(config: GatewayConfig) -> chat_shared::Result<Self> {
-        let store = store::connect(&config.database_url, config.db_max_connections).await?;
-        let bus = bus::connect(config.redis_url.as_deref(), &config.bus_prefix).await?;
+        let common = &config.common;
+        let store = store::connect(&common.database_url(), common.db_max_connections).await?;
+        let bus = bus::connect(common.redis_url.as_deref(), &common.bus_prefix).await?;
         Self::with_parts(config, store, bus).await
     }
 
@@ -131,13 +133,13 @@ impl Gateway {
         bus: Arc<dyn Bus>,
     ) -> chat_shared::Result<Self> {
         let addr = config.gateway_addr;
-        let listener = Listener::bind(addr, config.max_connections_per_address)
+        let listener = Listener::bind(addr, config.common.max_connections_per_address)
             .await
             .map_err(|e| {
                 chat_shared::Error::Config(format!("CHAT_GATEWAY_ADDR={addr}: cannot listen: {e}"))
             })?;
         config.bound = listener.local_addr().into();
-        let limits = Arc::new(UserLimits::new(config.budgets()));
+        let limits = Arc::new(UserLimits::new(config.common.budgets()));
         let service = GatewayService::start(config, store, bus, limits).await?;
         Ok(Self { listener, service })
     }
@@ -156,7 +158,7 @@ impl Gateway {
         let http = TaskTracker::new();
         let serving = chat_shared::http_server::serve(
             listener,
-            ctx.config.header_read_timeout,
+            ctx.config.common.header_read_timeout,
             &http,
             ctx.drain.clone(),
             |_| {
@@ -197,7 +199,7 @@ async fn prune_limits(ctx: std::sync::Weak<Context>) {
 }
 
 async fn drain(ctx: &Context, http: TaskTracker) {
-    let grace = ctx.config.shutdown_grace;
+    let grace = ctx.config.websocket_grace;
     tracing::info!(
         sessions = ctx.sessions.len(),
         "draining: closing sessions with 1012"

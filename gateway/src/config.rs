@@ -1,43 +1,25 @@
-//! `chat-gateway` configuration, read once from `CHAT_*` environment
-//! variables (plus `DATABASE_URL` and `REDIS_URL`). Names and defaults are
-//! listed in the README.
+//! `chat-gateway` configuration: the [`CommonConfig`] every binary shares
+//! and the gateway's own `CHAT_*` variables, parsed from one [`Env`]. Names
+//! and defaults are listed in the README.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_shared::config::LogFormat;
-use chat_shared::limits::Budgets;
+use chat_shared::config::{check, CommonConfig, Env};
 
 use crate::origins::{Allowed, Origin};
 use serde::Deserialize;
 
 /// Everything `chat-gateway` can be told.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct GatewayConfig {
+    /// The settings shared with the api; parsed on their own (see
+    /// [`GatewayConfig::with_common`]), so `chat` reads them once for both.
+    #[serde(skip)]
+    pub common: CommonConfig,
     /// `CHAT_GATEWAY_ADDR`: where to listen.
     pub gateway_addr: SocketAddr,
-    /// `CHAT_DATA_DIR`: where the default SQLite file and keys live.
-    pub data_dir: PathBuf,
-    /// `DATABASE_URL` (not prefixed): filled in by [`GatewayConfig::from_env`].
-    #[serde(skip)]
-    pub database_url: String,
-    /// `REDIS_URL` (not prefixed): the bus; `None` means in-process (one
-    /// gateway only).
-    #[serde(skip)]
-    pub redis_url: Option<String>,
-    /// `CHAT_BUS_PREFIX`: namespace of every Redis channel.
-    pub bus_prefix: String,
-    /// `CHAT_DB_MAX_CONNECTIONS`: database pool size.
-    pub db_max_connections: u32,
-    /// `CHAT_JWT_PUBLIC_KEY`: PEM file of the key that verifies access
-    /// tokens; defaults to `jwt-public.pem` in the data dir.
-    pub jwt_public_key: Option<PathBuf>,
-    /// `CHAT_JWT_ISSUER`: the required `iss`.
-    pub jwt_issuer: String,
-    /// `CHAT_JWT_AUDIENCE`: the required `aud`.
-    pub jwt_audience: String,
     /// `CHAT_ALLOWED_ORIGINS`: comma-separated origins allowed to open a
     /// WebSocket besides the public origin (`*` for any). Clients that send
     /// no `Origin` (non-browsers) are not subject to it.
@@ -51,7 +33,7 @@ pub struct GatewayConfig {
     #[serde(skip)]
     pub bound: Option<SocketAddr>,
     /// `CHAT_HEARTBEAT_INTERVAL`: how often the server pings; a connection
-    /// silent for two intervals is closed.
+    /// silent for 1.25 intervals is closed (within 1.75).
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// `CHAT_SYNC_GRACE`: how long after `hello` room events wait for the
@@ -62,17 +44,6 @@ pub struct GatewayConfig {
     /// `CHAT_MAX_MESSAGE_BYTES`: largest WebSocket message (after
     /// reassembling fragments).
     pub max_message_bytes: usize,
-    /// `CHAT_MAX_BODY_CHARS`: longest message text, in characters.
-    pub max_body_chars: usize,
-    /// `CHAT_SEND_RATE_PER_SECOND`: sustained sends per user (per gateway).
-    pub send_rate_per_second: u32,
-    /// `CHAT_SEND_BURST`: sends a user may make at once.
-    pub send_burst: u32,
-    /// `CHAT_READ_RATE_PER_SECOND`: `read` frames per user per second (per
-    /// gateway) before the rest are dropped.
-    pub read_rate_per_second: u32,
-    /// `CHAT_READ_BURST`: `read` frames a user may send at once.
-    pub read_burst: u32,
     /// `CHAT_OUTBOUND_QUEUE`: frames queued for one connection before it
     /// counts as a slow consumer and is closed (1013).
     pub outbound_queue: usize,
@@ -93,116 +64,85 @@ pub struct GatewayConfig {
     /// compared with the store, to catch a lost last event.
     #[serde(with = "humantime_serde")]
     pub head_check_interval: Duration,
-    /// `CHAT_HEADER_READ_TIMEOUT`: how long a connection has to send a
-    /// whole request head (the first, or the next on a kept-alive one)
-    /// before it is closed.
+    /// `CHAT_WEBSOCKET_GRACE`: how long the sockets, told to close (1012)
+    /// once shutdown begins, get to finish closing.
     #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// `CHAT_MAX_CONNECTIONS_PER_ADDRESS`: connections open at once from
-    /// one client address, WebSockets included (0: no cap; set 0 behind a
-    /// proxy, where every connection comes from the proxy, and cap there).
-    pub max_connections_per_address: usize,
-    /// `CHAT_SHUTDOWN_GRACE`: how long sockets get to close on SIGTERM.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-    /// `CHAT_LOG`: log filter (`EnvFilter` syntax).
-    pub log: String,
-    /// `CHAT_LOG_FORMAT`: `text` or `json`.
-    pub log_format: LogFormat,
+    pub websocket_grace: Duration,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
+            common: CommonConfig::default(),
             gateway_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
-            data_dir: PathBuf::from("data"),
-            database_url: String::new(),
-            redis_url: None,
-            bus_prefix: "chat".into(),
-            db_max_connections: 10,
-            jwt_public_key: None,
-            jwt_issuer: "chat".into(),
-            jwt_audience: "chat".into(),
             allowed_origins: String::new(),
             public_origin: None,
             bound: None,
             heartbeat_interval: Duration::from_secs(20),
             sync_grace: Duration::from_secs(1),
             max_message_bytes: 64 * 1024,
-            max_body_chars: 4000,
-            send_rate_per_second: Budgets::default().send_per_second,
-            send_burst: Budgets::default().send_burst,
-            read_rate_per_second: Budgets::default().read_per_second,
-            read_burst: Budgets::default().read_burst,
             outbound_queue: 1024,
             max_connections: 100_000,
             gap_wait: Duration::from_millis(150),
             fanout_interval: Duration::from_millis(10),
             head_check_interval: Duration::from_secs(5),
-            shutdown_grace: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
-            max_connections_per_address: 256,
-            log: "info".into(),
-            log_format: LogFormat::Text,
+            websocket_grace: Duration::from_secs(10),
         }
     }
 }
 
 impl GatewayConfig {
-    /// Reads the environment; the error names the variable at fault.
-    pub fn from_env() -> chat_shared::Result<Self> {
-        let mut config: Self = chat_shared::config::from_env()?;
-        config.database_url = chat_shared::config::database_url(&config.data_dir);
-        config.redis_url = chat_shared::config::redis_url();
+    /// Parses the shared settings and the gateway's own from `env`; the
+    /// error names the variable at fault.
+    pub fn from_env(env: &Env) -> chat_shared::Result<Self> {
+        Self::with_common(CommonConfig::from_env(env)?, env)
+    }
+
+    /// Parses the gateway's own settings from `env` beside shared ones
+    /// already read (`chat` reads those once for the api and the gateway).
+    pub fn with_common(common: CommonConfig, env: &Env) -> chat_shared::Result<Self> {
+        let config = Self {
+            common,
+            ..env.parse()?
+        };
         config.validate()?;
         Ok(config)
     }
 
-    /// Rejects values that parse but cannot work.
+    /// Rejects values that parse but cannot work (the shared ones are
+    /// checked by [`CommonConfig::validate`]).
     pub fn validate(&self) -> chat_shared::Result<()> {
-        let fail = |msg: &str| Err(chat_shared::Error::Config(msg.to_owned()));
-        if self.heartbeat_interval < Duration::from_millis(100) {
-            return fail("CHAT_HEARTBEAT_INTERVAL must be at least 100ms");
-        }
-        if self.max_message_bytes < 1024 {
-            return fail("CHAT_MAX_MESSAGE_BYTES must be at least 1024");
-        }
-        if [
-            self.send_rate_per_second,
-            self.send_burst,
-            self.read_rate_per_second,
-            self.read_burst,
-        ]
-        .contains(&0)
-        {
-            return fail("CHAT_SEND_RATE_PER_SECOND, CHAT_SEND_BURST, CHAT_READ_RATE_PER_SECOND and CHAT_READ_BURST must be at least 1");
-        }
-        if self.outbound_queue < 16 {
-            return fail("CHAT_OUTBOUND_QUEUE must be at least 16");
-        }
-        if self.max_connections == 0 || self.db_max_connections == 0 {
-            return fail("CHAT_MAX_CONNECTIONS and CHAT_DB_MAX_CONNECTIONS must be at least 1");
-        }
-        if self.header_read_timeout < Duration::from_millis(100) {
-            return fail("CHAT_HEADER_READ_TIMEOUT must be at least 100ms");
-        }
+        check(
+            self.heartbeat_interval >= Duration::from_millis(100),
+            "CHAT_HEARTBEAT_INTERVAL",
+            self.heartbeat_interval,
+            "must be at least 100ms",
+        )?;
+        check(
+            self.max_message_bytes >= 1024,
+            "CHAT_MAX_MESSAGE_BYTES",
+            self.max_message_bytes,
+            "must be at least 1024",
+        )?;
+        check(
+            self.outbound_queue >= 16,
+            "CHAT_OUTBOUND_QUEUE",
+            self.outbound_queue,
+            "must be at least 16",
+        )?;
+        check(
+            self.max_connections > 0,
+            "CHAT_MAX_CONNECTIONS",
+            self.max_connections,
+            "must be at least 1",
+        )?;
         self.origins()?;
-        if self.fanout_interval > Duration::from_secs(1) {
-            return fail("CHAT_FANOUT_INTERVAL must be at most 1s");
-        }
-        Ok(())
-    }
-
-    /// The sizes of the per-user budgets (a gateway only sends and marks:
-    /// the others are the api's).
-    pub fn budgets(&self) -> Budgets {
-        Budgets {
-            send_per_second: self.send_rate_per_second,
-            send_burst: self.send_burst,
-            read_per_second: self.read_rate_per_second,
-            read_burst: self.read_burst,
-            ..Budgets::default()
-        }
+        check(
+            self.fanout_interval <= Duration::from_secs(1),
+            "CHAT_FANOUT_INTERVAL",
+            self.fanout_interval,
+            "must be at most 1s",
+        )
     }
 
     /// The origins allowed to connect: `CHAT_ALLOWED_ORIGINS` and the public
@@ -233,5 +173,83 @@ impl GatewayConfig {
             None => origins.extend(Origin::of_listener(self.bound.unwrap_or(self.gateway_addr))),
         }
         Ok(Allowed::These(origins))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let config = GatewayConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(config, GatewayConfig::default());
+        assert_eq!(config.gateway_addr, "127.0.0.1:8082".parse().unwrap());
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(20));
+        assert_eq!(config.sync_grace, Duration::from_secs(1));
+        assert_eq!(config.max_message_bytes, 65_536);
+        assert_eq!(config.outbound_queue, 1024);
+        assert_eq!(config.max_connections, 100_000);
+        assert_eq!(config.gap_wait, Duration::from_millis(150));
+        assert_eq!(config.fanout_interval, Duration::from_millis(10));
+        assert_eq!(config.head_check_interval, Duration::from_secs(5));
+        assert_eq!(config.websocket_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn shared_and_own_variables_land_in_their_parts() {
+        let config = GatewayConfig::from_env(&env(&[
+            ("CHAT_MAX_BODY_CHARS", "99"),
+            ("CHAT_OUTBOUND_QUEUE", "64"),
+            ("CHAT_WEBSOCKET_GRACE", "30s"),
+            ("CHAT_REQUEST_GRACE", "1s"),
+        ]))
+        .unwrap();
+        assert_eq!(config.common.max_body_chars, 99);
+        assert_eq!(config.outbound_queue, 64);
+        assert_eq!(config.websocket_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_old_shutdown_grace_still_sets_the_websocket_grace() {
+        let old = env(&[("CHAT_SHUTDOWN_GRACE", "4s")]);
+        assert_eq!(
+            GatewayConfig::from_env(&old).unwrap().websocket_grace,
+            Duration::from_secs(4)
+        );
+        let both = env(&[
+            ("CHAT_SHUTDOWN_GRACE", "4s"),
+            ("CHAT_WEBSOCKET_GRACE", "1s"),
+        ]);
+        assert_eq!(
+            GatewayConfig::from_env(&both).unwrap().websocket_grace,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        for (name, value) in [
+            ("CHAT_GATEWAY_ADDR", "localhost"),
+            ("CHAT_HEARTBEAT_INTERVAL", "50ms"),
+            ("CHAT_SYNC_GRACE", "1"),
+            ("CHAT_MAX_MESSAGE_BYTES", "512"),
+            ("CHAT_OUTBOUND_QUEUE", "8"),
+            ("CHAT_MAX_CONNECTIONS", "0"),
+            ("CHAT_FANOUT_INTERVAL", "2s"),
+            ("CHAT_WEBSOCKET_GRACE", "forever"),
+            ("CHAT_ALLOWED_ORIGINS", "example.com"),
+            ("CHAT_PUBLIC_ORIGIN", "chat"),
+            ("CHAT_READ_BURST", "0"),
+        ] {
+            let err = GatewayConfig::from_env(&env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(name), "{name}={value}: {err}");
+        }
     }
 }

@@ -5,24 +5,33 @@
 use std::process::ExitCode;
 
 use chat_gateway::{Gateway, GatewayConfig};
+use chat_shared::config::Env;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match GatewayConfig::from_env() {
+    // Read once; every part of the configuration is parsed from this.
+    let env = Env::capture();
+    let config = match GatewayConfig::from_env(&env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("chat-gateway: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let telemetry =
-        match chat_shared::telemetry::init(&config.log, config.log_format, "chat-gateway") {
-            Ok(telemetry) => telemetry,
-            Err(e) => {
-                eprintln!("chat-gateway: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let telemetry = match chat_shared::telemetry::init(
+        &config.common.log,
+        config.common.log_format,
+        "chat-gateway",
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("chat-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for deprecation in env.deprecations() {
+        tracing::warn!("{deprecation}");
+    }
     let code = serve(config).await;
     telemetry.shutdown().await;
     code

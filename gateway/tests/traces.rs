@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use chat_api::{ApiConfig, App, AppState};
 use chat_shared::bus::RedisBus;
-use chat_shared::config::LogFormat;
+use chat_shared::config::{CommonConfig, LogFormat};
 use chat_shared::testing::{self, Backend, TestDatabase};
 use cluster::{TestClient, WAIT};
 use http_body_util::{BodyExt, Full};
@@ -67,9 +67,12 @@ async fn a_send_is_one_trace_from_the_api_or_a_gateway_to_every_delivering_gatew
         .await
         .unwrap_or_else(|e| panic!("Redis is not reachable at {redis_url} ({e})"));
     let config = ApiConfig {
+        common: CommonConfig {
+            data_dir: db.dir().to_path_buf(),
+            database_url: Some(db.url().to_owned()),
+            ..CommonConfig::default()
+        },
         api_addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: db.dir().to_path_buf(),
-        database_url: db.url().to_owned(),
         ..ApiConfig::default()
     };
     let state = AppState::with_parts(config, store, Arc::new(bus)).unwrap();
@@ -233,7 +236,7 @@ impl GatewayProcess {
             .env("CHAT_GATEWAY_ADDR", "127.0.0.1:0")
             .env("CHAT_LOG", "info")
             .env("CHAT_LOG_FORMAT", "json")
-            .env("CHAT_SHUTDOWN_GRACE", "2s")
+            .env("CHAT_WEBSOCKET_GRACE", "2s")
             .env_remove("OTEL_SERVICE_NAME")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,57 +1,280 @@
-//! Reading configuration from the environment: typed structs via `envy`,
-//! and an error that names the variable at fault, so a bad value stops
-//! start-up with one line an operator can act on.
+//! Reading configuration from the environment, once per process: `main`
+//! takes an [`Env`] snapshot and every part of the binary's configuration is
+//! parsed from it (in `chat`, the api's and the gateway's from the same
+//! one). [`CommonConfig`] holds the settings every binary shares, so each
+//! variable is declared, defaulted and checked in one place. Errors name
+//! the variable at fault, so a bad value stops start-up with one line an
+//! operator can act on.
 
-use std::path::Path;
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::limits::Budgets;
 
-/// Reads the `CHAT_*` variables into `T`. `T` must give every field a
-/// default (`#[serde(default)]`), which is also what lets us name the
-/// culprit of a failure: envy names the variable only for plain numbers and
-/// booleans (and without its prefix), so each variable is tried on its own.
-pub fn from_env<T: DeserializeOwned>() -> Result<T> {
-    from_vars(std::env::vars())
+/// The prefix of every variable of ours but the two URLs, which keep the
+/// names the rest of the world gives them.
+const PREFIX: &str = "CHAT_";
+
+/// Variables that were renamed, with the names that replaced them. The old
+/// name still sets each new one that is not set itself, so a deployment
+/// written for the old name keeps its behaviour after an upgrade; start-up
+/// warns (see [`Env::deprecations`]).
+const RENAMED: &[(&str, &[&str])] = &[(
+    // It meant the api's grace for requests and the gateway's for sockets;
+    // `chat`, which is both, gave each phase all of it.
+    "CHAT_SHUTDOWN_GRACE",
+    &["CHAT_REQUEST_GRACE", "CHAT_WEBSOCKET_GRACE"],
+)];
+
+/// The environment, read once: the snapshot every part of a binary's
+/// configuration is parsed from.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// Every variable as `(name, value)`, a renamed one also under each
+    /// new name it stands in for.
+    vars: Vec<(String, String)>,
+    /// `(new name, old name)` for each new name set through its old name,
+    /// so an error names the variable the operator actually wrote.
+    stand_ins: Vec<(&'static str, &'static str)>,
 }
 
-/// [`from_env`] over an explicit set of variables (for tests).
-pub fn from_vars<T: DeserializeOwned>(
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<T> {
-    const PREFIX: &str = "CHAT_";
-    let ours: Vec<(String, String)> = vars
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(PREFIX))
-        .collect();
-    let env = envy::prefixed(PREFIX);
-    env.from_iter::<_, T>(ours.clone()).map_err(|err| {
-        let message = err.to_string();
-        let culprit = ours
-            .iter()
-            .find(|var| env.from_iter::<_, T>([(*var).clone()]).is_err());
-        match culprit {
-            Some((name, value)) => Error::Config(format!("{name}={value:?}: {message}")),
-            None => Error::Config(format!("configuration: {message}")),
+impl Env {
+    /// Reads the process environment; `main` calls this once.
+    pub fn capture() -> Self {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// An environment of exactly these variables (tests, tools).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+        let mut stand_ins = Vec::new();
+        for (old, new_names) in RENAMED {
+            let Some(value) = lookup(&vars, old).map(str::to_owned) else {
+                continue;
+            };
+            for new in *new_names {
+                if lookup(&vars, new).is_none() {
+                    vars.push(((*new).to_owned(), value.clone()));
+                    stand_ins.push((*new, *old));
+                }
+            }
         }
-    })
+        Self { vars, stand_ins }
+    }
+
+    /// Parses the `CHAT_*` variables into `T`. `T` must give every field a
+    /// default (`#[serde(default)]`), which is also what lets us name the
+    /// culprit of a failure: envy names the variable only for plain numbers
+    /// and booleans (and without its prefix), so each variable is tried on
+    /// its own.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        let ours: Vec<(String, String)> = self
+            .vars
+            .iter()
+            .filter(|(name, _)| name.starts_with(PREFIX))
+            .cloned()
+            .collect();
+        let env = envy::prefixed(PREFIX);
+        env.from_iter::<_, T>(ours.clone()).map_err(|err| {
+            let message = err.to_string();
+            let culprit = ours
+                .iter()
+                .find(|var| env.from_iter::<_, T>([(*var).clone()]).is_err());
+            match culprit {
+                Some((name, value)) => {
+                    Error::Config(format!("{}={value:?}: {message}", self.written_as(name)))
+                }
+                None => Error::Config(format!("configuration: {message}")),
+            }
+        })
+    }
+
+    /// The value of `name`, if it is set and not empty (for variables
+    /// outside the `CHAT_` prefix).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        lookup(&self.vars, name).filter(|value| !value.is_empty())
+    }
+
+    /// One line for each renamed variable that is set, telling what
+    /// replaced it; `main` logs them once logging is up.
+    pub fn deprecations(&self) -> Vec<String> {
+        RENAMED
+            .iter()
+            .filter(|(old, _)| lookup(&self.vars, old).is_some())
+            .map(|(old, new_names)| {
+                format!(
+                    "{old} is deprecated: set {} instead (until then it sets each of them that is unset)",
+                    new_names.join(" and ")
+                )
+            })
+            .collect()
+    }
+
+    /// The name the operator wrote for `name`: its old one if it was set
+    /// through that.
+    fn written_as<'a>(&self, name: &'a str) -> &'a str {
+        self.stand_ins
+            .iter()
+            .find(|(new, _)| *new == name)
+            .map_or(name, |(_, old)| old)
+    }
 }
 
-/// `DATABASE_URL`, or the SQLite file in the data dir when unset.
-pub fn database_url(data_dir: &Path) -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("chat.db").display()))
+fn lookup<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    vars.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, value)| value.as_str())
 }
 
-/// `REDIS_URL`, if set and not empty.
-pub fn redis_url() -> Option<String> {
-    std::env::var("REDIS_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
+/// Fails with a line naming `variable` and its `value` unless `ok`.
+pub fn check(ok: bool, variable: &str, value: impl Debug, rule: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("{variable}={value:?}: {rule}")))
+    }
+}
+
+/// The settings every binary shares, each from one variable with one
+/// meaning. `ApiConfig` and `GatewayConfig` embed it as `common`; `chat`
+/// reads it once and hands a copy to each.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct CommonConfig {
+    /// `CHAT_DATA_DIR`: the default SQLite file and the key pair.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL` (not prefixed): `postgres://…` or `sqlite://…`;
+    /// `None` means the SQLite file in the data dir (see
+    /// [`CommonConfig::database_url`]).
+    #[serde(skip)]
+    pub database_url: Option<String>,
+    /// `REDIS_URL` (not prefixed): the bus; `None` means in-process (only
+    /// this process hears its own events).
+    #[serde(skip)]
+    pub redis_url: Option<String>,
+    /// `CHAT_BUS_PREFIX`: namespace of every Redis channel.
+    pub bus_prefix: String,
+    /// `CHAT_DB_MAX_CONNECTIONS`: database pool size.
+    pub db_max_connections: u32,
+    /// `CHAT_JWT_PUBLIC_KEY`: PEM file of the Ed25519 key that verifies
+    /// access tokens. Unset, the api generates a pair into the data dir (it
+    /// needs `CHAT_JWT_PRIVATE_KEY` with it) and a gateway reads
+    /// `jwt-public.pem` there.
+    pub jwt_public_key: Option<PathBuf>,
+    /// `CHAT_JWT_ISSUER`: the `iss` claim, issued and required.
+    pub jwt_issuer: String,
+    /// `CHAT_JWT_AUDIENCE`: the `aud` claim, issued and required.
+    pub jwt_audience: String,
+    /// `CHAT_SEND_RATE_PER_SECOND`: sustained sends per user, per process
+    /// (REST and WebSocket share one budget in `chat`).
+    pub send_rate_per_second: u32,
+    /// `CHAT_SEND_BURST`: sends a user may make at once.
+    pub send_burst: u32,
+    /// `CHAT_READ_RATE_PER_SECOND`: read markers per user per second
+    /// (`read` frames past it are dropped, REST ones refused).
+    pub read_rate_per_second: u32,
+    /// `CHAT_READ_BURST`: read markers a user may set at once.
+    pub read_burst: u32,
+    /// `CHAT_MAX_BODY_CHARS`: longest message text, in characters.
+    pub max_body_chars: usize,
+    /// `CHAT_HEADER_READ_TIMEOUT`: how long a connection has to send a
+    /// whole request head (the first, or the next on a kept-alive one)
+    /// before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// `CHAT_MAX_CONNECTIONS_PER_ADDRESS`: connections open at once from
+    /// one client address, WebSockets included (0: no cap; set 0 behind a
+    /// proxy, where every connection comes from the proxy, and cap there).
+    pub max_connections_per_address: usize,
+    /// `CHAT_LOG`: log filter (`EnvFilter` syntax).
+    pub log: String,
+    /// `CHAT_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for CommonConfig {
+    fn default() -> Self {
+        let budgets = Budgets::default();
+        Self {
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            redis_url: None,
+            bus_prefix: "chat".into(),
+            db_max_connections: 10,
+            jwt_public_key: None,
+            jwt_issuer: "chat".into(),
+            jwt_audience: "chat".into(),
+            send_rate_per_second: budgets.send_per_second,
+            send_burst: budgets.send_burst,
+            read_rate_per_second: budgets.read_per_second,
+            read_burst: budgets.read_burst,
+            max_body_chars: 4000,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections_per_address: 256,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl CommonConfig {
+    /// Parses the shared settings from `env` and checks them.
+    pub fn from_env(env: &Env) -> Result<Self> {
+        let mut config: Self = env.parse()?;
+        config.database_url = env.get("DATABASE_URL").map(str::to_owned);
+        config.redis_url = env.get("REDIS_URL").map(str::to_owned);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects values that parse but cannot work.
+    pub fn validate(&self) -> Result<()> {
+        let at_least_one = "must be at least 1";
+        check(
+            self.db_max_connections > 0,
+            "CHAT_DB_MAX_CONNECTIONS",
+            self.db_max_connections,
+            at_least_one,
+        )?;
+        for (variable, value) in [
+            ("CHAT_SEND_RATE_PER_SECOND", self.send_rate_per_second),
+            ("CHAT_SEND_BURST", self.send_burst),
+            ("CHAT_READ_RATE_PER_SECOND", self.read_rate_per_second),
+            ("CHAT_READ_BURST", self.read_burst),
+        ] {
+            check(value > 0, variable, value, at_least_one)?;
+        }
+        check(
+            self.header_read_timeout >= Duration::from_millis(100),
+            "CHAT_HEADER_READ_TIMEOUT",
+            self.header_read_timeout,
+            "must be at least 100ms",
+        )
+    }
+
+    /// `DATABASE_URL`, or the SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chat.db").display()))
+    }
+
+    /// The sizes of the send and read budgets; the api adds its own for
+    /// invites, room creations and DM opens.
+    pub fn budgets(&self) -> Budgets {
+        Budgets {
+            send_per_second: self.send_rate_per_second,
+            send_burst: self.send_burst,
+            read_per_second: self.read_rate_per_second,
+            read_burst: self.read_burst,
+            ..Budgets::default()
+        }
+    }
 }
 
 /// How log lines are written.
@@ -75,8 +298,10 @@ mod tests {
     struct Sample {
         addr: SocketAddr,
         port: u16,
-        #[serde(with = "humantime")]
-        ttl: std::time::Duration,
+        #[serde(with = "humantime_serde")]
+        request_grace: Option<Duration>,
+        #[serde(with = "humantime_serde")]
+        websocket_grace: Option<Duration>,
     }
 
     impl Default for Sample {
@@ -84,47 +309,119 @@ mod tests {
             Self {
                 addr: "127.0.0.1:1".parse().unwrap(),
                 port: 1,
-                ttl: std::time::Duration::from_secs(1),
+                request_grace: None,
+                websocket_grace: None,
             }
         }
     }
 
-    mod humantime {
-        use serde::{Deserialize, Deserializer};
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<std::time::Duration, D::Error> {
-            let s = String::deserialize(d)?;
-            s.parse::<u64>()
-                .map(std::time::Duration::from_secs)
-                .map_err(serde::de::Error::custom)
-        }
-    }
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     #[test]
     fn values_are_read_and_defaults_fill_the_rest() {
-        let cfg: Sample = from_vars(vars(&[("CHAT_PORT", "9"), ("OTHER", "x")])).unwrap();
+        let cfg: Sample = env(&[("CHAT_PORT", "9"), ("OTHER", "x")]).parse().unwrap();
         assert_eq!(cfg.port, 9);
         assert_eq!(cfg.addr, "127.0.0.1:1".parse().unwrap());
     }
 
     #[test]
     fn a_bad_number_names_its_variable() {
-        let err = from_vars::<Sample>(vars(&[("CHAT_PORT", "nine")])).unwrap_err();
+        let err = env(&[("CHAT_PORT", "nine")]).parse::<Sample>().unwrap_err();
         assert!(err.to_string().contains("CHAT_PORT"), "{err}");
     }
 
     #[test]
     fn a_bad_structured_value_names_its_variable() {
-        let err = from_vars::<Sample>(vars(&[("CHAT_PORT", "9"), ("CHAT_ADDR", "not-an-address")]))
+        let err = env(&[("CHAT_PORT", "9"), ("CHAT_ADDR", "not-an-address")])
+            .parse::<Sample>()
             .unwrap_err();
         assert!(err.to_string().starts_with("CHAT_ADDR="), "{err}");
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let config = CommonConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(config, CommonConfig::default());
+        assert_eq!(config.database_url(), "sqlite://data/chat.db");
+        assert_eq!(config.redis_url, None);
+        assert_eq!(config.bus_prefix, "chat");
+        assert_eq!(config.db_max_connections, 10);
+        assert_eq!((config.send_rate_per_second, config.send_burst), (20, 50));
+        assert_eq!((config.read_rate_per_second, config.read_burst), (100, 200));
+        assert_eq!(config.max_body_chars, 4000);
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_connections_per_address, 256);
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn the_urls_are_read_unprefixed_and_empty_means_unset() {
+        let config = CommonConfig::from_env(&env(&[
+            ("DATABASE_URL", "postgres://db/chat"),
+            ("REDIS_URL", ""),
+            ("CHAT_DATA_DIR", "/srv/chat"),
+        ]))
+        .unwrap();
+        assert_eq!(config.database_url(), "postgres://db/chat");
+        assert_eq!(config.redis_url, None);
+        let config = CommonConfig::from_env(&env(&[("CHAT_DATA_DIR", "/srv/chat")])).unwrap();
+        assert_eq!(config.database_url(), "sqlite:///srv/chat/chat.db");
+    }
+
+    #[test]
+    fn each_bad_shared_value_names_its_variable() {
+        for (name, value) in [
+            ("CHAT_DB_MAX_CONNECTIONS", "ten"),
+            ("CHAT_DB_MAX_CONNECTIONS", "0"),
+            ("CHAT_SEND_BURST", "0"),
+            ("CHAT_READ_RATE_PER_SECOND", "-1"),
+            ("CHAT_HEADER_READ_TIMEOUT", "10"),
+            ("CHAT_HEADER_READ_TIMEOUT", "50ms"),
+            ("CHAT_LOG_FORMAT", "xml"),
+            ("CHAT_MAX_BODY_CHARS", "many"),
+        ] {
+            let err = CommonConfig::from_env(&env(&[("CHAT_LOG", "debug"), (name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{name}=")),
+                "{name}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_renamed_variable_sets_each_new_one_left_unset() {
+        let both = env(&[("CHAT_SHUTDOWN_GRACE", "3s")]);
+        let sample: Sample = both.parse().unwrap();
+        assert_eq!(sample.request_grace, Some(Duration::from_secs(3)));
+        assert_eq!(sample.websocket_grace, Some(Duration::from_secs(3)));
+        assert_eq!(both.deprecations().len(), 1);
+        assert!(both.deprecations()[0].starts_with("CHAT_SHUTDOWN_GRACE is deprecated"));
+
+        let one = env(&[
+            ("CHAT_SHUTDOWN_GRACE", "3s"),
+            ("CHAT_WEBSOCKET_GRACE", "30s"),
+        ]);
+        let sample: Sample = one.parse().unwrap();
+        assert_eq!(sample.request_grace, Some(Duration::from_secs(3)));
+        assert_eq!(sample.websocket_grace, Some(Duration::from_secs(30)));
+
+        assert!(env(&[("CHAT_REQUEST_GRACE", "3s")])
+            .deprecations()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_bad_value_given_under_an_old_name_is_named_so() {
+        let err = env(&[("CHAT_SHUTDOWN_GRACE", "soon")])
+            .parse::<Sample>()
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("CHAT_SHUTDOWN_GRACE=\"soon\""),
+            "{err}"
+        );
     }
 }

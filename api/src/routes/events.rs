@@ -136,7 +136,7 @@ async fn send(
     // The same budget as WebSocket sends (one per process).
     state.spend(me.id, Action::Send)?;
     validate::client_id(&req.client_id)?;
-    validate::message_body(&req.body, state.config.max_body_chars)?;
+    validate::message_body(&req.body, state.config.common.max_body_chars)?;
     // Membership is checked by the append itself, atomically with the seq
     // allocation, so a member kicked a moment ago cannot slip one in.
     let span = telemetry::store_append(id);

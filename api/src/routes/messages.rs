@@ -122,7 +122,7 @@ async fn edit(
     AppJson(req): AppJson<EditMessage>,
 ) -> Result<(StatusCode, Json<RoomEvent>), ApiError> {
     validate::client_id(&req.client_id)?;
-    validate::message_body(&req.body, state.config.max_body_chars)?;
+    validate::message_body(&req.body, state.config.common.max_body_chars)?;
     let edit = MessageChange::Edit { body: req.body };
     let appended = change(&state, &me, id, message, Some(req.client_id), edit).await?;
     Ok(created(appended))

@@ -395,7 +395,7 @@ async fn invalid_messages_store_nothing(backend: Backend) {
 }
 
 async fn the_body_limit_follows_the_configuration(backend: Backend) {
-    let api = TestApi::start_with(backend, |config| config.max_body_chars = 10).await;
+    let api = TestApi::start_with(backend, |config| config.common.max_body_chars = 10).await;
     let alice = api.user("alice").await;
     let room = api.room(&alice, "terse", "private").await.id.to_string();
     let before = api.snapshot().await;

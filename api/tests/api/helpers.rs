@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chat_api::{ApiConfig, App};
+use chat_shared::config::CommonConfig;
 use chat_shared::model::{MyRoom, Room, RoomId, User};
 use chat_shared::store::{Page, Session, Store};
 use chat_shared::testing::{Backend, TestDatabase};
@@ -64,19 +65,22 @@ impl TestApi {
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut ApiConfig)) -> Self {
         let db = TestDatabase::create(backend).await;
         let mut config = ApiConfig {
+            common: CommonConfig {
+                data_dir: db.dir().to_path_buf(),
+                database_url: Some(db.url().to_owned()),
+                send_rate_per_second: 10_000,
+                send_burst: 10_000,
+                ..CommonConfig::default()
+            },
             api_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: db.dir().to_path_buf(),
-            database_url: db.url().to_owned(),
             auth_rate_per_minute: 10_000,
             auth_rate_burst: 10_000,
-            send_rate_per_second: 10_000,
-            send_burst: 10_000,
             action_rate_per_minute: 10_000,
             action_burst: 10_000,
             ..ApiConfig::default()
         };
         adjust(&mut config);
-        let data_dir = config.data_dir.clone();
+        let data_dir = config.common.data_dir.clone();
         let app = App::build(config).await.expect("starting chat-api");
         let base = format!("http://{}", app.local_addr());
         let store = app.state().store.clone();

@@ -20,8 +20,8 @@ both_stores!(
 /// 2 of each other action at once then one a minute.
 async fn strict(backend: Backend) -> TestApi {
     TestApi::start_with(backend, |config| {
-        config.send_rate_per_second = 1;
-        config.send_burst = 3;
+        config.common.send_rate_per_second = 1;
+        config.common.send_burst = 3;
         config.action_rate_per_minute = 1;
         config.action_burst = 2;
     })
@@ -153,8 +153,8 @@ async fn invites_room_creations_and_dm_opens_each_have_a_budget(backend: Backend
 
 async fn rest_read_markers_have_a_budget(backend: Backend) {
     let api = TestApi::start_with(backend, |config| {
-        config.read_rate_per_second = 1;
-        config.read_burst = 2;
+        config.common.read_rate_per_second = 1;
+        config.common.read_burst = 2;
     })
     .await;
     let alice = api.user("alice").await;

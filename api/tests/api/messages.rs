@@ -506,8 +506,8 @@ async fn bad_input_to_message_routes_changes_nothing(backend: Backend) {
 
 async fn changes_draw_on_the_send_budget(backend: Backend) {
     let api = TestApi::start_with(backend, |config| {
-        config.send_rate_per_second = 1;
-        config.send_burst = 2;
+        config.common.send_rate_per_second = 1;
+        config.common.send_burst = 2;
     })
     .await;
     let alice = api.user("alice").await;

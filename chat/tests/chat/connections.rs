@@ -65,8 +65,8 @@ async fn one_address_cannot_hold_every_connection_and_idle_ones_are_closed() {
     const TIMEOUT: Duration = Duration::from_secs(2);
     let dir = tempfile::tempdir().unwrap();
     let chat = Running::start(dir.path(), |settings| {
-        settings.api.max_connections_per_address = CAP;
-        settings.api.header_read_timeout = TIMEOUT;
+        settings.api.common.max_connections_per_address = CAP;
+        settings.api.common.header_read_timeout = TIMEOUT;
     })
     .await;
     let token = register(&chat.base, "flooder").await;

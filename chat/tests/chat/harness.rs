@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use chat::{Chat, ChatConfig, Settings};
 use chat_api::ApiConfig;
 use chat_gateway::GatewayConfig;
+use chat_shared::config::CommonConfig;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -25,18 +26,22 @@ pub struct Running {
 impl Running {
     /// Starts over `data_dir`, with the defaults changed by `adjust`.
     pub async fn start(data_dir: &Path, adjust: impl FnOnce(&mut Settings)) -> Self {
+        // The SQLite file in the data dir, whatever DATABASE_URL says.
+        let common = CommonConfig {
+            data_dir: data_dir.to_path_buf(),
+            ..CommonConfig::default()
+        };
         let mut settings = Settings {
             chat: ChatConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 ..ChatConfig::default()
             },
             api: ApiConfig {
-                data_dir: data_dir.to_path_buf(),
-                database_url: chat_shared::config::database_url(data_dir),
+                common: common.clone(),
                 ..ApiConfig::default()
             },
             gateway: GatewayConfig {
-                data_dir: data_dir.to_path_buf(),
+                common,
                 ..GatewayConfig::default()
             },
         };

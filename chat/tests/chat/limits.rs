@@ -11,10 +11,10 @@ use crate::harness::{register, send_and_ack, websocket, Running, GENERAL};
 async fn rest_and_websocket_sends_share_one_budget() {
     let dir = tempfile::tempdir().unwrap();
     let chat = Running::start(dir.path(), |settings| {
-        settings.api.send_rate_per_second = 1;
-        settings.api.send_burst = 4;
-        settings.gateway.send_rate_per_second = 1;
-        settings.gateway.send_burst = 4;
+        settings.api.common.send_rate_per_second = 1;
+        settings.api.common.send_burst = 4;
+        settings.gateway.common.send_rate_per_second = 1;
+        settings.gateway.common.send_burst = 4;
     })
     .await;
     let token = register(&chat.base, "both-ways").await;

@@ -91,7 +91,7 @@ impl Handler {
                 ServerFrame::error("rate_limited", "sending too fast; slow down", reference);
             return self.in_flight.reply(&frame).await;
         }
-        let max = self.ctx.config.max_body_chars;
+        let max = self.ctx.config.common.max_body_chars;
         let valid = check_client_id(&client_id).and_then(|()| check_message_body(&body, max));
         if let Err(message) = valid {
             let frame = ServerFrame::error("validation_failed", message, reference);

@@ -218,7 +218,7 @@ impl Handler {
                 target,
                 body,
             } => {
-                let max = self.ctx.config.max_body_chars;
+                let max = self.ctx.config.common.max_body_chars;
                 let edit = check_message_body(&body, max).map(|()| MessageChange::Edit { body });
                 self.change(room_id, client_id, target, edit).await;
             }

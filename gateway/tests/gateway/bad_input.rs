@@ -368,7 +368,7 @@ async fn invalid_sends_fail_validation_and_store_nothing(setup: Setup) {
     let cluster = TestCluster::start(setup).await;
     let alice = cluster.user("alice").await;
     let room = cluster.room(&alice, &[]).await;
-    let max = GatewayConfig::default().max_body_chars;
+    let max = GatewayConfig::default().common.max_body_chars;
     let before = log(&cluster, &room).await;
     let mut client = cluster.connect(&alice, 0).await;
     let long_id = "x".repeat(65);
@@ -532,7 +532,7 @@ const CAP: usize = 4096;
 
 fn small_frames(config: &mut GatewayConfig) {
     config.max_message_bytes = CAP;
-    config.max_body_chars = 3 * CAP;
+    config.common.max_body_chars = 3 * CAP;
 }
 
 async fn a_message_over_the_cap_closes_with_1009(setup: Setup) {
@@ -603,8 +603,8 @@ async fn the_cap_holds_across_fragments(setup: Setup) {
 
 async fn sends_over_the_rate_limit_are_refused(setup: Setup) {
     let cluster = TestCluster::start_with(setup, |c| {
-        c.send_rate_per_second = 1;
-        c.send_burst = 3;
+        c.common.send_rate_per_second = 1;
+        c.common.send_burst = 3;
     })
     .await;
     let alice = cluster.user("alice").await;
@@ -881,7 +881,7 @@ impl Mint {
         let private_pem = read_key(&dir.join("jwt-private.pem")).unwrap();
         let public_pem = read_key(&dir.join("jwt-public.pem")).unwrap();
         let defaults = GatewayConfig::default();
-        let scope = scope(&defaults.jwt_issuer, &defaults.jwt_audience);
+        let scope = scope(&defaults.common.jwt_issuer, &defaults.common.jwt_audience);
         let verifier = TokenVerifier::new(public_pem.as_bytes(), &scope).unwrap();
         Self {
             private_pem,
@@ -958,8 +958,8 @@ async fn one_address_cannot_take_every_connection_of_a_gateway(setup: Setup) {
     use tokio::io::AsyncReadExt;
     const CAP: usize = 4;
     let cluster = TestCluster::start_with(setup, |c| {
-        c.max_connections_per_address = CAP;
-        c.header_read_timeout = Duration::from_secs(30);
+        c.common.max_connections_per_address = CAP;
+        c.common.header_read_timeout = Duration::from_secs(30);
     })
     .await;
     let alice = cluster.user("alice").await;

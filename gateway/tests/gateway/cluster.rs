@@ -10,6 +10,7 @@ use std::time::Duration;
 use chat_api::{ApiConfig, App, AppState};
 use chat_gateway::{Gateway, GatewayConfig};
 use chat_shared::bus::{Bus, MemoryBus, RedisBus};
+use chat_shared::config::CommonConfig;
 use chat_shared::store::Store;
 use chat_shared::testing::{self, Backend, TestDatabase};
 use futures::{SinkExt, StreamExt};
@@ -153,13 +154,16 @@ impl TestCluster {
         let prefix = testing::bus_prefix();
         let memory = MemoryBus::new();
         let api_config = ApiConfig {
+            common: CommonConfig {
+                data_dir: db.dir().to_path_buf(),
+                database_url: Some(db.url().to_owned()),
+                send_rate_per_second: 10_000,
+                send_burst: 10_000,
+                ..CommonConfig::default()
+            },
             api_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: db.dir().to_path_buf(),
-            database_url: db.url().to_owned(),
             auth_rate_per_minute: 10_000,
             auth_rate_burst: 10_000,
-            send_rate_per_second: 10_000,
-            send_burst: 10_000,
             action_rate_per_minute: 10_000,
             action_burst: 10_000,
             ..ApiConfig::default()
@@ -197,11 +201,14 @@ impl TestCluster {
         wrap: &impl Fn(Arc<dyn Bus>) -> Arc<dyn Bus>,
     ) {
         let mut config = GatewayConfig {
+            common: CommonConfig {
+                data_dir: self.db.dir().to_path_buf(),
+                database_url: Some(self.db.url().to_owned()),
+                send_rate_per_second: 10_000,
+                send_burst: 10_000,
+                ..CommonConfig::default()
+            },
             gateway_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: self.db.dir().to_path_buf(),
-            database_url: self.db.url().to_owned(),
-            send_rate_per_second: 10_000,
-            send_burst: 10_000,
             ..GatewayConfig::default()
         };
         adjust(&mut config);

@@ -167,8 +167,8 @@ async fn reads_past_the_budget_are_dropped_before_the_store(setup: Setup) {
     const PER_SECOND: u32 = 2;
     const BURST: u32 = 5;
     let cluster = TestCluster::start_with(setup, |config| {
-        config.read_rate_per_second = PER_SECOND;
-        config.read_burst = BURST;
+        config.common.read_rate_per_second = PER_SECOND;
+        config.common.read_burst = BURST;
     })
     .await;
     let alice = cluster.user("alice").await;

@@ -424,7 +424,7 @@ async fn a_client_that_stops_reading_is_closed_and_resumes_without_loss(setup: S
     const BODY: usize = 20_000;
     let cluster = TestCluster::start_with(setup, |config| {
         config.outbound_queue = 16;
-        config.max_body_chars = BODY;
+        config.common.max_body_chars = BODY;
     })
     .await;
     let crowd = Crowd::gather(&cluster, SENDERS, &["slow"]).await;
@@ -560,7 +560,7 @@ async fn a_client_that_never_reads_again_is_let_go() {
     const BODY: usize = 20_000;
     let cluster = TestCluster::start_with(Setup::EMBEDDED, |config| {
         config.heartbeat_interval = HEARTBEAT;
-        config.max_body_chars = BODY;
+        config.common.max_body_chars = BODY;
         // Alice and the frozen client fill the gateway.
         config.max_connections = 2;
     })

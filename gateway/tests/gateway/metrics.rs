@@ -203,8 +203,8 @@ fn assert_uuid_v7(id: &str) {
 
 async fn sends_over_the_rate_count_as_rate_limited(setup: Setup) {
     let cluster = TestCluster::start_with(setup, |config| {
-        config.send_rate_per_second = 1;
-        config.send_burst = 1;
+        config.common.send_rate_per_second = 1;
+        config.common.send_burst = 1;
     })
     .await;
     let alice = cluster.user("alice").await;
