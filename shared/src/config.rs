@@ -16,9 +16,11 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::limits::Budgets;
 
-/// The prefix of every variable of ours but the two URLs, which keep the
-/// names the rest of the world gives them.
+/// The prefix of every variable of ours but [`UNPREFIXED`].
 const PREFIX: &str = "CHAT_";
+
+/// The two URLs, which keep the names the rest of the world gives them.
+const UNPREFIXED: [&str; 2] = ["DATABASE_URL", "REDIS_URL"];
 
 /// Variables that were renamed, with the names that replaced them. The old
 /// name still sets each new one that is not set itself, so a deployment
@@ -31,9 +33,10 @@ const RENAMED: &[(&str, &[&str])] = &[(
     &["CHAT_REQUEST_GRACE", "CHAT_WEBSOCKET_GRACE"],
 )];
 
-/// The environment, read once: the snapshot every part of a binary's
-/// configuration is parsed from.
-#[derive(Debug, Clone, Default)]
+/// Our variables, read once from the environment: the snapshot every part
+/// of a binary's configuration is parsed from. It keeps nothing else, and
+/// has no `Debug`, so the URLs' passwords cannot reach a log through it.
+#[derive(Clone, Default)]
 pub struct Env {
     /// Every variable as `(name, value)`, a renamed one also under each
     /// new name it stands in for.
@@ -51,7 +54,10 @@ impl Env {
 
     /// An environment of exactly these variables (tests, tools).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
-        let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(PREFIX) || UNPREFIXED.contains(&name.as_str()))
+            .collect();
         let mut stand_ins = Vec::new();
         for (old, new_names) in RENAMED {
             let Some(value) = lookup(&vars, old).map(str::to_owned) else {
@@ -94,8 +100,8 @@ impl Env {
         })
     }
 
-    /// The value of `name`, if it is set and not empty (for variables
-    /// outside the `CHAT_` prefix).
+    /// The value of one of the [`UNPREFIXED`] variables, if it is set and
+    /// not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         lookup(&self.vars, name).filter(|value| !value.is_empty())
     }
@@ -354,6 +360,19 @@ mod tests {
         assert_eq!(config.header_read_timeout, Duration::from_secs(10));
         assert_eq!(config.max_connections_per_address, 256);
         assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn only_our_variables_are_kept() {
+        let env = env(&[
+            ("HOME", "/root"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+            ("CHAT_LOG", "debug"),
+            ("REDIS_URL", "redis://r"),
+        ]);
+        let mut names: Vec<&str> = env.vars.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["CHAT_LOG", "REDIS_URL"]);
     }
 
     #[test]
