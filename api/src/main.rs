@@ -18,11 +18,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let telemetry = match chat_shared::telemetry::init(
-        &config.common.log,
-        config.common.log_format,
-        "chat-api",
-    ) {
+    let common = &config.common;
+    let telemetry = match chat_shared::telemetry::init(&common.log, common.log_format, "chat-api") {
         Ok(telemetry) => telemetry,
         Err(e) => {
             eprintln!("chat-api: {e}");

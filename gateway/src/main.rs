@@ -18,17 +18,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let telemetry = match chat_shared::telemetry::init(
-        &config.common.log,
-        config.common.log_format,
-        "chat-gateway",
-    ) {
-        Ok(telemetry) => telemetry,
-        Err(e) => {
-            eprintln!("chat-gateway: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let common = &config.common;
+    let telemetry =
+        match chat_shared::telemetry::init(&common.log, common.log_format, "chat-gateway") {
+            Ok(telemetry) => telemetry,
+            Err(e) => {
+                eprintln!("chat-gateway: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     for deprecation in env.deprecations() {
         tracing::warn!("{deprecation}");
     }
