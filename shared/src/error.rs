@@ -24,18 +24,28 @@ pub enum Error {
     /// not in the room); the text says which and why.
     #[error("{0}")]
     Invalid(&'static str),
-    /// The database failed or could not be reached.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    /// The database failed or could not be reached. The store's adapter
+    /// turns its driver's error into this at its boundary, so nothing above
+    /// the store depends on the driver: `message` is for the log (never for
+    /// a client), `unavailable` says whether the database refused the work
+    /// for now (unreachable, saturated, out of room) rather than the
+    /// statement or the data being wrong.
+    #[error("database error: {message}")]
+    Database {
+        /// What the database or its driver said.
+        message: String,
+        /// Whether a retry later may succeed (see [`Error::is_unavailable`]).
+        unavailable: bool,
+    },
     /// The store could not take a write now (its disk is full or
     /// read-only, its writer stopped, its connection died before the
     /// commit answered). Nothing was acknowledged; whether the write
     /// landed is for a retry with the same `client_id` to find out.
     #[error("the store refused the write: {0}")]
     Unavailable(String),
-    /// A migration failed at start-up.
+    /// A migration failed at start-up (the text says which and why).
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
     /// An access token failed verification (bad signature, algorithm,
     /// issuer, audience, or expired).
     #[error("invalid access token: {0}")]
@@ -79,64 +89,8 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Unavailable(_) => true,
-            Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            ) => true,
-            Self::Database(sqlx::Error::Database(e)) => storage_refused(e.as_ref()),
+            Self::Database { unavailable, .. } => *unavailable,
             _ => false,
-        }
-    }
-}
-
-/// Whether a database error says the storage refused the work rather than
-/// the statement being wrong.
-fn storage_refused(e: &dyn sqlx::error::DatabaseError) -> bool {
-    let Some(code) = e.code() else {
-        return false;
-    };
-    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-        code.parse().is_ok_and(sqlite_refused)
-    } else {
-        postgres_refused(&code)
-    }
-}
-
-/// SQLite's result codes (the primary code is the low byte of an extended
-/// one): BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
-fn sqlite_refused(code: u32) -> bool {
-    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
-}
-
-/// PostgreSQL's SQLSTATEs: connection exceptions (08), a read-only standby
-/// (25006), insufficient resources such as a full disk (53), an operator's
-/// shutdown (57P) and system I/O errors (58).
-fn postgres_refused(sqlstate: &str) -> bool {
-    ["08", "53", "57P", "58"]
-        .iter()
-        .any(|class| sqlstate.starts_with(class))
-        || sqlstate == "25006"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{postgres_refused, sqlite_refused};
-
-    #[test]
-    fn storage_failures_are_told_from_statement_errors() {
-        // SQLITE_FULL, SQLITE_IOERR_WRITE, SQLITE_READONLY, SQLITE_BUSY.
-        for refused in [13, 778, 8, 5] {
-            assert!(sqlite_refused(refused), "{refused}");
-        }
-        // Constraint, unique, error (a trigger's RAISE).
-        for statement in [19, 2067, 1] {
-            assert!(!sqlite_refused(statement), "{statement}");
-        }
-        for refused in ["53100", "57P01", "58030", "08006", "25006"] {
-            assert!(postgres_refused(refused), "{refused}");
-        }
-        // Unique violation, syntax, a raised exception.
-        for statement in ["23505", "42601", "P0001"] {
-            assert!(!postgres_refused(statement), "{statement}");
         }
     }
 }

@@ -309,7 +309,10 @@ mod tests {
         })
         .await;
         let _ = store_call("metrics_unit_failed", async {
-            Err::<(), _>(crate::Error::Database(sqlx::Error::PoolTimedOut))
+            Err::<(), _>(crate::Error::Database {
+                message: "pool timed out".into(),
+                unavailable: true,
+            })
         })
         .await;
         let text = render();

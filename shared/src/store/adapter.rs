@@ -66,19 +66,6 @@ impl sqlx::Encode<'_, sqlx::Postgres> for Timestamp {
     }
 }
 
-/// Maps a foreign-key violation (a room or user that does not exist) to
-/// `NotFound`; any other error passes through.
-pub(super) fn missing_reference(err: sqlx::Error) -> super::Error {
-    if err
-        .as_database_error()
-        .is_some_and(|e| e.is_foreign_key_violation())
-    {
-        super::Error::NotFound
-    } else {
-        super::Error::Database(err)
-    }
-}
-
 /// Implements a store trait with every method timed under its own name,
 /// and its database failures counted (`chat_store_query_seconds{op}`,
 /// `chat_store_errors_total{op}`): one place, so no method is left out.
@@ -108,11 +95,12 @@ macro_rules! impl_store {
             Ban, EventBody, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId,
             RoomKind, SessionId, User, UserId,
         };
-        use $crate::store::adapter::{missing_reference, now, Timestamp};
+        use $crate::store::adapter::{now, Timestamp};
+        use $crate::store::driver_error::{is_unique_violation, missing_reference};
         use $crate::store::durability::Probe;
         use $crate::store::rows::{self, *};
         use $crate::store::{
-            is_unique_violation, ordered_pair, Appended, Credentials, Error, Health, NewMessage,
+            ordered_pair, Appended, Credentials, Error, Health, NewMessage,
             NewRoom, NewUser, Page, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session,
             SessionStore, Store, UserStore,
         };
@@ -212,7 +200,7 @@ macro_rules! impl_store {
                         if is_unique_violation(&e) {
                             Error::Conflict("username")
                         } else {
-                            Error::Database(e)
+                            e.into()
                         }
                     })?;
                 Ok(user)

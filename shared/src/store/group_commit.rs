@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::adapter::{now, Timestamp};
+use super::driver_error::corrupt;
 use super::durability::{WriteHealth, SQLITE_BEGIN};
 use super::message_rows::{
     PreviewRow, INSERT_MENTION, NEXT_SEQ_AND_KIND, PREVIEWS_PREFIX, ROOM_LAST_SEQ,
@@ -338,7 +339,7 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
     let mut checked: Vec<(Option<Role>, Option<i64>)> = vec![(None, None); batch.len()];
     for row in &checks {
         let i: i64 = row.try_get("i")?;
-        let at = usize::try_from(i - 1).map_err(|_| sqlx::Error::RowNotFound)?;
+        let at = usize::try_from(i - 1).map_err(|_| corrupt("batch position", &i.to_string()))?;
         let role: Option<String> = row.try_get("role")?;
         checked[at] = (
             role.as_deref().map(parse_role).transpose()?,
@@ -542,7 +543,7 @@ async fn members_named_postgres(
     let mut found: HashMap<usize, Vec<(String, UserId)>> = HashMap::new();
     for row in rows {
         let i: i64 = row.try_get("i")?;
-        let at = usize::try_from(i).map_err(|_| sqlx::Error::RowNotFound)?;
+        let at = usize::try_from(i).map_err(|_| corrupt("batch position", &i.to_string()))?;
         found
             .entry(at)
             .or_default()

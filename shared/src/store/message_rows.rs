@@ -16,6 +16,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::driver_error::corrupt;
 use super::rows::EventRow;
 use super::{Error, Result};
 use crate::model::{
@@ -288,7 +289,7 @@ impl TryFrom<TimelineRow> for TimelineItem {
             // the original's).
             let current: CurrentMentions = match row.current_payload {
                 Some(Json(value)) => serde_json::from_value(value)
-                    .map_err(|_| corrupt_state("message_state.payload"))?,
+                    .map_err(|e| corrupt("message_state.payload", &e.to_string()))?,
                 None => CurrentMentions::default(),
             };
             *body = text;
@@ -305,12 +306,6 @@ impl TryFrom<TimelineRow> for TimelineItem {
             }),
         })
     }
-}
-
-fn corrupt_state(column: &str) -> Error {
-    Error::Database(sqlx::Error::Decode(
-        format!("unexpected value in {column}").into(),
-    ))
 }
 
 /// One row of [`reactions_query`]: one of the first users of an emoji on a message.

@@ -8,6 +8,7 @@
 //! records them commit together.
 
 mod adapter;
+mod driver_error;
 mod durability;
 mod group_commit;
 mod message_rows;
@@ -453,10 +454,4 @@ fn ordered_pair(a: UserId, b: UserId) -> (UserId, UserId) {
     } else {
         (b, a)
     }
-}
-
-/// Whether a sqlx error is the violation of a unique index or primary key.
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .is_some_and(|e| e.is_unique_violation())
 }

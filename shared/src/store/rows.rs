@@ -8,6 +8,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::driver_error::corrupt;
 use super::{Error, Result, Session};
 use crate::model::{
     Ban, EventBody, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind,
@@ -469,10 +470,4 @@ pub(super) fn parse_role(s: &str) -> Result<Role> {
 /// Maps a reason to what `member_left` records.
 pub(super) fn left(user: UserId, reason: LeaveReason) -> EventBody {
     EventBody::MemberLeft { user, reason }
-}
-
-fn corrupt(column: &str, value: &str) -> Error {
-    Error::Database(sqlx::Error::Decode(
-        format!("unexpected value {value:?} in {column}").into(),
-    ))
 }
