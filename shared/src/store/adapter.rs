@@ -66,26 +66,6 @@ impl sqlx::Encode<'_, sqlx::Postgres> for Timestamp {
     }
 }
 
-/// Implements a store trait with every method timed under its own name,
-/// and its database failures counted (`chat_store_query_seconds{op}`,
-/// `chat_store_errors_total{op}`): one place, so no method is left out.
-macro_rules! metered {
-    (impl $trait:ident for $store:ty {
-        $(
-            async fn $name:ident(&$self:ident $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty $body:block
-        )*
-    }) => {
-        #[async_trait]
-        impl $trait for $store {
-            $(
-                async fn $name(&$self $(, $arg: $ty)*) -> $ret {
-                    $crate::metrics::store_call(stringify!($name), async move $body).await
-                }
-            )*
-        }
-    };
-}
-
 macro_rules! impl_store {
     ($store:ty, $db:ty) => {
         use async_trait::async_trait;
@@ -179,7 +159,7 @@ macro_rules! impl_store {
             }
         }
 
-        $crate::store::adapter::metered! {
+        #[async_trait]
         impl UserStore for $store {
             async fn create_user(&self, new: NewUser) -> Result<User> {
                 let user = User {
@@ -234,9 +214,8 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(User::from).collect())
             }
         }
-        }
 
-        $crate::store::adapter::metered! {
+        #[async_trait]
         impl SessionStore for $store {
             async fn create_session(
                 &self,
@@ -370,9 +349,8 @@ macro_rules! impl_store {
                 Ok(revoked == 1)
             }
         }
-        }
 
-        $crate::store::adapter::metered! {
+        #[async_trait]
         impl RoomStore for $store {
             async fn create_room(&self, new: NewRoom) -> Result<(Room, RoomEvent)> {
                 let at = now();
@@ -728,9 +706,8 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(Ban::from).collect())
             }
         }
-        }
 
-        $crate::store::adapter::metered! {
+        #[async_trait]
         impl RoomLog for $store {
             async fn append_message(
                 &self,
@@ -828,9 +805,8 @@ macro_rules! impl_store {
                 Ok($crate::store::ReadMark { seq, moved })
             }
         }
-        }
 
-        $crate::store::adapter::metered! {
+        #[async_trait]
         impl Store for $store {
             async fn health(&self) -> Result<Health> {
                 sqlx::query("SELECT 1").execute(self.reader()).await?;
@@ -860,9 +836,7 @@ macro_rules! impl_store {
                 }
             }
         }
-        }
     };
 }
 
 pub(super) use impl_store;
-pub(super) use metered;

@@ -409,7 +409,7 @@ macro_rules! impl_messages {
             }
         }
 
-        $crate::store::adapter::metered! {
+        #[async_trait]
         impl MessageStore for $store {
             async fn change_message(
                 &self,
@@ -420,7 +420,8 @@ macro_rules! impl_messages {
                 change: MessageChange,
             ) -> Result<Appended> {
                 let mut tx = self.begin().await?;
-                let appended = Self::change_in(&mut tx, room, actor, target, client_id, change).await?;
+                let appended =
+                    Self::change_in(&mut tx, room, actor, target, client_id, change).await?;
                 // A retry found its original: the seq it took goes back
                 // with the rollback, so the log has no gap.
                 if appended.created {
@@ -447,9 +448,9 @@ macro_rules! impl_messages {
             }
 
             async fn pins(&self, room: RoomId, viewer: UserId) -> Result<Timeline> {
-                self.read_timeline(room, viewer, &pinned(), &[], false).await
+                self.read_timeline(room, viewer, &pinned(), &[], false)
+                    .await
             }
-        }
         }
     };
 }

@@ -13,6 +13,7 @@ mod durability;
 mod group_commit;
 mod message_rows;
 mod messages;
+mod metered;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -432,14 +433,15 @@ pub trait Store: UserStore + SessionStore + RoomStore + RoomLog + MessageStore {
 }
 
 /// Opens the store named by `url` (`postgres://…` or `sqlite://…`), creating
-/// the SQLite file if needed, and applies pending migrations.
+/// the SQLite file if needed, and applies pending migrations. Every call
+/// of the store it returns is timed (`metered`).
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+        let store = PgStore::connect(url, max_connections).await?;
+        Ok(Arc::new(metered::Metered(store)))
     } else if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(
-            SqliteStore::open(Path::new(path), max_connections).await?,
-        ))
+        let store = SqliteStore::open(Path::new(path), max_connections).await?;
+        Ok(Arc::new(metered::Metered(store)))
     } else {
         Err(Error::Config(format!(
             "DATABASE_URL: expected postgres://… or sqlite://…, got {url:?}"

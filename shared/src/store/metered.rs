@@ -1,0 +1,238 @@
+//! Timing of every store call, as a wrapper around an adapter: each method
+//! of the port is timed under its own name and its database failures
+//! counted (`chat_store_query_seconds{op}`, `chat_store_errors_total{op}`).
+//! [`connect`](super::connect) wraps the adapter it opens, so every caller
+//! is measured and the adapters stay free of metrics. The compiler checks
+//! that no method is left out: the wrapper implements the whole port.
+
+use async_trait::async_trait;
+
+use super::{
+    Appended, Credentials, Health, MessageChange, MessageStore, NewMessage, NewRoom, NewUser, Page,
+    ReadMark, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session, SessionStore, Store,
+    Submitted, Timeline, UserStore,
+};
+use crate::metrics::store_call;
+use crate::model::{
+    Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, SessionId, User,
+    UserId,
+};
+
+/// An adapter whose every call is timed and counted.
+pub(super) struct Metered<S>(pub(super) S);
+
+#[async_trait]
+impl<S: UserStore> UserStore for Metered<S> {
+    async fn create_user(&self, new: NewUser) -> Result<User> {
+        store_call("create_user", self.0.create_user(new)).await
+    }
+
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>> {
+        store_call("credentials", self.0.credentials(username)).await
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>> {
+        store_call("user", self.0.user(id)).await
+    }
+
+    async fn search_users(&self, query: &str, limit: u32) -> Result<Vec<User>> {
+        store_call("search_users", self.0.search_users(query, limit)).await
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for Metered<S> {
+    async fn create_session(
+        &self,
+        user: UserId,
+        user_agent: Option<String>,
+        token: RefreshToken,
+    ) -> Result<Session> {
+        let call = self.0.create_session(user, user_agent, token);
+        store_call("create_session", call).await
+    }
+
+    async fn rotate_refresh_token(&self, presented: &[u8], next: RefreshToken) -> Result<Rotation> {
+        let call = self.0.rotate_refresh_token(presented, next);
+        store_call("rotate_refresh_token", call).await
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<Session>> {
+        store_call("session", self.0.session(id)).await
+    }
+
+    async fn active_sessions(&self, user: UserId) -> Result<Vec<Session>> {
+        store_call("active_sessions", self.0.active_sessions(user)).await
+    }
+
+    async fn revoke_session(&self, user: UserId, id: SessionId) -> Result<bool> {
+        store_call("revoke_session", self.0.revoke_session(user, id)).await
+    }
+}
+
+#[async_trait]
+impl<S: RoomStore> RoomStore for Metered<S> {
+    async fn create_room(&self, new: NewRoom) -> Result<(Room, RoomEvent)> {
+        store_call("create_room", self.0.create_room(new)).await
+    }
+
+    async fn room(&self, id: RoomId) -> Result<Option<Room>> {
+        store_call("room", self.0.room(id)).await
+    }
+
+    async fn update_room(
+        &self,
+        id: RoomId,
+        by: UserId,
+        name: String,
+        topic: String,
+    ) -> Result<(Room, Option<RoomEvent>)> {
+        store_call("update_room", self.0.update_room(id, by, name, topic)).await
+    }
+
+    async fn delete_room(&self, id: RoomId) -> Result<bool> {
+        store_call("delete_room", self.0.delete_room(id)).await
+    }
+
+    async fn my_rooms(&self, user: UserId) -> Result<Vec<MyRoom>> {
+        store_call("my_rooms", self.0.my_rooms(user)).await
+    }
+
+    async fn public_rooms(&self) -> Result<Vec<Room>> {
+        store_call("public_rooms", self.0.public_rooms()).await
+    }
+
+    async fn direct_room(&self, a: UserId, b: UserId) -> Result<(Room, bool)> {
+        store_call("direct_room", self.0.direct_room(a, b)).await
+    }
+
+    async fn role(&self, room: RoomId, user: UserId) -> Result<Option<Role>> {
+        store_call("role", self.0.role(room, user)).await
+    }
+
+    async fn share_a_room(&self, a: UserId, b: UserId) -> Result<bool> {
+        store_call("share_a_room", self.0.share_a_room(a, b)).await
+    }
+
+    async fn members(&self, room: RoomId) -> Result<Vec<Member>> {
+        store_call("members", self.0.members(room)).await
+    }
+
+    async fn add_member(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        role: Role,
+    ) -> Result<RoomEvent> {
+        store_call("add_member", self.0.add_member(room, user, by, role)).await
+    }
+
+    async fn remove_member(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        reason: LeaveReason,
+    ) -> Result<RoomEvent> {
+        let call = self.0.remove_member(room, user, by, reason);
+        store_call("remove_member", call).await
+    }
+
+    async fn set_role(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        role: Role,
+    ) -> Result<Vec<RoomEvent>> {
+        store_call("set_role", self.0.set_role(room, user, by, role)).await
+    }
+
+    async fn ban(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        reason: String,
+    ) -> Result<Option<RoomEvent>> {
+        store_call("ban", self.0.ban(room, user, by, reason)).await
+    }
+
+    async fn unban(&self, room: RoomId, user: UserId) -> Result<bool> {
+        store_call("unban", self.0.unban(room, user)).await
+    }
+
+    async fn bans(&self, room: RoomId) -> Result<Vec<Ban>> {
+        store_call("bans", self.0.bans(room)).await
+    }
+}
+
+#[async_trait]
+impl<S: RoomLog> RoomLog for Metered<S> {
+    async fn append_message(
+        &self,
+        room: RoomId,
+        sender: UserId,
+        message: NewMessage,
+    ) -> Result<Appended> {
+        let call = self.0.append_message(room, sender, message);
+        store_call("append_message", call).await
+    }
+
+    /// Timed until the append is queued; its commit is timed by the caller
+    /// that waits for it (`store_answered`) and by the group commit.
+    async fn submit_message(
+        &self,
+        room: RoomId,
+        sender: UserId,
+        message: NewMessage,
+    ) -> Result<Submitted> {
+        let call = self.0.submit_message(room, sender, message);
+        store_call("submit_message", call).await
+    }
+
+    async fn events(&self, room: RoomId, page: Page) -> Result<Vec<RoomEvent>> {
+        store_call("events", self.0.events(room, page)).await
+    }
+
+    async fn heads(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, i64)>> {
+        store_call("heads", self.0.heads(rooms)).await
+    }
+
+    async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<ReadMark> {
+        store_call("mark_read", self.0.mark_read(room, user, seq)).await
+    }
+}
+
+#[async_trait]
+impl<S: MessageStore> MessageStore for Metered<S> {
+    async fn change_message(
+        &self,
+        room: RoomId,
+        actor: UserId,
+        target: EventId,
+        client_id: Option<&str>,
+        change: MessageChange,
+    ) -> Result<Appended> {
+        let call = self
+            .0
+            .change_message(room, actor, target, client_id, change);
+        store_call("change_message", call).await
+    }
+
+    async fn timeline(&self, room: RoomId, viewer: UserId, page: Page) -> Result<Timeline> {
+        store_call("timeline", self.0.timeline(room, viewer, page)).await
+    }
+
+    async fn pins(&self, room: RoomId, viewer: UserId) -> Result<Timeline> {
+        store_call("pins", self.0.pins(room, viewer)).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for Metered<S> {
+    async fn health(&self) -> Result<Health> {
+        store_call("health", self.0.health()).await
+    }
+}
