@@ -40,15 +40,14 @@ use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::adapter::{now, Timestamp};
+use super::dialect::{now, Timestamp};
 use super::driver_error::corrupt;
 use super::durability::{WriteHealth, SQLITE_BEGIN};
-use super::message_rows::{
-    PreviewRow, INSERT_MENTION, NEXT_SEQ_AND_KIND, PREVIEWS_PREFIX, ROOM_LAST_SEQ,
+use super::log::{
+    event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, NEXT_SEQ_AND_KIND, ROOM_LAST_SEQ,
 };
-use super::rows::{
-    event_columns, parse_role, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, MARK_SENDER, ROLE,
-};
+use super::members::{parse_role, ROLE};
+use super::references::{PreviewRow, INSERT_MENTION, PREVIEWS_PREFIX};
 use super::{Appended, Error, NewMessage, PgStore, Result, SqliteStore, Submitted};
 use crate::message_text::{mentions, Mentioned};
 use crate::model::{EventBody, EventId, ReplyPreview, Role, RoomEvent, RoomId, RoomKind, UserId};
@@ -121,6 +120,22 @@ const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
 /// mentions existed (docs/benchmarks/history.md, run 19).
 const INSERT_MENTIONS: &str = "INSERT INTO mentions (room_id, seq, user_id) \
      SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[])";
+
+/// Checks that the sender is a member and moves their read marker to the
+/// seq their message is about to get (the room's next: a sender has read
+/// their room that far), in one statement: a row back (their role) means a
+/// member.
+/// Asked by a message append on SQLite (`group_commit`), whose single
+/// writer connection allocates that seq next in the same transaction, and
+/// means no membership change can land before the append's commit.
+/// PostgreSQL asks the same inside `group_commit`'s `CHECK`, after taking
+/// the rooms' row locks: a statement that waited for a lock still sees the
+/// data as of before the wait, so the check must be a statement of its own
+/// after it; every membership change holds that lock until it commits
+/// (`lock_room` in `log`), so a kick and a send cannot interleave.
+const MARK_SENDER: &str = "UPDATE room_members \
+     SET last_read_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
+     WHERE room_id = $1 AND user_id = $2 RETURNING role";
 
 /// One message to append.
 struct Append {

@@ -1,22 +1,39 @@
-//! The `Store` port: everything durable, behind four small traits, with one
+//! The `Store` port: everything durable, behind five small traits, with one
 //! adapter per database we run (PostgreSQL in production, SQLite embedded).
+//! This file is the port alone, every trait with the values it takes and
+//! returns, so the whole contract reads in one place (hence its length).
 //!
 //! The contract both adapters keep, proven by the conformance suite in
 //! `shared/tests/store`: every room has a gap-free `seq` allocated in the same
 //! transaction as the event it numbers; a message's `(room, sender,
 //! client_id)` is appended at most once; membership changes and the event that
 //! records them commit together.
+//!
+//! The adapters are one generic [`SqlStore`](adapter::SqlStore) over sqlx,
+//! one module per area, each with its statements beside the code that runs
+//! them: `accounts`, `sessions`, `rooms`, `members`, `log` (and the message
+//! appends' `group_commit`), `messages`, `timeline`, and `references` (what a
+//! message points at). `dialect` says what differs between the databases,
+//! `postgres` and `sqlite` open them, `durability` keeps failed writes from
+//! passing for committed ones, `driver_error` turns the driver's errors into
+//! [`Error`], and `metered` times every call.
 
+mod accounts;
 mod adapter;
+mod dialect;
 mod driver_error;
 mod durability;
 mod group_commit;
-mod message_rows;
+mod log;
+mod members;
 mod messages;
 mod metered;
 mod postgres;
-mod rows;
+mod references;
+mod rooms;
+mod sessions;
 mod sqlite;
+mod timeline;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -446,14 +463,5 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> 
         Err(Error::Config(format!(
             "DATABASE_URL: expected postgres://… or sqlite://…, got {url:?}"
         )))
-    }
-}
-
-/// Orders a pair of users the way `direct_rooms` stores it.
-fn ordered_pair(a: UserId, b: UserId) -> (UserId, UserId) {
-    if a < b {
-        (a, b)
-    } else {
-        (b, a)
     }
 }

@@ -15,23 +15,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::durability::{self, WriteHealth, SQLITE_BEGIN};
+use super::adapter::SqlStore;
+
+use super::durability::{self, WriteHealth};
 use super::group_commit::GroupCommit;
 
 /// The store on SQLite.
-#[derive(Clone)]
-pub struct SqliteStore {
-    reader: SqlitePool,
-    writer: SqlitePool,
-    /// Every message append of this store goes through here.
-    appends: Arc<GroupCommit>,
-    /// Whether writes are failing, for `health`.
-    writes: Arc<WriteHealth>,
-}
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies
@@ -64,32 +56,8 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         let writes = Arc::new(WriteHealth::default());
-        let appends = Arc::new(GroupCommit::sqlite(writer.clone(), writes.clone()));
-        Ok(Self {
-            reader,
-            writer,
-            appends,
-            writes,
-        })
-    }
-
-    /// Begins a write transaction (see `durability`).
-    async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.writer.begin_with(SQLITE_BEGIN).await
-    }
-
-    /// Begins a read transaction: in WAL mode its statements all see one
-    /// snapshot (a timeline page and its head).
-    async fn snapshot(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.reader.begin().await
-    }
-
-    fn reader(&self) -> &SqlitePool {
-        &self.reader
-    }
-
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
+        let appends = GroupCommit::sqlite(writer.clone(), writes.clone());
+        Ok(Self::new(reader, writer, appends, writes))
     }
 }
 
@@ -114,6 +82,3 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 fn create_private(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
-
-super::adapter::impl_store!(SqliteStore, sqlx::Sqlite);
-super::messages::impl_messages!(SqliteStore, sqlx::Sqlite);
