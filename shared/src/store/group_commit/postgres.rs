@@ -1,62 +1,26 @@
-//! Group commit of message appends.
-//!
-//! An append alone is a transaction of its own: on PostgreSQL six round
-//! trips (look up the client_id, begin, bump the room's seq, check
-//! membership, insert, commit) and a WAL flush, on SQLite an fsync. At
-//! thousands of sends per second that is the database's whole budget. Here
-//! every append in the process joins one queue, and one writer takes
-//! whatever has gathered (up to [`MAX_BATCH`]) into one transaction: on
-//! PostgreSQL five round trips (lock the batch's rooms, check membership and
-//! client_ids, insert every event and bump every seq in one statement,
-//! commit), on SQLite one fsync. Under load a batch holds many appends;
-//! alone, an append takes about as long as before.
-//!
-//! One writer, not several: a second one halves the batches, not the work.
-//! Each batch costs the database about the same whatever its size, so two
-//! writers committing back to back used 35–45 % more of the database's CPU
-//! for the same appends, with no shorter waits (docs/benchmarks/history.md, run 12).
-//! The one queue also keeps each room's appends in the order they were
-//! submitted.
-//!
-//! The contract is `RoomLog::append_message`'s: seqs are gap-free because
-//! each is taken from `rooms.last_seq` under that row's lock, held until the commit; a `(room, sender,
-//! client_id)` is stored once because it is looked up under the same lock
-//! (and twice in one batch, the later copies answer with the first); and
-//! membership is read after the lock, so a kick that committed first is
-//! seen. On PostgreSQL rooms are locked in id order, so two batches cannot
-//! deadlock; SQLite has one writer, which serialises everything anyway.
-//! Nobody hears of an append before its transaction commits, and a batch
-//! whose commit failed is answered `Unavailable` as a whole: its
-//! connection is closed if the transaction did not end cleanly, and the
-//! next batch reads everything anew (`durability`).
+//! How PostgreSQL commits a batch of appends: a batch of plain sends takes
+//! five round trips whatever its size (begin, lock the batch's rooms, check
+//! membership and client_ids, insert every event and bump every seq in one
+//! statement, commit), and replies, mentions and retries add the statements
+//! they need; each statement is set-based over the batch's arrays and
+//! reaches its rows through unique indexes. The statements,
+//! the one function that runs them and the test of their plans stay in one
+//! file, longer than most: they are tuned together, and read together.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::dialect::{now, Timestamp};
-use super::driver_error::corrupt;
-use super::durability::{WriteHealth, SQLITE_BEGIN};
-use super::log::{
-    event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, NEXT_SEQ_AND_KIND, ROOM_LAST_SEQ,
-};
-use super::members::{parse_role, ROLE};
-use super::references::{PreviewRow, INSERT_MENTION, PREVIEWS_PREFIX};
-use super::{Appended, Error, NewMessage, PgStore, Result, SqliteStore, Submitted};
-use crate::message_text::{mentions, Mentioned};
-use crate::model::{EventBody, EventId, ReplyPreview, Role, RoomEvent, RoomId, RoomKind, UserId};
-
-/// Appends committed together at most.
-const MAX_BATCH: usize = 256;
-
-/// Appends waiting at most; beyond that, callers wait to join.
-const QUEUE: usize = 4096;
+use super::{bad_reply, mention_rows, Append, Commit};
+use crate::model::{EventId, ReplyPreview, Role, RoomEvent, RoomId, UserId};
+use crate::store::dialect::now;
+use crate::store::driver_error::corrupt;
+use crate::store::log::{event_columns, EventRow, EVENT_BY_CLIENT_ID};
+use crate::store::members::parse_role;
+use crate::store::references::{PreviewRow, PREVIEWS_PREFIX};
+use crate::store::{Appended, Error, PgStore, Result};
 
 /// Locks the batch's rooms, in id order, and reads where their seqs are
 /// and what kind they are.
@@ -121,174 +85,6 @@ const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
 const INSERT_MENTIONS: &str = "INSERT INTO mentions (room_id, seq, user_id) \
      SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[])";
 
-/// Checks that the sender is a member and moves their read marker to the
-/// seq their message is about to get (the room's next: a sender has read
-/// their room that far), in one statement: a row back (their role) means a
-/// member.
-/// Asked by a message append on SQLite (`group_commit`), whose single
-/// writer connection allocates that seq next in the same transaction, and
-/// means no membership change can land before the append's commit.
-/// PostgreSQL asks the same inside `group_commit`'s `CHECK`, after taking
-/// the rooms' row locks: a statement that waited for a lock still sees the
-/// data as of before the wait, so the check must be a statement of its own
-/// after it; every membership change holds that lock until it commits
-/// (`lock_room` in `log`), so a kick and a send cannot interleave.
-const MARK_SENDER: &str = "UPDATE room_members \
-     SET last_read_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
-     WHERE room_id = $1 AND user_id = $2 RETURNING role";
-
-/// One message to append.
-struct Append {
-    room: RoomId,
-    sender: UserId,
-    message: NewMessage,
-    /// Who its text names, to resolve against the room at the commit.
-    mentioned: Mentioned,
-}
-
-impl Append {
-    /// The event this append stores at `seq`, mentioning `mentions` (and
-    /// the room if `mentions_room`).
-    fn event(
-        &self,
-        seq: i64,
-        ts: time::OffsetDateTime,
-        reply_preview: Option<ReplyPreview>,
-        mentions: Vec<UserId>,
-        mentions_room: bool,
-    ) -> RoomEvent {
-        RoomEvent {
-            room_id: self.room,
-            seq,
-            id: EventId::new(),
-            sender: Some(self.sender),
-            ts,
-            client_id: Some(self.message.client_id.clone()),
-            body: EventBody::Message {
-                body: self.message.body.clone(),
-                reply_to: self.message.reply_to,
-                reply_preview,
-                mentions,
-                mentions_room,
-                deleted: false,
-            },
-        }
-    }
-
-    /// Whether `@room` in this append's text counts: by an owner or admin,
-    /// outside a DM.
-    fn mentions_room(&self, role: Role, kind: &str) -> bool {
-        self.mentioned.room && role >= Role::Admin && kind != RoomKind::Direct.as_str()
-    }
-}
-
-/// The answer to a reply whose `reply_to` is not a message of its room.
-fn bad_reply() -> Error {
-    Error::Invalid("reply_to: no message with that id in this room")
-}
-
-/// One append waiting for its batch.
-struct Pending {
-    append: Append,
-    reply: oneshot::Sender<Result<Appended>>,
-}
-
-/// How one database commits a batch: per append, its answer, in order; an
-/// `Err` means the batch's commit was not confirmed: nothing of it was
-/// stored, or (the connection died while `COMMIT` was on its way) nobody
-/// can know, and a retry with the same client_id finds out.
-trait Commit: Send + Sync + 'static {
-    fn commit(
-        &self,
-        batch: &[Append],
-    ) -> impl Future<Output = Result<Vec<Result<Appended>>>> + Send;
-}
-
-/// The queue every append of one store joins.
-pub(super) struct GroupCommit {
-    queue: mpsc::Sender<Pending>,
-}
-
-impl GroupCommit {
-    /// Starts the writer on a PostgreSQL pool; it stops when this is
-    /// dropped.
-    pub(super) fn postgres(pool: PgPool, health: Arc<WriteHealth>) -> Self {
-        Self::start(Postgres(pool), health)
-    }
-
-    /// Starts the writer on SQLite's one-connection write pool.
-    pub(super) fn sqlite(writer: SqlitePool, health: Arc<WriteHealth>) -> Self {
-        Self::start(Sqlite(writer), health)
-    }
-
-    fn start(database: impl Commit, health: Arc<WriteHealth>) -> Self {
-        let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(write(database, health, waiting));
-        Self { queue }
-    }
-
-    /// Queues a message for the next batch and returns once it is queued
-    /// (see `RoomLog::submit_message`).
-    pub(super) async fn submit(
-        &self,
-        room: RoomId,
-        sender: UserId,
-        message: NewMessage,
-    ) -> Result<Submitted> {
-        let (reply, answer) = oneshot::channel();
-        let pending = Pending {
-            append: Append {
-                room,
-                sender,
-                mentioned: mentions(&message.body),
-                message,
-            },
-            reply,
-        };
-        self.queue
-            .send(pending)
-            .await
-            .map_err(|_| Error::Unavailable("the store's writer stopped".into()))?;
-        Ok(Submitted::new(answer))
-    }
-}
-
-/// The writer: takes what has gathered, commits it, answers each append.
-async fn write(
-    database: impl Commit,
-    health: Arc<WriteHealth>,
-    mut waiting: mpsc::Receiver<Pending>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        crate::metrics::store_batch(batch.len());
-        let (appends, replies): (Vec<Append>, Vec<_>) =
-            batch.drain(..).map(|p| (p.append, p.reply)).unzip();
-        let committed = crate::metrics::store_call("commit_batch", database.commit(&appends)).await;
-        match committed {
-            Ok(outcomes) => {
-                health.committed();
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    // A caller that stopped waiting (its client left) has
-                    // its message stored all the same; a retry finds it.
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                // Not one append of the batch is acknowledged: each caller
-                // is told to retry with the same client_id, which finds
-                // the truth if the commit landed after all.
-                tracing::warn!(error = %e, appends = appends.len(), "group commit failed");
-                let message = e.to_string();
-                health.failed();
-                for reply in replies {
-                    let _ = reply.send(Err(Error::Unavailable(message.clone())));
-                }
-            }
-        }
-    }
-}
-
 /// What became of one append of a batch.
 enum Outcome {
     /// Stored now: this event (boxed: it is most of the enum's size).
@@ -305,7 +101,8 @@ enum Outcome {
     BadReply,
 }
 
-struct Postgres(PgPool);
+/// The batch committer on a PostgreSQL pool.
+pub(super) struct Postgres(pub(super) PgPool);
 
 impl Commit for Postgres {
     async fn commit(&self, batch: &[Append]) -> Result<Vec<Result<Appended>>> {
@@ -577,141 +374,6 @@ async fn members_named_postgres(
             (i, ordered)
         })
         .collect())
-}
-
-/// The `mentions` rows of a message: one per member, and a NULL for
-/// `@room`.
-fn mention_rows(body: &EventBody) -> Vec<Option<Uuid>> {
-    match body {
-        EventBody::Message {
-            mentions,
-            mentions_room,
-            ..
-        } => mentions
-            .iter()
-            .map(|u| Some(u.0))
-            .chain(mentions_room.then_some(None))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-struct Sqlite(SqlitePool);
-
-impl Commit for Sqlite {
-    /// One statement at a time, in process: the writer connection is the
-    /// only one, so what each append checks cannot change before the
-    /// commit, and a later copy of a client_id finds the earlier one.
-    async fn commit(&self, batch: &[Append]) -> Result<Vec<Result<Appended>>> {
-        let mut tx = self.0.begin_with(SQLITE_BEGIN).await?;
-        let ts = now();
-        let mut answers = Vec::with_capacity(batch.len());
-        for append in batch {
-            answers.push(append_sqlite(&mut tx, append, ts).await?);
-        }
-        tx.commit().await?;
-        Ok(answers)
-    }
-}
-
-/// Why a sender found no membership row: no such room, or not a member.
-async fn not_in(tx: &mut sqlx::SqliteConnection, room: RoomId) -> Result<Error> {
-    let head: Option<i64> = sqlx::query_scalar(ROOM_LAST_SEQ)
-        .bind(room.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-    Ok(match head {
-        Some(_) => Error::NotMember,
-        None => Error::NotFound,
-    })
-}
-
-/// One append of a SQLite batch: its answer, or the error that fails the
-/// whole batch. Nothing is written before the append is known to go in.
-async fn append_sqlite(
-    tx: &mut sqlx::SqliteConnection,
-    append: &Append,
-    ts: time::OffsetDateTime,
-) -> Result<Result<Appended>> {
-    let existing: Option<EventRow> = sqlx::query_as(EVENT_BY_CLIENT_ID)
-        .bind(append.room.0)
-        .bind(append.sender.0)
-        .bind(&append.message.client_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some(row) = existing {
-        let mut event = RoomEvent::try_from(row)?;
-        SqliteStore::fill_previews(&mut *tx, append.room, std::iter::once(&mut event)).await?;
-        return Ok(Ok(Appended {
-            event,
-            created: false,
-        }));
-    }
-    let mut preview = None;
-    if let Some(id) = append.message.reply_to {
-        // Checked before the marker moves below, which stays if it passes.
-        let role: Option<String> = sqlx::query_scalar(ROLE)
-            .bind(append.room.0)
-            .bind(append.sender.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if role.is_none() {
-            return Ok(Err(not_in(tx, append.room).await?));
-        }
-        let mut found = SqliteStore::previews(&mut *tx, append.room, &[id]).await?;
-        match found.remove(&id) {
-            Some(p) => preview = Some(p),
-            None => return Ok(Err(bad_reply())),
-        }
-    }
-    // The next seq is this message's: nothing else writes here.
-    let role: Option<String> = sqlx::query_scalar(MARK_SENDER)
-        .bind(append.room.0)
-        .bind(append.sender.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(role) = role else {
-        return Ok(Err(not_in(tx, append.room).await?));
-    };
-    let mentions =
-        SqliteStore::members_named(&mut *tx, append.room, &append.mentioned.names).await?;
-    let (seq, kind): (i64, String) = sqlx::query_as(NEXT_SEQ_AND_KIND)
-        .bind(append.room.0)
-        .fetch_one(&mut *tx)
-        .await?;
-    let event = append.event(
-        seq,
-        ts,
-        preview,
-        mentions,
-        append.mentions_room(parse_role(&role)?, &kind),
-    );
-    let (text, payload) = event_columns(&event.body);
-    sqlx::query(INSERT_EVENT)
-        .bind(append.room.0)
-        .bind(seq)
-        .bind(event.id.0)
-        .bind(event.body.kind())
-        .bind(append.sender.0)
-        .bind(&append.message.client_id)
-        .bind(text)
-        .bind(payload)
-        .bind(Timestamp(ts))
-        .bind(None::<i64>)
-        .execute(&mut *tx)
-        .await?;
-    for user in mention_rows(&event.body) {
-        sqlx::query(INSERT_MENTION)
-            .bind(append.room.0)
-            .bind(seq)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(Ok(Appended {
-        event,
-        created: true,
-    }))
 }
 
 #[cfg(test)]

@@ -1,0 +1,151 @@
+//! How SQLite commits a batch of appends: in one transaction on the one
+//! writer connection, one append after another, so each sees the ones
+//! before it; the batch costs one fsync however many appends it holds.
+
+use sqlx::sqlite::SqlitePool;
+
+use super::{bad_reply, mention_rows, Append, Commit};
+use crate::model::{RoomEvent, RoomId};
+use crate::store::dialect::{now, Timestamp};
+use crate::store::durability::SQLITE_BEGIN;
+use crate::store::log::{
+    event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, NEXT_SEQ_AND_KIND, ROOM_LAST_SEQ,
+};
+use crate::store::members::{parse_role, ROLE};
+use crate::store::references::INSERT_MENTION;
+use crate::store::{Appended, Error, Result, SqliteStore};
+
+/// Checks that the sender is a member and moves their read marker to the
+/// seq their message is about to get (the room's next: a sender has read
+/// their room that far), in one statement: a row back (their role) means a
+/// member.
+/// Asked by a message append on SQLite (`group_commit`), whose single
+/// writer connection allocates that seq next in the same transaction, and
+/// means no membership change can land before the append's commit.
+/// PostgreSQL asks the same inside `group_commit`'s `CHECK`, after taking
+/// the rooms' row locks: a statement that waited for a lock still sees the
+/// data as of before the wait, so the check must be a statement of its own
+/// after it; every membership change holds that lock until it commits
+/// (`lock_room` in `log`), so a kick and a send cannot interleave.
+const MARK_SENDER: &str = "UPDATE room_members \
+     SET last_read_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
+     WHERE room_id = $1 AND user_id = $2 RETURNING role";
+
+/// The batch committer on SQLite's one-connection write pool.
+pub(super) struct Sqlite(pub(super) SqlitePool);
+
+impl Commit for Sqlite {
+    /// One statement at a time, in process: the writer connection is the
+    /// only one, so what each append checks cannot change before the
+    /// commit, and a later copy of a client_id finds the earlier one.
+    async fn commit(&self, batch: &[Append]) -> Result<Vec<Result<Appended>>> {
+        let mut tx = self.0.begin_with(SQLITE_BEGIN).await?;
+        let ts = now();
+        let mut answers = Vec::with_capacity(batch.len());
+        for append in batch {
+            answers.push(append_sqlite(&mut tx, append, ts).await?);
+        }
+        tx.commit().await?;
+        Ok(answers)
+    }
+}
+
+/// Why a sender found no membership row: no such room, or not a member.
+async fn not_in(tx: &mut sqlx::SqliteConnection, room: RoomId) -> Result<Error> {
+    let head: Option<i64> = sqlx::query_scalar(ROOM_LAST_SEQ)
+        .bind(room.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(match head {
+        Some(_) => Error::NotMember,
+        None => Error::NotFound,
+    })
+}
+
+/// One append of a SQLite batch: its answer, or the error that fails the
+/// whole batch. Nothing is written before the append is known to go in.
+async fn append_sqlite(
+    tx: &mut sqlx::SqliteConnection,
+    append: &Append,
+    ts: time::OffsetDateTime,
+) -> Result<Result<Appended>> {
+    let existing: Option<EventRow> = sqlx::query_as(EVENT_BY_CLIENT_ID)
+        .bind(append.room.0)
+        .bind(append.sender.0)
+        .bind(&append.message.client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(row) = existing {
+        let mut event = RoomEvent::try_from(row)?;
+        SqliteStore::fill_previews(&mut *tx, append.room, std::iter::once(&mut event)).await?;
+        return Ok(Ok(Appended {
+            event,
+            created: false,
+        }));
+    }
+    let mut preview = None;
+    if let Some(id) = append.message.reply_to {
+        // Checked before the marker moves below, which stays if it passes.
+        let role: Option<String> = sqlx::query_scalar(ROLE)
+            .bind(append.room.0)
+            .bind(append.sender.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if role.is_none() {
+            return Ok(Err(not_in(tx, append.room).await?));
+        }
+        let mut found = SqliteStore::previews(&mut *tx, append.room, &[id]).await?;
+        match found.remove(&id) {
+            Some(p) => preview = Some(p),
+            None => return Ok(Err(bad_reply())),
+        }
+    }
+    // The next seq is this message's: nothing else writes here.
+    let role: Option<String> = sqlx::query_scalar(MARK_SENDER)
+        .bind(append.room.0)
+        .bind(append.sender.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(role) = role else {
+        return Ok(Err(not_in(tx, append.room).await?));
+    };
+    let mentions =
+        SqliteStore::members_named(&mut *tx, append.room, &append.mentioned.names).await?;
+    let (seq, kind): (i64, String) = sqlx::query_as(NEXT_SEQ_AND_KIND)
+        .bind(append.room.0)
+        .fetch_one(&mut *tx)
+        .await?;
+    let event = append.event(
+        seq,
+        ts,
+        preview,
+        mentions,
+        append.mentions_room(parse_role(&role)?, &kind),
+    );
+    let (text, payload) = event_columns(&event.body);
+    sqlx::query(INSERT_EVENT)
+        .bind(append.room.0)
+        .bind(seq)
+        .bind(event.id.0)
+        .bind(event.body.kind())
+        .bind(append.sender.0)
+        .bind(&append.message.client_id)
+        .bind(text)
+        .bind(payload)
+        .bind(Timestamp(ts))
+        .bind(None::<i64>)
+        .execute(&mut *tx)
+        .await?;
+    for user in mention_rows(&event.body) {
+        sqlx::query(INSERT_MENTION)
+            .bind(append.room.0)
+            .bind(seq)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(Ok(Appended {
+        event,
+        created: true,
+    }))
+}
