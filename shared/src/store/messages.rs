@@ -43,26 +43,7 @@ const EDIT_STATE: &str = "INSERT INTO message_state (room_id, seq, body, payload
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, seq) DO UPDATE \
      SET body = excluded.body, payload = excluded.payload, edited_at = excluded.edited_at";
 
-const DELETE_MENTIONS: &str = "DELETE FROM mentions WHERE room_id = $1 AND seq = $2";
-
-/// Erases a message's own event: its text and fields go, `$3` (the
-/// tombstone's payload) stays.
-const ERASE_MESSAGE: &str =
-    "UPDATE room_events SET body = NULL, payload = $3 WHERE room_id = $1 AND seq = $2";
-
-/// Erases the events that carried a message's words or reactions: each
-/// keeps its kind, seq and target (`$3` is the payload it keeps).
-const ERASE_CHANGES: &str = "UPDATE room_events SET body = NULL, payload = $3 \
-     WHERE room_id = $1 AND target_seq = $2 \
-     AND kind IN ('message_edited', 'reaction_added', 'reaction_removed')";
-
-const DELETE_REACTIONS: &str = "DELETE FROM reactions WHERE room_id = $1 AND seq = $2";
-
-/// A deleted message's state: deleted, and nothing else of it kept.
-const DELETED_STATE: &str =
-    "INSERT INTO message_state (room_id, seq, deleted_at) VALUES ($1, $2, $3) \
-     ON CONFLICT (room_id, seq) DO UPDATE SET body = NULL, payload = NULL, edited_at = NULL, \
-     deleted_at = excluded.deleted_at, pinned_at = NULL, pinned_by = NULL";
+pub(super) const DELETE_MENTIONS: &str = "DELETE FROM mentions WHERE room_id = $1 AND seq = $2";
 
 const MESSAGE_EMOJI: &str = "SELECT DISTINCT emoji FROM reactions WHERE room_id = $1 AND seq = $2";
 
@@ -320,44 +301,6 @@ where
         }
         Ok(())
     }
-
-    /// Erases message `seq`: its text, its edits' texts, its
-    /// reactions and who it mentions are gone; its events stay, as
-    /// tombstones with their seqs.
-    async fn erase(
-        tx: &mut Transaction<'_, DB>,
-        room: RoomId,
-        seq: i64,
-        target: EventId,
-        at: time::OffsetDateTime,
-    ) -> Result<()> {
-        sqlx::query(ERASE_MESSAGE)
-            .bind(room.0)
-            .bind(seq)
-            .bind(tombstone(None))
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query(ERASE_CHANGES)
-            .bind(room.0)
-            .bind(seq)
-            .bind(tombstone(Some(target)))
-            .execute(&mut **tx)
-            .await?;
-        for statement in [DELETE_REACTIONS, DELETE_MENTIONS] {
-            sqlx::query(statement)
-                .bind(room.0)
-                .bind(seq)
-                .execute(&mut **tx)
-                .await?;
-        }
-        sqlx::query(DELETED_STATE)
-            .bind(room.0)
-            .bind(seq)
-            .bind(Timestamp(at))
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -435,15 +378,6 @@ struct TargetRow {
     pub sender: Option<Uuid>,
     pub deleted: bool,
     pub pinned: bool,
-}
-
-/// The payload a tombstone keeps: for a message, only that it was deleted;
-/// for a change of one, also which message.
-fn tombstone(target: Option<EventId>) -> Json<serde_json::Value> {
-    Json(match target {
-        Some(target) => serde_json::json!({ "target": target, "deleted": true }),
-        None => serde_json::json!({ "deleted": true }),
-    })
 }
 
 /// The payload of a message's current mentions, as an edit leaves them.

@@ -12,7 +12,8 @@
 //! The adapters are one generic [`SqlStore`](adapter::SqlStore) over sqlx,
 //! one module per area, each with its statements beside the code that runs
 //! them: `accounts`, `sessions`, `rooms`, `members`, `log` (and the message
-//! appends' `group_commit`), `messages`, `timeline`, and `references` (what a
+//! appends' `group_commit`), `messages` (and what a deletion erases, `erasure`), `timeline`, and
+//! `references` (what a
 //! message points at). `dialect` says what differs between the databases,
 //! `postgres` and `sqlite` open them, `durability` keeps failed writes from
 //! passing for committed ones, `driver_error` turns the driver's errors into
@@ -23,6 +24,7 @@ mod adapter;
 mod dialect;
 mod driver_error;
 mod durability;
+mod erasure;
 mod group_commit;
 mod log;
 mod members;
