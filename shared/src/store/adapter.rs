@@ -1,17 +1,17 @@
 //! The store on a SQL database: [`SqlStore`] holds what one database
 //! needs (its pools, the group commit of its appends, whether its writes
 //! are failing), and each area of the port is implemented over it once,
-//! generically, for both PostgreSQL and SQLite: `accounts`, `sessions`,
-//! `rooms` and `members`, `log`, `messages` and `timeline`. This file adds
-//! what is the store's as a whole: `health`.
+//! generically, for both PostgreSQL and SQLite (`accounts`, `sessions`,
+//! `rooms` and `members`, `log`, `messages`, `timeline`). This file adds
+//! what is the store's as a whole, `health`; its impl states every driver
+//! capability an area asks for, since a `Store` is all of the areas.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Decode, Encode, Type};
-use sqlx::{Executor, IntoArguments, Pool, Transaction};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use time::OffsetDateTime;
 use uuid::Uuid;
 

@@ -17,8 +17,9 @@
 //! disk).
 //!
 //! Three rules close it, on both stores:
-//! - every write transaction begins with an explicit statement ([`BEGIN`] of
-//!   each adapter), which sqlx refuses to nest and the database refuses
+//! - every write transaction begins with an explicit statement
+//!   ([`POSTGRES_BEGIN`], [`SQLITE_BEGIN`]: each database's
+//!   `Dialect::BEGIN`), which sqlx refuses to nest and the database refuses
 //!   inside an open transaction, so a connection in doubt fails the write
 //!   instead of nesting it;
 //! - a connection that comes back to a pool still counted inside a

@@ -4,14 +4,11 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::adapter::SqlStore;
-use super::dialect::{Dialect, ListStatement, Timestamp};
+use super::dialect::{Dialect, ListStatement};
 use super::Result;
 use crate::model::{
     EventBody, EventId, ReplyPreview, RoomEvent, RoomId, UserId, REPLY_PREVIEW_CHARS,
@@ -40,21 +37,9 @@ where
     for<'r> &'r str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
     for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
-    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
-    for<'q> Timestamp: Encode<'q, DB> + Type<DB>,
-    for<'r> OffsetDateTime: Decode<'r, DB> + Type<DB>,
-    for<'q> Json<Value>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'r> bool: Decode<'r, DB> + Type<DB>,
-    for<'r> i32: Decode<'r, DB> + Type<DB>,
-    for<'q> Option<Uuid>: Encode<'q, DB>,
-    for<'q> Option<i64>: Encode<'q, DB>,
-    for<'q> Option<String>: Encode<'q, DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB>,
-    for<'q> Option<Json<Value>>: Encode<'q, DB>,
 {
     /// The members of `room` among `names` (lowercased usernames),
     /// in the order of `names`.

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::adapter::SqlStore;
-use super::dialect::{Dialect, ListStatement, Timestamp};
+use super::dialect::{Dialect, ListStatement};
 use super::driver_error::corrupt;
 use super::log::{EventRow, ROOM_LAST_SEQ};
 use super::{Error, Result, Timeline};
@@ -62,23 +62,14 @@ where
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
-    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
-    for<'q> Timestamp: Encode<'q, DB> + Type<DB>,
     for<'r> OffsetDateTime: Decode<'r, DB> + Type<DB>,
     for<'q> Json<Value>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'r> bool: Decode<'r, DB> + Type<DB>,
-    for<'r> i32: Decode<'r, DB> + Type<DB>,
-    for<'q> Option<Uuid>: Encode<'q, DB>,
-    for<'q> Option<i64>: Encode<'q, DB>,
-    for<'q> Option<String>: Encode<'q, DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB>,
-    for<'q> Option<Json<Value>>: Encode<'q, DB>,
 {
     /// Fills in the reactions and reply previews of timeline
     /// entries, as `viewer` sees them, over `conn` (the snapshot
     /// the entries were read in).
-    pub(super) async fn complete(
+    async fn complete(
         conn: &mut <DB as sqlx::Database>::Connection,
         room: RoomId,
         viewer: UserId,
