@@ -38,6 +38,18 @@ pub struct SqlStore<DB: sqlx::Database> {
     writes: Arc<WriteHealth>,
 }
 
+// By hand: a derive would ask `DB: Clone` of the database marker types.
+impl<DB: sqlx::Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            reader: self.reader.clone(),
+            writer: self.writer.clone(),
+            appends: self.appends.clone(),
+            writes: self.writes.clone(),
+        }
+    }
+}
+
 impl<DB: Dialect> SqlStore<DB> {
     /// A store over these pools, whose appends go through `appends` and
     /// whose failed writes `writes` records.
