@@ -9,15 +9,15 @@
 //! client_id)` is appended at most once; membership changes and the event that
 //! records them commit together.
 //!
-//! The adapters are one generic [`SqlStore`](adapter::SqlStore) over sqlx,
-//! one module per area, each with its statements beside the code that runs
-//! them: `accounts`, `sessions`, `rooms`, `members`, `log` (and the message
-//! appends' `group_commit`), `messages` (and what a deletion erases, `erasure`), `timeline`, and
-//! `references` (what a
-//! message points at). `dialect` says what differs between the databases,
-//! `postgres` and `sqlite` open them, `durability` keeps failed writes from
-//! passing for committed ones, `driver_error` turns the driver's errors into
-//! [`Error`], and `metered` times every call.
+//! The adapters are one generic `SqlStore` over sqlx, one module per area,
+//! each with its statements beside the code that runs them: `accounts`,
+//! `sessions`, `rooms`, `members`, `log` (and the message appends'
+//! `group_commit`), `messages` (and what a deletion erases, `erasure`),
+//! `timeline`, and `references` (what a message points at). `dialect` says
+//! what differs between the databases, `postgres` and `sqlite` open them,
+//! `durability` keeps failed writes from passing for committed ones,
+//! `driver_error` turns the driver's errors into [`Error`], and `metered`
+//! times every call.
 
 mod accounts;
 mod adapter;
