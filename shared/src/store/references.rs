@@ -15,7 +15,8 @@ use crate::model::{
 };
 
 /// The start of the query for reply previews; the caller adds the list of
-/// ids (and keeps the rows of its room: by id alone, as [`TARGET`]).
+/// ids (and keeps the rows of its room: by id alone, as `messages`'
+/// `TARGET` finds a change's message, so the unique index is the way in).
 pub(super) const PREVIEWS_PREFIX: &str = "SELECT e.id, e.room_id, e.sender, e.body, \
      s.body AS current_body, s.deleted_at IS NOT NULL AS deleted \
      FROM room_events e LEFT JOIN message_state s ON s.room_id = e.room_id AND s.seq = e.seq \
@@ -26,6 +27,7 @@ pub(super) const PREVIEWS_PREFIX: &str = "SELECT e.id, e.room_id, e.sender, e.bo
 const MEMBERS_NAMED_PREFIX: &str = "SELECT u.id, lower(u.username) AS name FROM room_members m \
      JOIN users u ON u.id = m.user_id WHERE ";
 
+/// Records that message `$2` of room `$1` mentions `$3` (NULL: `@room`).
 pub(super) const INSERT_MENTION: &str =
     "INSERT INTO mentions (room_id, seq, user_id) VALUES ($1, $2, $3)";
 
