@@ -8,7 +8,7 @@
 //! a send spent several rounds reaching the round that delivers it. With
 //! sessions on threads of their own, the kernel shares the core between
 //! the two a time slice at a time, and the send path no longer queues
-//! behind the writes it feeds (docs/benchmarks/history.md, run 9).
+//! behind the writes it feeds.
 //!
 //! Each session's inbound task stays on the gateway's own runtime, and
 //! its store reads go there too (`Context::on_home`).

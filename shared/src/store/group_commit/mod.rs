@@ -14,7 +14,7 @@
 //! One writer, not several: a second one halves the batches, not the work.
 //! Each batch costs the database about the same whatever its size, so two
 //! writers committing back to back used 35–45 % more of the database's CPU
-//! for the same appends, with no shorter waits (docs/benchmarks/history.md, run 12).
+//! for the same appends, with no shorter waits.
 //! The one queue also keeps each room's appends in the order they were
 //! submitted.
 //!

@@ -81,7 +81,7 @@ const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
 /// only when some message mentions someone. As a CTE of [`INSERT_AND_BUMP`]
 /// it cost every batch, mentions or not, about 6 % more database CPU at
 /// 2,000 appends/s; apart, a batch of plain sends costs what it did before
-/// mentions existed (docs/benchmarks/history.md, run 19).
+/// mentions existed.
 const INSERT_MENTIONS: &str = "INSERT INTO mentions (room_id, seq, user_id) \
      SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[])";
 
