@@ -1,8 +1,10 @@
 //! The store alone: message appends at a fixed rate straight into
 //! `RoomLog::submit_message` (the group commit), with no gateway, sockets
 //! or bus in the way. What an append costs the database, and how long it
-//! waits for its answer, apart from everything else the servers do: the
-//! workload to change the commit against (docs/benchmarks/history.md, run 12).
+//! waits for its answer, apart from everything else the servers do. In
+//! fan-out and many rooms the commit shares two cores with the gateway, the
+//! sockets and the generator, whose noise hides a change of a few per cent
+//! in the commit; here it does not.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
