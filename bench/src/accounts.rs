@@ -1,19 +1,21 @@
 //! A room with its members: for our system, real accounts registered over
 //! REST (each member its own user, joined to one public room); the peers
-//! have no accounts, only a room name.
+//! have no accounts, only a room name; the ceiling takes the room's id as
+//! every member's token.
 
 use anyhow::{bail, Context, Result};
+use chat_shared::model::RoomId;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
 use crate::proto::Protocol;
-use crate::system::System;
+use crate::system::{Kind, System};
 
 /// A room ready for `members` connections.
 pub struct Room {
     /// Our room id, or the peers' room name.
     pub name: String,
-    /// One access token per member (ours only).
+    /// One access token per member (ours and the ceiling).
     pub tokens: Vec<String>,
 }
 
@@ -30,6 +32,17 @@ pub async fn room(system: &System, members: usize) -> Result<Room> {
 /// `count` rooms of `members` each, every member its own user in exactly
 /// one room (a connection of ours receives every room its user is in).
 pub async fn rooms(system: &System, count: usize, members: usize) -> Result<Vec<Room>> {
+    if system.kind == Kind::Ceiling {
+        return Ok((0..count)
+            .map(|_| {
+                let name = RoomId::new().to_string();
+                Room {
+                    tokens: vec![name.clone(); members],
+                    name,
+                }
+            })
+            .collect());
+    }
     if system.kind.protocol() != Protocol::Chat {
         return Ok((0..count)
             .map(|i| Room {

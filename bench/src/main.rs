@@ -27,18 +27,22 @@
 //!
 //! Each writes its tables (`<command>.md`) and charts (`<workload>.png`) to
 //! --out (default target/bench) and prints the tables.
-//! chat-bench smoke    a few seconds against `chat`, and of the store alone on
-//!                     SQLite: checks the tool works (CI)
+//! chat-bench smoke    a few seconds against `chat`, two ceiling nodes, and
+//!                     the store alone on SQLite: checks the tool works (CI)
+//! chat-bench ceiling --addr A [--link-listen L | --link-connect L]
+//!                     one ceiling node (the generator starts them itself)
 //!
-//! common: [--systems ours-sqlite,ours-pg,ours-pg-local,ws,socketio]
+//! common: [--systems ours-sqlite,ours-pg,ours-pg-local,ceiling,ws,socketio]
 //!         [--step-secs 5]   (ours-pg: chat-api + chat-gateway, PostgreSQL
 //!                           and Redis; ours-pg-local: `chat` on PostgreSQL
-//!                           with the in-process bus, one node)
+//!                           with the in-process bus, one node; ceiling: our
+//!                           transport with nothing durable, `ceiling.rs`)
 //!         [--server-cpus 0]   pin the servers (`taskset -c`); run the
 //!                             generator itself under `taskset -c 1`
 //! ```
 
 mod accounts;
+mod ceiling;
 mod chart;
 mod fanout;
 mod idle;
@@ -48,6 +52,7 @@ mod proto;
 mod receiver;
 mod report;
 mod rooms;
+mod smoke;
 mod store;
 mod system;
 
@@ -137,10 +142,11 @@ enum Workload {
     Rooms(rooms::Plan),
 }
 
-const EVERY_SYSTEM: [Kind; 5] = [
+const EVERY_SYSTEM: [Kind; 6] = [
     Kind::OursSqlite,
     Kind::OursPostgres,
     Kind::OursPostgresLocal,
+    Kind::Ceiling,
     Kind::NodeWs,
     Kind::SocketIo,
 ];
@@ -227,6 +233,10 @@ impl Workload {
 }
 
 async fn run() -> Result<()> {
+    // A ceiling node is a server, not a run of the generator.
+    if std::env::args().nth(1).as_deref() == Some("ceiling") {
+        return ceiling::serve(std::env::args().skip(2)).await;
+    }
     let args = parse_args()?;
     raise_file_limit();
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -251,7 +261,7 @@ async fn run() -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| repo.join("target/bench"));
-    let cross_systems = [Kind::OursPostgres, Kind::SocketIo];
+    let cross_systems = [Kind::OursPostgres, Kind::Ceiling, Kind::SocketIo];
     let runs = match args.command.as_str() {
         "fanout" => vec![("fanout", Workload::fanout(&args, 1), EVERY_SYSTEM.to_vec())],
         "cross" => vec![("cross", Workload::fanout(&args, 2), cross_systems.to_vec())],
@@ -347,61 +357,10 @@ async fn run() -> Result<()> {
             }
             println!("{}", messages::table(&plan, &results));
         }
-        "smoke" => {
-            for frames in [fanout::Frames::Messages, fanout::Frames::Reactions] {
-                let workload = Workload::Fanout {
-                    plan: fanout::Plan {
-                        members: 20,
-                        rates: vec![50, 100],
-                        step: Duration::from_secs(1),
-                        body_len: 100,
-                        frames,
-                    },
-                    nodes: 1,
-                };
-                let outcome = measure_all(&workload, &[Kind::OursSqlite], &start).await?;
-                println!("{}", outcome.table());
-                for (_, steps, _) in &outcome.results {
-                    for step in steps {
-                        if step.delivered != step.expected || step.acked != step.sent {
-                            bail!("smoke: {frames:?}: {step:?}: not every frame was acknowledged and delivered");
-                        }
-                    }
-                }
-            }
-            let plan = rooms::Plan {
-                rooms: 5,
-                members: 3,
-                rates: vec![200],
-                step: Duration::from_secs(1),
-                body_len: 100,
-            };
-            let results = vec![(
-                Kind::OursSqlite,
-                store::run(Kind::OursSqlite, &plan, &tag).await?,
-            )];
-            println!("{}", store::table(&plan, &results));
-            let offered = |rate: u32| u64::from(rate) * plan.step.as_secs();
-            if results[0]
-                .1
-                .iter()
-                .any(|s| s.failed > 0 || s.appended != offered(s.rate))
-            {
-                bail!("smoke: the store alone did not append every message");
-            }
-            let plan = messages::Plan {
-                events: 500,
-                members: 5,
-                reads: 10,
-                ops: 10,
-            };
-            let figures = messages::run(Kind::OursSqlite, &plan, &tag).await?;
-            println!("{}", messages::table(&plan, &[(Kind::OursSqlite, figures)]));
-        }
+        "smoke" => smoke::run(&start, &tag).await?,
         other => bail!(
-            "unknown command {other:?}: fanout, cross, rooms, reactions, all, store, messages or \
-             smoke; \
-             see the top of bench/src/main.rs"
+            "unknown command {other:?}: fanout, cross, rooms, reactions, all, store, messages, \
+             smoke or ceiling; see the top of bench/src/main.rs"
         ),
     }
     Ok(())

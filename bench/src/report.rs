@@ -141,11 +141,23 @@ impl Outcome {
                 None => writeln!(out, "- {}: none of the offered rates", kind.name()),
             };
         }
-        let ratios = self.ratios();
-        if !ratios.is_empty() {
-            let _ = writeln!(out, "\nours against each peer, by those rates:");
-            for line in ratios {
-                let _ = writeln!(out, "- {line}");
+        let sections = [
+            (
+                "ours against each peer",
+                self.ratios(|kind| !kind.is_ours() && kind != Kind::Ceiling),
+            ),
+            (
+                // The share of the ceiling ours holds: what durability costs.
+                "ours against the ceiling (the same transport, nothing durable)",
+                self.ratios(|kind| kind == Kind::Ceiling),
+            ),
+        ];
+        for (heading, lines) in sections {
+            if !lines.is_empty() {
+                let _ = writeln!(out, "\n{heading}, by those rates:");
+                for line in lines {
+                    let _ = writeln!(out, "- {line}");
+                }
             }
         }
         out
@@ -159,15 +171,20 @@ impl Outcome {
             .max_by_key(|s| s.rate)
     }
 
-    /// How many times a peer's highest rate within the target each of ours
-    /// reached, as the targets are put (same run, same generator).
-    /// A peer that met none of the rates held less than the lowest offered
-    /// to it, so ours is more than that many times it.
-    fn ratios(&self) -> Vec<String> {
-        let (ours, peers): (Vec<_>, Vec<_>) =
-            self.results.iter().partition(|(kind, _, _)| kind.is_ours());
+    /// How many times the highest rate within the target of each system
+    /// `against` picks each of ours reached, as the targets are put
+    /// (same run, same generator). A system that met none of the rates held
+    /// less than the lowest offered to it, so ours is more than that many
+    /// times it.
+    fn ratios(&self, against: impl Fn(Kind) -> bool) -> Vec<String> {
+        let ours = self.results.iter().filter(|(kind, _, _)| kind.is_ours());
+        let peers: Vec<_> = self
+            .results
+            .iter()
+            .filter(|(kind, _, _)| against(*kind))
+            .collect();
         let mut lines = Vec::new();
-        for (kind, steps, _) in &ours {
+        for (kind, steps, _) in ours {
             let Some(best) = self.best(steps) else {
                 continue;
             };
@@ -301,8 +318,17 @@ mod tests {
                 vec![step(10, 51.0, 1.0), step(50, 300.0, 1.0)],
                 0,
             ),
+            (
+                Kind::Ceiling,
+                vec![step(500, 20.0, 1.0), step(1000, 45.0, 1.0)],
+                0,
+            ),
         ];
         let table = outcome.table();
+        assert!(
+            table.contains("- chat (SQLite): 0.5 × ceiling (nothing durable)\n"),
+            "the ceiling has a line of its own, not among the peers\n{table}"
+        );
         assert!(table.contains("- chat (SQLite): 500 msg/s"), "{table}");
         assert!(
             table.contains(

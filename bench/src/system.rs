@@ -20,6 +20,9 @@ pub enum Kind {
     /// `chat` on PostgreSQL with the in-process bus: one node, so beside
     /// `OursPostgres` it shows what the Redis hop costs and what the store.
     OursPostgresLocal,
+    /// `chat-bench ceiling`: our transport with nothing durable (no
+    /// authentication, store or bus), two nodes linked directly.
+    Ceiling,
     /// `bench/peers/ws-server.mjs`.
     NodeWs,
     /// `bench/peers/socketio-server.mjs` (with the Redis adapter when there
@@ -33,6 +36,7 @@ impl Kind {
             Kind::OursSqlite => "chat (SQLite)",
             Kind::OursPostgres => "chat-gateway (PostgreSQL+Redis)",
             Kind::OursPostgresLocal => "chat (PostgreSQL)",
+            Kind::Ceiling => "ceiling (nothing durable)",
             Kind::NodeWs => "node ws",
             Kind::SocketIo => "socket.io",
         }
@@ -51,17 +55,20 @@ impl Kind {
             "ours-sqlite" => Kind::OursSqlite,
             "ours-pg" => Kind::OursPostgres,
             "ours-pg-local" => Kind::OursPostgresLocal,
+            "ceiling" => Kind::Ceiling,
             "ws" => Kind::NodeWs,
             "socketio" => Kind::SocketIo,
-            other => {
-                bail!("unknown system {other}: ours-sqlite, ours-pg, ours-pg-local, ws, socketio")
-            }
+            other => bail!(
+                "unknown system {other}: ours-sqlite, ours-pg, ours-pg-local, ceiling, ws, socketio"
+            ),
         })
     }
 
     pub fn protocol(self) -> Protocol {
         match self {
-            Kind::OursSqlite | Kind::OursPostgres | Kind::OursPostgresLocal => Protocol::Chat,
+            Kind::OursSqlite | Kind::OursPostgres | Kind::OursPostgresLocal | Kind::Ceiling => {
+                Protocol::Chat
+            }
             Kind::NodeWs => Protocol::Plain,
             Kind::SocketIo => Protocol::SocketIo,
         }
@@ -189,6 +196,7 @@ impl System {
                 system.api = Some(addr);
             }
             Kind::OursPostgres => system.start_pool(options).await?,
+            Kind::Ceiling => system.start_ceiling(options).await?,
             Kind::NodeWs | Kind::SocketIo => {
                 let script = if kind == Kind::NodeWs {
                     "ws-server.mjs"
@@ -262,6 +270,33 @@ impl System {
             )?;
             self.measured.push(process);
             self.wait_ready(addr, Some("/readyz")).await?;
+            self.nodes.push(addr);
+        }
+        Ok(())
+    }
+
+    /// Ceiling nodes (measured), the first listening for the second's
+    /// link.
+    async fn start_ceiling(&mut self, options: &Start<'_>) -> Result<()> {
+        if options.nodes > 2 {
+            bail!("the ceiling links two nodes, not {}", options.nodes);
+        }
+        let link = free_addr()?.to_string();
+        for i in 0..options.nodes {
+            let addr = free_addr()?;
+            let mut command = Command::new(options.bin_dir.join("chat-bench"));
+            command.args(["ceiling", "--addr", &addr.to_string()]);
+            if options.nodes == 2 {
+                let role = if i == 0 {
+                    "--link-listen"
+                } else {
+                    "--link-connect"
+                };
+                command.args([role, &link]);
+            }
+            let process = self.spawn(&format!("ceiling-{i}"), &mut command, options.cpus)?;
+            self.measured.push(process);
+            self.wait_ready(addr, None).await?;
             self.nodes.push(addr);
         }
         Ok(())
@@ -470,6 +505,7 @@ fn kind_slug(kind: Kind) -> &'static str {
         Kind::OursSqlite => "sqlite",
         Kind::OursPostgres => "pg",
         Kind::OursPostgresLocal => "pg-local",
+        Kind::Ceiling => "ceiling",
         Kind::NodeWs => "ws",
         Kind::SocketIo => "socketio",
     }
@@ -479,7 +515,8 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn free_addr() -> Result<SocketAddr> {
+/// A loopback address with a port free a moment ago, for a server to bind.
+pub fn free_addr() -> Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
