@@ -28,6 +28,12 @@
 //! the other takes the numbers it is given, so with senders on both nodes a
 //! room would have two sequences: like the peers, the ceiling keeps one
 //! sender's order, not a room's.
+//!
+//! One runtime runs everything: a send takes one hop here (its reader
+//! numbers it and fans it out), where ours takes several (the read, the
+//! commit's round trips, the answer, the hub), each of which would wait
+//! behind a fan-out round's writes, which is why ours writes from threads
+//! of its own.
 
 mod connection;
 mod link;
