@@ -119,13 +119,12 @@ async fn run(socket: Socket, room: RoomId, rooms: Arc<Rooms>, key: u64) {
     rooms.leave(room, key);
     if let Some(code) = code {
         connection.outbox.push(Out::Close(code));
-        if tokio::time::timeout(CLOSE_GRACE, &mut writer)
-            .await
-            .is_err()
-        {
-            writer.abort();
-        }
+        // A client that stopped reading must not keep the writer forever.
+        let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
     }
+    // The writer waits for frames that will not come once the reader is
+    // gone: stop it (a no-op if it has ended).
+    writer.abort();
 }
 
 /// Acts on the client's frames in order. Returns the close code to send,
