@@ -2,22 +2,18 @@
 //! login, refresh), so password guessing and account spraying are slow.
 //! A GCRA limiter keyed by IP (an IPv6 address by its /64, see
 //! `chat_shared::listener::client_key`); the map of addresses is pruned periodically
-//! so it stays as small as the set of recent clients.
+//! so it stays as small as the set of recent clients. The credential routes
+//! apply it as a middleware (`routes::auth`).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::ApiError;
-use crate::extract::ClientIp;
-use crate::state::AppState;
 
 /// A keyed limiter over client addresses.
 #[derive(Clone)]
@@ -37,7 +33,7 @@ impl AuthRateLimit {
     }
 
     /// Counts one attempt from `ip`, or says how many seconds to wait.
-    fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
         let key = chat_shared::listener::client_key(ip);
         self.limiter.check_key(&key).map_err(|not_until| {
             chat_shared::metrics::rate_limited(chat_shared::metrics::scope::CREDENTIALS);
@@ -54,15 +50,4 @@ impl AuthRateLimit {
 
     /// How often [`prune`](Self::prune) should run.
     pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
-}
-
-/// Middleware applying the limit to the routes it wraps.
-pub async fn limit_auth(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    state.auth_rate_limit.check(ip)?;
-    Ok(next.run(request).await)
 }

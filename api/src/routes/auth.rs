@@ -1,8 +1,9 @@
 //! Registration, login, refresh-token rotation, logout and the session list.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::Response;
 use axum::Json;
 use chat_shared::model::{SessionId, User};
 use chat_shared::store::{NewUser, RefreshToken, Rotation, Session};
@@ -13,8 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{AppJson, AppPath, AuthUser, UserAgent};
-use crate::rate_limit::limit_auth;
+use crate::extract::{AppJson, AppPath, AuthUser, ClientIp, UserAgent};
 use crate::refresh_token;
 use crate::state::AppState;
 use crate::validate;
@@ -32,6 +32,18 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(sessions))
         .routes(routes!(revoke_session))
+}
+
+/// Counts a credential attempt against its client address's allowance
+/// before the route runs.
+async fn limit_auth(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    state.auth_rate_limit.check(ip)?;
+    Ok(next.run(request).await)
 }
 
 /// A new account.
