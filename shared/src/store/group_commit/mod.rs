@@ -40,8 +40,6 @@ mod sqlite;
 use std::future::Future;
 use std::sync::Arc;
 
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -128,18 +126,9 @@ pub(super) struct GroupCommit {
     queue: mpsc::Sender<Pending>,
 }
 
+/// Each database's constructor (`postgres`, `sqlite`) is in its own file,
+/// so this one names neither.
 impl GroupCommit {
-    /// Starts the writer on a PostgreSQL pool; it stops when this is
-    /// dropped.
-    pub(super) fn postgres(pool: PgPool, health: Arc<WriteHealth>) -> Self {
-        Self::start(postgres::Postgres(pool), health)
-    }
-
-    /// Starts the writer on SQLite's one-connection write pool.
-    pub(super) fn sqlite(writer: SqlitePool, health: Arc<WriteHealth>) -> Self {
-        Self::start(sqlite::Sqlite(writer), health)
-    }
-
     fn start(database: impl Commit, health: Arc<WriteHealth>) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
         tokio::spawn(write(database, health, waiting));

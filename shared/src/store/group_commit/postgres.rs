@@ -8,15 +8,17 @@
 //! file, longer than most: they are tuned together, and read together.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use super::{bad_reply, mention_rows, Append, Commit};
+use super::{bad_reply, mention_rows, Append, Commit, GroupCommit};
 use crate::model::{EventId, ReplyPreview, Role, RoomEvent, RoomId, UserId};
 use crate::store::dialect::now;
 use crate::store::driver_error::corrupt;
+use crate::store::durability::WriteHealth;
 use crate::store::log::{event_columns, EventRow, EVENT_BY_CLIENT_ID};
 use crate::store::members::parse_role;
 use crate::store::references::{PreviewRow, PREVIEWS_PREFIX};
@@ -103,6 +105,14 @@ enum Outcome {
 
 /// The batch committer on a PostgreSQL pool.
 pub(super) struct Postgres(pub(super) PgPool);
+
+impl GroupCommit {
+    /// Starts the writer on a PostgreSQL pool; it stops when this is
+    /// dropped.
+    pub(in crate::store) fn postgres(pool: PgPool, health: Arc<WriteHealth>) -> Self {
+        Self::start(Postgres(pool), health)
+    }
+}
 
 impl Commit for Postgres {
     async fn commit(&self, batch: &[Append]) -> Result<Vec<Result<Appended>>> {

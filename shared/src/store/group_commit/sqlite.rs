@@ -2,12 +2,14 @@
 //! writer connection, one append after another, so each sees the ones
 //! before it; the batch costs one fsync however many appends it holds.
 
+use std::sync::Arc;
+
 use sqlx::sqlite::SqlitePool;
 
-use super::{bad_reply, mention_rows, Append, Commit};
+use super::{bad_reply, mention_rows, Append, Commit, GroupCommit};
 use crate::model::{RoomEvent, RoomId};
 use crate::store::dialect::{now, Timestamp};
-use crate::store::durability::SQLITE_BEGIN;
+use crate::store::durability::{WriteHealth, SQLITE_BEGIN};
 use crate::store::log::{
     event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, NEXT_SEQ_AND_KIND, ROOM_LAST_SEQ,
 };
@@ -33,6 +35,14 @@ const MARK_SENDER: &str = "UPDATE room_members \
 
 /// The batch committer on SQLite's one-connection write pool.
 pub(super) struct Sqlite(pub(super) SqlitePool);
+
+impl GroupCommit {
+    /// Starts the writer on SQLite's one-connection write pool; it stops
+    /// when this is dropped.
+    pub(in crate::store) fn sqlite(writer: SqlitePool, health: Arc<WriteHealth>) -> Self {
+        Self::start(Sqlite(writer), health)
+    }
+}
 
 impl Commit for Sqlite {
     /// One statement at a time, in process: the writer connection is the
