@@ -53,6 +53,7 @@ mod receiver;
 mod report;
 mod rooms;
 mod smoke;
+mod sockets;
 mod store;
 mod system;
 

@@ -90,7 +90,9 @@ pub async fn connect(
             .headers_mut()
             .insert("authorization", format!("Bearer {token}").parse()?);
     }
-    let stream = socket_from(source)?.connect(endpoint.addr).await?;
+    let stream = crate::sockets::bound_to(source)?
+        .connect(endpoint.addr)
+        .await?;
     stream.set_nodelay(true)?;
     let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
     join(&mut ws, endpoint.protocol).await?;
@@ -113,22 +115,6 @@ pub async fn connect_receiver(
         Receiver::connect(endpoint.addr, source, &path(endpoint), &headers, buffer).await?;
     join(&mut receiver, endpoint.protocol).await?;
     Ok(receiver)
-}
-
-/// A socket bound to `source` whose port is chosen at connect time
-/// (`IP_BIND_ADDRESS_NO_PORT`): binding port 0 would reserve a port by
-/// searching the address's ports one by one, which slows every connect
-/// once there are tens of thousands, and could not share a port between
-/// two servers.
-pub fn socket_from(source: std::net::IpAddr) -> Result<tokio::net::TcpSocket> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    nix::sys::socket::setsockopt(
-        &socket,
-        nix::sys::socket::sockopt::IpBindAddressNoPort,
-        &true,
-    )?;
-    socket.bind(SocketAddr::new(source, 0))?;
-    Ok(socket)
 }
 
 /// Text in and out: what joining a room needs of a connection.

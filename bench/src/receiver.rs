@@ -44,7 +44,7 @@ impl Receiver {
         headers: &[String],
         buffer: usize,
     ) -> Result<Self> {
-        let mut stream = crate::proto::socket_from(source)?.connect(addr).await?;
+        let mut stream = crate::sockets::bound_to(source)?.connect(addr).await?;
         stream.set_nodelay(true)?;
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -39,19 +39,6 @@ const HEAD: usize = 4 + 16 + 8;
 /// How long a node waits for its pair to start listening.
 const CONNECT_FOR: Duration = Duration::from_secs(30);
 
-/// Where a node's events for the other node go.
-#[derive(Clone)]
-pub struct Sender {
-    events: mpsc::Sender<(RoomId, i64, Bytes)>,
-}
-
-impl Sender {
-    /// Queues an event to cross, without waiting.
-    pub fn push(&self, room: RoomId, seq: i64, frame: Bytes) {
-        let _ = self.events.try_send((room, seq, frame));
-    }
-}
-
 /// Listens on `at` for the other node and takes the first that connects,
 /// in the background: the pair is started after this node is up.
 pub async fn listen(rooms: &Arc<Rooms>, at: SocketAddr) -> Result<()> {
@@ -90,7 +77,7 @@ fn attach(rooms: &Arc<Rooms>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let (events, queued) = mpsc::channel(LINK_QUEUE);
-    rooms.link_to(Sender { events });
+    rooms.link_to(events);
     tokio::spawn(write_events(write, queued));
     tokio::spawn(read_events(read, rooms.clone()));
 }

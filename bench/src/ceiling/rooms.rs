@@ -18,9 +18,9 @@ use bytes::Bytes;
 use chat_shared::model::{EventBody, EventId, RoomEvent, RoomId, UserId};
 use chat_shared::protocol::ServerFrame;
 use time::OffsetDateTime;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::link;
 use super::outbox::{Out, Outbox};
 
 /// The least time between two fan-outs of one room.
@@ -30,7 +30,10 @@ pub const FAN_OUT_INTERVAL: Duration = Duration::from_millis(10);
 pub struct Rooms {
     rooms: Mutex<HashMap<RoomId, Room>>,
     /// Carries each event sent here to the other node.
-    link: OnceLock<link::Sender>,
+    /// Events for the other node, queued without waiting (a full link
+    /// drops them: they stay undelivered there, as ours drops a publish its
+    /// bus cannot take).
+    link: OnceLock<mpsc::Sender<(RoomId, i64, Bytes)>>,
     /// The least time between two fan-outs of a room.
     interval: Duration,
 }
@@ -72,7 +75,7 @@ impl Rooms {
     }
 
     /// Sets where events for the other node go (once: a node has one pair).
-    pub fn link_to(&self, sender: link::Sender) {
+    pub fn link_to(&self, sender: mpsc::Sender<(RoomId, i64, Bytes)>) {
         if self.link.set(sender).is_err() {
             eprintln!("chat-bench ceiling: a second link was refused");
         }
@@ -141,7 +144,7 @@ impl Rooms {
         // Serialised once, whatever the number of connections.
         let frame = Bytes::from(serde_json::to_vec(&event).expect("events serialise"));
         if let Some(link) = self.link.get() {
-            link.push(room, seq, frame.clone());
+            let _ = link.try_send((room, seq, frame.clone()));
         }
         self.gather(room, state, frame);
     }
