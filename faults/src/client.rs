@@ -1,5 +1,6 @@
-//! A chat client written against `docs/protocol.md` alone (no code shared
-//! with the server), that keeps the books a fault scenario is judged by:
+//! A chat client on the test kit's (written against `docs/protocol.md`
+//! alone, no code shared with the server) that keeps the books a fault
+//! scenario is judged by:
 //! what it sent, what was acknowledged with which seq, and every room event
 //! it received, when, and whether it came in order, once.
 //!
@@ -14,137 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use futures::{SinkExt, StreamExt};
+use chat_testkit::client::{bearer_request, TestClient};
+pub use chat_testkit::rest::{Account, Rest};
 use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-
-/// A registered user.
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub token: String,
-}
-
-/// Talks REST to the api through nginx.
-#[derive(Clone)]
-pub struct Rest {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Rest {
-    pub fn new(entry: SocketAddr) -> Result<Self> {
-        Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()?,
-            base: format!("http://{entry}"),
-        })
-    }
-
-    pub async fn register(&self, username: &str) -> Result<Account> {
-        let body: Value = self
-            .post(
-                None,
-                "/v1/auth/register",
-                json!({"username": username, "password": "fault suite password"}),
-            )
-            .await?;
-        Ok(Account {
-            token: body["access_token"].as_str().context("token")?.to_owned(),
-        })
-    }
-
-    pub async fn create_room(&self, owner: &Account, name: &str) -> Result<String> {
-        let room: Value = self
-            .post(
-                Some(owner),
-                "/v1/rooms",
-                json!({"name": name, "kind": "public"}),
-            )
-            .await?;
-        Ok(room["id"].as_str().context("room id")?.to_owned())
-    }
-
-    pub async fn join(&self, who: &Account, room: &str) -> Result<()> {
-        self.post::<Value>(Some(who), &format!("/v1/rooms/{room}/join"), json!({}))
-            .await?;
-        Ok(())
-    }
-
-    /// `POST /v1/rooms/{room}/messages`: the committed event's seq, and
-    /// whether it already existed (200: a retry of a committed send).
-    pub async fn send(
-        &self,
-        who: &Account,
-        room: &str,
-        client_id: &str,
-        body: &str,
-    ) -> Result<(i64, bool)> {
-        let response = self
-            .http
-            .post(format!("{}/v1/rooms/{room}/messages", self.base))
-            .bearer_auth(&who.token)
-            .json(&json!({"client_id": client_id, "body": body}))
-            .send()
-            .await?;
-        let status = response.status();
-        if !status.is_success() {
-            bail!("send answered {status}");
-        }
-        let event: Value = response.json().await?;
-        Ok((
-            event["seq"].as_i64().context("seq")?,
-            status == reqwest::StatusCode::OK,
-        ))
-    }
-
-    /// Each room's head as the store has it (`GET /v1/rooms`).
-    pub async fn heads(&self, who: &Account) -> Result<HashMap<String, i64>> {
-        let response = self
-            .http
-            .get(format!("{}/v1/rooms", self.base))
-            .bearer_auth(&who.token)
-            .send()
-            .await?
-            .error_for_status()?;
-        let body: Value = response.json().await?;
-        let rooms = body
-            .as_array()
-            .or_else(|| body["rooms"].as_array())
-            .context("room list")?;
-        Ok(rooms
-            .iter()
-            .filter_map(|r| {
-                let id = r["id"].as_str().or_else(|| r["room"]["id"].as_str())?;
-                Some((id.to_owned(), r["last_seq"].as_i64()?))
-            })
-            .collect())
-    }
-
-    async fn post<T: serde::de::DeserializeOwned>(
-        &self,
-        who: Option<&Account>,
-        path: &str,
-        body: Value,
-    ) -> Result<T> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(who) = who {
-            request = request.bearer_auth(&who.token);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        if !status.is_success() {
-            bail!(
-                "POST {path} answered {status}: {}",
-                response.text().await.unwrap_or_default()
-            );
-        }
-        Ok(response.json().await?)
-    }
-}
 
 /// What one client observed during the current scenario.
 #[derive(Default)]
@@ -348,22 +223,13 @@ impl Session {
         inbox: &mut mpsc::UnboundedReceiver<Command>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<()> {
-        let mut request = self.url.as_str().into_client_request()?;
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.account.token).parse()?,
-        );
-        let (mut ws, _) = tokio::time::timeout(
-            Duration::from_secs(3),
-            tokio_tungstenite::connect_async(request),
-        )
-        .await
-        .context("handshake timed out")??;
+        let request = bearer_request(&self.url, &self.account.token)?;
+        let (mut ws, _) =
+            tokio::time::timeout(Duration::from_secs(3), TestClient::open(request, None))
+                .await
+                .context("handshake timed out")??;
         self.books.lock().expect("books lock").connects += 1;
-        let hello = next_json(&mut ws, Duration::from_secs(5)).await?;
-        if hello["type"] != "hello" {
-            bail!("first frame was not hello: {hello}");
-        }
+        let hello = ws.read_hello(Duration::from_secs(5)).await?.clone();
         let silence = Duration::from_millis(hello["heartbeat_ms"].as_u64().unwrap_or(20_000) * 2);
         // Resume every room from what we hold; rooms seen for the first
         // time start at the head `hello` reports.
@@ -377,24 +243,20 @@ impl Session {
             }
             books.last.clone()
         };
-        ws.send(Message::text(
-            json!({"type": "sync", "rooms": sync}).to_string(),
-        ))
-        .await?;
+        ws.send_frame(&json!({"type": "sync", "rooms": sync}))
+            .await?;
         for (client_id, (room, body, sent_at)) in &mut self.outbox {
-            ws.send(send_frame(room, client_id, body)).await?;
+            ws.send_frame(&send_frame(room, client_id, body)).await?;
             *sent_at = Instant::now();
         }
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
-                frame = tokio::time::timeout(silence, ws.next()) => {
+                frame = tokio::time::timeout(silence, ws.frame()) => {
                     let frame = frame.context("no frame for two heartbeat intervals")?;
-                    match frame {
-                        Some(Ok(Message::Text(text))) => self.on_frame(&text)?,
-                        Some(Ok(Message::Close(_))) | None => return Ok(()),
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Err(e.into()),
+                    match frame? {
+                        Some(frame) => self.on_frame(&frame)?,
+                        None => return Ok(()),
                     }
                 }
                 command = inbox.recv() => {
@@ -411,26 +273,25 @@ impl Session {
                             send_frame(room, &client_id, "a retry of an acknowledged send")
                         }
                     };
-                    ws.send(frame).await?;
+                    ws.send_frame(&frame).await?;
                 }
                 _ = tick.tick() => {
                     for (client_id, (room, body, sent_at)) in &mut self.outbox {
                         if sent_at.elapsed() > RESEND_AFTER {
-                            ws.send(send_frame(room, client_id, body)).await?;
+                            ws.send_frame(&send_frame(room, client_id, body)).await?;
                             *sent_at = Instant::now();
                         }
                     }
                 }
                 _ = stop.changed() => {
-                    let _ = ws.close(None).await;
+                    ws.close().await;
                     return Ok(());
                 }
             }
         }
     }
 
-    fn on_frame(&mut self, text: &str) -> Result<()> {
-        let frame: Value = serde_json::from_str(text).context("server sent bad JSON")?;
+    fn on_frame(&mut self, frame: &Value) -> Result<()> {
         let kind = frame["type"].as_str().unwrap_or_default();
         let mut books = self.books.lock().expect("books lock");
         match kind {
@@ -459,58 +320,29 @@ impl Session {
     }
 }
 
-fn send_frame(room: &str, client_id: &str, body: &str) -> Message {
-    Message::text(
-        json!({"type": "send", "room_id": room, "client_id": client_id, "body": body}).to_string(),
-    )
-}
-
-async fn next_json<S>(ws: &mut S, within: Duration) -> Result<Value>
-where
-    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(within, ws.next())
-            .await
-            .context("timed out")?
-        {
-            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text)?),
-            Some(Ok(Message::Close(frame))) => bail!("closed: {frame:?}"),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("connection ended"),
-        }
-    }
+fn send_frame(room: &str, client_id: &str, body: &str) -> Value {
+    json!({"type": "send", "room_id": room, "client_id": client_id, "body": body})
 }
 
 /// A client that connects, resumes, and then never reads again: its
 /// socket's receive buffer is kept tiny so the gateway feels it at once.
 pub struct Stalled {
-    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    ws: TestClient,
 }
 
 impl Stalled {
     pub async fn connect(entry: SocketAddr, account: &Account) -> Result<Self> {
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.set_recv_buffer_size(4096)?;
-        let stream = socket.connect(entry).await?;
-        let mut request = format!("ws://{entry}/v1/ws").into_client_request()?;
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", account.token).parse()?,
-        );
-        let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
-        let hello = next_json(&mut ws, Duration::from_secs(5)).await?;
+        let request = bearer_request(&format!("ws://{entry}/v1/ws"), &account.token)?;
+        let (mut ws, _) = TestClient::open(request, Some(4096)).await?;
+        let hello = ws.read_hello(Duration::from_secs(5)).await?;
         let rooms: HashMap<String, i64> = hello["rooms"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|r| Some((r["room_id"].as_str()?.to_owned(), r["last_seq"].as_i64()?)))
             .collect();
-        ws.send(Message::text(
-            json!({"type": "sync", "rooms": rooms}).to_string(),
-        ))
-        .await?;
+        ws.send_frame(&json!({"type": "sync", "rooms": rooms}))
+            .await?;
         Ok(Self { ws })
     }
 
@@ -521,11 +353,16 @@ impl Stalled {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.ws.next()).await {
+            match tokio::time::timeout(left, self.ws.frame()).await {
                 Err(_) => bail!("the stalled client is still connected"),
-                Ok(Some(Ok(Message::Close(frame)))) => return Ok(frame.map(|f| u16::from(f.code))),
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_)) | None) => return Ok(None),
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None) | Err(_)) => {
+                    return Ok(self
+                        .ws
+                        .closed
+                        .map(|(code, _)| code)
+                        .filter(|code| *code != 1005 && *code != 1006))
+                }
             }
         }
     }

@@ -10,14 +10,16 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::{Pid, User};
+pub use chat_testkit::launcher::Service;
+use chat_testkit::launcher::{binary, free_port, scratch_dir, wait_listening};
+use nix::sys::signal::Signal;
+use nix::unistd::User;
 
 use crate::proxy::FaultProxy;
 use crate::storage::Disk;
@@ -25,186 +27,6 @@ use crate::storage::Disk;
 /// Settings the gateways run with: short intervals so faults are detected
 /// and repaired within a scenario.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
-
-/// One child process that can be started again after it stops.
-pub struct Service {
-    pub name: String,
-    /// Where it answers HTTP (`/readyz`), if it does.
-    pub addr: Option<SocketAddr>,
-    /// Where it serves `/metrics`: `addr`, but for `chat`, which keeps them
-    /// off its public port.
-    pub metrics: Option<SocketAddr>,
-    command: Vec<String>,
-    env: Vec<(String, String)>,
-    run_as: Option<User>,
-    /// What stops it cleanly at the end of the suite.
-    stop_signal: Signal,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Service {
-    fn new(name: &str, addr: Option<SocketAddr>, command: Vec<String>, log_dir: &Path) -> Self {
-        Self {
-            name: name.to_owned(),
-            addr,
-            metrics: addr,
-            command,
-            env: Vec::new(),
-            run_as: None,
-            stop_signal: Signal::SIGTERM,
-            log: log_dir.join(format!("{name}.log")),
-            child: None,
-        }
-    }
-
-    fn env(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.env.push((key.to_owned(), value.into()));
-        self
-    }
-
-    /// Starts the process, appending its output to its log file.
-    pub fn start(&mut self) -> Result<()> {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
-        let mut command = Command::new(&self.command[0]);
-        command
-            .args(&self.command[1..])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        if let Some(user) = &self.run_as {
-            use std::os::unix::process::CommandExt;
-            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {} ({})", self.name, self.command[0]))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    pub fn pid(&self) -> Option<Pid> {
-        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    /// Sends `signal` to the process and every child it started (a whole
-    /// PostgreSQL instance: the postmaster and its backends).
-    pub fn signal_tree(&self, signal: Signal) -> Result<()> {
-        let pid = self
-            .pid()
-            .with_context(|| format!("{} is not running", self.name))?;
-        for child in children_of(pid) {
-            let _ = kill(child, signal);
-        }
-        kill(pid, signal).with_context(|| format!("signalling {}", self.name))
-    }
-
-    /// SIGKILL, then reap.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Its stop signal (SIGTERM; SIGINT for PostgreSQL) and wait up to
-    /// `grace` for the exit; SIGKILL after it. Returns how long the exit
-    /// took.
-    pub fn terminate(&mut self, grace: Duration) -> Result<Duration> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(Duration::ZERO);
-        };
-        let started = Instant::now();
-        let _ = kill(Pid::from_raw(child.id() as i32), self.stop_signal);
-        while started.elapsed() < grace {
-            if child.try_wait()?.is_some() {
-                return Ok(started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!("{} did not exit within {grace:?} of SIGTERM", self.name)
-    }
-
-    /// Resident memory now, in KiB (`VmRSS`).
-    pub fn rss_kib(&self) -> Option<u64> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-    }
-
-    /// The lines of its log that report a panic.
-    pub fn panics(&self) -> Vec<String> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("panicked at"))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-}
-
-impl Drop for Service {
-    /// Stops the process the way its operator would (nginx's master must
-    /// take its workers down with it; PostgreSQL must shut down fast), and
-    /// kills it if it does not exit within five seconds.
-    fn drop(&mut self) {
-        let Some(pid) = self.pid() else { return };
-        // A frozen process must be thawed to stop.
-        let _ = self.signal_tree(Signal::SIGCONT);
-        let _ = kill(pid, self.stop_signal);
-        if let Some(child) = self.child.as_mut() {
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(5) {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    self.child = None;
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self.kill();
-    }
-}
-
-/// Every process whose parent is `parent`.
-fn children_of(parent: Pid) -> Vec<Pid> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // `pid (comm) state ppid …`; comm may hold spaces, so split after ')'.
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
-                == Some(parent.as_raw())
-        })
-        .map(Pid::from_raw)
-        .collect()
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 /// The whole deployment.
 pub struct Pool {
@@ -269,11 +91,11 @@ pub struct PoolOptions {
 impl Pool {
     /// Starts everything and waits until every `/readyz` answers 200.
     pub async fn start(repo: &Path, options: &PoolOptions) -> Result<Self> {
-        let (bin_dir, dir, logs) = workspace("")?;
+        let (dir, logs) = scratch_dir(&format!("chat-faults-{}", std::process::id()))?;
 
         let (postgres, postgres_url, storage) = start_postgres(&dir, &logs).await?;
         let redis_port = free_port()?;
-        let mut redis = Service::new(
+        let mut redis = service(
             "redis",
             None,
             vec![
@@ -291,7 +113,7 @@ impl Pool {
         );
         redis.start()?;
         let redis_url = format!("redis://127.0.0.1:{redis_port}");
-        wait_for_tcp(&format!("127.0.0.1:{redis_port}"), Duration::from_secs(10)).await?;
+        wait_listening(&format!("127.0.0.1:{redis_port}"), Duration::from_secs(10)).await?;
 
         let pg_addr: SocketAddr = postgres_url
             .trim_start_matches("postgres://postgres@")
@@ -304,41 +126,36 @@ impl Pool {
 
         let api_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let api_dir = dir.join("api");
-        let mut api = Service::new(
-            "chat-api",
-            Some(api_addr),
-            vec![bin(&bin_dir, "chat-api")?],
-            &logs,
-        )
-        .env("CHAT_API_ADDR", api_addr.to_string())
-        .env("CHAT_DATA_DIR", api_dir.display().to_string())
-        .env("DATABASE_URL", api_database_url)
-        .env("REDIS_URL", &redis_url)
-        .env("CHAT_BUS_PREFIX", "faults")
-        // Behind nginx every connection comes from one address.
-        .env("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0")
-        .env("CHAT_AUTH_RATE_PER_MINUTE", "100000")
-        .env("CHAT_AUTH_RATE_BURST", "10000")
-        // One account creates every room of the suite.
-        .env("CHAT_ACTION_RATE_PER_MINUTE", "100000")
-        .env("CHAT_ACTION_BURST", "10000")
-        .env("CHAT_ACCESS_TOKEN_TTL", "2h")
-        .env("CHAT_REQUEST_GRACE", "5s")
-        .env("CHAT_LOG", "info");
+        let mut api = service("chat-api", Some(api_addr), vec![bin("chat-api")?], &logs)
+            .env("CHAT_API_ADDR", api_addr.to_string())
+            .env("CHAT_DATA_DIR", api_dir.display().to_string())
+            .env("DATABASE_URL", api_database_url)
+            .env("REDIS_URL", &redis_url)
+            .env("CHAT_BUS_PREFIX", "faults")
+            // Behind nginx every connection comes from one address.
+            .env("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0")
+            .env("CHAT_AUTH_RATE_PER_MINUTE", "100000")
+            .env("CHAT_AUTH_RATE_BURST", "10000")
+            // One account creates every room of the suite.
+            .env("CHAT_ACTION_RATE_PER_MINUTE", "100000")
+            .env("CHAT_ACTION_BURST", "10000")
+            .env("CHAT_ACCESS_TOKEN_TTL", "2h")
+            .env("CHAT_REQUEST_GRACE", "5s")
+            .env("CHAT_LOG", "info");
         api.start()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()?;
-        wait_ready(&http, &mut api, Duration::from_secs(60)).await?;
+        api.wait_ready(&http, Duration::from_secs(60)).await?;
 
         let public_key = api_dir.join("jwt-public.pem");
         let mut gateways = Vec::new();
         for i in 0..options.gateways {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-            let mut gateway = Service::new(
+            let mut gateway = service(
                 &format!("chat-gateway-{}", i + 1),
                 Some(addr),
-                vec![bin(&bin_dir, "chat-gateway")?],
+                vec![bin("chat-gateway")?],
                 &logs,
             )
             .env("CHAT_GATEWAY_ADDR", addr.to_string())
@@ -362,7 +179,7 @@ impl Pool {
             gateways.push(gateway);
         }
         for gateway in &mut gateways {
-            wait_ready(&http, gateway, Duration::from_secs(30)).await?;
+            gateway.wait_ready(&http, Duration::from_secs(30)).await?;
         }
 
         let entry: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
@@ -378,7 +195,7 @@ impl Pool {
         fs::create_dir_all(prefix.join("tmp"))?;
         std::os::unix::fs::symlink(repo.join("web-client"), prefix.join("web-client"))?;
         fs::write(prefix.join("nginx.conf"), conf)?;
-        let mut nginx = Service::new(
+        let mut nginx = service(
             "nginx",
             None,
             vec![
@@ -395,7 +212,7 @@ impl Pool {
             &logs,
         );
         nginx.start()?;
-        wait_for_tcp(&entry.to_string(), Duration::from_secs(10)).await?;
+        wait_listening(&entry.to_string(), Duration::from_secs(10)).await?;
         let client_proxy = FaultProxy::start(entry).await?;
 
         Ok(Self {
@@ -419,7 +236,7 @@ impl Pool {
     /// Starts the embedded default, `chat` on SQLite with its data dir on
     /// a disk of its own (as root), and waits for its `/readyz`.
     pub async fn start_embedded() -> Result<Self> {
-        let (bin_dir, dir, logs) = workspace("-embedded")?;
+        let (dir, logs) = scratch_dir(&format!("chat-faults-{}-embedded", std::process::id()))?;
         let data = dir.join("data");
         fs::create_dir_all(&data)?;
         let storage = if nix::unistd::geteuid().is_root() {
@@ -429,8 +246,9 @@ impl Pool {
         };
         let entry: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let mut chat = Service::new("chat", Some(entry), vec![bin(&bin_dir, "chat")?], &logs)
+        let mut chat = service("chat", Some(entry), vec![bin("chat")?], &logs)
             .env("CHAT_ADDR", entry.to_string())
+            .metrics_at(metrics)
             .env("CHAT_METRICS_ADDR", metrics.to_string())
             .env("CHAT_DATA_DIR", data.display().to_string())
             // Every client comes through the fault proxy, from one address.
@@ -448,12 +266,11 @@ impl Pool {
             .env("CHAT_WEBSOCKET_GRACE", "5s")
             .env("CHAT_REQUEST_GRACE", "5s")
             .env("CHAT_LOG", "info");
-        chat.metrics = Some(metrics);
         chat.start()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()?;
-        wait_ready(&http, &mut chat, Duration::from_secs(60)).await?;
+        chat.wait_ready(&http, Duration::from_secs(60)).await?;
         let client_proxy = FaultProxy::start(entry).await?;
         Ok(Self {
             dir,
@@ -505,10 +322,12 @@ impl Pool {
     pub async fn wait_all_ready(&mut self, within: Duration) -> Result<Duration> {
         let started = Instant::now();
         let http = self.http.clone();
-        wait_ready(&http, &mut self.api, within).await?;
+        self.api.wait_ready(&http, within).await?;
         for gateway in &mut self.gateways {
             if gateway.is_running() {
-                wait_ready(&http, gateway, within.saturating_sub(started.elapsed())).await?;
+                gateway
+                    .wait_ready(&http, within.saturating_sub(started.elapsed()))
+                    .await?;
             }
         }
         Ok(started.elapsed())
@@ -520,7 +339,7 @@ impl Pool {
         let service = self.service(which);
         service.start()?;
         if service.addr.is_some() {
-            wait_ready(&http, service, Duration::from_secs(30)).await?;
+            service.wait_ready(&http, Duration::from_secs(30)).await?;
         }
         Ok(())
     }
@@ -606,7 +425,7 @@ impl Drop for Pool {
         for service in order {
             drop(std::mem::replace(
                 service,
-                Service::new("stopped", None, vec![String::new()], &self.dir),
+                Service::new("stopped", "", &self.dir),
             ));
         }
     }
@@ -621,30 +440,20 @@ pub enum Which {
     Postgres,
 }
 
-/// Where the binaries are (beside the suite's own), and a fresh directory
-/// for one deployment (`chat-faults-<pid><suffix>` in the temp dir) with
-/// its `logs/`.
-fn workspace(suffix: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    let bin_dir = std::env::current_exe()?
-        .parent()
-        .context("the suite's own directory")?
-        .to_owned();
-    let dir = std::env::temp_dir().join(format!("chat-faults-{}{suffix}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    let logs = dir.join("logs");
-    fs::create_dir_all(&logs)?;
-    Ok((bin_dir, dir, logs))
+/// A service running `command` (the program, then its arguments), with
+/// HTTP at `addr` if it answers it.
+fn service(name: &str, addr: Option<SocketAddr>, command: Vec<String>, logs: &Path) -> Service {
+    let mut command = command.into_iter();
+    let service = Service::new(name, command.next().unwrap_or_default(), logs).args(command);
+    match addr {
+        Some(addr) => service.at(addr),
+        None => service,
+    }
 }
 
-fn bin(dir: &Path, name: &str) -> Result<String> {
-    let path = dir.join(name);
-    if !path.exists() {
-        bail!(
-            "{} is missing: build it first (cargo build -p {name})",
-            path.display()
-        );
-    }
-    Ok(path.display().to_string())
+/// The workspace binary `name`, beside the suite's own.
+fn bin(name: &str) -> Result<String> {
+    Ok(binary(name)?.display().to_string())
 }
 
 fn nginx_binary() -> String {
@@ -733,40 +542,6 @@ pub fn sum_series(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 
         .sum()
 }
 
-async fn wait_for_tcp(addr: &str, within: Duration) -> Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("nothing answered on {addr} within {within:?}")
-}
-
-async fn wait_ready(http: &reqwest::Client, service: &mut Service, within: Duration) -> Result<()> {
-    let addr = service.addr.context("service without HTTP")?;
-    let started = Instant::now();
-    loop {
-        if !service.is_running() {
-            bail!(
-                "{} exited; see {}",
-                service.name,
-                service.log_path().display()
-            );
-        }
-        if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        if started.elapsed() > within {
-            bail!("{} not ready within {within:?}", service.name);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// initdb + postgres on a free port, as the `postgres` user when run as
 /// root (PostgreSQL refuses to run as root), with its data directory on a
 /// disk of its own when root (in a directory of it: initdb wants an empty
@@ -808,7 +583,7 @@ async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String, Opt
         bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     let port = free_port()?;
-    let mut postgres = Service::new(
+    let mut postgres = service(
         "postgres",
         None,
         vec![
@@ -825,12 +600,12 @@ async fn start_postgres(dir: &Path, logs: &Path) -> Result<(Service, String, Opt
             "max_connections=300".into(),
         ],
         logs,
-    );
-    postgres.run_as = run_as;
+    )
+    .run_as(run_as)
     // SIGTERM waits for every client to leave; SIGINT is the fast shutdown.
-    postgres.stop_signal = Signal::SIGINT;
+    .stop_signal(Signal::SIGINT);
     postgres.start()?;
-    wait_for_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(30)).await?;
+    wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(30)).await?;
     let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     let started = Instant::now();
     loop {
