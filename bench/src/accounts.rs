@@ -8,8 +8,9 @@ use chat_shared::model::RoomId;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
+use crate::kind::Kind;
 use crate::proto::Protocol;
-use crate::system::{Kind, System};
+use crate::system::System;
 
 /// A room ready for `members` connections.
 pub struct Room {

@@ -181,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_is_acked_and_reaches_the_room_on_both_nodes() {
-        let link_addr = crate::system::free_addr().unwrap();
+        let link_addr = chat_testkit::launcher::free_addr().unwrap();
         let first = start(Some(Link::Listen(link_addr))).await;
         let second = start(Some(Link::Connect(link_addr))).await;
         let room = RoomId::new();

@@ -18,10 +18,11 @@ use futures::{stream, StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use crate::accounts;
+use crate::cpu::Cpu;
 use crate::fanout::source;
 use crate::proto::{self, Event};
 use crate::receiver::{Frame, Receiver};
-use crate::system::{Cpu, System};
+use crate::system::System;
 
 /// The shape of one idle-density run.
 #[derive(Debug, Clone)]

@@ -42,10 +42,13 @@
 //! ```
 
 mod accounts;
+mod args;
 mod ceiling;
 mod chart;
+mod cpu;
 mod fanout;
 mod idle;
+mod kind;
 mod measure;
 mod messages;
 mod proto;
@@ -64,9 +67,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use args::{parse_args, Args};
+use kind::Kind;
 use measure::Step;
 use report::{Outcome, Target};
-use system::{Kind, Start, System};
+use system::{Start, System};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -77,64 +82,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The command line; what is not given takes each workload's default.
-#[derive(Default)]
-struct Args {
-    command: String,
-    systems: Option<Vec<Kind>>,
-    members: Option<usize>,
-    rooms: Option<usize>,
-    connections: Option<usize>,
-    users: Option<usize>,
-    events: Option<u64>,
-    rates: Option<Vec<u32>>,
-    step: Option<Duration>,
-    server_cpus: Option<String>,
-    out: Option<PathBuf>,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut it = std::env::args().skip(1);
-    let mut args = Args {
-        command: it.next().unwrap_or_default(),
-        ..Args::default()
-    };
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--systems" => {
-                args.systems = Some(
-                    value()?
-                        .split(',')
-                        .map(Kind::parse)
-                        .collect::<Result<_>>()?,
-                )
-            }
-            "--members" => args.members = Some(value()?.parse()?),
-            "--rooms" => args.rooms = Some(value()?.parse()?),
-            "--connections" => args.connections = Some(value()?.parse()?),
-            "--users" => args.users = Some(value()?.parse()?),
-            "--events" => args.events = Some(value()?.parse()?),
-            "--rates" => {
-                args.rates = Some(
-                    value()?
-                        .split(',')
-                        .map(str::parse)
-                        .collect::<Result<_, _>>()?,
-                )
-            }
-            "--step-secs" => args.step = Some(Duration::from_secs(value()?.parse()?)),
-            "--server-cpus" => args.server_cpus = Some(value()?),
-            "--out" => args.out = Some(value()?.into()),
-            other => bail!("unknown argument {other}; see the top of bench/src/main.rs"),
-        }
-    }
-    if args.members.is_some_and(|m| m < 2) {
-        bail!("--members must be at least 2 (a sender and a receiver)");
-    }
-    Ok(args)
 }
 
 /// One workload with its shape, ready to run against each system.
@@ -244,14 +191,9 @@ async fn run() -> Result<()> {
         .parent()
         .context("repository root")?
         .to_owned();
-    let bin_dir = std::env::current_exe()?
-        .parent()
-        .context("the generator's directory")?
-        .to_owned();
     let tag = format!("b{}", std::process::id());
     let start = Start {
         repo: &repo,
-        bin_dir: &bin_dir,
         nodes: 1,
         tag: &tag,
         cpus: args.server_cpus.as_deref(),

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
+use crate::cpu::Cpu;
 use crate::proto::{self, Event, Protocol};
 use crate::receiver::{Frame, Receiver};
-use crate::system::Cpu;
 
 /// What one rate step showed.
 #[derive(Debug, Clone)]

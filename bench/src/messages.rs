@@ -15,9 +15,9 @@ use chat_shared::store::{self, MessageChange, NewMessage, NewRoom, NewUser, Page
 use futures::stream::{self, StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 
+use crate::kind::Kind;
 use crate::measure::{histogram, percentiles_ms};
 use crate::store::{label, own_cpu_seconds, Database};
-use crate::system::Kind;
 
 /// The shape of one run.
 #[derive(Debug, Clone)]

@@ -17,6 +17,10 @@
 //! reaction (ours only) has no body: its client_id, `b<seq>-<send time>`,
 //! carries both, and comes back on the `reaction_added`/`reaction_removed`
 //! event every member receives.
+//!
+//! It is the generator's own, not the test kit's `TestClient`: it speaks
+//! the peers' protocols too, and on its hot path a frame is recognised
+//! without a JSON parse (`receiver.rs` says why that matters).
 
 use std::net::SocketAddr;
 

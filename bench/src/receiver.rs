@@ -7,6 +7,13 @@
 //! The handshake is written by hand for the same reason: the bytes that
 //! follow the `101` response (often the server's first frame) must stay in
 //! our buffer, which a general client library would keep in its own.
+//!
+//! This is the benchmark's own measurement codec and stays apart from the
+//! test kit's `TestClient` (`chat-testkit`), which every other suite
+//! shares: the kit's client parses every frame into a JSON value and keeps
+//! the ones it skipped, a cost per frame that, times 1,000 members, would
+//! load the generator's core and measure the generator instead of the
+//! server. The processes it connects to are started by the kit's launcher.
 
 use std::net::SocketAddr;
 

@@ -7,9 +7,10 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::chart::{self, Chart, Series};
+use crate::cpu::Cpu;
 use crate::idle;
+use crate::kind::Kind;
 use crate::measure::Step;
-use crate::system::{Cpu, Kind};
 
 /// What a workload's summary line judges a step by.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::system::{Kind, Start};
+use crate::kind::Kind;
+use crate::system::Start;
 use crate::{fanout, measure_all, messages, rooms, store, Workload};
 
 /// Runs every check in turn.

@@ -16,9 +16,11 @@ use chat_shared::model::{Role, RoomId, RoomKind, UserId};
 use chat_shared::store::{self, NewMessage, NewRoom, NewUser, Store};
 use hdrhistogram::Histogram;
 
+use crate::cpu;
+use crate::kind::Kind;
 use crate::measure::{histogram, percentiles_ms};
 use crate::rooms::Plan;
-use crate::system::{self, Kind};
+use crate::system;
 
 /// An append that has not been answered by then counts as failed.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -86,7 +88,7 @@ impl Database {
     /// CPU seconds of the database's server processes (PostgreSQL).
     pub fn cpu_seconds(&self) -> Option<f64> {
         match self {
-            Database::Postgres(name) => Some(system::backends_cpu_seconds(name)),
+            Database::Postgres(name) => Some(cpu::backends_cpu_seconds(name)),
             Database::Sqlite(_) => None,
         }
     }
@@ -215,7 +217,7 @@ pub fn label(kind: Kind) -> &'static str {
 
 /// CPU seconds of this process so far.
 pub fn own_cpu_seconds() -> f64 {
-    system::cpu_seconds(std::process::id())
+    cpu::cpu_seconds(std::process::id())
 }
 
 /// The run as a Markdown table.
