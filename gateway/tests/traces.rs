@@ -15,10 +15,6 @@
 //! their spans when they stop on SIGTERM, so what arrives also proves the
 //! flush on exit.
 
-#[allow(dead_code)]
-#[path = "gateway/cluster.rs"]
-mod cluster;
-
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,7 +26,7 @@ use chat_api::{ApiConfig, App, AppState};
 use chat_shared::bus::RedisBus;
 use chat_shared::config::{CommonConfig, LogFormat};
 use chat_shared::testing::{self, Backend, TestDatabase};
-use cluster::{TestClient, WAIT};
+use chat_testkit::client::{TestClient, WAIT};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};

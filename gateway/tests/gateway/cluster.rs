@@ -1,9 +1,9 @@
 //! `TestCluster`: one real `chat-api` and N real gateways on port 0, over a
 //! fresh database and a bus (Redis under a prefix of the test's own, or the
-//! in-process bus), and `TestClient`, a tokio-tungstenite WebSocket client
-//! that waits for what it expects with a timeout — never a sleep.
+//! in-process bus), driven by the test kit's `TestClient`, a WebSocket
+//! client written against docs/protocol.md alone that waits for what it
+//! expects with a timeout — never a sleep.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,18 +13,12 @@ use chat_shared::bus::{Bus, MemoryBus, RedisBus};
 use chat_shared::config::CommonConfig;
 use chat_shared::store::Store;
 use chat_shared::testing::{self, Backend, TestDatabase};
-use futures::{SinkExt, StreamExt};
+use chat_testkit::launcher::{free_addr, Service};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Longest any expected frame may take to arrive.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use chat_testkit::client::{TestClient, WAIT};
 
 /// Which bus the cluster runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,6 +337,35 @@ impl TestCluster {
         response.text().await.unwrap()
     }
 
+    /// Starts the real `chat-gateway` binary as a process of its own (the
+    /// test kit's launcher) on the cluster's database and Redis: its metrics
+    /// recorder is its own, so what it counts is exactly what its clients
+    /// did. Returns it (stopped when dropped) and its WebSocket URL.
+    pub async fn gateway_process(&self) -> (Service, String) {
+        assert_eq!(self.setup.bus, BusKind::Redis, "a process needs Redis");
+        let addr = free_addr().unwrap();
+        let data = self.db.dir().join(format!("gateway-{}", addr.port()));
+        let mut gateway = Service::new(
+            "chat-gateway",
+            env!("CARGO_BIN_EXE_chat-gateway"),
+            self.db.dir(),
+        )
+        .at(addr)
+        .env("CHAT_GATEWAY_ADDR", addr.to_string())
+        .env("CHAT_DATA_DIR", &data)
+        .env("CHAT_JWT_PUBLIC_KEY", self.db.dir().join("jwt-public.pem"))
+        .env("DATABASE_URL", self.db.url())
+        .env("REDIS_URL", &self.redis_url)
+        .env("CHAT_BUS_PREFIX", &self.prefix)
+        .env("CHAT_LOG", "warn");
+        gateway.start().unwrap();
+        gateway
+            .wait_ready(&self.http, Duration::from_secs(30))
+            .await
+            .unwrap();
+        (gateway, format!("ws://{addr}/v1/ws"))
+    }
+
     /// The directory holding the cluster's data, including the api's JWT
     /// key pair (`jwt-private.pem`, `jwt-public.pem`).
     pub fn data_dir(&self) -> &std::path::Path {
@@ -364,228 +387,5 @@ async fn bus(kind: BusKind, memory: &MemoryBus, url: &str, prefix: &str) -> Arc<
         BusKind::Redis => Arc::new(RedisBus::connect(url, prefix).await.unwrap_or_else(|e| {
             panic!("Redis is not reachable at {url} ({e}); start it (see README)")
         })),
-    }
-}
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A WebSocket client speaking chat.v1.
-pub struct TestClient {
-    socket: Socket,
-    /// Frames read while waiting for something else, in arrival order.
-    backlog: std::collections::VecDeque<Value>,
-    /// The `hello` frame.
-    pub hello: Value,
-    /// How the server closed the socket, once it has.
-    pub closed: Option<(u16, String)>,
-}
-
-impl TestClient {
-    /// Connects with the token in the subprotocol, as a browser would.
-    pub async fn connect(
-        url: &str,
-        token: &str,
-    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
-        let mut request = url.into_client_request()?;
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            HeaderValue::from_str(&format!("chat.v1, bearer.{token}")).unwrap(),
-        );
-        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
-        assert_eq!(
-            response.headers().get("sec-websocket-protocol").unwrap(),
-            "chat.v1"
-        );
-        let mut client = Self {
-            socket,
-            backlog: std::collections::VecDeque::new(),
-            hello: Value::Null,
-            closed: None,
-        };
-        client.hello = client.recv_until(|f| f["type"] == "hello").await;
-        Ok(client)
-    }
-
-    /// Connects with a handshake request built by the caller (headers of
-    /// its choosing) and reads `hello`; returns the upgrade response too.
-    pub async fn connect_request(
-        request: tokio_tungstenite::tungstenite::handshake::client::Request,
-    ) -> Result<
-        (
-            Self,
-            tokio_tungstenite::tungstenite::handshake::client::Response,
-        ),
-        tokio_tungstenite::tungstenite::Error,
-    > {
-        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
-        let mut client = Self {
-            socket,
-            backlog: std::collections::VecDeque::new(),
-            hello: Value::Null,
-            closed: None,
-        };
-        client.hello = client.recv_until(|f| f["type"] == "hello").await;
-        Ok((client, response))
-    }
-
-    /// Sends a frame.
-    pub async fn send(&mut self, frame: Value) {
-        self.socket
-            .send(Message::text(frame.to_string()))
-            .await
-            .unwrap();
-    }
-
-    /// Sends raw text (for malformed input).
-    pub async fn send_raw(&mut self, message: Message) {
-        self.socket.send(message).await.unwrap();
-    }
-
-    /// The next text frame, or `None` once the socket closed.
-    pub async fn next(&mut self) -> Option<Value> {
-        if let Some(frame) = self.backlog.pop_front() {
-            return Some(frame);
-        }
-        self.read().await
-    }
-
-    async fn read(&mut self) -> Option<Value> {
-        loop {
-            let message = tokio::time::timeout(WAIT, self.socket.next())
-                .await
-                .expect("timed out waiting for a frame");
-            match message {
-                Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).unwrap()),
-                Some(Ok(Message::Close(frame))) => {
-                    self.closed = Some(frame.map_or((1005, String::new()), |f| {
-                        (u16::from(f.code), f.reason.to_string())
-                    }));
-                    return None;
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => {
-                    self.closed.get_or_insert((1006, String::new()));
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// The first frame matching `pred`, from what was already read or from
-    /// the socket; frames skipped on the way stay readable, in order.
-    pub async fn recv_until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(at) = self.backlog.iter().position(&pred) {
-            return self.backlog.remove(at).expect("position is in range");
-        }
-        loop {
-            match self.read().await {
-                Some(frame) if pred(&frame) => return frame,
-                Some(frame) => self.backlog.push_back(frame),
-                None => panic!(
-                    "socket closed ({:?}) before the expected frame",
-                    self.closed
-                ),
-            }
-        }
-    }
-
-    /// Sends a message and waits for its ack (failing on an error).
-    pub async fn send_message(&mut self, room: &str, client_id: &str, body: &str) -> Value {
-        self.send(json!({ "type": "send", "room_id": room, "client_id": client_id, "body": body }))
-            .await;
-        let answer = self
-            .recv_until(|f| {
-                (f["type"] == "ack" && f["client_id"] == client_id)
-                    || (f["type"] == "error" && f["ref"] == client_id)
-            })
-            .await;
-        assert_eq!(answer["type"], "ack", "send {client_id} failed: {answer}");
-        answer
-    }
-
-    /// Collects the seqs of `room`'s message events until `count` messages
-    /// arrived, checking no seq repeats or goes backwards.
-    pub async fn messages(&mut self, room: &str, count: usize) -> Vec<Value> {
-        let mut out: Vec<Value> = Vec::new();
-        while out.len() < count {
-            let frame = self
-                .recv_until(|f| f["type"] == "message" && f["room_id"] == room)
-                .await;
-            if let Some(last) = out.last() {
-                assert!(
-                    frame["seq"].as_i64() > last["seq"].as_i64(),
-                    "out of order or duplicate: {} after {}",
-                    frame["seq"],
-                    last["seq"]
-                );
-            }
-            out.push(frame);
-        }
-        out
-    }
-
-    /// Waits for the server to close the socket; returns code and reason.
-    pub async fn closed(&mut self) -> (u16, String) {
-        while self.next().await.is_some() {}
-        self.closed.clone().unwrap()
-    }
-
-    /// The room heads from `hello`.
-    pub fn heads(&self) -> HashMap<String, i64> {
-        self.hello["rooms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["room_id"].as_str().unwrap().to_owned(),
-                    r["last_seq"].as_i64().unwrap(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl TestClient {
-    /// Connects like [`TestClient::connect`], over a socket whose kernel
-    /// receive buffer is about `bytes`: once such a client stops reading,
-    /// the server's writes back up after little data, as with a slow phone.
-    pub async fn connect_with_receive_buffer(
-        url: &str,
-        token: &str,
-        bytes: u32,
-    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
-        let mut request = url.into_client_request()?;
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            HeaderValue::from_str(&format!("chat.v1, bearer.{token}")).unwrap(),
-        );
-        let authority = request.uri().authority().unwrap().as_str();
-        let addr = tokio::net::lookup_host(authority)
-            .await?
-            .next()
-            .expect("the gateway address resolves");
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.set_recv_buffer_size(bytes)?;
-        let stream = socket.connect(addr).await?;
-        let (socket, _) =
-            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await?;
-        let mut client = Self {
-            socket,
-            backlog: std::collections::VecDeque::new(),
-            hello: Value::Null,
-            closed: None,
-        };
-        client.hello = client.recv_until(|f| f["type"] == "hello").await;
-        Ok(client)
-    }
-
-    /// Sends a frame; false if the connection is already gone (the close
-    /// that ended it is then read with [`TestClient::closed`]).
-    pub async fn try_send(&mut self, frame: Value) -> bool {
-        self.socket
-            .send(Message::text(frame.to_string()))
-            .await
-            .is_ok()
     }
 }
