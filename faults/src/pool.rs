@@ -7,6 +7,11 @@
 //! runs as root (`storage`), so storage scenarios can fill it or make it
 //! read-only. Every process logs to a
 //! file in the suite's directory; nothing outlives the suite.
+//!
+//! Why it is long: starting a process and waiting for it is the test kit's;
+//! what is here is what only this suite does (a private PostgreSQL it can
+//! stop and freeze, nginx in front, the two shapes, restarts), and it is kept
+//! together because the scenarios reach into all of it.
 
 use std::collections::HashMap;
 use std::fs;

@@ -1,6 +1,11 @@
 //! The fault scenarios and the judge: steady traffic from many clients,
 //! one fault in the middle of it, then the delivery contract checked from
 //! every client's books.
+//!
+//! Why one long file: it is the list of scenarios, each a method of the
+//! [`Suite`] that shares its pool, its traffic and its judge, so a reader sees
+//! every fault the suite breaks the system with, and how each is judged, in
+//! one place. The traffic the clients send is at its end.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -5,6 +5,9 @@
 //! variable is declared, defaulted and checked in one place. Errors name
 //! the variable at fault, so a bad value stops start-up with one line an
 //! operator can act on.
+//!
+//! Why it is long: every shared setting is declared, defaulted and checked
+//! here, and nowhere else.
 
 use std::fmt::Debug;
 use std::path::PathBuf;

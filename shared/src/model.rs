@@ -1,6 +1,9 @@
 //! The domain model both binaries speak: identifiers, users, rooms, members
 //! and the events of a room's log. Plain data, serialised the same way over
 //! REST and (later) the WebSocket, so a history page and a live frame agree.
+//!
+//! Why it is long: it is the whole vocabulary of the wire and the store,
+//! kept in one file so that what a client is sent is read in one place.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
