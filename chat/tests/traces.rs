@@ -14,6 +14,9 @@
 //! and no frame a client gets carries the trace context. Gateways flush
 //! their spans when they stop on SIGTERM, so what arrives also proves the
 //! flush on exit.
+//!
+//! Here, in the crate that puts the api and the gateway together, for the
+//! reason `tests/gateway/main.rs` gives.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -223,7 +226,9 @@ struct GatewayProcess {
 
 impl GatewayProcess {
     async fn start(db: &TestDatabase, redis_url: &str, prefix: &str, endpoint: &str) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chat-gateway"));
+        let gateway =
+            chat_testkit::launcher::binary("chat-gateway").expect("the chat-gateway binary");
+        let mut command = Command::new(gateway);
         command
             .env("DATABASE_URL", db.url())
             .env("REDIS_URL", redis_url)

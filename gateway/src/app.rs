@@ -1,7 +1,7 @@
 //! Starting, serving and draining a gateway. `Gateway::build` binds (so
 //! port 0 works), `Gateway::run` accepts connections until the shutdown
 //! future resolves, then drains: `/readyz` turns 503, no new connections,
-//! every session closes with 1012, and the process waits for them at most
+//! every connection closes with 1012, and the process waits for them at most
 //! `CHAT_WEBSOCKET_GRACE` (contract point 7).
 
 use std::convert::Infallible;
@@ -25,11 +25,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::GatewayConfig;
+use crate::connection;
 use crate::context::Context;
 use crate::handshake;
 use crate::hub::{Hub, Timing};
 use crate::metrics;
-use crate::session;
 
 /// A gateway without a listener of its own: what the all-in-one binary
 /// mounts at `/v1/ws` beside the api, and what [`Gateway`] serves alone.
@@ -65,9 +65,12 @@ impl GatewayService {
             presence_beat: config.heartbeat_interval,
         };
         let publisher = Publisher::start(bus);
-        // A shard per core the process may use: fan-out, the hub's work,
-        // then runs on all of them.
-        let shards = std::thread::available_parallelism().map_or(1, usize::from);
+        // By default a shard per core the process may use: fan-out, the
+        // hub's work, then runs on all of them.
+        let shards = match config.hub_shards {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            shards => shards,
+        };
         let hub = Hub::start(
             subscriber,
             deliveries,
@@ -98,13 +101,13 @@ impl GatewayService {
             return refusal(handshake::Refusal::full());
         };
         // The embedding router has set the request's id by now (or the
-        // client did); the session's span carries it.
+        // client did); the connection's span carries it.
         let incoming = request.headers().get(chat_shared::request_id::HEADER);
         let id = chat_shared::request_id::keep_or_new(incoming.map(|v| v.as_bytes()));
         upgrade(self.ctx.clone(), Arc::new(permit), request, &id).await
     }
 
-    /// Drains: `/readyz` turns 503, every session closes with 1012, and
+    /// Drains: `/readyz` turns 503, every connection closes with 1012, and
     /// this returns once they have ended or `CHAT_WEBSOCKET_GRACE` passed.
     pub async fn drain(&self) {
         drain(&self.ctx, TaskTracker::new()).await;
@@ -201,16 +204,16 @@ async fn prune_limits(ctx: std::sync::Weak<Context>) {
 async fn drain(ctx: &Context, http: TaskTracker) {
     let grace = ctx.config.websocket_grace;
     tracing::info!(
-        sessions = ctx.sessions.len(),
+        connections = ctx.connections.len(),
         "draining: closing sessions with 1012"
     );
     ctx.draining.store(true, Ordering::Relaxed);
     ctx.drain.cancel();
-    ctx.sessions.close();
+    ctx.connections.close();
     http.close();
     let finished = tokio::time::timeout(grace, async {
         http.wait().await;
-        ctx.sessions.wait().await;
+        ctx.connections.wait().await;
     })
     .await;
     if finished.is_err() {
@@ -219,7 +222,7 @@ async fn drain(ctx: &Context, http: TaskTracker) {
             "grace period over; exiting with sessions still open"
         );
     }
-    // The closed sessions' users are leaving under the departure grace,
+    // The closed connections' users are leaving under the departure grace,
     // which this process will not see out.
     ctx.hub.depart_all().await;
 }
@@ -239,7 +242,7 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 3] = [
 
 /// Answers one HTTP request inside a `request` span carrying its request
 /// id (as the api does), and returns that id in `x-request-id`. A WebSocket
-/// session started here runs in a `session` span with the same id.
+/// connection started here runs in a `session` span with the same id.
 async fn route(
     ctx: Arc<Context>,
     permit: Arc<OwnedSemaphorePermit>,
@@ -330,7 +333,7 @@ async fn upgrade<B>(
         Ok(admitted) => admitted,
         Err(refused) => return refusal(refused),
     };
-    // A logged-out session's tokens stop working here too.
+    // A logged-out connection's tokens stop working here too.
     match ctx.store.session(admitted.claims.sid).await {
         Ok(Some(s)) if s.revoked_at.is_none() && s.user_id == admitted.claims.sub => {}
         Ok(_) => return refusal(handshake::Refusal::revoked()),
@@ -360,8 +363,8 @@ async fn upgrade<B>(
     let claims = admitted.claims;
     // A span of its own with the request's id, not a child of the request's
     // span: a child would keep its parent (and the parent's formatted
-    // fields) for the session's life, memory every idle connection pays.
-    // The session records its key once it has one.
+    // fields) for the connection's life, memory every idle connection pays.
+    // The connection records its key once it has one.
     let span = tracing::info_span!(
         parent: None,
         "session",
@@ -369,15 +372,15 @@ async fn upgrade<B>(
         session = tracing::field::Empty,
         user_id = %claims.sub
     );
-    let sessions = ctx.sessions.clone();
-    let start = session::Start {
+    let connections = ctx.connections.clone();
+    let start = connection::Start {
         ctx,
         upgraded,
         claims,
         permit,
     };
     let writers = start.ctx.writers.handle().clone();
-    sessions.spawn_on(session::run(Box::new(start)).instrument(span), &writers);
+    connections.spawn_on(connection::run(Box::new(start)).instrument(span), &writers);
     response.map(|_| Body::default())
 }
 

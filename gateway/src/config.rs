@@ -68,6 +68,10 @@ pub struct GatewayConfig {
     /// once shutdown begins, get to finish closing.
     #[serde(with = "humantime_serde")]
     pub websocket_grace: Duration,
+    /// `CHAT_HUB_SHARDS`: how many tasks share the hub's delivery (each
+    /// serves the connections whose key falls to it); `0`, one per core
+    /// the process may use.
+    pub hub_shards: usize,
 }
 
 impl Default for GatewayConfig {
@@ -87,6 +91,7 @@ impl Default for GatewayConfig {
             fanout_interval: Duration::from_millis(10),
             head_check_interval: Duration::from_secs(5),
             websocket_grace: Duration::from_secs(10),
+            hub_shards: 0,
         }
     }
 }
@@ -137,6 +142,14 @@ impl GatewayConfig {
             "must be at least 1",
         )?;
         self.origins()?;
+        // Each shard follows presence as a gateway of its own: past the
+        // cores a machine has, more only add that traffic.
+        check(
+            self.hub_shards <= 256,
+            "CHAT_HUB_SHARDS",
+            self.hub_shards,
+            "must be at most 256",
+        )?;
         check(
             self.fanout_interval <= Duration::from_secs(1),
             "CHAT_FANOUT_INTERVAL",
@@ -241,6 +254,7 @@ mod tests {
             ("CHAT_OUTBOUND_QUEUE", "8"),
             ("CHAT_MAX_CONNECTIONS", "0"),
             ("CHAT_FANOUT_INTERVAL", "2s"),
+            ("CHAT_HUB_SHARDS", "1000"),
             ("CHAT_WEBSOCKET_GRACE", "forever"),
             ("CHAT_ALLOWED_ORIGINS", "example.com"),
             ("CHAT_PUBLIC_ORIGIN", "chat"),

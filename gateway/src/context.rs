@@ -21,18 +21,18 @@ use crate::hub::Hub;
 use crate::origins::Allowed;
 use crate::writers::Writers;
 
-/// Shared by the listener and every session.
+/// Shared by the listener and every connection.
 pub struct Context {
     /// The configuration the gateway started with.
     pub config: GatewayConfig,
     /// Origins allowed to open a WebSocket.
     pub origins: Allowed,
-    /// Everything durable. Called on the gateway's runtime only; sessions,
+    /// Everything durable. Called on the gateway's runtime only; connections,
     /// on the writer threads, go through [`Context::on_home`].
     pub store: Arc<dyn Store>,
     /// Checks access tokens with the public key.
     pub verifier: TokenVerifier,
-    /// Routes room events to sessions.
+    /// Routes room events to connections.
     pub hub: Hub,
     /// Publishes to the bus off the request path.
     pub publisher: Publisher,
@@ -41,17 +41,17 @@ pub struct Context {
     pub limits: Arc<UserLimits>,
     /// The last typing and read relays, per room and user.
     pub ephemeral: Ephemeral,
-    /// Cancelled on shutdown: every session closes with 1012.
+    /// Cancelled on shutdown: every connection closes with 1012.
     pub drain: CancellationToken,
     /// Set on shutdown, so `/readyz` turns away the load balancer first.
     pub draining: AtomicBool,
-    /// Every session task, so shutdown can wait for them.
-    pub sessions: TaskTracker,
+    /// Every connection task, so shutdown can wait for them.
+    pub connections: TaskTracker,
     /// One permit per open connection, up to `CHAT_MAX_CONNECTIONS`.
     pub slots: Arc<Semaphore>,
-    /// Where sessions run (and write).
+    /// Where connections run (and write).
     pub writers: Writers,
-    /// The runtime the gateway started on, where each session's inbound
+    /// The runtime the gateway started on, where each connection's inbound
     /// task runs, with the hub and the store.
     pub home: tokio::runtime::Handle,
     next_key: AtomicU64,
@@ -81,14 +81,14 @@ impl Context {
             publisher,
             drain: CancellationToken::new(),
             draining: AtomicBool::new(false),
-            sessions: TaskTracker::new(),
+            connections: TaskTracker::new(),
             writers,
             home: tokio::runtime::Handle::current(),
             next_key: AtomicU64::new(1),
         }))
     }
 
-    /// A key no other session of this gateway has.
+    /// A key no other connection of this gateway has.
     pub fn next_session_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
@@ -99,7 +99,7 @@ impl Context {
     }
 
     /// Runs a store call on the gateway's own runtime and waits for it;
-    /// what sessions (on the writer threads) use to reach the store.
+    /// what connections (on the writer threads) use to reach the store.
     ///
     /// A pooled connection stays on the reactor of the runtime that opened
     /// it. Opened from a writer thread, it would be woken through the

@@ -9,6 +9,7 @@
 
 mod app;
 mod config;
+mod connection;
 mod context;
 mod delivery;
 mod ephemeral;
@@ -20,7 +21,6 @@ mod metrics;
 mod origins;
 mod outbox;
 mod sends;
-mod session;
 mod subscriptions;
 mod wire;
 mod writers;

@@ -203,6 +203,13 @@ impl TestCluster {
                 ..CommonConfig::default()
             },
             gateway_addr: "127.0.0.1:0".parse().unwrap(),
+            // Both ways the hub takes the bus's deliveries, whatever the
+            // machine: one shard reads them itself, several through the
+            // router.
+            hub_shards: match self.setup.bus {
+                BusKind::Memory => 1,
+                BusKind::Redis => 2,
+            },
             ..GatewayConfig::default()
         };
         adjust(&mut config);
@@ -347,7 +354,7 @@ impl TestCluster {
         let data = self.db.dir().join(format!("gateway-{}", addr.port()));
         let mut gateway = Service::new(
             "chat-gateway",
-            env!("CARGO_BIN_EXE_chat-gateway"),
+            chat_testkit::launcher::binary("chat-gateway").expect("the chat-gateway binary"),
             self.db.dir(),
         )
         .at(addr)

@@ -3,6 +3,12 @@
 //! SQLite + the in-process bus with one (the embedded shape), driven by an
 //! independent WebSocket client (the test kit's, written against
 //! docs/protocol.md alone).
+//!
+//! They live in the `chat` crate, where the api and the gateway are put
+//! together, so that `chat-gateway` does not depend on `chat-api`, not even
+//! for its tests. The gateways they start as processes are the workspace's
+//! `chat-gateway` binary, which `cargo test --workspace` builds first
+//! (alone: `cargo build -p chat-gateway`).
 
 mod cluster;
 

@@ -19,7 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::context::Context;
 use crate::delivery::envelope::FrameKind;
-use crate::hub::SessionKey;
+use crate::hub::ConnectionKey;
 use crate::inbound;
 use crate::inbound::now_millis;
 use crate::outbox::{Outbox, Queue};
@@ -29,9 +29,9 @@ mod writer;
 
 use writer::{Gone, Sink, Writer};
 
-/// What a session starts from, boxed: the future of every open session
+/// What a connection starts from, boxed: the future of every open connection
 /// keeps its arguments' room for its whole life, so they are one pointer,
-/// let go once the session is open.
+/// let go once the connection is open.
 pub struct Start {
     /// The gateway.
     pub ctx: Arc<Context>,
@@ -44,17 +44,17 @@ pub struct Start {
     pub permit: Arc<OwnedSemaphorePermit>,
 }
 
-/// Runs a session from the upgrade until it ends.
+/// Runs a connection from the upgrade until it ends.
 pub async fn run(start: Box<Start>) {
     if let Some((mut live, queue)) = Box::pin(begin(start)).await {
         live.run(queue).await;
     }
 }
 
-/// A session that has said `hello`: what it holds while it lasts.
+/// A connection that has said `hello`: what it holds while it lasts.
 struct Live {
     ctx: Arc<Context>,
-    key: SessionKey,
+    key: ConnectionKey,
     connection: crate::metrics::Connection,
     writer: Writer,
     inbound: tokio::task::JoinHandle<()>,
@@ -62,7 +62,7 @@ struct Live {
 }
 
 /// Completes the upgrade, greets the client and starts the inbound task;
-/// `None` if the session cannot start.
+/// `None` if the connection cannot start.
 async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
     let Start {
         ctx,
@@ -96,7 +96,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
         .spawn(tracing::Instrument::in_current_span(inbound::run(
             ctx.clone(),
             read,
-            inbound::Session {
+            inbound::Connection {
                 key,
                 user,
                 login,
@@ -121,7 +121,7 @@ impl Live {
         let (code, reason) = self.writer.run(queue).await;
         tracing::debug!(session = self.key, code, reason, "session ended");
         // Bounded like every write: a client that stopped reading (the
-        // usual reason to close) must not keep the session, its slot and
+        // usual reason to close) must not keep the connection, its slot and
         // its hub entry forever. After a failed write the stream may end
         // mid-frame, so no close frame can follow; dropping the socket is
         // all that is left.
@@ -134,7 +134,7 @@ impl Live {
     }
 }
 
-/// What a session keeps of its start.
+/// What a connection keeps of its start.
 struct Opened {
     user: UserId,
     /// The login session the token belongs to.
@@ -146,11 +146,11 @@ struct Opened {
 }
 
 /// Greets the client with `hello` once the hub routes to it, or returns
-/// `None` if the session cannot start (the client has been told, or has
+/// `None` if the connection cannot start (the client has been told, or has
 /// gone).
 async fn open(
     ctx: &Context,
-    key: SessionKey,
+    key: ConnectionKey,
     claims: Claims,
     outbox: &Outbox,
     write: &mut Sink,

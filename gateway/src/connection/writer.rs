@@ -24,7 +24,7 @@ use crate::inbound::now_millis;
 use crate::outbox::{Outbound, Queue, Taken};
 use crate::wire::{close, FrameWriter, Socket};
 
-/// How a slow consumer's session ends (contract point 6).
+/// How a slow consumer's connection ends (contract point 6).
 const SLOW_CONSUMER: (u16, &str) = (close::SLOW_CONSUMER, "too far behind; reconnect and sync");
 
 /// The write side: frames gather in a buffer and reach the socket on
@@ -32,7 +32,7 @@ const SLOW_CONSUMER: (u16, &str) = (close::SLOW_CONSUMER, "too far behind; recon
 /// system call instead of one each.
 pub(super) type Sink = FrameWriter<WriteHalf<Socket>>;
 
-/// Frames written between two flushes at most, so one busy session cannot
+/// Frames written between two flushes at most, so one busy connection cannot
 /// hold its write buffer (and its heartbeat checks) for long.
 const BATCH: usize = 64;
 
@@ -40,7 +40,7 @@ const BATCH: usize = 64;
 /// long replay streams rather than piling up in memory.
 const FLUSH_AT: usize = 16 * 1024;
 
-/// The write side of a session.
+/// The write side of a connection.
 pub(super) struct Writer {
     ctx: Arc<Context>,
     write: Sink,
@@ -53,7 +53,7 @@ pub(super) struct Writer {
     last_heard: Arc<AtomicI64>,
     /// A write failed or timed out: the socket is unusable.
     broken: bool,
-    /// A gap could not be filled from the store: the session must end.
+    /// A gap could not be filled from the store: the connection must end.
     lost_track: bool,
     /// Writing a `sync` replay: history, not live delivery (not timed).
     replaying: bool,
@@ -334,7 +334,7 @@ impl Writer {
                 }
                 Err(e) => {
                     // Writing on past the gap would break the client's
-                    // sequence: end the session instead, and the client
+                    // sequence: end the connection instead, and the client
                     // resumes with `sync` once the store is back.
                     tracing::warn!(error = %e, %room, "catch-up read failed");
                     self.lost_track = true;
@@ -369,7 +369,7 @@ impl Writer {
 
     /// Sends what the buffer holds. A peer that has stopped reading (or
     /// vanished) blocks writes once the socket buffers fill; after one
-    /// heartbeat interval the session counts it as gone.
+    /// heartbeat interval the connection counts it as gone.
     async fn flush(&mut self) -> Result<(), Gone> {
         let flush = self.write.flush();
         match tokio::time::timeout(self.ctx.config.heartbeat_interval, flush).await {

@@ -4,26 +4,26 @@ use std::collections::{HashMap, HashSet};
 
 use chat_shared::model::UserId;
 
-use super::SessionKey;
+use super::ConnectionKey;
 
 /// The connections here that follow a room, and how many of them each user
 /// has: who is online in the room is then one lookup per user, not one per
 /// connection (a room may have thousands of connections of few users).
 #[derive(Default)]
 pub(super) struct Followers {
-    sessions: HashSet<SessionKey>,
+    connections: HashSet<ConnectionKey>,
     users: HashMap<UserId, usize>,
 }
 
 impl Followers {
-    pub(super) fn insert(&mut self, key: SessionKey, user: UserId) {
-        if self.sessions.insert(key) {
+    pub(super) fn insert(&mut self, key: ConnectionKey, user: UserId) {
+        if self.connections.insert(key) {
             *self.users.entry(user).or_default() += 1;
         }
     }
 
-    pub(super) fn remove(&mut self, key: SessionKey, user: UserId) {
-        if self.sessions.remove(&key) {
+    pub(super) fn remove(&mut self, key: ConnectionKey, user: UserId) {
+        if self.connections.remove(&key) {
             if let Some(count) = self.users.get_mut(&user) {
                 *count -= 1;
                 if *count == 0 {
@@ -33,12 +33,12 @@ impl Followers {
         }
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = &SessionKey> {
-        self.sessions.iter()
+    pub(super) fn iter(&self) -> impl Iterator<Item = &ConnectionKey> {
+        self.connections.iter()
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
+        self.connections.is_empty()
     }
 
     /// The users with at least one following connection here.

@@ -68,7 +68,7 @@ mod state;
 mod task;
 
 /// Identifies one connection within this gateway.
-pub type SessionKey = u64;
+pub type ConnectionKey = u64;
 
 /// Commands a shard may have waiting; when it falls behind, connections
 /// wait to tell it things (which slows their clients) instead of queueing
@@ -88,7 +88,7 @@ pub struct Hub {
 enum Command {
     /// A connection opened: deliver `rooms` (each known up to the seq given).
     Attach {
-        key: SessionKey,
+        key: ConnectionKey,
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
@@ -97,12 +97,12 @@ enum Command {
         attached: oneshot::Sender<()>,
     },
     /// A connection closed.
-    Detach { key: SessionKey },
+    Detach { key: ConnectionKey },
     /// Stopping: announce everyone leaving now, then answer.
     DepartAll { done: oneshot::Sender<()> },
     /// A connection asked to (re)start `room` after `after`.
     Follow {
-        key: SessionKey,
+        key: ConnectionKey,
         room: RoomId,
         after: i64,
         synced: bool,
@@ -131,23 +131,42 @@ impl Hub {
         shards: usize,
     ) -> Self {
         let subscriptions = Subscriptions::start(subscriber, publisher.clone());
+        let shards = shards.max(1);
         let mut commands = Vec::new();
         let mut routes = Vec::new();
-        for _ in 0..shards.max(1) {
+        // One shard reads the bus itself; several are handed what the
+        // router read once for all of them.
+        let (mut direct, routed) = if shards == 1 {
+            (Some(deliveries), None)
+        } else {
+            (None, Some(deliveries))
+        };
+        for _ in 0..shards {
             let (command_tx, command_rx) = mpsc::channel(COMMANDS);
-            let (routed_tx, routed_rx) = mpsc::channel(DELIVERIES);
+            let source = match direct.take() {
+                Some(deliveries) => router::Deliveries::Bus {
+                    deliveries,
+                    batch: Vec::new(),
+                },
+                None => {
+                    let (routed_tx, routed_rx) = mpsc::channel(DELIVERIES);
+                    routes.push(routed_tx);
+                    router::Deliveries::Router(routed_rx)
+                }
+            };
             state::HubTask::spawn(
                 subscriptions.clone(),
                 store.clone(),
                 publisher.clone(),
                 timing,
                 command_rx,
-                routed_rx,
+                source,
             );
             commands.push(command_tx);
-            routes.push(routed_tx);
         }
-        router::spawn(deliveries, routes);
+        if let Some(deliveries) = routed {
+            router::spawn(deliveries, routes);
+        }
         Self {
             shards: commands.into(),
         }
@@ -155,10 +174,10 @@ impl Hub {
 
     /// Registers a connection and the rooms it starts with; returns once
     /// the hub routes to it, so whatever is published after that reaches it
-    /// (the session says `hello` only then).
+    /// (the connection says `hello` only then).
     pub async fn attach(
         &self,
-        key: SessionKey,
+        key: ConnectionKey,
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
@@ -182,7 +201,7 @@ impl Hub {
     }
 
     /// Forgets a connection.
-    pub async fn detach(&self, key: SessionKey) {
+    pub async fn detach(&self, key: ConnectionKey) {
         self.send(key, Command::Detach { key }).await;
     }
 
@@ -203,7 +222,7 @@ impl Hub {
     /// Makes a connection follow `room` from just after `after`; returns
     /// once the writer has it queued, so what the caller queues next comes
     /// after it.
-    pub async fn follow(&self, key: SessionKey, room: RoomId, after: i64, synced: bool) {
+    pub async fn follow(&self, key: ConnectionKey, room: RoomId, after: i64, synced: bool) {
         let (queued, done) = oneshot::channel();
         self.send(
             key,
@@ -241,7 +260,7 @@ impl Hub {
     }
 
     /// Tells the shard of connection `key`.
-    async fn send(&self, key: SessionKey, command: Command) {
+    async fn send(&self, key: ConnectionKey, command: Command) {
         let shard = &self.shards[key as usize % self.shards.len()];
         // Only fails once the hub has stopped, i.e. during shutdown.
         let _ = shard.send(command).await;

@@ -13,16 +13,16 @@ use chat_shared::protocol::{PresenceStatus, ServerFrame};
 use tokio::time::Instant;
 
 use super::state::HubTask;
-use super::SessionKey;
+use super::ConnectionKey;
 use crate::delivery::presence::{Change, PresenceMessage};
 use crate::outbox::Outbound;
 
 impl HubTask {
     /// A user's first connection here: tell everyone sharing a room with
     /// them, and tell the new connection who is online in its rooms.
-    pub(super) fn greet_presence(&mut self, key: SessionKey, user: UserId) {
+    pub(super) fn greet_presence(&mut self, key: ConnectionKey, user: UserId) {
         let rooms: Vec<RoomId> = self
-            .sessions
+            .connections
             .get(&key)
             .map(|s| s.rooms.iter().copied().collect())
             .unwrap_or_default();
@@ -136,7 +136,7 @@ impl HubTask {
                 continue;
             };
             for key in entry.followers.iter() {
-                let Some(session) = self.sessions.get(key) else {
+                let Some(session) = self.connections.get(key) else {
                     continue;
                 };
                 if session.user != change.user && told.insert(*key) {

@@ -69,9 +69,9 @@ impl HubTask {
                 // Start just before the event that added them, so the
                 // client sees its own `member_joined`.
                 let after = seq.map_or(0, |seq| seq - 1);
-                for key in self.sessions_of(user) {
+                for key in self.connections_of(user) {
                     if self
-                        .sessions
+                        .connections
                         .get(&key)
                         .is_none_or(|s| s.rooms.contains(&room))
                     {
@@ -92,7 +92,7 @@ impl HubTask {
                 }
             }
             Envelope::RoomRemoved { room } => {
-                for key in self.sessions_of(user) {
+                for key in self.connections_of(user) {
                     if self.unfollow(key, room) {
                         self.forget_if_unfollowed(room);
                     }
@@ -108,8 +108,8 @@ impl HubTask {
     /// A login session of `user` ended: its connections here close (the
     /// client must log in again). Nothing else of the user's is touched.
     fn end_session(&self, user: UserId, ended: SessionId) {
-        for key in self.sessions_of(user) {
-            if self.sessions.get(&key).is_some_and(|s| s.login == ended) {
+        for key in self.connections_of(user) {
+            if self.connections.get(&key).is_some_and(|s| s.login == ended) {
                 self.push(
                     key,
                     Outbound::Close {
@@ -210,7 +210,7 @@ impl HubTask {
             run.push((seq, item.frame, item.meta, deliver));
             if let Some(user) = item.left {
                 self.fan_out_run(room, &mut run);
-                for key in self.sessions_of(user) {
+                for key in self.connections_of(user) {
                     self.unfollow(key, room);
                 }
             }
@@ -244,7 +244,7 @@ impl HubTask {
         let _timed = crate::metrics::FanOut::start();
         let mut pushed = 0;
         for key in entry.followers.iter() {
-            if let Some(session) = self.sessions.get(key) {
+            if let Some(session) = self.connections.get(key) {
                 push(&session.outbox);
                 pushed += 1;
             }

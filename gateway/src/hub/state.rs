@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Span;
 
 use super::followers::Followers;
-use super::{SessionKey, Timing};
+use super::{ConnectionKey, Timing};
 use crate::delivery::envelope::{EventMeta, LogEvent};
 use crate::delivery::feed::RoomFeed;
 use crate::delivery::presence::Presence;
@@ -40,7 +40,7 @@ pub(super) struct Room {
     pub(super) due: Option<Instant>,
 }
 
-pub(super) struct SessionEntry {
+pub(super) struct ConnectionEntry {
     pub(super) user: UserId,
     /// The login session its token belongs to.
     pub(super) login: SessionId,
@@ -60,8 +60,8 @@ pub(super) struct HubTask {
     pub(super) query: Bytes,
     pub(super) timing: Timing,
     pub(super) rooms: HashMap<RoomId, Room>,
-    pub(super) sessions: HashMap<SessionKey, SessionEntry>,
-    pub(super) users: HashMap<UserId, HashSet<SessionKey>>,
+    pub(super) connections: HashMap<ConnectionKey, ConnectionEntry>,
+    pub(super) users: HashMap<UserId, HashSet<ConnectionKey>>,
     /// When each room's feed is next due, soonest first.
     pub(super) deadlines: BTreeSet<(Instant, RoomId)>,
     pub(super) reports: mpsc::Sender<Report>,

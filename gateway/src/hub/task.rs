@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::followers::Followers;
-use super::router::Routed;
-use super::state::{HubTask, Item, Report, Room, SessionEntry};
-use super::{Command, SessionKey, Timing};
+use super::router::Deliveries;
+use super::state::{ConnectionEntry, HubTask, Item, Report, Room};
+use super::{Command, ConnectionKey, Timing};
 use crate::delivery::feed::{Pacing, RoomFeed};
 use crate::delivery::presence::{Presence, PresenceMessage};
 use crate::outbox::Outbound;
@@ -30,7 +30,7 @@ impl HubTask {
         publisher: Publisher,
         timing: Timing,
         commands: mpsc::Receiver<Command>,
-        deliveries: mpsc::Receiver<Routed>,
+        deliveries: Deliveries,
     ) {
         let (reports, reports_rx) = mpsc::channel(1024);
         let presence = Presence::new(uuid::Uuid::new_v4());
@@ -46,7 +46,7 @@ impl HubTask {
             query,
             timing,
             rooms: HashMap::new(),
-            sessions: HashMap::new(),
+            connections: HashMap::new(),
             users: HashMap::new(),
             deadlines: BTreeSet::new(),
             reports,
@@ -58,7 +58,7 @@ impl HubTask {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut deliveries: mpsc::Receiver<Routed>,
+        mut deliveries: Deliveries,
         mut reports: mpsc::Receiver<Report>,
     ) {
         let mut head_check = tokio::time::interval(self.timing.head_check);
@@ -123,9 +123,9 @@ impl HubTask {
                     self.pending.subscribe(Topic::User(user));
                 }
                 keys.insert(key);
-                self.sessions.insert(
+                self.connections.insert(
                     key,
-                    SessionEntry {
+                    ConnectionEntry {
                         user,
                         login,
                         outbox,
@@ -133,7 +133,7 @@ impl HubTask {
                     },
                 );
                 for (room, head) in rooms {
-                    // An event committed after the session read its heads
+                    // An event committed after the connection read its heads
                     // may already have gone out: the writer reads it back.
                     let behind = self.rooms.get(&room).is_some_and(|r| r.feed.head() > head);
                     self.add_follower(key, room, head);
@@ -163,7 +163,7 @@ impl HubTask {
                 synced,
                 queued,
             } => {
-                if !self.sessions.contains_key(&key) {
+                if !self.connections.contains_key(&key) {
                     return;
                 }
                 // Queued before any event of the room this hub releases
@@ -184,23 +184,23 @@ impl HubTask {
     }
 
     /// Pushes to one connection, if it is still here.
-    pub(super) fn push(&self, key: SessionKey, item: Outbound) {
-        if let Some(session) = self.sessions.get(&key) {
+    pub(super) fn push(&self, key: ConnectionKey, item: Outbound) {
+        if let Some(session) = self.connections.get(&key) {
             session.outbox.push(item);
         }
     }
 
     /// Pushes a frame to every connection of `user` here.
     pub(super) fn push_to_user(&self, user: UserId, frame: &Bytes) {
-        for key in self.sessions_of(user) {
+        for key in self.connections_of(user) {
             self.push(key, Outbound::Frame(frame.clone()));
         }
     }
 
     /// Adds `key` to `room`'s followers, subscribing the room on the bus if
     /// it is the first; a room new here starts at `head`.
-    pub(super) fn add_follower(&mut self, key: SessionKey, room: RoomId, head: i64) {
-        let Some(session) = self.sessions.get_mut(&key) else {
+    pub(super) fn add_follower(&mut self, key: ConnectionKey, room: RoomId, head: i64) {
+        let Some(session) = self.connections.get_mut(&key) else {
             return;
         };
         session.rooms.insert(room);
@@ -221,8 +221,8 @@ impl HubTask {
         entry.followers.insert(key, user);
     }
 
-    fn detach(&mut self, key: SessionKey) {
-        let Some(session) = self.sessions.remove(&key) else {
+    fn detach(&mut self, key: ConnectionKey) {
+        let Some(session) = self.connections.remove(&key) else {
             return;
         };
         let rooms: Vec<RoomId> = session.rooms.iter().copied().collect();
@@ -261,7 +261,7 @@ impl HubTask {
     }
 
     /// The connections of `user` on this gateway.
-    pub(super) fn sessions_of(&self, user: UserId) -> Vec<SessionKey> {
+    pub(super) fn connections_of(&self, user: UserId) -> Vec<ConnectionKey> {
         self.users
             .get(&user)
             .into_iter()
@@ -272,8 +272,8 @@ impl HubTask {
 
     /// Stops delivering `room` to connection `key` and tells it so; false
     /// if it was not following the room.
-    pub(super) fn unfollow(&mut self, key: SessionKey, room: RoomId) -> bool {
-        let Some(session) = self.sessions.get_mut(&key) else {
+    pub(super) fn unfollow(&mut self, key: ConnectionKey, room: RoomId) -> bool {
+        let Some(session) = self.connections.get_mut(&key) else {
             return false;
         };
         if !session.rooms.remove(&room) {

@@ -45,11 +45,11 @@ impl Handler {
         let changed = self
             .ctx
             .store
-            .change_message(room, self.session.user, target, Some(&client_id), change)
+            .change_message(room, self.connection.user, target, Some(&client_id), change)
             .await;
         let (code, message) = match changed {
             Ok(appended) => {
-                let outbox = &self.session.outbox;
+                let outbox = &self.connection.outbox;
                 return sends::deliver(&self.ctx, outbox, client_id, appended.event).await;
             }
             Err(chat_shared::Error::NotMember) => {
@@ -97,7 +97,7 @@ impl Handler {
             let frame = ServerFrame::error("validation_failed", message, reference);
             return self.in_flight.reply(&frame).await;
         }
-        self.ctx.ephemeral.sent(room, self.session.user);
+        self.ctx.ephemeral.sent(room, self.connection.user);
         // Durable before anything else: the ack, the fan-out and the
         // publish all wait for the commit (contract point 1).
         let store_span = span.in_scope(|| telemetry::store_append(room));
@@ -107,7 +107,7 @@ impl Handler {
             .store
             .submit_message(
                 room,
-                self.session.user,
+                self.connection.user,
                 NewMessage {
                     client_id: client_id.clone(),
                     body,
@@ -150,11 +150,11 @@ impl Handler {
                 )
                 .await;
         }
-        match self.ctx.store.role(room, self.session.user).await {
+        match self.ctx.store.role(room, self.connection.user).await {
             Ok(Some(_)) => {
                 self.ctx
                     .hub
-                    .follow(self.session.key, room, after, true)
+                    .follow(self.connection.key, room, after, true)
                     .await
             }
             Ok(None) => self.not_member(Some(room.to_string())).await,
@@ -169,16 +169,16 @@ impl Handler {
     pub(super) async fn typing(&self, room: RoomId) {
         // Coalesced first: a repeat within the interval costs nothing, not
         // even the sender's budget or a membership read.
-        let (now, user) = (tokio::time::Instant::now(), self.session.user);
+        let (now, user) = (tokio::time::Instant::now(), self.connection.user);
         if !self.ctx.ephemeral.typing_due(room, user, now) || self.limited() {
             return;
         }
         self.ctx.ephemeral.typed(room, user, now);
-        match self.ctx.store.role(room, self.session.user).await {
+        match self.ctx.store.role(room, self.connection.user).await {
             Ok(Some(_)) => {
                 let frame = ServerFrame::Typing {
                     room_id: room,
-                    user_id: self.session.user,
+                    user_id: self.connection.user,
                 };
                 self.ctx
                     .publisher
@@ -199,7 +199,7 @@ impl Handler {
                 )
                 .await;
         }
-        let user = self.session.user;
+        let user = self.connection.user;
         // Far above what a client sends; past it, reads are dropped before
         // they are remembered or stored.
         if self.ctx.limits.check(user, Action::Read).is_err() {
@@ -239,7 +239,7 @@ impl Handler {
                 .error("rate_limited", "signalling too fast", None)
                 .await;
         }
-        match self.ctx.store.share_a_room(self.session.user, to).await {
+        match self.ctx.store.share_a_room(self.connection.user, to).await {
             Ok(true) => self
                 .ctx
                 .publisher
@@ -256,23 +256,25 @@ impl Handler {
         }
     }
 
-    /// Extends the session with a fresh token of the same login session.
+    /// Extends the connection with a fresh token of the same login session.
     /// A token of another live session of the same user is refused: one
     /// stolen socket must not live on through its owner's other logins.
     pub(super) async fn renew(&self, token: &str) {
         match self.ctx.verifier.verify(token) {
-            Ok(claims) if claims.sub == self.session.user && claims.sid != self.session.login => {
+            Ok(claims)
+                if claims.sub == self.connection.user && claims.sid != self.connection.login =>
+            {
                 self.error("invalid_token", "the token is for another session", None)
                     .await
             }
-            Ok(claims) if claims.sub == self.session.user => {
-                // Checked again at every renewal: a session that ended
+            Ok(claims) if claims.sub == self.connection.user => {
+                // Checked again at every renewal: a connection that ended
                 // while its `session_ended` announcement was lost ends here.
                 let live = self.ctx.store.session(claims.sid).await;
                 if !matches!(live, Ok(Some(ref s)) if s.revoked_at.is_none()) {
                     self.error("session_revoked", "this session has been logged out", None)
                         .await;
-                    self.session
+                    self.connection
                         .outbox
                         .send(Outbound::Close {
                             code: close::SESSION_REVOKED,
@@ -281,7 +283,7 @@ impl Handler {
                         .await;
                     return;
                 }
-                self.session
+                self.connection
                     .outbox
                     .send(Outbound::Extend {
                         expires_at: claims.exp,

@@ -1,7 +1,7 @@
-//! The inbound side of a session: reads WebSocket frames, reassembles
+//! The inbound side of a connection: reads WebSocket frames, reassembles
 //! fragmented messages under the size cap, and acts on each client frame in
 //! order. Every frame is authorised against the store as it is now. Sends
-//! are queued in the store and answered in order by the session's
+//! are queued in the store and answered in order by the connection's
 //! [`InFlight`] task, so reading goes on while they commit; every other
 //! frame first waits for the sends before it.
 
@@ -25,8 +25,8 @@ use crate::wire::{close, frame_bytes, FrameReader, ReadError, Socket};
 
 mod acts;
 
-/// What the inbound task knows of its session.
-pub struct Session {
+/// What the inbound task knows of its connection.
+pub struct Connection {
     /// This connection.
     pub key: u64,
     /// Whose it is.
@@ -55,9 +55,9 @@ type Reader = FrameReader<ReadHalf<Socket>>;
 
 /// Reads and handles frames until the client goes or breaks the protocol.
 /// Pings and closes are answered by the writer, which owns the socket.
-pub async fn run(ctx: Arc<Context>, mut read: Reader, session: Session) {
-    let _finish = Finish(session.outbox.clone());
-    let mut handler = Handler::new(ctx, session);
+pub async fn run(ctx: Arc<Context>, mut read: Reader, connection: Connection) {
+    let _finish = Finish(connection.outbox.clone());
+    let mut handler = Handler::new(ctx, connection);
     if let Some((code, reason)) = handler.read_frames(&mut read).await {
         // Boxed, like everything done between two reads: what it awaits is
         // not part of the idle reader's future.
@@ -83,7 +83,7 @@ impl Handler {
                     return Some((close::PROTOCOL_ERROR, "protocol error"));
                 }
             };
-            self.session
+            self.connection
                 .last_heard
                 .store(now_millis(), Ordering::Relaxed);
             match frame.opcode {
@@ -92,7 +92,7 @@ impl Handler {
                 }
                 OpCode::Ping => {
                     let payload = Bytes::copy_from_slice(&frame.payload);
-                    Box::pin(self.session.outbox.send(Outbound::Pong(payload))).await;
+                    Box::pin(self.connection.outbox.send(Outbound::Pong(payload))).await;
                 }
                 OpCode::Pong => {}
                 OpCode::Binary => {
@@ -139,7 +139,7 @@ impl Handler {
 /// Acts on client frames.
 struct Handler {
     ctx: Arc<Context>,
-    session: Session,
+    connection: Connection,
     /// This connection's sends waiting for their commit.
     in_flight: InFlight,
     /// Whether the writer has been told that live delivery may start.
@@ -147,11 +147,11 @@ struct Handler {
 }
 
 impl Handler {
-    fn new(ctx: Arc<Context>, session: Session) -> Self {
-        let in_flight = InFlight::new(ctx.clone(), session.outbox.clone());
+    fn new(ctx: Arc<Context>, connection: Connection) -> Self {
+        let in_flight = InFlight::new(ctx.clone(), connection.outbox.clone());
         Self {
             ctx,
-            session,
+            connection,
             in_flight,
             live: false,
         }
@@ -162,21 +162,21 @@ impl Handler {
     async fn go_live(&mut self) {
         if !self.live {
             self.live = true;
-            self.session.outbox.send(Outbound::Live).await;
+            self.connection.outbox.send(Outbound::Live).await;
         }
     }
 
     /// Closes the connection once the sends before are answered.
     async fn close(&self, code: u16, reason: &'static str) {
         self.in_flight.settle().await;
-        self.session
+        self.connection
             .outbox
             .send(Outbound::Close { code, reason })
             .await;
     }
 
     async fn reply(&self, frame: ServerFrame) {
-        self.session
+        self.connection
             .outbox
             .send(Outbound::Frame(frame_bytes(&frame)))
             .await;
@@ -268,7 +268,7 @@ impl Handler {
                 // Each can replay whole histories: past a burst, a user's
                 // syncs wait their turn (this connection reads nothing
                 // meanwhile).
-                self.ctx.limits.sync_turn(self.session.user).await;
+                self.ctx.limits.sync_turn(self.connection.user).await;
                 for (room, after) in rooms {
                     self.sync(room, after).await;
                 }
@@ -282,7 +282,7 @@ impl Handler {
                 payload,
             } => {
                 let frame = ServerFrame::Signal {
-                    from_user: self.session.user,
+                    from_user: self.connection.user,
                     call_id,
                     kind,
                     payload,
@@ -319,7 +319,7 @@ impl Handler {
         let limited = self
             .ctx
             .limits
-            .check(self.session.user, Action::Send)
+            .check(self.connection.user, Action::Send)
             .is_err();
         if limited {
             crate::metrics::send_limited();

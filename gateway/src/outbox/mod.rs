@@ -3,7 +3,7 @@
 //!
 //! The hub pushes without waiting: a connection whose queue is full is a
 //! slow consumer, marked for closing (1013) rather than allowed to grow
-//! memory (contract point 6); it resumes losslessly with `sync`. A session's
+//! memory (contract point 6); it resumes losslessly with `sync`. A connection's
 //! own frames (acks, errors, replays) wait for room instead, and find none
 //! once the queue is half full: the other half is the hub's. A sender's
 //! acks then wait for its writer, its sends wait for their acks
@@ -66,7 +66,7 @@ pub enum Outbound {
     /// The client has sent its first frame (a `sync`, if it resumes, is
     /// queued before this): live room events may flow.
     Live,
-    /// The client renewed its token: the session may last until then.
+    /// The client renewed its token: the connection may last until then.
     Extend {
         /// New expiry, Unix seconds.
         expires_at: i64,
