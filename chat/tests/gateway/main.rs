@@ -7,8 +7,9 @@
 //! They live in the `chat` crate, where the api and the gateway are put
 //! together, so that `chat-gateway` does not depend on `chat-api`, not even
 //! for its tests. The gateways they start as processes are the workspace's
-//! `chat-gateway` binary, which `cargo test --workspace` builds first
-//! (alone: `cargo build -p chat-gateway`).
+//! `chat-gateway` binary, which cargo builds only for the gateway's own
+//! tests: `scripts/test` builds it first (alone: `cargo build -p
+//! chat-gateway`), and a test that misses it says so.
 
 mod cluster;
 
