@@ -121,11 +121,14 @@ async fn a_flood_of_notices_costs_its_sender_not_the_room(setup: Setup) {
         typing <= gateways * intervals,
         "bob got {typing} typing relays in {flood_time:?}"
     );
-    // Carol's sends did not slow down beyond noise.
+    // Carol's sends did not slow down beyond noise. The bound sits between
+    // the two: with the suite's other tests running beside it on two
+    // cores, the flood's cost to Carol's p90 has reached ~55 ms; relaying
+    // every frame, the failure this guards against, cost ~400 ms.
     let (normal, flooded) = (p90(&before), p90(&during));
     eprintln!("carol's ack p90: {normal:?} before, {flooded:?} during the flood");
     assert!(
-        flooded <= (normal * 3).max(normal + Duration::from_millis(50)),
+        flooded <= (normal * 3).max(normal + Duration::from_millis(100)),
         "carol's p90 went from {normal:?} to {flooded:?}"
     );
     drop(flooders);
