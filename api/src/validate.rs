@@ -1,6 +1,8 @@
 //! Field rules for request bodies. Each check returns the cleaned value or
 //! a 422 naming the field, before anything touches the store.
 
+use chat_shared::model::AttachmentId;
+
 use crate::error::ApiError;
 
 /// Longest password accepted, in bytes (argon2 cost does not depend on it,
@@ -104,6 +106,16 @@ pub fn client_id(id: &str) -> Result<(), ApiError> {
 /// A message text (the rule the gateway applies too).
 pub fn message_body(body: &str, max: usize) -> Result<(), ApiError> {
     chat_shared::model::check_message_body(body, max).map_err(invalid)
+}
+
+/// A message to send: its text (which may be empty when it carries files)
+/// and its attachments.
+pub fn message_content(
+    body: &str,
+    attachments: &[AttachmentId],
+    max: usize,
+) -> Result<(), ApiError> {
+    chat_shared::model::check_message_content(body, attachments, max).map_err(invalid)
 }
 
 #[cfg(test)]

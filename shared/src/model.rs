@@ -64,6 +64,10 @@ id_type!(
     /// Identifies a login session (one refresh-token family).
     SessionId
 );
+id_type!(
+    /// Identifies an uploaded file.
+    AttachmentId
+);
 
 /// A registered person, as others see them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -262,6 +266,10 @@ pub enum EventBody {
         /// Erased: a tombstone that keeps its seq, id, sender and time.
         #[serde(default, skip_serializing_if = "is_false")]
         deleted: bool,
+        /// The files it carries, as they were when it was sent (gone with
+        /// the message when it is deleted).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
     },
     /// The sender changed a message's text.
     MessageEdited {
@@ -359,6 +367,7 @@ impl EventBody {
             mentions: Vec::new(),
             mentions_room: false,
             deleted: false,
+            attachments: Vec::new(),
         }
     }
 
@@ -392,6 +401,32 @@ impl EventBody {
         }
     }
 }
+
+/// A file a message carries. Its bytes are fetched through a short-lived
+/// link (`GET /v1/attachments/{id}`), never from this description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Attachment {
+    /// Identifier.
+    pub id: AttachmentId,
+    /// The file's name as uploaded (no path).
+    pub name: String,
+    /// Its type, as read from its bytes.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// For an image: its width in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// For an image: its height in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Whether a thumbnail was made (images only).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub thumbnail: bool,
+}
+
+/// The most files one message carries.
+pub const MAX_ATTACHMENTS: usize = 10;
 
 /// What a reply shows of the message it answers, as that message is now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -509,6 +544,27 @@ pub fn check_message_body(body: &str, max: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a message to send: its text as [`check_message_body`], except
+/// that a message carrying files may have none; at most
+/// [`MAX_ATTACHMENTS`] files, none named twice.
+pub fn check_message_content(
+    body: &str,
+    attachments: &[AttachmentId],
+    max: usize,
+) -> Result<(), String> {
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(format!("attachments: at most {MAX_ATTACHMENTS}"));
+    }
+    let distinct: std::collections::HashSet<_> = attachments.iter().collect();
+    if distinct.len() != attachments.len() {
+        return Err("attachments: each at most once".into());
+    }
+    if body.is_empty() && !attachments.is_empty() {
+        return Ok(());
+    }
+    check_message_body(body, max)
+}
+
 /// Whether a character shows: not whitespace, not a control, and not one
 /// of the format characters that render as nothing (zero-width spaces and
 /// joiners, bidirectional marks and overrides, variation selectors, the
@@ -539,7 +595,7 @@ pub fn is_visible(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::check_message_body;
+    use super::{check_message_body, check_message_content, AttachmentId, MAX_ATTACHMENTS};
 
     #[test]
     fn a_body_needs_a_visible_character_and_no_control_characters() {
@@ -567,5 +623,21 @@ mod tests {
             assert!(check_message_body(accepted, 100).is_ok(), "{accepted:?}");
         }
         assert!(check_message_body(&"x".repeat(101), 100).is_err());
+    }
+
+    #[test]
+    fn a_message_with_files_may_have_no_text_but_no_repeated_or_extra_files() {
+        let one = [AttachmentId::new()];
+        assert!(check_message_content("", &one, 100).is_ok());
+        assert!(check_message_content("caption", &one, 100).is_ok());
+        assert!(check_message_content("", &[], 100).is_err());
+        assert!(
+            check_message_content("   ", &one, 100).is_err(),
+            "blank text"
+        );
+        assert!(check_message_content("", &[one[0], one[0]], 100).is_err());
+        let many: Vec<_> = (0..=MAX_ATTACHMENTS).map(|_| AttachmentId::new()).collect();
+        assert!(check_message_content("", &many, 100).is_err());
+        assert!(check_message_content("", &many[1..], 100).is_ok());
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::model::{EventId, Room, RoomId, User, UserId};
+use crate::model::{AttachmentId, EventId, Room, RoomId, User, UserId};
 
 /// The subprotocol a client must offer (and the server echoes).
 pub const SUBPROTOCOL: &str = "chat.v1";
@@ -35,6 +35,10 @@ pub enum ClientFrame {
         /// The message of the room it answers.
         #[serde(default)]
         reply_to: Option<EventId>,
+        /// Files uploaded to the room (`POST /v1/rooms/{id}/attachments`)
+        /// that it carries; with any, the text may be empty.
+        #[serde(default)]
+        attachments: Vec<AttachmentId>,
     },
     /// Change the text of one of my messages; answered by `ack`.
     Edit {

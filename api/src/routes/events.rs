@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chat_shared::limits::Action;
-use chat_shared::model::{EventId, RoomEvent, RoomId};
+use chat_shared::model::{AttachmentId, EventId, RoomEvent, RoomId};
 use chat_shared::store::{NewMessage, Page};
 use chat_shared::telemetry;
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,11 @@ pub struct SendMessage {
     /// preview of it.
     #[serde(default)]
     reply_to: Option<EventId>,
+    /// Files uploaded to this room (`POST /v1/rooms/{id}/attachments`),
+    /// not yet sent, that the message carries (at most 10); with any, the
+    /// text may be empty.
+    #[serde(default)]
+    attachments: Vec<AttachmentId>,
 }
 
 /// Reads the log by seq cursor (members only). With `after`, the page
@@ -136,7 +141,11 @@ async fn send(
     // The same budget as WebSocket sends (one per process).
     state.spend(me.id, Action::Send)?;
     validate::client_id(&req.client_id)?;
-    validate::message_body(&req.body, state.config.common.max_body_chars)?;
+    validate::message_content(
+        &req.body,
+        &req.attachments,
+        state.config.common.max_body_chars,
+    )?;
     // Membership is checked by the append itself, atomically with the seq
     // allocation, so a member kicked a moment ago cannot slip one in.
     let span = telemetry::store_append(id);
@@ -149,6 +158,7 @@ async fn send(
                 client_id: req.client_id,
                 body: req.body,
                 reply_to: req.reply_to,
+                attachments: req.attachments,
             },
         )
         .instrument(span.clone())

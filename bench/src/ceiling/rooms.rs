@@ -139,6 +139,7 @@ impl Rooms {
                 mentions: Vec::new(),
                 mentions_room: false,
                 deleted: false,
+                attachments: Vec::new(),
             },
         };
         // Serialised once, whatever the number of connections.

@@ -4,7 +4,7 @@
 
 use chat_shared::bus::Topic;
 use chat_shared::limits::Action;
-use chat_shared::model::{check_client_id, check_message_body, EventId, RoomId, UserId};
+use chat_shared::model::{check_client_id, check_message_content, EventId, RoomId, UserId};
 use chat_shared::protocol::ServerFrame;
 use chat_shared::store::{MessageChange, NewMessage};
 use chat_shared::telemetry;
@@ -77,14 +77,9 @@ impl Handler {
     /// A `send` frame: checked, then queued in the store; its answer
     /// comes from the in-flight task once it commits, inside its `ws send`
     /// span when traces are on.
-    pub(super) async fn send(
-        &mut self,
-        room: RoomId,
-        client_id: String,
-        body: String,
-        reply_to: Option<EventId>,
-    ) {
+    pub(super) async fn send(&mut self, room: RoomId, message: NewMessage) {
         let span = telemetry::ws_send(room);
+        let client_id = message.client_id.clone();
         let reference = Some(client_id.clone());
         if self.limited() {
             let frame =
@@ -92,7 +87,8 @@ impl Handler {
             return self.in_flight.reply(&frame).await;
         }
         let max = self.ctx.config.common.max_body_chars;
-        let valid = check_client_id(&client_id).and_then(|()| check_message_body(&body, max));
+        let valid = check_client_id(&client_id)
+            .and_then(|()| check_message_content(&message.body, &message.attachments, max));
         if let Err(message) = valid {
             let frame = ServerFrame::error("validation_failed", message, reference);
             return self.in_flight.reply(&frame).await;
@@ -105,15 +101,7 @@ impl Handler {
         let submitted = self
             .ctx
             .store
-            .submit_message(
-                room,
-                self.connection.user,
-                NewMessage {
-                    client_id: client_id.clone(),
-                    body,
-                    reply_to,
-                },
-            )
+            .submit_message(room, self.connection.user, message)
             .instrument(store_span.clone())
             .await;
         match submitted {

@@ -13,7 +13,7 @@ use chat_shared::limits::Action;
 use chat_shared::message_text;
 use chat_shared::model::{check_message_body, SessionId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
-use chat_shared::store::MessageChange;
+use chat_shared::store::{MessageChange, NewMessage};
 use fastwebsockets::OpCode;
 use tokio::io::ReadHalf;
 
@@ -211,7 +211,16 @@ impl Handler {
                 client_id,
                 body,
                 reply_to,
-            } => self.send(room_id, client_id, body, reply_to).await,
+                attachments,
+            } => {
+                let message = NewMessage {
+                    client_id,
+                    body,
+                    reply_to,
+                    attachments,
+                };
+                self.send(room_id, message).await
+            }
             ClientFrame::Edit {
                 room_id,
                 client_id,

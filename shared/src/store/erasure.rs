@@ -1,5 +1,6 @@
 //! What deleting a message erases, in the transaction of the deletion:
-//! its text, the texts of its edits, its reactions and who it mentioned.
+//! its text, the texts of its edits, its reactions, who it mentioned and
+//! its attachments (marked deleted: the sweeper deletes their bytes).
 //! Its events stay in the log as tombstones, with their seqs, so the log
 //! keeps no gap and every client learns of the deletion in order; the
 //! SQLite file overwrites the freed pages (`secure_delete`).
@@ -11,6 +12,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 use uuid::Uuid;
 
 use super::adapter::SqlStore;
+use super::attachments::DELETE_MESSAGE_ATTACHMENTS;
 use super::dialect::{Dialect, Timestamp};
 use super::messages::DELETE_MENTIONS;
 use super::Result;
@@ -69,7 +71,11 @@ where
             .bind(tombstone(Some(target)))
             .execute(&mut **tx)
             .await?;
-        for statement in [DELETE_REACTIONS, DELETE_MENTIONS] {
+        for statement in [
+            DELETE_REACTIONS,
+            DELETE_MENTIONS,
+            DELETE_MESSAGE_ATTACHMENTS,
+        ] {
             sqlx::query(statement)
                 .bind(room.0)
                 .bind(seq)

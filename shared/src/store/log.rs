@@ -362,10 +362,11 @@ pub(super) fn event_columns(body: &EventBody) -> (Option<String>, Option<Json<se
         mentions,
         mentions_room: false,
         deleted: false,
+        attachments,
         ..
     } = body
     {
-        if mentions.is_empty() {
+        if mentions.is_empty() && attachments.is_empty() {
             return (Some(body.clone()), None);
         }
     }

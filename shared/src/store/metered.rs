@@ -6,16 +6,18 @@
 //! that no method is left out: the wrapper implements the whole port.
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
 use super::{
-    Appended, Credentials, Health, MessageChange, MessageStore, NewMessage, NewRoom, NewUser, Page,
-    ReadMark, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session, SessionStore, Store,
-    Submitted, Timeline, UserStore,
+    Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore, NewAttachment,
+    NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog, RoomStore,
+    Rotation, Session, SessionStore, Store, StoredAttachment, Submitted, Timeline, Uploaded,
+    UserStore,
 };
 use crate::metrics::store_call;
 use crate::model::{
-    Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, SessionId, User,
-    UserId,
+    AttachmentId, Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId,
+    SessionId, User, UserId,
 };
 
 /// An adapter whose every call is timed and counted.
@@ -227,6 +229,38 @@ impl<S: MessageStore> MessageStore for Metered<S> {
 
     async fn pins(&self, room: RoomId, viewer: UserId) -> Result<Timeline> {
         store_call("pins", self.0.pins(room, viewer)).await
+    }
+}
+
+#[async_trait]
+impl<S: AttachmentStore> AttachmentStore for Metered<S> {
+    async fn begin_upload(&self, new: NewAttachment) -> Result<AttachmentId> {
+        store_call("begin_upload", self.0.begin_upload(new)).await
+    }
+
+    async fn finish_upload(&self, id: AttachmentId, uploaded: Uploaded) -> Result<()> {
+        store_call("finish_upload", self.0.finish_upload(id, uploaded)).await
+    }
+
+    async fn abandon_upload(&self, id: AttachmentId) -> Result<()> {
+        store_call("abandon_upload", self.0.abandon_upload(id)).await
+    }
+
+    async fn attachment(&self, id: AttachmentId) -> Result<Option<StoredAttachment>> {
+        store_call("attachment", self.0.attachment(id)).await
+    }
+
+    async fn expire_attachments(&self, created_before: OffsetDateTime) -> Result<u64> {
+        let call = self.0.expire_attachments(created_before);
+        store_call("expire_attachments", call).await
+    }
+
+    async fn deleted_attachments(&self, limit: u32) -> Result<Vec<AttachmentId>> {
+        store_call("deleted_attachments", self.0.deleted_attachments(limit)).await
+    }
+
+    async fn forget_attachment(&self, id: AttachmentId) -> Result<()> {
+        store_call("forget_attachment", self.0.forget_attachment(id)).await
     }
 }
 

@@ -21,6 +21,7 @@
 
 mod accounts;
 mod adapter;
+mod attachments;
 mod dialect;
 mod driver_error;
 mod durability;
@@ -44,8 +45,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind, SessionId,
-    TimelineItem, User, UserId,
+    Attachment, AttachmentId, Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent,
+    RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
 };
 
 pub use postgres::PgStore;
@@ -136,6 +137,10 @@ pub struct NewMessage {
     pub body: String,
     /// The message of the same room it answers; `Invalid` if there is none.
     pub reply_to: Option<EventId>,
+    /// Files it carries: each uploaded by the sender into this room, ready,
+    /// and carried by no other message (`Invalid` otherwise); at most
+    /// [`MAX_ATTACHMENTS`](crate::model::MAX_ATTACHMENTS), no repeats.
+    pub attachments: Vec<AttachmentId>,
 }
 
 impl NewMessage {
@@ -145,6 +150,7 @@ impl NewMessage {
             client_id: client_id.into(),
             body: body.into(),
             reply_to: None,
+            attachments: Vec::new(),
         }
     }
 }
@@ -428,6 +434,81 @@ pub struct ReadMark {
     pub moved: bool,
 }
 
+/// An upload about to begin.
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    /// The room it is shared in; the uploader must be a member.
+    pub room: RoomId,
+    /// Who uploads it.
+    pub uploader: UserId,
+    /// The file's name (checked by the caller).
+    pub name: String,
+    /// The type the upload declares (the bytes decide, at
+    /// [`AttachmentStore::finish_upload`]).
+    pub content_type: String,
+}
+
+/// What storing an upload's bytes found.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    /// Its type, as read from its bytes.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// For an image: its width.
+    pub width: Option<u32>,
+    /// For an image: its height.
+    pub height: Option<u32>,
+    /// Whether a thumbnail was stored beside it.
+    pub thumbnail: bool,
+}
+
+/// An attachment with what deciding who may read it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAttachment {
+    /// The file as messages carry it.
+    pub attachment: Attachment,
+    /// The room it was uploaded into.
+    pub room_id: RoomId,
+    /// Who uploaded it.
+    pub uploader: UserId,
+    /// Its bytes are stored and it is not deleted.
+    pub ready: bool,
+    /// The message that carries it, if one was sent.
+    pub seq: Option<i64>,
+    /// When the upload began.
+    pub created_at: OffsetDateTime,
+}
+
+/// Uploaded files. Their bytes are in the store of blobs (`crate::blobs`);
+/// a row here is written first, so every blob has one, and a row marked
+/// deleted stays until [`AttachmentStore::forget_attachment`], called once
+/// its bytes are gone. A message carries attachments through
+/// [`NewMessage::attachments`], claimed in its own transaction; deleting the
+/// message or its room marks them deleted in theirs.
+#[async_trait]
+pub trait AttachmentStore: Send + Sync {
+    /// Records an upload about to begin: `NotFound` if the room does not
+    /// exist, `NotMember` if the uploader is not in it.
+    async fn begin_upload(&self, new: NewAttachment) -> Result<AttachmentId>;
+    /// Marks an upload's bytes stored; `NotFound` if it is no longer
+    /// uploading (abandoned, or given up by the sweeper).
+    async fn finish_upload(&self, id: AttachmentId, uploaded: Uploaded) -> Result<()>;
+    /// Gives an upload up (its bytes failed to store): it is marked
+    /// deleted, for the sweeper to delete whatever part of it was written.
+    async fn abandon_upload(&self, id: AttachmentId) -> Result<()>;
+    /// An attachment by id, in whatever state.
+    async fn attachment(&self, id: AttachmentId) -> Result<Option<StoredAttachment>>;
+    /// Marks deleted every attachment begun before `created_before` that no
+    /// message carries; returns how many.
+    async fn expire_attachments(&self, created_before: OffsetDateTime) -> Result<u64>;
+    /// Up to `limit` attachments marked deleted, oldest first: their bytes
+    /// are to be deleted, then the rows forgotten.
+    async fn deleted_attachments(&self, limit: u32) -> Result<Vec<AttachmentId>>;
+    /// Removes a deleted attachment's row (its bytes are gone).
+    async fn forget_attachment(&self, id: AttachmentId) -> Result<()>;
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -441,7 +522,9 @@ pub enum Health {
 
 /// The whole store, as the binaries hold it.
 #[async_trait]
-pub trait Store: UserStore + SessionStore + RoomStore + RoomLog + MessageStore {
+pub trait Store:
+    UserStore + SessionStore + RoomStore + RoomLog + MessageStore + AttachmentStore
+{
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of
     /// appends fails to commit until one commits. With no appends tried

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::adapter::SqlStore;
+use super::attachments::DELETE_ROOM_ATTACHMENTS;
 use super::dialect::{now, Dialect, RowsAffected, Timestamp};
 use super::driver_error::{corrupt, is_unique_violation, missing_reference};
 use super::members::{parse_role, Members, INSERT_MEMBER};
@@ -146,11 +147,19 @@ where
     }
 
     async fn delete_room(&self, id: RoomId) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        // Its attachments' rows outlive it, marked deleted, until the
+        // sweeper has deleted their bytes.
+        sqlx::query(DELETE_ROOM_ATTACHMENTS)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query(DELETE_ROOM)
             .bind(id.0)
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         Ok(deleted == 1)
     }
 

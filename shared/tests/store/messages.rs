@@ -27,7 +27,7 @@ conformance!(
 
 impl Fixture {
     /// A room of `owner` with `members` (plain members) in it.
-    async fn room_with(&self, owner: &User, members: &[&User]) -> RoomId {
+    pub(crate) async fn room_with(&self, owner: &User, members: &[&User]) -> RoomId {
         let room = self.private_room(owner).await.id;
         for member in members {
             self.join(room, member).await;
@@ -464,6 +464,7 @@ async fn deletion_erases_the_text_and_leaves_tombstones(backend: Backend) {
             mentions: vec![],
             mentions_room: false,
             deleted: true,
+            attachments: vec![],
         }
     );
     assert_eq!(

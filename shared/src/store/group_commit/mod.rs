@@ -37,6 +37,7 @@
 mod postgres;
 mod sqlite;
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -46,7 +47,10 @@ use uuid::Uuid;
 use super::durability::WriteHealth;
 use super::{Appended, Error, NewMessage, Result, Submitted};
 use crate::message_text::{mentions, Mentioned};
-use crate::model::{EventBody, EventId, ReplyPreview, Role, RoomEvent, RoomId, RoomKind, UserId};
+use crate::model::{
+    Attachment, AttachmentId, EventBody, EventId, ReplyPreview, Role, RoomEvent, RoomId, RoomKind,
+    UserId,
+};
 
 /// Appends committed together at most.
 const MAX_BATCH: usize = 256;
@@ -65,7 +69,7 @@ struct Append {
 
 impl Append {
     /// The event this append stores at `seq`, mentioning `mentions` (and
-    /// the room if `mentions_room`).
+    /// the room if `mentions_room`) and carrying `attachments`.
     fn event(
         &self,
         seq: i64,
@@ -73,6 +77,7 @@ impl Append {
         reply_preview: Option<ReplyPreview>,
         mentions: Vec<UserId>,
         mentions_room: bool,
+        attachments: Vec<Attachment>,
     ) -> RoomEvent {
         RoomEvent {
             room_id: self.room,
@@ -88,6 +93,7 @@ impl Append {
                 mentions,
                 mentions_room,
                 deleted: false,
+                attachments,
             },
         }
     }
@@ -102,6 +108,47 @@ impl Append {
 /// The answer to a reply whose `reply_to` is not a message of its room.
 fn bad_reply() -> Error {
     Error::Invalid("reply_to: no message with that id in this room")
+}
+
+/// The answer to a message whose attachments are not all the sender's
+/// own, uploaded into its room and carried by no other message.
+fn bad_attachments() -> Error {
+    Error::Invalid(
+        "attachments: each must be a finished upload of yours in this room, not yet sent",
+    )
+}
+
+/// Attachments ready to be carried, by id: the room they were uploaded
+/// into, by whom, and what a message shows of them.
+type ReadyAttachments = HashMap<AttachmentId, (RoomId, UserId, Attachment)>;
+
+/// The attachments `append` names, in its order, if every one is in
+/// `ready` (uploaded by its sender into its room, carried by nothing) and
+/// none is `taken` by an earlier append of the batch; they are then taken.
+fn claim(
+    append: &Append,
+    ready: &ReadyAttachments,
+    taken: &mut HashSet<AttachmentId>,
+) -> Option<Vec<Attachment>> {
+    let ids = &append.message.attachments;
+    let mut distinct = HashSet::with_capacity(ids.len());
+    if !ids.iter().all(|id| distinct.insert(*id)) {
+        return None;
+    }
+    let claimed = ids
+        .iter()
+        .map(|id| match ready.get(id) {
+            Some((room, uploader, attachment))
+                if *room == append.room && *uploader == append.sender && !taken.contains(id) =>
+            {
+                Some(attachment.clone())
+            }
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    // Only now, so a refused append takes nothing from the ones after it.
+    taken.extend(distinct);
+    Some(claimed)
 }
 
 /// One append waiting for its batch.

@@ -7,15 +7,18 @@
 //! the one function that runs them and the test of their plans stay in one
 //! file, longer than most: they are tuned together, and read together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use super::{bad_reply, mention_rows, Append, Commit, GroupCommit};
+use super::{
+    bad_attachments, bad_reply, claim, mention_rows, Append, Commit, GroupCommit, ReadyAttachments,
+};
 use crate::model::{EventId, ReplyPreview, Role, RoomEvent, RoomId, UserId};
+use crate::store::attachments::{ReadyRow, READY_COLUMNS};
 use crate::store::dialect::now;
 use crate::store::driver_error::corrupt;
 use crate::store::durability::WriteHealth;
@@ -87,6 +90,22 @@ const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
 const INSERT_MENTIONS: &str = "INSERT INTO mentions (room_id, seq, user_id) \
      SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[])";
 
+/// The batch's attachments that are ready and carried by no message,
+/// locked until the commit, so the sweeper cannot give up one that a
+/// message of the batch is about to carry (it waits, then finds it
+/// carried). Asked only when some append carries attachments.
+fn ready_attachments_statement() -> String {
+    format!(
+        "SELECT {READY_COLUMNS} FROM attachments \
+         WHERE id = ANY($1) AND state = 'ready' AND seq IS NULL FOR UPDATE"
+    )
+}
+
+/// Marks each attachment the batch's messages carry with its message's seq.
+const CARRY_ATTACHMENTS: &str = "UPDATE attachments SET seq = t.seq \
+     FROM unnest($1::uuid[], $2::int8[]) AS t(id, seq) \
+     WHERE attachments.id = ANY($1::uuid[]) AND attachments.id = t.id";
+
 /// What became of one append of a batch.
 enum Outcome {
     /// Stored now: this event (boxed: it is most of the enum's size).
@@ -101,6 +120,9 @@ enum Outcome {
     NotMember,
     /// Its `reply_to` is not a message of the room.
     BadReply,
+    /// Its attachments are not all the sender's, ready, in the room and
+    /// free.
+    BadAttachments,
 }
 
 /// The batch committer on a PostgreSQL pool.
@@ -171,6 +193,8 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
     let replied: Vec<EventId> = batch.iter().filter_map(|p| p.message.reply_to).collect();
     let previews = previews_postgres(&mut tx, &replied).await?;
     let mut mentioned = members_named_postgres(&mut tx, batch).await?;
+    let ready = ready_attachments_postgres(&mut tx, batch).await?;
+    let mut taken = HashSet::new();
 
     let ts = now();
     let mut first_of: HashMap<(Uuid, Uuid, &str), usize> = HashMap::new();
@@ -193,17 +217,21 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
             (Some(_), Some(_)) if preview.is_some_and(|p| p.is_none()) => Outcome::BadReply,
             (Some((last_seq, kind)), Some(role)) => match first_of.get(&key) {
                 Some(&first) => Outcome::SameAs(first),
-                None => {
-                    *last_seq += 1;
-                    first_of.insert(key, i);
-                    Outcome::New(Box::new(pending.event(
-                        *last_seq,
-                        ts,
-                        preview.flatten().map(|(_, p)| p.clone()),
-                        mentioned.remove(&i).unwrap_or_default(),
-                        pending.mentions_room(role, kind),
-                    )))
-                }
+                None => match claim(pending, &ready, &mut taken) {
+                    None => Outcome::BadAttachments,
+                    Some(attachments) => {
+                        *last_seq += 1;
+                        first_of.insert(key, i);
+                        Outcome::New(Box::new(pending.event(
+                            *last_seq,
+                            ts,
+                            preview.flatten().map(|(_, p)| p.clone()),
+                            mentioned.remove(&i).unwrap_or_default(),
+                            pending.mentions_room(role, kind),
+                            attachments,
+                        )))
+                    }
+                },
             },
         };
         outcomes.push(outcome);
@@ -271,6 +299,17 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
                 .execute(&mut *tx)
                 .await?;
         }
+        let carried: (Vec<Uuid>, Vec<i64>) = new
+            .iter()
+            .flat_map(|(e, p)| p.message.attachments.iter().map(|id| (id.0, e.seq)))
+            .unzip();
+        if !carried.0.is_empty() {
+            sqlx::query(CARRY_ATTACHMENTS)
+                .bind(carried.0)
+                .bind(carried.1)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     // Retries read their original inside the transaction, so they answer
     // from the same state the batch was checked against.
@@ -311,6 +350,7 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
             Outcome::NoRoom => Err(Error::NotFound),
             Outcome::NotMember => Err(Error::NotMember),
             Outcome::BadReply => Err(bad_reply()),
+            Outcome::BadAttachments => Err(bad_attachments()),
         });
     }
     tx.commit().await?;
@@ -338,6 +378,27 @@ async fn previews_postgres(
         .into_iter()
         .map(|row| (EventId(row.id), (RoomId(row.room_id), row.preview())))
         .collect())
+}
+
+/// The attachments the batch names that are ready and carried by none.
+async fn ready_attachments_postgres(
+    tx: &mut sqlx::PgConnection,
+    batch: &[Append],
+) -> Result<ReadyAttachments> {
+    let ids: Vec<Uuid> = batch
+        .iter()
+        .flat_map(|p| p.message.attachments.iter().map(|id| id.0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    sqlx::query_as::<_, ReadyRow>(&ready_attachments_statement())
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(ReadyRow::into_entry)
+        .collect()
 }
 
 /// Per append (by position), the members its text names, in its order.
@@ -391,7 +452,8 @@ mod tests {
     use sqlx::{Connection, Executor, PgConnection};
 
     use super::{
-        previews_statement, CHECK, INSERT_AND_BUMP, INSERT_MENTIONS, LOCK_ROOMS, MENTIONED,
+        previews_statement, ready_attachments_statement, CARRY_ATTACHMENTS, CHECK, INSERT_AND_BUMP,
+        INSERT_MENTIONS, LOCK_ROOMS, MENTIONED,
     };
     use crate::testing::{Backend, TestDatabase};
 
@@ -420,6 +482,7 @@ mod tests {
             .await
             .expect("setting the plan mode");
         let previews = previews_statement();
+        let ready = ready_attachments_statement();
         for (name, statement) in [
             ("batch_lock_rooms", LOCK_ROOMS),
             ("batch_check", CHECK),
@@ -427,6 +490,8 @@ mod tests {
             ("batch_mentioned", MENTIONED),
             ("batch_insert_mentions", INSERT_MENTIONS),
             ("batch_previews", &previews),
+            ("batch_ready_attachments", &ready),
+            ("batch_carry_attachments", CARRY_ATTACHMENTS),
         ] {
             conn.execute(format!("PREPARE {name} AS {statement}").as_str())
                 .await

@@ -2,12 +2,14 @@
 //! writer connection, one append after another, so each sees the ones
 //! before it; the batch costs one fsync however many appends it holds.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use sqlx::sqlite::SqlitePool;
 
-use super::{bad_reply, mention_rows, Append, Commit, GroupCommit};
-use crate::model::{RoomEvent, RoomId};
+use super::{bad_attachments, bad_reply, claim, mention_rows, Append, Commit, GroupCommit};
+use crate::model::{Attachment, RoomEvent, RoomId};
+use crate::store::attachments::{ReadyRow, READY_COLUMNS};
 use crate::store::dialect::{now, Timestamp};
 use crate::store::durability::{WriteHealth, SQLITE_BEGIN};
 use crate::store::log::{
@@ -32,6 +34,9 @@ use crate::store::{Appended, Error, Result, SqliteStore};
 const MARK_SENDER: &str = "UPDATE room_members \
      SET last_read_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
      WHERE room_id = $1 AND user_id = $2 RETURNING role";
+
+/// Marks an attachment with the seq of the message that carries it.
+const CARRY_ATTACHMENT: &str = "UPDATE attachments SET seq = $2 WHERE id = $1";
 
 /// The batch committer on SQLite's one-connection write pool.
 pub(super) struct Sqlite(pub(super) SqlitePool);
@@ -110,6 +115,10 @@ async fn append_sqlite(
             None => return Ok(Err(bad_reply())),
         }
     }
+    let attachments = match attachments_sqlite(tx, append).await? {
+        Ok(attachments) => attachments,
+        Err(refused) => return Ok(Err(refused)),
+    };
     // The next seq is this message's: nothing else writes here.
     let role: Option<String> = sqlx::query_scalar(MARK_SENDER)
         .bind(append.room.0)
@@ -131,6 +140,7 @@ async fn append_sqlite(
         preview,
         mentions,
         append.mentions_room(parse_role(&role)?, &kind),
+        attachments,
     );
     let (text, payload) = event_columns(&event.body);
     sqlx::query(INSERT_EVENT)
@@ -154,8 +164,55 @@ async fn append_sqlite(
             .execute(&mut *tx)
             .await?;
     }
+    for id in &append.message.attachments {
+        sqlx::query(CARRY_ATTACHMENT)
+            .bind(id.0)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(Ok(Appended {
         event,
         created: true,
     }))
+}
+
+/// The attachments `append` carries, if the sender is a member and each is
+/// theirs, ready, in the room and carried by nothing (an earlier append of
+/// the batch has already marked the ones it carries). Read before anything
+/// of the append is written, so a refusal leaves nothing behind.
+async fn attachments_sqlite(
+    tx: &mut sqlx::SqliteConnection,
+    append: &Append,
+) -> Result<Result<Vec<Attachment>>> {
+    let ids = &append.message.attachments;
+    if ids.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    // A former member hears that, not that their files are not ready.
+    let role: Option<String> = sqlx::query_scalar(ROLE)
+        .bind(append.room.0)
+        .bind(append.sender.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if role.is_none() {
+        return Ok(Err(not_in(tx, append.room).await?));
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let statement = format!(
+        "SELECT {READY_COLUMNS} FROM attachments \
+         WHERE id IN ({}) AND state = 'ready' AND seq IS NULL",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, ReadyRow>(&statement);
+    for id in ids {
+        query = query.bind(id.0);
+    }
+    let ready = query
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(ReadyRow::into_entry)
+        .collect::<Result<_>>()?;
+    Ok(claim(append, &ready, &mut HashSet::new()).ok_or_else(bad_attachments))
 }

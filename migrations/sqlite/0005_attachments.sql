@@ -1,0 +1,26 @@
+-- Files shared in rooms. A row is written before its bytes reach the
+-- store of blobs (`uploading`), so every blob ever written has a row, and
+-- the sweeper can always find it: a row left `uploading` by a crash, one
+-- never carried by a message, and one whose message was deleted all end
+-- `deleted`, and the sweeper deletes their bytes and then the row.
+-- `room_id` and `uploader` are not foreign keys on purpose: the row must
+-- outlive its room (deleting a room marks its attachments `deleted` in the
+-- same transaction) until the bytes are gone.
+CREATE TABLE attachments (
+    id           BLOB PRIMARY KEY,
+    room_id      BLOB NOT NULL,
+    uploader     BLOB NOT NULL,
+    name         TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('uploading', 'ready', 'deleted')),
+    size         INTEGER,
+    width        INTEGER,
+    height       INTEGER,
+    thumbnail    INTEGER NOT NULL DEFAULT 0,
+    -- The message that carries it, set in the transaction of its send.
+    seq          INTEGER,
+    created_at   TEXT NOT NULL
+);
+CREATE INDEX attachments_message ON attachments (room_id, seq) WHERE seq IS NOT NULL;
+CREATE INDEX attachments_unclaimed ON attachments (created_at) WHERE seq IS NULL;
+CREATE INDEX attachments_deleted ON attachments (created_at) WHERE state = 'deleted';
