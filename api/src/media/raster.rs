@@ -369,6 +369,48 @@ mod tests {
     }
 
     #[test]
+    fn a_50000_pixel_square_is_refused_in_every_format() {
+        let [w0, w1] = 50_000u16.to_be_bytes();
+        // JPEG: a real 8 × 8 one whose frame header (SOF0: marker, length,
+        // precision, height, width) is made to say 50,000 × 50,000.
+        let mut jpeg = encoded(
+            &DynamicImage::ImageRgb8(gradient(8, 8)),
+            image::ImageFormat::Jpeg,
+        );
+        let sof = jpeg.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[w0, w1, w0, w1]);
+        // GIF: a real 8 × 8 one on a logical screen of 50,000 × 50,000,
+        // which is the size a GIF decodes to.
+        let mut gif = Vec::new();
+        GifEncoder::new(&mut gif)
+            .encode_frame(Frame::new(RgbaImage::from_pixel(8, 8, Rgba([9; 4]))))
+            .unwrap();
+        gif[6..10].copy_from_slice(&[w1, w0, w1, w0]);
+        // WebP: a real 8 × 8 lossless bitstream behind an extended header
+        // whose canvas is 50,000 a side (stored less one, in 24 bits).
+        let mut lossless = Vec::new();
+        WebPEncoder::new_lossless(&mut lossless)
+            .encode(&[9; 8 * 8 * 4], 8, 8, ExtendedColorType::Rgba8)
+            .unwrap();
+        let side = (50_000u32 - 1).to_le_bytes();
+        let vp8x = [&b"VP8X\x0a\0\0\0\0\0\0\0"[..], &side[..3], &side[..3]].concat();
+        let body = [&b"WEBP"[..], &vp8x, &lossless[12..]].concat();
+        let webp = [&b"RIFF"[..], &(body.len() as u32).to_le_bytes(), &body].concat();
+        for (bytes, format) in [
+            (jpeg, ImageFormat::Jpeg),
+            (gif, ImageFormat::Gif),
+            (webp, ImageFormat::WebP),
+        ] {
+            let refused = Some(MediaError::ImageTooLarge {
+                width: 50_000,
+                height: 50_000,
+            });
+            assert_eq!(probe(&bytes, format).err(), refused, "{format:?}");
+            assert_eq!(thumbnail(&bytes, format).err(), refused, "{format:?}");
+        }
+    }
+
+    #[test]
     fn each_bound_is_checked() {
         let too_long = png_header(MAX_SIDE + 1, 10, 8, 0);
         assert_eq!(
