@@ -4,12 +4,19 @@
 //! browser would run is never kept.
 //!
 //! The bytes are matched by the `infer` crate (magic numbers, some 150
-//! types). Where a declared type has a signature `infer` knows, the bytes
-//! must show it; where the bytes have one, the declared type must agree.
-//! Only what we can vouch for is stored: a type read from the bytes, or,
-//! when the bytes match nothing, a declared type from a short list of inert
+//! types). Where the bytes show a signature, the declared type must agree;
+//! where a raster image we show is declared, the bytes must be it. Only
+//! what we can vouch for is stored: a type read from the bytes, or, when
+//! the bytes match nothing, a declared type from a short list of inert
 //! ones; anything else becomes `application/octet-stream`. Every stored type
 //! is one of our `'static` strings, never the client's text.
+//!
+//! Unrecognised bytes declared as another format with a signature (a
+//! "video/mp4" `infer` does not know) are stored as
+//! `application/octet-stream` rather than refused: the signature lists
+//! trail the formats (a camera's new MP4 brand, an MP3 without an ID3
+//! tag), a download is harmless whatever it holds, and refusing would turn
+//! every gap in them into an upload users cannot send.
 
 use infer::MatcherType;
 
@@ -180,8 +187,9 @@ impl Inspection {
 /// it claims nothing, and the bytes decide. So is
 /// `application/octet-stream`. Refused with [`MediaError::TypeMismatch`]:
 /// bytes of one type declared as another (a JPEG sent as `image/png`, a PNG
-/// as `application/pdf`, a program as an image), and a declared type with a
-/// known signature that the bytes lack (HTML or SVG sent as `image/png`).
+/// as `application/pdf`, a program as an image), and one of our raster
+/// types declared for bytes that are none (HTML or SVG sent as
+/// `image/png`).
 pub fn inspect(declared: Option<&str>, prefix: &[u8]) -> Result<Inspection, MediaError> {
     let prefix = &prefix[..prefix.len().min(SNIFF_LEN)];
     let declared = declared
@@ -201,10 +209,12 @@ pub fn inspect(declared: Option<&str>, prefix: &[u8]) -> Result<Inspection, Medi
             Err(MediaError::TypeMismatch { declared, actual })
         }
         (Some(actual), _) => Ok(from_signature(actual)),
-        (None, Some(declared)) if has_signature(&declared) => Err(MediaError::TypeMismatch {
-            declared,
-            actual: matched.map_or("not of any type we recognise", |t| t.mime_type()),
-        }),
+        (None, Some(declared)) if ImageFormat::from_content_type(&declared).is_some() => {
+            Err(MediaError::TypeMismatch {
+                declared,
+                actual: matched.map_or("not of any type we recognise", |t| t.mime_type()),
+            })
+        }
         (None, declared) => Ok(Inspection {
             kind: Kind::File,
             content_type: declared
@@ -256,12 +266,6 @@ fn is_restricted_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
-}
-
-/// Whether the bytes of a file of this declared type always start with a
-/// signature `infer` knows (the text sniffs excepted, see [`inspect`]).
-fn has_signature(declared: &str) -> bool {
-    infer::is_mime_supported(declared) && !declared.starts_with("text/")
 }
 
 /// Whether a declared type and the bytes' type name the same format.
@@ -422,9 +426,11 @@ mod tests {
             mismatch("text/plain", PDF),
             ("text/plain".into(), "application/pdf")
         );
+        // A claim the bytes neither show nor contradict is not vouched for.
+        assert_eq!(ok(Some("application/pdf"), TEXT), file(OCTET_STREAM));
         assert_eq!(
-            mismatch("application/pdf", TEXT),
-            ("application/pdf".into(), "not of any type we recognise")
+            ok(Some("video/mp4"), b"\0\0\0\x18ftypXAVC"),
+            file(OCTET_STREAM)
         );
     }
 
