@@ -97,6 +97,39 @@ mod tests {
 
     use super::*;
 
+    /// The order an upload handler follows, end to end on a small PNG.
+    #[test]
+    fn an_image_upload_from_name_to_thumbnail() {
+        let name = FileName::parse(" cat.png ").unwrap();
+        let picture = image::RgbImage::from_pixel(640, 400, image::Rgb([90, 60, 30]));
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        picture
+            .write_to(&mut bytes, image::ImageFormat::Png)
+            .unwrap();
+        let bytes = bytes.into_inner();
+
+        let seen = inspect(Some("image/png"), &bytes[..bytes.len().min(SNIFF_LEN)]).unwrap();
+        let Kind::Image(format) = seen.kind else {
+            panic!("{seen:?} is not an image");
+        };
+        assert_eq!(seen.content_type, "image/png");
+        assert_eq!(
+            name.content_disposition(seen.inline()),
+            "inline; filename=\"cat.png\"; filename*=UTF-8''cat.png"
+        );
+        let size = probe(&bytes, format).unwrap();
+        let thumb = thumbnail(&bytes, format).unwrap();
+        assert_eq!((size.width, size.height), (640, 400));
+        assert_eq!(thumb.original, size);
+        assert_eq!((thumb.width, thumb.height), (320, 200));
+
+        let lie = inspect(Some("image/jpeg"), &bytes).unwrap_err();
+        assert_eq!(
+            ApiError::from(lie).status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+
     #[test]
     fn errors_map_to_status_and_code() {
         let cases = [

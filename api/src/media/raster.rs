@@ -516,6 +516,19 @@ mod tests {
     }
 
     #[test]
+    fn a_png_of_16_bits_a_channel_is_thumbnailed() {
+        let deep = image::ImageBuffer::<Rgb<u16>, _>::from_fn(600, 300, |x, y| {
+            Rgb([x as u16 * 100, y as u16 * 200, 40_000])
+        });
+        let png = encoded(&DynamicImage::ImageRgb16(deep), image::ImageFormat::Png);
+        let thumb = thumbnail_of(&png, ImageFormat::Png);
+        assert_eq!(
+            (thumb.content_type, thumb.width, thumb.height),
+            ("image/jpeg", 320, 160)
+        );
+    }
+
+    #[test]
     fn a_transparent_png_stays_png() {
         let image = RgbaImage::from_fn(400, 800, |x, _| Rgba([200, 0, 0, (x % 256) as u8]));
         let png = encoded(&DynamicImage::ImageRgba8(image), image::ImageFormat::Png);
