@@ -49,6 +49,14 @@ pub enum ApiError {
     /// 422: the body is well-formed but a field is invalid.
     #[error("{0}")]
     Validation(String),
+    /// 415: an upload whose bytes are not the type it declares, with the
+    /// stable code of the cause.
+    #[error("{1}")]
+    UnsupportedContent(&'static str, String),
+    /// 422 with a code of its own, where `validation_failed` would say too
+    /// little (a file name, an image too large to decode or corrupt).
+    #[error("{1}")]
+    Unprocessable(&'static str, String),
     /// 429: too many attempts; retry after the given number of seconds.
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
@@ -93,7 +101,8 @@ impl ApiError {
             Self::Conflict(..) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnsupportedContent(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation(_) | Self::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,7 +115,9 @@ impl ApiError {
             Self::BadRequest(code, _)
             | Self::Unauthorized(code, _)
             | Self::Forbidden(code, _)
-            | Self::Conflict(code, _) => code,
+            | Self::Conflict(code, _)
+            | Self::UnsupportedContent(code, _)
+            | Self::Unprocessable(code, _) => code,
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Timeout => "timeout",

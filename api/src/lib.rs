@@ -1,12 +1,14 @@
 //! `chat-api`: the REST service for users, sessions, rooms, members and
-//! history. `main.rs` is a thin shell over [`App`]; tests and the
-//! all-in-one binary start the same `App` in-process.
+//! history, and the inspection of uploaded files ([`media`]). `main.rs` is
+//! a thin shell over [`App`]; tests and the all-in-one binary start the
+//! same `App` in-process.
 
 mod announce;
 mod app;
 mod config;
 mod error;
 mod extract;
+pub mod media;
 mod metrics;
 mod password;
 mod rate_limit;
