@@ -286,6 +286,144 @@ impl CommonConfig {
     }
 }
 
+/// Where attachments are kept: `CHAT_BLOBS` picks the adapter, the rest
+/// configure it. Read by the api (and so by `chat`), which embeds it as
+/// `ApiConfig::blobs`; see `docs/operations.md`, "Object storage".
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct BlobsConfig {
+    /// `CHAT_BLOBS`: `fs` (files under [`BlobsConfig::blobs_dir`]) or
+    /// `s3` (an S3-compatible bucket).
+    pub blobs: BlobsBackend,
+    /// `CHAT_BLOBS_DIR`: the filesystem adapter's directory; unset means
+    /// `blobs` in the data dir (see [`BlobsConfig::dir`]).
+    pub blobs_dir: Option<PathBuf>,
+    /// `CHAT_S3_BUCKET`: the bucket (it must exist; the adapter never
+    /// creates one).
+    pub s3_bucket: Option<String>,
+    /// `CHAT_S3_ENDPOINT`: the S3 API's base URL for S3-compatible servers
+    /// (`http://127.0.0.1:9000`, `https://<account>.r2.cloudflarestorage.com`);
+    /// unset means AWS's own endpoint for the region.
+    pub s3_endpoint: Option<String>,
+    /// `CHAT_S3_REGION`: the region signatures are made for.
+    pub s3_region: String,
+    /// `CHAT_S3_ACCESS_KEY_ID`: a static key, set with
+    /// `CHAT_S3_SECRET_ACCESS_KEY`. With neither set, credentials come from
+    /// the standard AWS chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/
+    /// `AWS_SESSION_TOKEN`, web identity, the container or instance role).
+    pub s3_access_key_id: Option<String>,
+    /// `CHAT_S3_SECRET_ACCESS_KEY`: the static key's secret.
+    pub s3_secret_access_key: Option<String>,
+    /// `CHAT_S3_PATH_STYLE`: address the bucket in the path
+    /// (`<endpoint>/<bucket>/<key>`) rather than the host name; what most
+    /// self-hosted S3-compatible servers need.
+    pub s3_path_style: bool,
+}
+
+/// The adapters `CHAT_BLOBS` names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobsBackend {
+    /// Files in a directory (the embedded default).
+    #[default]
+    Fs,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        Self {
+            blobs: BlobsBackend::Fs,
+            blobs_dir: None,
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_path_style: false,
+        }
+    }
+}
+
+/// By hand, so the secret never reaches a log.
+impl Debug for BlobsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobsConfig")
+            .field("blobs", &self.blobs)
+            .field("blobs_dir", &self.blobs_dir)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field(
+                "s3_secret_access_key",
+                &self.s3_secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("s3_path_style", &self.s3_path_style)
+            .finish()
+    }
+}
+
+impl BlobsConfig {
+    /// Parses the blob settings from `env` and checks them.
+    pub fn from_env(env: &Env) -> Result<Self> {
+        let config: Self = env.parse()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects values that parse but cannot work: S3 without a bucket, an
+    /// endpoint that is not an http(s) URL, half a static key.
+    pub fn validate(&self) -> Result<()> {
+        if self.blobs == BlobsBackend::S3 {
+            check(
+                self.s3_bucket.as_deref().is_some_and(|b| !b.is_empty()),
+                "CHAT_S3_BUCKET",
+                self.s3_bucket.as_deref().unwrap_or(""),
+                "must be set when CHAT_BLOBS=s3",
+            )?;
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            check(
+                endpoint.starts_with("http://") || endpoint.starts_with("https://"),
+                "CHAT_S3_ENDPOINT",
+                endpoint,
+                "must be an http:// or https:// URL",
+            )?;
+        }
+        check(
+            !self.s3_region.is_empty(),
+            "CHAT_S3_REGION",
+            &self.s3_region,
+            "must not be empty",
+        )?;
+        match (&self.s3_access_key_id, &self.s3_secret_access_key) {
+            (Some(id), None) => check(
+                false,
+                "CHAT_S3_ACCESS_KEY_ID",
+                id,
+                "CHAT_S3_SECRET_ACCESS_KEY must be set with it",
+            ),
+            (None, Some(_)) => check(
+                false,
+                "CHAT_S3_SECRET_ACCESS_KEY",
+                "<redacted>",
+                "CHAT_S3_ACCESS_KEY_ID must be set with it",
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The filesystem adapter's directory: `CHAT_BLOBS_DIR`, or `blobs`
+    /// in `data_dir`.
+    pub fn dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.blobs_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("blobs"))
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -411,6 +549,72 @@ mod tests {
                 err.starts_with(&format!("{name}=")),
                 "{name}={value}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn blobs_default_to_files_in_the_data_dir() {
+        let config = BlobsConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(config, BlobsConfig::default());
+        assert_eq!(config.blobs, BlobsBackend::Fs);
+        assert_eq!(
+            config.dir(std::path::Path::new("/srv/chat")),
+            PathBuf::from("/srv/chat/blobs")
+        );
+        assert_eq!(config.s3_region, "us-east-1");
+        assert!(!config.s3_path_style);
+    }
+
+    #[test]
+    fn blobs_in_s3_are_read_from_their_variables() {
+        let config = BlobsConfig::from_env(&env(&[
+            ("CHAT_BLOBS", "s3"),
+            ("CHAT_BLOBS_DIR", "/elsewhere"),
+            ("CHAT_S3_BUCKET", "attachments"),
+            ("CHAT_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("CHAT_S3_REGION", "eu-west-1"),
+            ("CHAT_S3_ACCESS_KEY_ID", "id"),
+            ("CHAT_S3_SECRET_ACCESS_KEY", "secret"),
+            ("CHAT_S3_PATH_STYLE", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(config.blobs, BlobsBackend::S3);
+        assert_eq!(
+            config.dir(std::path::Path::new("data")),
+            PathBuf::from("/elsewhere")
+        );
+        assert_eq!(config.s3_bucket.as_deref(), Some("attachments"));
+        assert_eq!(config.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(config.s3_region, "eu-west-1");
+        assert_eq!(config.s3_access_key_id.as_deref(), Some("id"));
+        assert_eq!(config.s3_secret_access_key.as_deref(), Some("secret"));
+        assert!(config.s3_path_style);
+        assert!(!format!("{config:?}").contains("secret\""));
+    }
+
+    #[test]
+    fn each_bad_blobs_value_names_its_variable() {
+        for (name, pairs) in [
+            ("CHAT_BLOBS", &[("CHAT_BLOBS", "disk")][..]),
+            ("CHAT_S3_BUCKET", &[("CHAT_BLOBS", "s3")][..]),
+            (
+                "CHAT_S3_ENDPOINT",
+                &[("CHAT_S3_ENDPOINT", "127.0.0.1:9000")][..],
+            ),
+            ("CHAT_S3_PATH_STYLE", &[("CHAT_S3_PATH_STYLE", "yes")][..]),
+            ("CHAT_S3_REGION", &[("CHAT_S3_REGION", "")][..]),
+            (
+                "CHAT_S3_ACCESS_KEY_ID",
+                &[("CHAT_S3_ACCESS_KEY_ID", "id")][..],
+            ),
+            (
+                "CHAT_S3_SECRET_ACCESS_KEY",
+                &[("CHAT_S3_SECRET_ACCESS_KEY", "hidden")][..],
+            ),
+        ] {
+            let err = BlobsConfig::from_env(&env(pairs)).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{name}=")), "{name}: {err}");
+            assert!(!err.contains("hidden"), "{err}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! The one error type of `chat-shared`: store outcomes in domain terms,
-//! token and key failures, and configuration mistakes.
+//! token and key failures, object storage failures, and configuration
+//! mistakes.
 
 /// What can go wrong in the shared core.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +60,22 @@ pub enum Error {
     /// The bus (Redis) failed or could not be reached.
     #[error("bus error: {0}")]
     Bus(String),
-    /// A file or socket operation failed (data dir, listener).
+    /// The object storage (the blobs' S3 bucket) failed or could not be
+    /// reached. Like [`Error::Database`], the adapter turns its client's
+    /// error into this at its boundary: `message` is for the log,
+    /// `unavailable` says whether a retry later may succeed (connection
+    /// refused, timeout, a 5xx answer, throttling) rather than the request
+    /// being wrong (no such bucket, access denied).
+    #[error("object storage error: {message}")]
+    Blobs {
+        /// What the storage or its client said.
+        message: String,
+        /// Whether a retry later may succeed (see [`Error::is_unavailable`]).
+        unavailable: bool,
+    },
+    /// A file or socket operation failed (data dir, listener, a blob's
+    /// file); also the error a blob's body stream yielded, handed back as
+    /// it was.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -84,12 +100,13 @@ impl Error {
         })
     }
 
-    /// Whether the failure is the database being unreachable, saturated or
-    /// out of room (worth a 503 and a retry) rather than a bug.
+    /// Whether the failure is the database or the object storage being
+    /// unreachable, saturated or out of room (worth a 503 and a retry)
+    /// rather than a bug.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Unavailable(_) => true,
-            Self::Database { unavailable, .. } => *unavailable,
+            Self::Database { unavailable, .. } | Self::Blobs { unavailable, .. } => *unavailable,
             _ => false,
         }
     }

@@ -1,8 +1,11 @@
 //! The core both chat binaries share: the domain model, access-token
 //! signing and verification, configuration, telemetry and metrics set-up,
-//! the listener and HTTP serving every binary shares, and the `Store` port with its PostgreSQL and SQLite adapters.
+//! the listener and HTTP serving every binary shares, the `Store` port with
+//! its PostgreSQL and SQLite adapters, and the `Blobs` port (attachments)
+//! with its filesystem and S3 adapters.
 
 pub mod auth;
+pub mod blobs;
 pub mod bus;
 pub mod config;
 pub mod error;

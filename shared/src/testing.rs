@@ -1,12 +1,15 @@
-//! Throw-away databases for tests (feature `testing`): each test gets its own
-//! PostgreSQL database or SQLite file, so tests run in parallel against one
-//! server without seeing each other.
+//! Throw-away databases and buckets for tests (feature `testing`): each test
+//! gets its own PostgreSQL database or SQLite file, and its own S3 bucket,
+//! so tests run in parallel against one server without seeing each other.
 //!
 //! PostgreSQL is found at `TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), Redis at `TEST_REDIS_URL`
-//! (default `redis://127.0.0.1:6379`); each test namespaces its Redis
-//! channels with a prefix of its own. When a service does not answer, tests
-//! fail with a message saying so; they never skip.
+//! (default `redis://127.0.0.1:6379`), the S3-compatible server at
+//! `TEST_S3_ENDPOINT` (default `http://127.0.0.1:9000`, with the key
+//! `scripts/services` starts it with, or `TEST_S3_ACCESS_KEY_ID` /
+//! `TEST_S3_SECRET_ACCESS_KEY`); each test namespaces its Redis channels
+//! with a prefix of its own. When a service does not answer, tests fail
+//! with a message saying so; they never skip.
 
 use std::sync::Arc;
 
@@ -128,6 +131,35 @@ pub async fn redis_bus() -> crate::bus::RedisBus {
         .unwrap_or_else(|e| {
             panic!("Redis is not reachable at {url} ({e}); start it (see README) or set TEST_REDIS_URL")
         })
+}
+
+/// The S3-compatible server the tests share.
+pub fn s3_endpoint() -> String {
+    std::env::var("TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9000".into())
+}
+
+/// The settings of the S3 adapter on a new, empty bucket of the shared
+/// server, addressed by path as self-hosted servers are.
+pub async fn s3_bucket() -> crate::config::BlobsConfig {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let config = crate::config::BlobsConfig {
+        blobs: crate::config::BlobsBackend::S3,
+        s3_bucket: Some(format!("chat-test-{}", uuid::Uuid::new_v4().simple())),
+        s3_endpoint: Some(s3_endpoint()),
+        s3_access_key_id: Some(var("TEST_S3_ACCESS_KEY_ID", "chat-test")),
+        s3_secret_access_key: Some(var("TEST_S3_SECRET_ACCESS_KEY", "chat-test-secret")),
+        s3_path_style: true,
+        ..crate::config::BlobsConfig::default()
+    };
+    let blobs = crate::blobs::S3Blobs::connect(&config).expect("configuring the test bucket");
+    blobs.create_bucket().await.unwrap_or_else(|e| {
+        panic!(
+            "the S3-compatible server at {} cannot create a bucket ({e}); start it \
+             (scripts/services) or set TEST_S3_ENDPOINT",
+            s3_endpoint()
+        )
+    });
+    config
 }
 
 /// The sum of every series named `name` in a Prometheus text exposition
