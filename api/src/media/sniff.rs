@@ -278,7 +278,58 @@ fn agree(declared: &str, actual: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Types a browser runs or renders as a document of our origin.
+    const NEVER_STORED: &[&str] = &[
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/javascript",
+        "application/javascript",
+        "text/css",
+        "application/x-shockwave-flash",
+    ];
+
+    const RASTER: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+    /// Starts of files: each signature we test, markup, and nothing.
+    const LEADS: &[&[u8]] = &[
+        b"", PNG, JPEG, GIF, WEBP, PDF, EXE, SWF, HTML, SVG, BARE_SVG, TEXT,
+    ];
+
+    proptest! {
+        /// Whatever is declared and whatever the bytes: no active type is
+        /// stored, only a raster image is inline, and a declared raster
+        /// type that is accepted is what the bytes are.
+        #[test]
+        fn no_upload_is_stored_as_something_that_runs(
+            declared in proptest::option::of(prop_oneof![
+                proptest::sample::select(NEVER_STORED).prop_map(str::to_owned),
+                proptest::sample::select(RASTER).prop_map(str::to_owned),
+                proptest::sample::select(INERT).prop_map(str::to_owned),
+                "[a-z]{1,8}/[a-z+.-]{1,12}",
+            ]),
+            lead in proptest::sample::select(LEADS),
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let bytes = [lead, &tail].concat();
+            if let Ok(seen) = inspect(declared.as_deref(), &bytes) {
+                prop_assert!(!NEVER_STORED.contains(&seen.content_type), "{seen:?}");
+                let raster = ImageFormat::from_content_type(seen.content_type);
+                prop_assert_eq!(seen.inline(), raster.is_some());
+                if let Some(declared) = declared.as_deref() {
+                    if ImageFormat::from_content_type(declared).is_some() {
+                        prop_assert_eq!(seen.content_type, declared);
+                    }
+                }
+            }
+        }
+    }
 
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0";
     const JPEG: &[u8] = b"\xff\xd8\xff\xe0\0\x10JFIF\0\x01\x01\0\0\x01\0\x01\0\0";
