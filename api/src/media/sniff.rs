@@ -204,6 +204,17 @@ pub fn inspect(declared: Option<&str>, prefix: &[u8]) -> Result<Inspection, Medi
         .map(|t| t.mime_type())
         .filter(|&actual| actual != OCTET_STREAM);
 
+    // Some signatures are two or three letters ("BM" for BMP, "MZ" for a
+    // program, "ID3" for MP3) that also begin ordinary text: bytes that
+    // read as text, declared as text, are that text.
+    if signature.is_some() && looks_like_text(prefix) {
+        if let Some(text) = declared.as_deref().and_then(inert) {
+            return Ok(Inspection {
+                kind: Kind::File,
+                content_type: text,
+            });
+        }
+    }
     match (signature, declared) {
         (Some(actual), Some(declared)) if !agree(&declared, actual) => {
             Err(MediaError::TypeMismatch { declared, actual })
@@ -217,12 +228,30 @@ pub fn inspect(declared: Option<&str>, prefix: &[u8]) -> Result<Inspection, Medi
         }
         (None, declared) => Ok(Inspection {
             kind: Kind::File,
-            content_type: declared
-                .and_then(|declared| INERT.iter().find(|&&inert| inert == declared))
-                .copied()
-                .unwrap_or(OCTET_STREAM),
+            content_type: declared.as_deref().and_then(inert).unwrap_or(OCTET_STREAM),
         }),
     }
+}
+
+/// Our `'static` copy of a declared type, if it is on [`INERT`].
+fn inert(declared: &str) -> Option<&'static str> {
+    INERT.iter().find(|&&inert| inert == declared).copied()
+}
+
+/// Whether the bytes read as text: UTF-8 (a character cut off by the end
+/// of the prefix allowed) with no control character but tab, line feed,
+/// form feed and carriage return. The files whose signatures text can
+/// begin with have NULs or bytes invalid in UTF-8 in their first KiB.
+fn looks_like_text(prefix: &[u8]) -> bool {
+    let text = match std::str::from_utf8(prefix) {
+        Ok(text) => text,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&prefix[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    text.chars()
+        .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\x0C' | '\r'))
 }
 
 /// The verdict for bytes whose signature is `actual`.
@@ -540,6 +569,41 @@ mod tests {
             assert_eq!(ok(declared, TEXT), file(OCTET_STREAM), "{declared:?}");
         }
         assert_eq!(ok(None, b""), file(OCTET_STREAM));
+    }
+
+    #[test]
+    fn text_that_begins_like_a_signature_stays_the_text_it_is_declared() {
+        let bmw = b"BMW service due in March\nBMI 22\n";
+        let mz = "MZ: notes on the Mazda, ünd so weiter\n".as_bytes();
+        assert_eq!(infer::get(bmw).map(|t| t.mime_type()), Some("image/bmp"));
+        assert_eq!(ok(Some("text/plain"), bmw), file("text/plain"));
+        assert_eq!(ok(Some("text/csv"), mz), file("text/csv"));
+        assert_eq!(
+            ok(Some("text/plain"), b"ID3 tags, explained\n"),
+            file("text/plain")
+        );
+        // A character cut by the end of the prefix is still text.
+        // (Three bytes, then two-byte characters: SNIFF_LEN falls in one.)
+        let cut = [&b"BMx"[..], "é".repeat(SNIFF_LEN).as_bytes()].concat();
+        assert_eq!(ok(Some("text/plain"), &cut), file("text/plain"));
+        // Binary bytes behind the signature are the format they start.
+        assert_eq!(
+            mismatch("text/plain", b"BM\x36\0\x0c\0\0\0\0\0\x36\0\0\0"),
+            ("text/plain".into(), "image/bmp")
+        );
+        assert_eq!(
+            mismatch("text/plain", EXE),
+            (
+                "text/plain".into(),
+                "application/vnd.microsoft.portable-executable"
+            )
+        );
+        // Not declared as text, the signature decides.
+        assert_eq!(ok(None, bmw), file("image/bmp"));
+        assert_eq!(
+            mismatch("image/png", bmw),
+            ("image/png".into(), "image/bmp")
+        );
     }
 
     #[test]
