@@ -9,6 +9,10 @@
 //! decoded form would still be too large (16 bits a channel) and caps what
 //! the decoder may allocate, so a small file that inflates to gigabytes (a
 //! decompression bomb) stops at the limit.
+//!
+//! Two thirds of the file are its tests, whose images are made in code: a
+//! real file of each format, and headers written byte by byte that claim
+//! sizes no test should allocate.
 
 use std::io::Cursor;
 

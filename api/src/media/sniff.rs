@@ -17,6 +17,10 @@
 //! trail the formats (a camera's new MP4 brand, an MP3 without an ID3
 //! tag), a download is harmless whatever it holds, and refusing would turn
 //! every gap in them into an upload users cannot send.
+//!
+//! It is long for its tables (inert types, aliases, container families)
+//! and its tests: a case for each format and each lie, and a property that
+//! no input gets an active type stored.
 
 use infer::MatcherType;
 
