@@ -10,7 +10,7 @@
 //! the decoder may allocate, so a small file that inflates to gigabytes (a
 //! decompression bomb) stops at the limit.
 //!
-//! Two thirds of the file are its tests, whose images are made in code: a
+//! More than half of the file is its tests, whose images are made in code: a
 //! real file of each format, and headers written byte by byte that claim
 //! sizes no test should allocate.
 
