@@ -126,8 +126,33 @@ fn reorders_or_breaks_text(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
+    use percent_encoding::percent_decode_str;
+    use proptest::prelude::*;
 
     use super::*;
+
+    proptest! {
+        /// Whatever the name, one that passes is no path, parses to itself,
+        /// and gives a header of printable ASCII with one quoted string
+        /// whose `filename*` decodes to the name exactly.
+        #[test]
+        fn every_accepted_name_makes_a_safe_header(
+            // Any text, and text without control characters (which mostly
+            // passes), so both the refusals and the headers get exercised.
+            raw in prop_oneof![any::<String>(), "\\PC{0,300}"],
+            inline: bool,
+        ) {
+            if let Ok(name) = FileName::parse(&raw) {
+                prop_assert!(!name.as_str().contains(['/', '\\']));
+                prop_assert_eq!(FileName::parse(name.as_str()), Ok(name.clone()));
+                let value = name.content_disposition(inline);
+                prop_assert!(value.bytes().all(|b| (b' '..=b'~').contains(&b)));
+                prop_assert_eq!(value.matches('"').count(), 2);
+                let encoded = value.split_once("filename*=UTF-8''").unwrap().1;
+                prop_assert_eq!(percent_decode_str(encoded).decode_utf8().unwrap(), name.as_str());
+            }
+        }
+    }
 
     fn refused(raw: &str) -> bool {
         matches!(FileName::parse(raw), Err(MediaError::InvalidName(_)))

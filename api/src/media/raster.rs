@@ -9,6 +9,10 @@
 //! decoded form would still be too large (16 bits a channel) and caps what
 //! the decoder may allocate, so a small file that inflates to gigabytes (a
 //! decompression bomb) stops at the limit.
+//!
+//! More than half of the file is its tests, whose images are made in code: a
+//! real file of each format, and headers written byte by byte that claim
+//! sizes no test should allocate.
 
 use std::io::Cursor;
 
@@ -123,13 +127,14 @@ struct Header {
 /// [`MAX_DECODE_BYTES`].
 ///
 /// `head` is the file, or a prefix of it long enough to hold the header:
-/// the first 100 bytes or so of a GIF; for a PNG everything before its
+/// a GIF's header and colour table, its first KiB; for a PNG all before its
 /// image data, usually within the first few KiB; for a JPEG everything up
 /// to its frame header, which follows the Exif and colour profile and in
-/// photos can lie 64 KiB or more in; for a WebP its chunk headers
-/// throughout the file. Too short a prefix is
+/// photos can lie 64 KiB or more in; the first 30 bytes of a simple WebP,
+/// while an extended one (animated, or with metadata) is read chunk by
+/// chunk through the file. Too short a prefix is
 /// [`MediaError::UnreadableImage`]; the whole file never is, for a valid
-/// image.
+/// image, so pass the whole file when it is at hand.
 pub fn probe(head: &[u8], format: ImageFormat) -> Result<Dimensions, MediaError> {
     let header = read_header(head, format)?;
     Ok(shown(header.width, header.height, header.orientation))
@@ -142,7 +147,7 @@ pub fn probe(head: &[u8], format: ImageFormat) -> Result<Dimensions, MediaError>
 /// decoded, then the decode runs under [`MAX_SIDE`] and
 /// [`MAX_DECODE_BYTES`] as `image` crate limits.
 ///
-/// This is synchronous CPU work: up to a second or so for a 50-megapixel
+/// This is synchronous CPU work: about a second for a 50-megapixel
 /// image, holding up to [`MAX_DECODE_BYTES`] (a progressive JPEG's decoder
 /// adds buffers of its own). Callers run it with
 /// `tokio::task::spawn_blocking`, holding a permit of a semaphore that

@@ -17,6 +17,10 @@
 //! trail the formats (a camera's new MP4 brand, an MP3 without an ID3
 //! tag), a download is harmless whatever it holds, and refusing would turn
 //! every gap in them into an upload users cannot send.
+//!
+//! It is long for its tables (inert types, aliases, container families)
+//! and its tests: a case for each format and each lie, and a property that
+//! no input gets an active type stored.
 
 use infer::MatcherType;
 
@@ -204,6 +208,17 @@ pub fn inspect(declared: Option<&str>, prefix: &[u8]) -> Result<Inspection, Medi
         .map(|t| t.mime_type())
         .filter(|&actual| actual != OCTET_STREAM);
 
+    // Some signatures are two or three letters ("BM" for BMP, "MZ" for a
+    // program, "ID3" for MP3) that also begin ordinary text: bytes that
+    // read as text, declared as text, are that text.
+    if signature.is_some() && looks_like_text(prefix) {
+        if let Some(text) = declared.as_deref().and_then(inert) {
+            return Ok(Inspection {
+                kind: Kind::File,
+                content_type: text,
+            });
+        }
+    }
     match (signature, declared) {
         (Some(actual), Some(declared)) if !agree(&declared, actual) => {
             Err(MediaError::TypeMismatch { declared, actual })
@@ -217,12 +232,30 @@ pub fn inspect(declared: Option<&str>, prefix: &[u8]) -> Result<Inspection, Medi
         }
         (None, declared) => Ok(Inspection {
             kind: Kind::File,
-            content_type: declared
-                .and_then(|declared| INERT.iter().find(|&&inert| inert == declared))
-                .copied()
-                .unwrap_or(OCTET_STREAM),
+            content_type: declared.as_deref().and_then(inert).unwrap_or(OCTET_STREAM),
         }),
     }
+}
+
+/// Our `'static` copy of a declared type, if it is on [`INERT`].
+fn inert(declared: &str) -> Option<&'static str> {
+    INERT.iter().find(|&&inert| inert == declared).copied()
+}
+
+/// Whether the bytes read as text: UTF-8 (a character cut off by the end
+/// of the prefix allowed) with no control character but tab, line feed,
+/// form feed and carriage return. The files whose signatures text can
+/// begin with have NULs or bytes invalid in UTF-8 in their first KiB.
+fn looks_like_text(prefix: &[u8]) -> bool {
+    let text = match std::str::from_utf8(prefix) {
+        Ok(text) => text,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&prefix[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    text.chars()
+        .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\x0C' | '\r'))
 }
 
 /// The verdict for bytes whose signature is `actual`.
@@ -278,7 +311,58 @@ fn agree(declared: &str, actual: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Types a browser runs or renders as a document of our origin.
+    const NEVER_STORED: &[&str] = &[
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/javascript",
+        "application/javascript",
+        "text/css",
+        "application/x-shockwave-flash",
+    ];
+
+    const RASTER: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+    /// Starts of files: each signature we test, markup, and nothing.
+    const LEADS: &[&[u8]] = &[
+        b"", PNG, JPEG, GIF, WEBP, PDF, EXE, SWF, HTML, SVG, BARE_SVG, TEXT,
+    ];
+
+    proptest! {
+        /// Whatever is declared and whatever the bytes: no active type is
+        /// stored, only a raster image is inline, and a declared raster
+        /// type that is accepted is what the bytes are.
+        #[test]
+        fn no_upload_is_stored_as_something_that_runs(
+            declared in proptest::option::of(prop_oneof![
+                proptest::sample::select(NEVER_STORED).prop_map(str::to_owned),
+                proptest::sample::select(RASTER).prop_map(str::to_owned),
+                proptest::sample::select(INERT).prop_map(str::to_owned),
+                "[a-z]{1,8}/[a-z+.-]{1,12}",
+            ]),
+            lead in proptest::sample::select(LEADS),
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let bytes = [lead, &tail].concat();
+            if let Ok(seen) = inspect(declared.as_deref(), &bytes) {
+                prop_assert!(!NEVER_STORED.contains(&seen.content_type), "{seen:?}");
+                let raster = ImageFormat::from_content_type(seen.content_type);
+                prop_assert_eq!(seen.inline(), raster.is_some());
+                if let Some(declared) = declared.as_deref() {
+                    if ImageFormat::from_content_type(declared).is_some() {
+                        prop_assert_eq!(seen.content_type, declared);
+                    }
+                }
+            }
+        }
+    }
 
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0";
     const JPEG: &[u8] = b"\xff\xd8\xff\xe0\0\x10JFIF\0\x01\x01\0\0\x01\0\x01\0\0";
@@ -489,6 +573,41 @@ mod tests {
             assert_eq!(ok(declared, TEXT), file(OCTET_STREAM), "{declared:?}");
         }
         assert_eq!(ok(None, b""), file(OCTET_STREAM));
+    }
+
+    #[test]
+    fn text_that_begins_like_a_signature_stays_the_text_it_is_declared() {
+        let bmw = b"BMW service due in March\nBMI 22\n";
+        let mz = "MZ: notes on the Mazda, ünd so weiter\n".as_bytes();
+        assert_eq!(infer::get(bmw).map(|t| t.mime_type()), Some("image/bmp"));
+        assert_eq!(ok(Some("text/plain"), bmw), file("text/plain"));
+        assert_eq!(ok(Some("text/csv"), mz), file("text/csv"));
+        assert_eq!(
+            ok(Some("text/plain"), b"ID3 tags, explained\n"),
+            file("text/plain")
+        );
+        // A character cut by the end of the prefix is still text.
+        // (Three bytes, then two-byte characters: SNIFF_LEN falls in one.)
+        let cut = [&b"BMx"[..], "é".repeat(SNIFF_LEN).as_bytes()].concat();
+        assert_eq!(ok(Some("text/plain"), &cut), file("text/plain"));
+        // Binary bytes behind the signature are the format they start.
+        assert_eq!(
+            mismatch("text/plain", b"BM\x36\0\x0c\0\0\0\0\0\x36\0\0\0"),
+            ("text/plain".into(), "image/bmp")
+        );
+        assert_eq!(
+            mismatch("text/plain", EXE),
+            (
+                "text/plain".into(),
+                "application/vnd.microsoft.portable-executable"
+            )
+        );
+        // Not declared as text, the signature decides.
+        assert_eq!(ok(None, bmw), file("image/bmp"));
+        assert_eq!(
+            mismatch("image/png", bmw),
+            ("image/png".into(), "image/bmp")
+        );
     }
 
     #[test]
