@@ -99,6 +99,7 @@ impl App {
         let (grace, header_read_timeout) =
             (config.request_grace, config.common.header_read_timeout);
         let pruner = tokio::spawn(prune_rate_limits(self.state.clone()));
+        let sweeper = tokio::spawn(crate::sweeper::run(self.state.clone()));
         let finish = CancellationToken::new();
         let stopping = finish.clone();
         tokio::spawn(async move {
@@ -133,6 +134,7 @@ impl App {
             tracing::warn!(?grace, "grace period over; closing remaining connections");
         }
         pruner.abort();
+        sweeper.abort();
     }
 }
 
@@ -190,9 +192,20 @@ pub fn routes_with(
 }
 
 /// Answers 408, in the one error shape, for a request that takes longer
-/// than [`REQUEST_TIMEOUT`] (tower-http's timeout answers with no body).
+/// than [`REQUEST_TIMEOUT`] (tower-http's timeout answers with no body),
+/// or than [`UPLOAD_TIMEOUT`](crate::uploads::UPLOAD_TIMEOUT) for an
+/// upload.
 async fn time_limit(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+    let upload = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|path| path.as_str() == routes::UPLOAD_ROUTE);
+    let limit = if upload {
+        crate::uploads::UPLOAD_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
     }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_shared::config::{check, CommonConfig, Env};
+use chat_shared::config::{check, BlobsConfig, CommonConfig, Env};
 use chat_shared::limits::Budgets;
 use serde::Deserialize;
 
@@ -55,6 +55,23 @@ pub struct ApiConfig {
     /// shutdown begins.
     #[serde(with = "humantime_serde")]
     pub request_grace: Duration,
+    /// Where attachments' bytes are kept (`CHAT_BLOBS`, `CHAT_BLOBS_DIR`,
+    /// `CHAT_S3_*`); parsed on its own (see [`ApiConfig::with_common`]).
+    #[serde(skip)]
+    pub blobs: BlobsConfig,
+    /// `CHAT_MAX_UPLOAD_BYTES`: the largest file one upload takes.
+    pub max_upload_bytes: u64,
+    /// `CHAT_ATTACHMENT_LINK_TTL`: how long a download link works.
+    #[serde(with = "humantime_serde")]
+    pub attachment_link_ttl: Duration,
+    /// `CHAT_UNSENT_ATTACHMENT_TTL`: how long an upload waits for a message
+    /// to carry it before it is collected.
+    #[serde(with = "humantime_serde")]
+    pub unsent_attachment_ttl: Duration,
+    /// `CHAT_ATTACHMENT_SWEEP_INTERVAL`: how often collected and deleted
+    /// attachments' bytes are deleted.
+    #[serde(with = "humantime_serde")]
+    pub attachment_sweep_interval: Duration,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +91,11 @@ impl Default for ApiConfig {
             action_burst: Budgets::default().action_burst,
             max_request_bytes: 64 * 1024,
             request_grace: Duration::from_secs(10),
+            blobs: BlobsConfig::default(),
+            max_upload_bytes: 25 << 20,
+            attachment_link_ttl: Duration::from_secs(5 * 60),
+            unsent_attachment_ttl: Duration::from_secs(3600),
+            attachment_sweep_interval: Duration::from_secs(30),
         }
     }
 }
@@ -90,6 +112,7 @@ impl ApiConfig {
     pub fn with_common(common: CommonConfig, env: &Env) -> chat_shared::Result<Self> {
         let config = Self {
             common,
+            blobs: BlobsConfig::from_env(env)?,
             ..env.parse()?
         };
         config.validate()?;
@@ -122,6 +145,32 @@ impl ApiConfig {
             "CHAT_MAX_CONCURRENT_HASHES",
             self.max_concurrent_hashes,
             at_least_one,
+        )?;
+        check(
+            self.max_upload_bytes > 0,
+            "CHAT_MAX_UPLOAD_BYTES",
+            self.max_upload_bytes,
+            at_least_one,
+        )?;
+        // S3 presigns for at most 7 days.
+        check(
+            self.attachment_link_ttl >= Duration::from_secs(10)
+                && self.attachment_link_ttl <= Duration::from_secs(7 * 24 * 3600),
+            "CHAT_ATTACHMENT_LINK_TTL",
+            self.attachment_link_ttl,
+            "must be between 10s and 7d",
+        )?;
+        check(
+            self.attachment_sweep_interval >= Duration::from_secs(1),
+            "CHAT_ATTACHMENT_SWEEP_INTERVAL",
+            self.attachment_sweep_interval,
+            "must be at least 1s",
+        )?;
+        check(
+            self.unsent_attachment_ttl >= Duration::from_secs(60),
+            "CHAT_UNSENT_ATTACHMENT_TTL",
+            self.unsent_attachment_ttl,
+            "must be at least 1m (an upload needs time to be sent)",
         )?;
         check(
             self.access_token_ttl >= Duration::from_secs(10),
@@ -174,6 +223,10 @@ mod tests {
         assert_eq!(config.max_request_bytes, 65_536);
         assert_eq!(config.request_grace, Duration::from_secs(10));
         assert!(!config.trust_forwarded_for);
+        assert_eq!(config.max_upload_bytes, 25 * 1024 * 1024);
+        assert_eq!(config.attachment_link_ttl, Duration::from_secs(300));
+        assert_eq!(config.unsent_attachment_ttl, Duration::from_secs(3600));
+        assert_eq!(config.attachment_sweep_interval, Duration::from_secs(30));
     }
 
     #[test]
@@ -220,6 +273,11 @@ mod tests {
             ("CHAT_JWT_PRIVATE_KEY", "/keys/jwt-private.pem"),
             ("CHAT_JWT_PUBLIC_KEY", "/keys/jwt-public.pem"),
             ("CHAT_SEND_BURST", "0"),
+            ("CHAT_MAX_UPLOAD_BYTES", "0"),
+            ("CHAT_ATTACHMENT_LINK_TTL", "8d"),
+            ("CHAT_UNSENT_ATTACHMENT_TTL", "5s"),
+            ("CHAT_ATTACHMENT_SWEEP_INTERVAL", "0s"),
+            ("CHAT_BLOBS", "tape"),
         ] {
             let err = ApiConfig::from_env(&env(&[(name, value)]))
                 .unwrap_err()

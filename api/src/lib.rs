@@ -8,6 +8,7 @@ mod app;
 mod config;
 mod error;
 mod extract;
+mod links;
 pub mod media;
 mod metrics;
 mod password;
@@ -15,6 +16,8 @@ mod rate_limit;
 mod refresh_token;
 mod routes;
 mod state;
+mod sweeper;
+mod uploads;
 mod validate;
 
 pub use app::{router, routes_with, App};

@@ -1,16 +1,21 @@
-//! What every handler can reach: the store, the token issuer and verifier,
-//! the password hasher, the rate limiters and the configuration.
+//! What every handler can reach: the store, the store of blobs, the token
+//! issuer and verifier, the password hasher, the rate limiters and the
+//! configuration.
 
 use std::sync::Arc;
 
 use chat_shared::auth::{read_key, KeyPair, TokenIssuer, TokenScope, TokenVerifier};
+use chat_shared::blobs::{self, Blobs};
 use chat_shared::bus::{self, Bus, Publisher};
 use chat_shared::limits::{Action, UserLimits};
 use chat_shared::model::UserId;
 use chat_shared::store::{self, Store};
 
 use crate::config::ApiConfig;
+use tokio::sync::Semaphore;
+
 use crate::error::ApiError;
+use crate::links::Links;
 use crate::password::Passwords;
 use crate::rate_limit::AuthRateLimit;
 
@@ -19,6 +24,13 @@ use crate::rate_limit::AuthRateLimit;
 pub struct AppState {
     /// Everything durable.
     pub store: Arc<dyn Store>,
+    /// Attachments' bytes.
+    pub blobs: Arc<dyn Blobs>,
+    /// Signs and checks the api's own download links.
+    pub links: Links,
+    /// Bounds the thumbnails made at once (each a decode of up to
+    /// `media::MAX_DECODE_BYTES` on a blocking thread).
+    pub thumbnails: Arc<Semaphore>,
     /// Tells the gateways what changed (see `announce`).
     pub publisher: Publisher,
     /// Mints access tokens.
@@ -43,15 +55,17 @@ impl AppState {
         let common = &config.common;
         let store = store::connect(&common.database_url(), common.db_max_connections).await?;
         let bus = bus::connect(common.redis_url.as_deref(), &common.bus_prefix).await?;
-        Self::with_parts(config, store, bus)
+        Self::with_parts(config, store, bus).await
     }
 
-    /// Builds over a given store and bus (tests, the all-in-one binary).
-    pub fn with_parts(
+    /// Builds over a given store and bus (tests, the all-in-one binary);
+    /// opens the store of blobs the configuration names.
+    pub async fn with_parts(
         config: ApiConfig,
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
     ) -> chat_shared::Result<Self> {
+        let blobs = blobs::connect(&config.blobs, &config.common.data_dir).await?;
         chat_shared::metrics::install();
         let keys = match (&config.jwt_private_key, &config.common.jwt_public_key) {
             (Some(private), Some(public)) => KeyPair {
@@ -70,8 +84,12 @@ impl AppState {
             config.access_token_ttl,
         )?;
         let verifier = TokenVerifier::new(keys.public_pem.as_bytes(), &scope)?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             store,
+            blobs,
+            links: Links::from_signing_key(&keys.private_pem),
+            thumbnails: Arc::new(Semaphore::new(cores)),
             publisher: Publisher::start(bus),
             issuer: Arc::new(issuer),
             verifier: Arc::new(verifier),

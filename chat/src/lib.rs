@@ -107,7 +107,7 @@ impl Chat {
         gateway.bound = Some(listener.local_addr());
         // The api creates the key pair on first start; the gateway then
         // reads its public half from the same data dir.
-        let state = AppState::with_parts(api, store.clone(), bus.clone())?;
+        let state = AppState::with_parts(api, store.clone(), bus.clone()).await?;
         // One budget per user for REST and WebSocket sends alike.
         let limits = state.limits.clone();
         let gateway = GatewayService::start(gateway, store, bus, limits).await?;

@@ -74,7 +74,9 @@ async fn a_send_is_one_trace_from_the_api_or_a_gateway_to_every_delivering_gatew
         api_addr: "127.0.0.1:0".parse().unwrap(),
         ..ApiConfig::default()
     };
-    let state = AppState::with_parts(config, store, Arc::new(bus)).unwrap();
+    let state = AppState::with_parts(config, store, Arc::new(bus))
+        .await
+        .unwrap();
     let app = App::with_state(state).await.unwrap();
     let api = format!("http://{}", app.local_addr());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -16,7 +16,9 @@ CREATE TABLE attachments (
     size         BIGINT,
     width        INTEGER,
     height       INTEGER,
-    thumbnail    BOOLEAN NOT NULL DEFAULT false,
+    -- The thumbnail's type (JPEG, or PNG for a transparent image); NULL:
+    -- none (not an image).
+    thumbnail_type TEXT,
     -- The message that carries it, set in the transaction of its send.
     seq          BIGINT,
     created_at   TIMESTAMPTZ NOT NULL

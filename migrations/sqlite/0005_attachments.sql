@@ -16,7 +16,9 @@ CREATE TABLE attachments (
     size         INTEGER,
     width        INTEGER,
     height       INTEGER,
-    thumbnail    INTEGER NOT NULL DEFAULT 0,
+    -- The thumbnail's type (JPEG, or PNG for a transparent image); NULL:
+    -- none (not an image).
+    thumbnail_type TEXT,
     -- The message that carries it, set in the transaction of its send.
     seq          INTEGER,
     created_at   TEXT NOT NULL

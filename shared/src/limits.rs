@@ -47,6 +47,9 @@ pub enum Action {
     /// A read marker: a `read` frame (its marker is stored at most once a
     /// second anyway) or `POST /v1/rooms/{id}/read` (a store write each).
     Read,
+    /// An upload of a file (`POST /v1/rooms/{id}/attachments`), sized
+    /// like invites: a dozen photos at once, not a disk filled by a script.
+    Upload,
 }
 
 impl Action {
@@ -57,6 +60,7 @@ impl Action {
             Self::CreateRoom => metrics::scope::ROOMS,
             Self::OpenDm => metrics::scope::DMS,
             Self::Read => metrics::scope::READS,
+            Self::Upload => metrics::scope::UPLOADS,
         }
     }
 }
@@ -102,6 +106,7 @@ pub struct UserLimits {
     create_room: DefaultKeyedRateLimiter<UserId>,
     open_dm: DefaultKeyedRateLimiter<UserId>,
     read: DefaultKeyedRateLimiter<UserId>,
+    upload: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -117,6 +122,7 @@ impl UserLimits {
             invite: RateLimiter::keyed(action),
             create_room: RateLimiter::keyed(action),
             open_dm: RateLimiter::keyed(action),
+            upload: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
             ),
@@ -143,6 +149,7 @@ impl UserLimits {
             Action::CreateRoom => &self.create_room,
             Action::OpenDm => &self.open_dm,
             Action::Read => &self.read,
+            Action::Upload => &self.upload,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -158,6 +165,7 @@ impl UserLimits {
             &self.create_room,
             &self.open_dm,
             &self.read,
+            &self.upload,
             &self.sync,
         ];
         for limiter in all {
@@ -195,6 +203,7 @@ mod tests {
             Action::CreateRoom,
             Action::OpenDm,
             Action::Read,
+            Action::Upload,
         ] {
             assert!(limits.check(alice, action).is_ok(), "{action:?}");
             assert!(limits.check(alice, action).is_err(), "{action:?}");

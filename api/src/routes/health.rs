@@ -24,25 +24,30 @@ async fn healthz() -> Json<Value> {
 }
 
 /// The process can serve: the store answers. While the store refuses
-/// writes (a full or read-only disk) the answer is still 200, with
-/// `"status": "degraded"`: every instance shares the store, so turning them
-/// all away would add a full outage to a write outage.
+/// writes (a full or read-only disk), or the store of blobs does not
+/// answer (uploads and downloads fail, chat goes on), the answer is still
+/// 200, with `"status": "degraded"` and what is wrong: every instance
+/// shares them, so turning them all away would add a full outage to a
+/// partial one.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "`ready`, or `degraded` while the store refuses writes"),
+    responses((status = 200, description = "`ready`, or `degraded` while the store refuses writes or the store of blobs is unreachable"),
         (status = 503, description = "store unreachable")))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.store.health().await {
-        Ok(Health::Ready) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Ok(Health::RefusingWrites) => (
-            StatusCode::OK,
-            Json(json!({ "status": "degraded", "store": "refusing_writes" })),
-        ),
+    let mut status = match state.store.health().await {
+        Ok(Health::Ready) => json!({ "status": "ready" }),
+        Ok(Health::RefusingWrites) => json!({ "status": "degraded", "store": "refusing_writes" }),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
+            return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "status": "unavailable", "store": "unreachable" })),
-            )
+            );
         }
+    };
+    if let Err(e) = state.blobs.health().await {
+        tracing::warn!(error = %e, "the store of blobs does not answer");
+        status["status"] = json!("degraded");
+        status["blobs"] = json!("unreachable");
     }
+    (StatusCode::OK, Json(status))
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface of the api, one module per area, assembled with the
 //! OpenAPI document generated from the handlers.
 
+mod attachments;
 mod auth;
 mod dms;
 mod events;
@@ -15,6 +16,8 @@ use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
+
+pub use attachments::UPLOAD_ROUTE;
 
 use crate::state::AppState;
 
@@ -57,6 +60,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dms::router())
         .merge(events::router())
         .merge(messages::router())
+        .merge(attachments::router())
         .split_for_parts();
     router.route(
         "/v1/openapi.json",

@@ -163,7 +163,9 @@ impl TestCluster {
             ..ApiConfig::default()
         };
         let api_bus = bus(setup.bus, &memory, &redis_url, &prefix).await;
-        let state = AppState::with_parts(api_config, store.clone(), api_bus).unwrap();
+        let state = AppState::with_parts(api_config, store.clone(), api_bus)
+            .await
+            .unwrap();
         let app = App::with_state(state).await.unwrap();
         let api = format!("http://{}", app.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();

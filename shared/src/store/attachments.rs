@@ -29,14 +29,15 @@ const BEGIN_UPLOAD: &str = "INSERT INTO attachments \
 /// Marks an upload stored. Only from `uploading`: an upload the sweeper
 /// gave up on stays given up (its bytes are being deleted).
 const FINISH_UPLOAD: &str = "UPDATE attachments \
-     SET state = 'ready', content_type = $2, size = $3, width = $4, height = $5, thumbnail = $6 \
+     SET state = 'ready', content_type = $2, size = $3, width = $4, height = $5, \
+     thumbnail_type = $6 \
      WHERE id = $1 AND state = 'uploading'";
 
 const ABANDON_UPLOAD: &str =
     "UPDATE attachments SET state = 'deleted' WHERE id = $1 AND state = 'uploading'";
 
 const ATTACHMENT: &str = "SELECT id, room_id, uploader, name, content_type, state, size, \
-     width, height, thumbnail, seq, created_at FROM attachments WHERE id = $1";
+     width, height, thumbnail_type, seq, created_at FROM attachments WHERE id = $1";
 
 /// Gives up the attachments no message carried in time, finished or not.
 const EXPIRE: &str = "UPDATE attachments SET state = 'deleted' \
@@ -58,7 +59,7 @@ pub(super) const DELETE_ROOM_ATTACHMENTS: &str =
 /// The columns a message carries of an attachment, as `group_commit`
 /// reads them.
 pub(super) const READY_COLUMNS: &str =
-    "id, room_id, uploader, name, content_type, size, width, height, thumbnail";
+    "id, room_id, uploader, name, content_type, size, width, height, thumbnail_type";
 
 /// An `attachments` row as a message carries it.
 #[derive(sqlx::FromRow)]
@@ -71,7 +72,7 @@ pub(super) struct ReadyRow {
     size: Option<i64>,
     width: Option<i32>,
     height: Option<i32>,
-    thumbnail: bool,
+    thumbnail_type: Option<String>,
 }
 
 impl ReadyRow {
@@ -91,7 +92,7 @@ impl ReadyRow {
                 .height
                 .map(|h| dimension(h, "attachments.height"))
                 .transpose()?,
-            thumbnail: self.thumbnail,
+            thumbnail: self.thumbnail_type.is_some(),
         };
         Ok((
             id,
@@ -118,9 +119,11 @@ impl TryFrom<AttachmentRow> for StoredAttachment {
             "uploading" | "deleted" => false,
             other => return Err(corrupt("attachments.state", other)),
         };
+        let thumbnail_type = row.ready.thumbnail_type.clone();
         let (_, (room_id, uploader, attachment)) = row.ready.into_entry()?;
         Ok(StoredAttachment {
             attachment,
+            thumbnail_type,
             room_id,
             uploader,
             ready,
@@ -149,9 +152,9 @@ where
     for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'r> bool: Encode<'r, DB> + Decode<'r, DB> + Type<DB>,
     for<'r> i32: Decode<'r, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
     for<'q> Timestamp: Encode<'q, DB> + Type<DB>,
     for<'r> OffsetDateTime: Decode<'r, DB> + Type<DB>,
 {
@@ -193,7 +196,7 @@ where
             .bind(size)
             .bind(width)
             .bind(height)
-            .bind(uploaded.thumbnail)
+            .bind(uploaded.thumbnail_type)
             .execute(self.writer())
             .await?
             .rows_affected();

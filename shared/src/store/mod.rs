@@ -459,8 +459,8 @@ pub struct Uploaded {
     pub width: Option<u32>,
     /// For an image: its height.
     pub height: Option<u32>,
-    /// Whether a thumbnail was stored beside it.
-    pub thumbnail: bool,
+    /// The type of the thumbnail stored beside it, if one was.
+    pub thumbnail_type: Option<String>,
 }
 
 /// An attachment with what deciding who may read it needs.
@@ -468,6 +468,8 @@ pub struct Uploaded {
 pub struct StoredAttachment {
     /// The file as messages carry it.
     pub attachment: Attachment,
+    /// The type of its thumbnail, if it has one.
+    pub thumbnail_type: Option<String>,
     /// The room it was uploaded into.
     pub room_id: RoomId,
     /// Who uploaded it.

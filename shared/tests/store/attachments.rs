@@ -74,7 +74,7 @@ fn png() -> Uploaded {
         size: 12_345,
         width: Some(640),
         height: Some(480),
-        thumbnail: true,
+        thumbnail_type: Some("image/jpeg".into()),
     }
 }
 
@@ -119,6 +119,7 @@ async fn an_upload_is_a_members_and_finishes_once(backend: Backend) {
     let finished = fx.stored(id).await;
     assert!(finished.ready);
     assert_eq!(finished.seq, None);
+    assert_eq!(finished.thumbnail_type.as_deref(), Some("image/jpeg"));
     assert_eq!(
         finished.attachment,
         Attachment {
