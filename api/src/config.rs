@@ -1,12 +1,13 @@
-//! `chat-api` configuration: the [`CommonConfig`] every binary shares and
-//! the api's own `CHAT_*` variables, parsed from one [`Env`]. Names and
-//! defaults are listed in the README.
+//! `chat-api` configuration: the [`CommonConfig`] every binary shares, the
+//! api's own `CHAT_*` variables and where attachments are kept
+//! ([`BlobsConfig`]), parsed from one [`Env`]. Names and defaults are
+//! listed in the README.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_shared::config::{check, CommonConfig, Env};
+use chat_shared::config::{check, BlobsConfig, CommonConfig, Env};
 use chat_shared::limits::Budgets;
 use serde::Deserialize;
 
@@ -18,6 +19,11 @@ pub struct ApiConfig {
     /// [`ApiConfig::with_common`]), so `chat` reads them once for both.
     #[serde(skip)]
     pub common: CommonConfig,
+    /// `CHAT_BLOBS`, `CHAT_BLOBS_DIR` and `CHAT_S3_*`: the attachments'
+    /// storage, declared and checked in `chat_shared::config` beside the
+    /// port it configures, and parsed with the api's own settings.
+    #[serde(skip)]
+    pub blobs: BlobsConfig,
     /// `CHAT_API_ADDR`: where to listen.
     pub api_addr: SocketAddr,
     /// `CHAT_JWT_PRIVATE_KEY`: PEM file of the Ed25519 signing key, set
@@ -61,6 +67,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             common: CommonConfig::default(),
+            blobs: BlobsConfig::default(),
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             jwt_private_key: None,
             access_token_ttl: Duration::from_secs(15 * 60),
@@ -90,6 +97,7 @@ impl ApiConfig {
     pub fn with_common(common: CommonConfig, env: &Env) -> chat_shared::Result<Self> {
         let config = Self {
             common,
+            blobs: BlobsConfig::from_env(env)?,
             ..env.parse()?
         };
         config.validate()?;
@@ -150,6 +158,7 @@ impl ApiConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_shared::config::BlobsBackend;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -174,6 +183,11 @@ mod tests {
         assert_eq!(config.max_request_bytes, 65_536);
         assert_eq!(config.request_grace, Duration::from_secs(10));
         assert!(!config.trust_forwarded_for);
+        assert_eq!(config.blobs.blobs, BlobsBackend::Fs);
+        assert_eq!(
+            config.blobs.dir(&config.common.data_dir),
+            PathBuf::from("data/blobs")
+        );
     }
 
     #[test]
@@ -183,8 +197,12 @@ mod tests {
             ("CHAT_ACTION_BURST", "3"),
             ("CHAT_REQUEST_GRACE", "2s"),
             ("CHAT_TRUST_FORWARDED_FOR", "true"),
+            ("CHAT_BLOBS", "s3"),
+            ("CHAT_S3_BUCKET", "attachments"),
         ]))
         .unwrap();
+        assert_eq!(config.blobs.blobs, BlobsBackend::S3);
+        assert_eq!(config.blobs.s3_bucket.as_deref(), Some("attachments"));
         assert_eq!(config.common.send_burst, 7);
         assert_eq!(config.budgets().send_burst, 7);
         assert_eq!(config.budgets().action_burst, 3);
@@ -220,6 +238,8 @@ mod tests {
             ("CHAT_JWT_PRIVATE_KEY", "/keys/jwt-private.pem"),
             ("CHAT_JWT_PUBLIC_KEY", "/keys/jwt-public.pem"),
             ("CHAT_SEND_BURST", "0"),
+            ("CHAT_BLOBS", "disk"),
+            ("CHAT_S3_ENDPOINT", "s3.example.com"),
         ] {
             let err = ApiConfig::from_env(&env(&[(name, value)]))
                 .unwrap_err()
