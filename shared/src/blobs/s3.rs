@@ -72,14 +72,7 @@ impl S3Blobs {
     /// storage that does not answer shows in [`Blobs::health`] and in the
     /// first request.
     pub fn connect(config: &BlobsConfig) -> Result<Self> {
-        // reqwest is built with rustls but no crypto provider of its own
-        // (the default one, aws-lc, is a C build of minutes): ring, which
-        // we have anyway, is installed as the process's. An error only
-        // means a provider is installed already. rustls deprecates ring's
-        // provider for lacking post-quantum key exchange; for our calls to
-        // the storage that is the trade-off taken (classical ECDHE).
-        #[allow(deprecated)]
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::install_crypto_provider();
         let bucket = config
             .s3_bucket
             .clone()
