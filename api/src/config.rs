@@ -1,6 +1,7 @@
-//! `chat-api` configuration: the [`CommonConfig`] every binary shares and
-//! the api's own `CHAT_*` variables, parsed from one [`Env`]. Names and
-//! defaults are listed in the README.
+//! `chat-api` configuration: the [`CommonConfig`] every binary shares, the
+//! api's own `CHAT_*` variables and where attachments are kept
+//! ([`BlobsConfig`]), parsed from one [`Env`]. Names and defaults are
+//! listed in the README.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +19,11 @@ pub struct ApiConfig {
     /// [`ApiConfig::with_common`]), so `chat` reads them once for both.
     #[serde(skip)]
     pub common: CommonConfig,
+    /// `CHAT_BLOBS`, `CHAT_BLOBS_DIR` and `CHAT_S3_*`: the attachments'
+    /// storage, declared and checked in `chat_shared::config` beside the
+    /// port it configures, and parsed with the api's own settings.
+    #[serde(skip)]
+    pub blobs: BlobsConfig,
     /// `CHAT_API_ADDR`: where to listen.
     pub api_addr: SocketAddr,
     /// `CHAT_JWT_PRIVATE_KEY`: PEM file of the Ed25519 signing key, set
@@ -55,10 +61,6 @@ pub struct ApiConfig {
     /// shutdown begins.
     #[serde(with = "humantime_serde")]
     pub request_grace: Duration,
-    /// Where attachments' bytes are kept (`CHAT_BLOBS`, `CHAT_BLOBS_DIR`,
-    /// `CHAT_S3_*`); parsed on its own (see [`ApiConfig::with_common`]).
-    #[serde(skip)]
-    pub blobs: BlobsConfig,
     /// `CHAT_MAX_UPLOAD_BYTES`: the largest file one upload takes.
     pub max_upload_bytes: u64,
     /// `CHAT_ATTACHMENT_LINK_TTL`: how long a download link works.
@@ -78,6 +80,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             common: CommonConfig::default(),
+            blobs: BlobsConfig::default(),
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             jwt_private_key: None,
             access_token_ttl: Duration::from_secs(15 * 60),
@@ -91,7 +94,6 @@ impl Default for ApiConfig {
             action_burst: Budgets::default().action_burst,
             max_request_bytes: 64 * 1024,
             request_grace: Duration::from_secs(10),
-            blobs: BlobsConfig::default(),
             max_upload_bytes: 25 << 20,
             attachment_link_ttl: Duration::from_secs(5 * 60),
             unsent_attachment_ttl: Duration::from_secs(3600),
@@ -199,6 +201,7 @@ impl ApiConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_shared::config::BlobsBackend;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -227,6 +230,11 @@ mod tests {
         assert_eq!(config.attachment_link_ttl, Duration::from_secs(300));
         assert_eq!(config.unsent_attachment_ttl, Duration::from_secs(3600));
         assert_eq!(config.attachment_sweep_interval, Duration::from_secs(30));
+        assert_eq!(config.blobs.blobs, BlobsBackend::Fs);
+        assert_eq!(
+            config.blobs.dir(&config.common.data_dir),
+            PathBuf::from("data/blobs")
+        );
     }
 
     #[test]
@@ -236,8 +244,12 @@ mod tests {
             ("CHAT_ACTION_BURST", "3"),
             ("CHAT_REQUEST_GRACE", "2s"),
             ("CHAT_TRUST_FORWARDED_FOR", "true"),
+            ("CHAT_BLOBS", "s3"),
+            ("CHAT_S3_BUCKET", "attachments"),
         ]))
         .unwrap();
+        assert_eq!(config.blobs.blobs, BlobsBackend::S3);
+        assert_eq!(config.blobs.s3_bucket.as_deref(), Some("attachments"));
         assert_eq!(config.common.send_burst, 7);
         assert_eq!(config.budgets().send_burst, 7);
         assert_eq!(config.budgets().action_burst, 3);
@@ -277,7 +289,8 @@ mod tests {
             ("CHAT_ATTACHMENT_LINK_TTL", "8d"),
             ("CHAT_UNSENT_ATTACHMENT_TTL", "5s"),
             ("CHAT_ATTACHMENT_SWEEP_INTERVAL", "0s"),
-            ("CHAT_BLOBS", "tape"),
+            ("CHAT_BLOBS", "disk"),
+            ("CHAT_S3_ENDPOINT", "s3.example.com"),
         ] {
             let err = ApiConfig::from_env(&env(&[(name, value)]))
                 .unwrap_err()

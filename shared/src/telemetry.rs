@@ -143,6 +143,8 @@ fn otlp_provider(default_service: &str) -> Result<Option<SdkTracerProvider>> {
     };
     let bad = |why: String| Error::Config(format!("{ENDPOINT_VAR}={endpoint:?}: {why}"));
     check_endpoint(&endpoint).map_err(|why| bad(why.to_owned()))?;
+    // The exporter's reqwest client needs the TLS provider (see `tls`).
+    crate::tls::install_crypto_provider();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()

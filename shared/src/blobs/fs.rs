@@ -66,6 +66,33 @@ impl FsBlobs {
     }
 }
 
+impl FsBlobs {
+    /// Creates the directories from the root down to `dir` that are
+    /// missing, syncing the parent of each new one: a blob acknowledged in
+    /// a new directory must not vanish with it in a crash.
+    async fn create_dirs(&self, dir: &Path) -> io::Result<()> {
+        let below_root = dir
+            .strip_prefix(&self.root)
+            .expect("a blob's directory is inside the root");
+        let mut current = self.root.clone();
+        for part in below_root.components() {
+            let parent = current.clone();
+            current.push(part);
+            match tokio::fs::create_dir(&current).await {
+                Ok(()) => sync_dir(&parent).await?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes the entries of `dir` (a rename, a new directory) durable.
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
+}
+
 /// A temporary file that is removed unless it was renamed into place, so a
 /// put that fails or is cancelled leaves nothing behind.
 struct TempFile {
@@ -93,7 +120,7 @@ impl Blobs for FsBlobs {
     ) -> Result<u64> {
         let path = self.path(key)?;
         let dir = path.parent().expect("a blob's path is inside the root");
-        tokio::fs::create_dir_all(dir).await?;
+        self.create_dirs(dir).await?;
         let mut temp = TempFile {
             path: dir.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple())),
             kept: false,
@@ -116,7 +143,7 @@ impl Blobs for FsBlobs {
         tokio::fs::rename(&temp.path, &path).await?;
         temp.kept = true;
         // The rename is durable only once the directory entry is.
-        tokio::fs::File::open(dir).await?.sync_all().await?;
+        sync_dir(dir).await?;
         Ok(written)
     }
 

@@ -24,7 +24,8 @@ enum Adapter {
 /// An adapter under test, and what must live as long as it.
 struct Subject {
     blobs: std::sync::Arc<dyn Blobs>,
-    _dir: tempfile::TempDir,
+    /// The data dir (the files adapter's blobs are in `blobs` there).
+    dir: tempfile::TempDir,
 }
 
 async fn subject(adapter: Adapter) -> Subject {
@@ -34,7 +35,7 @@ async fn subject(adapter: Adapter) -> Subject {
         Adapter::S3 => testing::s3_bucket().await,
     };
     let blobs = blobs::connect(&config, dir.path()).await.unwrap();
-    Subject { blobs, _dir: dir }
+    Subject { blobs, dir }
 }
 
 macro_rules! conformance {
@@ -189,6 +190,16 @@ async fn a_failed_body_leaves_nothing_and_returns_its_error(adapter: Adapter) {
         assert!(!s.blobs.exists(&k).await.unwrap(), "{name} exists");
         assert!(matches!(s.blobs.get(&k).await, Err(Error::NotFound)));
     }
+}
+
+#[tokio::test]
+async fn a_failed_put_leaves_no_temporary_file() {
+    let s = subject(Adapter::Fs).await;
+    let k = key("nested/dir/cut");
+    assert_too_large(s.blobs.put(&k, &headers(), failing_after(100_000)).await);
+    let dir = s.dir.path().join("blobs/nested/dir");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 async fn a_failed_replacement_keeps_the_old_blob(adapter: Adapter) {
