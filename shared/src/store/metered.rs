@@ -9,14 +9,15 @@ use async_trait::async_trait;
 
 use super::{
     Appended, Credentials, Health, MessageChange, MessageStore, NewMessage, NewRoom, NewUser, Page,
-    ReadMark, RefreshToken, Result, RoomLog, RoomStore, Rotation, Session, SessionStore, Store,
-    Submitted, Timeline, UserStore,
+    ReadMark, RefreshToken, Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session,
+    SessionStore, Store, Submitted, Timeline, UserStore,
 };
 use crate::metrics::store_call;
 use crate::model::{
     Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, SessionId, User,
     UserId,
 };
+use crate::search::{SearchHit, SearchQuery};
 
 /// An adapter whose every call is timed and counted.
 pub(super) struct Metered<S>(pub(super) S);
@@ -227,6 +228,19 @@ impl<S: MessageStore> MessageStore for Metered<S> {
 
     async fn pins(&self, room: RoomId, viewer: UserId) -> Result<Timeline> {
         store_call("pins", self.0.pins(room, viewer)).await
+    }
+}
+
+#[async_trait]
+impl<S: SearchStore> SearchStore for Metered<S> {
+    async fn search_messages(
+        &self,
+        user: UserId,
+        query: &SearchQuery,
+        page: SearchPage,
+    ) -> Result<Vec<SearchHit>> {
+        let call = self.0.search_messages(user, query, page);
+        store_call("search_messages", call).await
     }
 }
 
