@@ -1,6 +1,8 @@
 //! Per-user budgets for what makes other people's servers and screens do
 //! work: sending (messages over REST or WebSocket, typing, signals), and
-//! inviting, creating rooms and opening DMs, each with a budget of its own.
+//! inviting, creating rooms and opening DMs, each with a budget of its own;
+//! and searching messages, a read that costs the database an index lookup
+//! and a sort of every match.
 //!
 //! One [`UserLimits`] per process: in `chat` the api and the gateway share
 //! it, so a user's REST and WebSocket sends draw on one budget. In the
@@ -47,6 +49,8 @@ pub enum Action {
     /// A read marker: a `read` frame (its marker is stored at most once a
     /// second anyway) or `POST /v1/rooms/{id}/read` (a store write each).
     Read,
+    /// A search of messages (`GET /v1/search`).
+    Search,
 }
 
 impl Action {
@@ -57,6 +61,7 @@ impl Action {
             Self::CreateRoom => metrics::scope::ROOMS,
             Self::OpenDm => metrics::scope::DMS,
             Self::Read => metrics::scope::READS,
+            Self::Search => metrics::scope::SEARCHES,
         }
     }
 }
@@ -80,6 +85,12 @@ pub struct Budgets {
     pub read_per_second: u32,
     /// `CHAT_READ_BURST`: read markers at once.
     pub read_burst: u32,
+    /// `CHAT_SEARCH_RATE_PER_MINUTE`: message searches per user per
+    /// minute: enough to page through results and refine a query, and a
+    /// bound on what one user can make the database sort.
+    pub search_per_minute: u32,
+    /// `CHAT_SEARCH_BURST`: searches at once.
+    pub search_burst: u32,
 }
 
 impl Default for Budgets {
@@ -91,6 +102,8 @@ impl Default for Budgets {
             action_burst: 10,
             read_per_second: 100,
             read_burst: 200,
+            search_per_minute: 30,
+            search_burst: 10,
         }
     }
 }
@@ -102,6 +115,7 @@ pub struct UserLimits {
     create_room: DefaultKeyedRateLimiter<UserId>,
     open_dm: DefaultKeyedRateLimiter<UserId>,
     read: DefaultKeyedRateLimiter<UserId>,
+    search: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -119,6 +133,10 @@ impl UserLimits {
             open_dm: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
+            ),
+            search: RateLimiter::keyed(
+                Quota::per_minute(n(budgets.search_per_minute))
+                    .allow_burst(n(budgets.search_burst)),
             ),
             sync: RateLimiter::keyed(
                 Quota::per_minute(n(SYNC_PER_MINUTE)).allow_burst(n(SYNC_BURST)),
@@ -143,6 +161,7 @@ impl UserLimits {
             Action::CreateRoom => &self.create_room,
             Action::OpenDm => &self.open_dm,
             Action::Read => &self.read,
+            Action::Search => &self.search,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -158,6 +177,7 @@ impl UserLimits {
             &self.create_room,
             &self.open_dm,
             &self.read,
+            &self.search,
             &self.sync,
         ];
         for limiter in all {
@@ -183,6 +203,8 @@ mod tests {
             action_burst: 1,
             read_per_second: 1,
             read_burst: 1,
+            search_per_minute: 1,
+            search_burst: 1,
         });
         let (alice, bob) = (UserId::new(), UserId::new());
         assert!(limits.check(alice, Action::Send).is_ok());
@@ -195,6 +217,7 @@ mod tests {
             Action::CreateRoom,
             Action::OpenDm,
             Action::Read,
+            Action::Search,
         ] {
             assert!(limits.check(alice, action).is_ok(), "{action:?}");
             assert!(limits.check(alice, action).is_err(), "{action:?}");

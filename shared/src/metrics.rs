@@ -105,6 +105,8 @@ pub mod scope {
     pub const ROOMS: &str = "rooms";
     /// A user's DM opens.
     pub const DMS: &str = "dms";
+    /// A user's searches of messages.
+    pub const SEARCHES: &str = "searches";
     /// A gateway's `CHAT_MAX_CONNECTIONS`.
     pub const CONNECTIONS: &str = "connections";
     /// The api's register/login/refresh limit per client address.

@@ -8,6 +8,7 @@ mod health;
 mod members;
 mod messages;
 mod rooms;
+mod search;
 mod users;
 
 use axum::Json;
@@ -57,6 +58,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dms::router())
         .merge(events::router())
         .merge(messages::router())
+        .merge(search::router())
         .split_for_parts();
     router.route(
         "/v1/openapi.json",

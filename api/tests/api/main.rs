@@ -14,3 +14,4 @@ mod members;
 mod messages;
 mod metrics;
 mod rooms;
+mod search;
