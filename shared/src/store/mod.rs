@@ -1,4 +1,4 @@
-//! The `Store` port: everything durable, behind five small traits, with one
+//! The `Store` port: everything durable, behind six small traits, with one
 //! adapter per database we run (PostgreSQL in production, SQLite embedded).
 //! This file is the port alone, every trait with the values it takes and
 //! returns, so the whole contract reads in one place (hence its length).
