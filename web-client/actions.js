@@ -13,6 +13,8 @@ import { TYPING_SHOWN_MS, currentRoom, roomName, timelineOf } from './store.js';
 
 /** Items per timeline page. */
 const PAGE = 50;
+/** The largest page of a timeline the api gives (to reach an old message in few requests). */
+const MAX_PAGE = 200;
 
 /**
  * @param {object} deps
@@ -175,6 +177,39 @@ export function createActions({ store, api, settings, notify }) {
       report(error, 'Loading older messages');
     } finally {
       if (state.rooms.has(roomId)) store.dispatch({ type: 'timelineLoading', roomId, loading: false });
+    }
+  }
+
+  /**
+   * Opens a room with its message `seq` loaded: older pages (as large as
+   * the api gives) until the timeline reaches it, so the timeline stays one
+   * unbroken stretch up to the newest message.
+   */
+  async function openAt(roomId, seq) {
+    await openRoom(roomId);
+    for (;;) {
+      const tl = timelineOf(state, roomId);
+      if (!state.rooms.has(roomId) || !tl.hasOlder || tl.oldestSeq === undefined || tl.oldestSeq <= seq) return;
+      if (tl.loading) return;
+      const limit = Math.min(MAX_PAGE, tl.oldestSeq - seq + PAGE / 2);
+      store.dispatch({ type: 'timelineLoading', roomId, loading: true });
+      try {
+        const page = await api.timeline(roomId, { before: tl.oldestSeq, limit });
+        if (!state.rooms.has(roomId)) return;
+        store.dispatch({
+          type: 'timelinePage',
+          roomId,
+          items: page.items,
+          lastSeq: page.last_seq,
+          isOldest: page.items.length < limit || page.items[0]?.seq === 1,
+          older: true,
+        });
+      } catch (error) {
+        report(error, 'Loading the message');
+        return;
+      } finally {
+        if (state.rooms.has(roomId)) store.dispatch({ type: 'timelineLoading', roomId, loading: false });
+      }
     }
   }
 
@@ -434,6 +469,7 @@ export function createActions({ store, api, settings, notify }) {
     },
     loadRooms,
     openRoom,
+    openAt,
     loadOlder,
     loadPins,
     seen,

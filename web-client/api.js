@@ -497,6 +497,20 @@ export class Api {
     return this.call('GET', `/v1/users?${new URLSearchParams({ q })}`);
   }
 
+  /**
+   * Searches the messages of my rooms, newest first: each hit's `highlight`
+   * is its text cut into `{text, match}` parts (data, never HTML).
+   * @param {string} q the query (words, "phrases", -excluded)
+   * @param {{before?: string, roomId?: string}} [page] `before`: the `next_before` of the page before
+   * @returns {Promise<{hits: object[], next_before?: string}>}
+   */
+  searchMessages(q, { before, roomId } = {}) {
+    const query = new URLSearchParams({ q });
+    if (before) query.set('before', before);
+    if (roomId) query.set('room_id', roomId);
+    return this.call('GET', `/v1/search?${query}`);
+  }
+
   /** @param {string} userId @returns {Promise<object>} the direct room with them (created on first use) */
   openDm(userId) {
     return this.call('POST', '/v1/dms', { user_id: userId });

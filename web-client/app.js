@@ -22,6 +22,7 @@ import { mountMembers } from './view-members.js';
 import { mountMessages } from './view-messages.js';
 import { mountPins } from './view-pins.js';
 import { mountRoom } from './view-room.js';
+import { mountSearch } from './view-search.js';
 import { mountSidebar } from './view-sidebar.js';
 
 const NOTICE_SHOWN_MS = 5000;
@@ -65,6 +66,7 @@ mountSidebar({
 });
 mountMembers({ store });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
+mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, onSent: () => messagesView.stickToBottom() });
 
 // --- signing in and out -------------------------------------------------------------------

@@ -55,6 +55,10 @@ pub struct ApiConfig {
     pub action_rate_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
     pub action_burst: u32,
+    /// `CHAT_SEARCH_RATE_PER_MINUTE`: message searches per user per minute.
+    pub search_rate_per_minute: u32,
+    /// `CHAT_SEARCH_BURST`: how many of those at once.
+    pub search_burst: u32,
     /// `CHAT_MAX_REQUEST_BYTES`: largest request body accepted.
     pub max_request_bytes: usize,
     /// `CHAT_REQUEST_GRACE`: how long requests in flight get to finish once
@@ -92,6 +96,8 @@ impl Default for ApiConfig {
             max_waiting_hashes: 64,
             action_rate_per_minute: Budgets::default().action_per_minute,
             action_burst: Budgets::default().action_burst,
+            search_rate_per_minute: Budgets::default().search_per_minute,
+            search_burst: Budgets::default().search_burst,
             max_request_bytes: 64 * 1024,
             request_grace: Duration::from_secs(10),
             max_upload_bytes: 25 << 20,
@@ -126,6 +132,8 @@ impl ApiConfig {
         Budgets {
             action_per_minute: self.action_rate_per_minute,
             action_burst: self.action_burst,
+            search_per_minute: self.search_rate_per_minute,
+            search_burst: self.search_burst,
             ..self.common.budgets()
         }
     }
@@ -139,6 +147,8 @@ impl ApiConfig {
             ("CHAT_AUTH_RATE_BURST", self.auth_rate_burst),
             ("CHAT_ACTION_RATE_PER_MINUTE", self.action_rate_per_minute),
             ("CHAT_ACTION_BURST", self.action_burst),
+            ("CHAT_SEARCH_RATE_PER_MINUTE", self.search_rate_per_minute),
+            ("CHAT_SEARCH_BURST", self.search_burst),
         ] {
             check(value > 0, variable, value, at_least_one)?;
         }
@@ -222,6 +232,10 @@ mod tests {
             (config.action_rate_per_minute, config.action_burst),
             (20, 10)
         );
+        assert_eq!(
+            (config.search_rate_per_minute, config.search_burst),
+            (30, 10)
+        );
         assert_eq!(config.max_waiting_hashes, 64);
         assert_eq!(config.max_request_bytes, 65_536);
         assert_eq!(config.request_grace, Duration::from_secs(10));
@@ -291,6 +305,8 @@ mod tests {
             ("CHAT_ATTACHMENT_SWEEP_INTERVAL", "0s"),
             ("CHAT_BLOBS", "disk"),
             ("CHAT_S3_ENDPOINT", "s3.example.com"),
+            ("CHAT_SEARCH_BURST", "0"),
+            ("CHAT_SEARCH_RATE_PER_MINUTE", "many"),
         ] {
             let err = ApiConfig::from_env(&env(&[(name, value)]))
                 .unwrap_err()

@@ -205,6 +205,7 @@ impl From<chat_shared::Error> for ApiError {
                 None => Self::Conflict("conflict", format!("conflicting {code}")),
             },
             E::Invalid(text) => Self::Validation(text.into()),
+            E::BadQuery(code, text) => Self::BadRequest(code, text),
             other if other.is_unavailable() => Self::Unavailable,
             other => Self::Internal(other.to_string()),
         }

@@ -22,6 +22,8 @@ pub struct Args {
     pub step: Option<Duration>,
     pub server_cpus: Option<String>,
     pub out: Option<PathBuf>,
+    /// A short run that checks the workload works (`search`).
+    pub smoke: bool,
 }
 
 pub fn parse_args() -> Result<Args> {
@@ -57,6 +59,7 @@ pub fn parse_args() -> Result<Args> {
             "--step-secs" => args.step = Some(Duration::from_secs(value()?.parse()?)),
             "--server-cpus" => args.server_cpus = Some(value()?),
             "--out" => args.out = Some(value()?.into()),
+            "--smoke" => args.smoke = true,
             other => bail!("unknown argument {other}; see the top of bench/src/main.rs"),
         }
     }

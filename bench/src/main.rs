@@ -24,6 +24,12 @@
 //!                     edits, reactions) and --members 20, read as a timeline
 //!                     and as the log a page of 50 at a time; one reaction's
 //!                     commit beside one plain send. PostgreSQL and SQLite
+//! chat-bench search   the store alone: --events 1000000 messages over --rooms
+//!                     1000, filled straight in; search latency p50/p99 of a
+//!                     few query shapes, then appends (--rates 2000,
+//!                     --step-secs 10) with the search index and without it.
+//!                     PostgreSQL and SQLite. --smoke: 10,000 messages over
+//!                     100 rooms and a short append run, to check it works
 //!
 //! Each writes its tables (`<command>.md`) and charts (`<workload>.png`) to
 //! --out (default target/bench) and prints the tables.
@@ -55,6 +61,7 @@ mod proto;
 mod receiver;
 mod report;
 mod rooms;
+mod search;
 mod smoke;
 mod sockets;
 mod store;
@@ -300,10 +307,36 @@ async fn run() -> Result<()> {
             }
             println!("{}", messages::table(&plan, &results));
         }
+        "search" => {
+            let (messages, rooms, searches, rate, step) = if args.smoke {
+                (10_000, 100, 20, 500, Duration::from_secs(2))
+            } else {
+                (1_000_000, 1000, 200, 2000, Duration::from_secs(10))
+            };
+            let plan = search::Plan {
+                messages: args.events.unwrap_or(messages),
+                rooms: args.rooms.map_or(rooms, |r| r as u64),
+                searches,
+                appends: rooms::Plan {
+                    rooms: 200,
+                    members: 10,
+                    rates: args.rates.clone().unwrap_or_else(|| vec![rate]),
+                    step: args.step.unwrap_or(step),
+                    body_len: 100,
+                },
+            };
+            let mut results = Vec::new();
+            for kind in systems(&[Kind::OursPostgres, Kind::OursSqlite]) {
+                eprintln!("chat-bench: search on {}", kind.name());
+                let figures = search::run(kind, &plan, &tag).await;
+                results.push((kind, figures.with_context(|| kind.name())?));
+            }
+            println!("{}", search::table(&plan, &results));
+        }
         "smoke" => smoke::run(&start, &tag).await?,
         other => bail!(
             "unknown command {other:?}: fanout, cross, rooms, reactions, all, store, messages, \
-             smoke or ceiling; see the top of bench/src/main.rs"
+             search, smoke or ceiling; see the top of bench/src/main.rs"
         ),
     }
     Ok(())

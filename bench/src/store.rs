@@ -106,16 +106,18 @@ impl Database {
 /// Sets up the rooms on a fresh database of `kind`, then runs each rate.
 pub async fn run(kind: Kind, plan: &Plan, tag: &str) -> Result<Vec<Step>> {
     let database = Database::create(kind, tag).await?;
-    let steps = measure(&database, plan).await;
+    let steps = measure(&database, plan, "store").await;
     database.drop_it().await?;
     steps
 }
 
-async fn measure(database: &Database, plan: &Plan) -> Result<Vec<Step>> {
+/// Sets up the rooms (their users named `<users>_<room>_<member>`, so a
+/// database can take more than one run) and runs each rate on `database`.
+pub async fn measure(database: &Database, plan: &Plan, users: &str) -> Result<Vec<Step>> {
     let store = store::connect(&database.url(), 10)
         .await
         .context("opening the store")?;
-    let rooms = Arc::new(set_up(store.as_ref(), plan).await?);
+    let rooms = Arc::new(set_up(store.as_ref(), plan, users).await?);
     let body: Arc<str> = "x".repeat(plan.body_len).into();
     let mut steps = Vec::with_capacity(plan.rates.len());
     let mut sent = 0_u64;
@@ -173,14 +175,14 @@ async fn measure(database: &Database, plan: &Plan) -> Result<Vec<Step>> {
 
 /// `plan.rooms` rooms, each with `plan.members` members (its creator
 /// first); the users and rooms straight through the store.
-async fn set_up(store: &dyn Store, plan: &Plan) -> Result<Vec<(RoomId, Vec<UserId>)>> {
+async fn set_up(store: &dyn Store, plan: &Plan, users: &str) -> Result<Vec<(RoomId, Vec<UserId>)>> {
     let mut rooms = Vec::with_capacity(plan.rooms);
     for r in 0..plan.rooms {
         let mut members = Vec::with_capacity(plan.members);
         for m in 0..plan.members {
             let user = store
                 .create_user(NewUser {
-                    username: format!("store_{r}_{m}"),
+                    username: format!("{users}_{r}_{m}"),
                     display_name: format!("Store {r}.{m}"),
                     password_hash: String::new(),
                 })

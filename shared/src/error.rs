@@ -25,6 +25,11 @@ pub enum Error {
     /// not in the room); the text says which and why.
     #[error("{0}")]
     Invalid(&'static str),
+    /// A search query the language refuses (`search`): the code says why
+    /// (`query_too_long`, `too_many_words`, `no_search_terms`), the text
+    /// says what to change.
+    #[error("{1}")]
+    BadQuery(&'static str, String),
     /// The database failed or could not be reached. The store's adapter
     /// turns its driver's error into this at its boundary, so nothing above
     /// the store depends on the driver: `message` is for the log (never for

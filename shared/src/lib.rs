@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod request_id;
+pub mod search;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

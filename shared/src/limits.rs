@@ -1,6 +1,8 @@
 //! Per-user budgets for what makes other people's servers and screens do
 //! work: sending (messages over REST or WebSocket, typing, signals), and
-//! inviting, creating rooms and opening DMs, each with a budget of its own.
+//! inviting, creating rooms and opening DMs, each with a budget of its own;
+//! and searching messages, a read that costs the database an index lookup
+//! and a sort of every match.
 //!
 //! One [`UserLimits`] per process: in `chat` the api and the gateway share
 //! it, so a user's REST and WebSocket sends draw on one budget. In the
@@ -50,6 +52,8 @@ pub enum Action {
     /// An upload of a file (`POST /v1/rooms/{id}/attachments`), sized
     /// like invites: a dozen photos at once, not a disk filled by a script.
     Upload,
+    /// A search of messages (`GET /v1/search`).
+    Search,
 }
 
 impl Action {
@@ -61,6 +65,7 @@ impl Action {
             Self::OpenDm => metrics::scope::DMS,
             Self::Read => metrics::scope::READS,
             Self::Upload => metrics::scope::UPLOADS,
+            Self::Search => metrics::scope::SEARCHES,
         }
     }
 }
@@ -84,6 +89,12 @@ pub struct Budgets {
     pub read_per_second: u32,
     /// `CHAT_READ_BURST`: read markers at once.
     pub read_burst: u32,
+    /// `CHAT_SEARCH_RATE_PER_MINUTE`: message searches per user per
+    /// minute: enough to page through results and refine a query, and a
+    /// bound on what one user can make the database sort.
+    pub search_per_minute: u32,
+    /// `CHAT_SEARCH_BURST`: searches at once.
+    pub search_burst: u32,
 }
 
 impl Default for Budgets {
@@ -95,6 +106,8 @@ impl Default for Budgets {
             action_burst: 10,
             read_per_second: 100,
             read_burst: 200,
+            search_per_minute: 30,
+            search_burst: 10,
         }
     }
 }
@@ -107,6 +120,7 @@ pub struct UserLimits {
     open_dm: DefaultKeyedRateLimiter<UserId>,
     read: DefaultKeyedRateLimiter<UserId>,
     upload: DefaultKeyedRateLimiter<UserId>,
+    search: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -125,6 +139,10 @@ impl UserLimits {
             upload: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
+            ),
+            search: RateLimiter::keyed(
+                Quota::per_minute(n(budgets.search_per_minute))
+                    .allow_burst(n(budgets.search_burst)),
             ),
             sync: RateLimiter::keyed(
                 Quota::per_minute(n(SYNC_PER_MINUTE)).allow_burst(n(SYNC_BURST)),
@@ -150,6 +168,7 @@ impl UserLimits {
             Action::OpenDm => &self.open_dm,
             Action::Read => &self.read,
             Action::Upload => &self.upload,
+            Action::Search => &self.search,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -166,6 +185,7 @@ impl UserLimits {
             &self.open_dm,
             &self.read,
             &self.upload,
+            &self.search,
             &self.sync,
         ];
         for limiter in all {
@@ -191,6 +211,8 @@ mod tests {
             action_burst: 1,
             read_per_second: 1,
             read_burst: 1,
+            search_per_minute: 1,
+            search_burst: 1,
         });
         let (alice, bob) = (UserId::new(), UserId::new());
         assert!(limits.check(alice, Action::Send).is_ok());
@@ -204,6 +226,7 @@ mod tests {
             Action::OpenDm,
             Action::Read,
             Action::Upload,
+            Action::Search,
         ] {
             assert!(limits.check(alice, action).is_ok(), "{action:?}");
             assert!(limits.check(alice, action).is_err(), "{action:?}");

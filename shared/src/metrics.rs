@@ -107,6 +107,8 @@ pub mod scope {
     pub const DMS: &str = "dms";
     /// A user's uploads.
     pub const UPLOADS: &str = "uploads";
+    /// A user's searches of messages.
+    pub const SEARCHES: &str = "searches";
     /// A gateway's `CHAT_MAX_CONNECTIONS`.
     pub const CONNECTIONS: &str = "connections";
     /// The api's register/login/refresh limit per client address.

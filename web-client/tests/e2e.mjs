@@ -786,6 +786,67 @@ async function scenario(browser, server, people) {
     await openRoomNamed(alice.page, 'general', '# general');
   });
 
+  await step('search finds a message with its room, time and marked words, and a click opens it, loading older history', async () => {
+    // A room of 61 messages made over REST: its first one is older than
+    // the first page the room opens with.
+    const created = await apiAs(alice.page, 'POST', '/v1/rooms', { name: 'Archive', kind: 'private' });
+    expect(created.status === 201, `creating a room: ${created.status}`);
+    const archive = created.json.id;
+    const first = await apiAs(alice.page, 'POST', `/v1/rooms/${archive}/messages`, { client_id: 'archive-0', body: `The quarterly forecast is attached ${XSS}` });
+    expect(first.status === 201, `sending: ${first.status}`);
+    for (let i = 1; i <= 60; i += 1) {
+      // Past the send budget's burst, wait for it to refill.
+      let sent;
+      while ((sent = await apiAs(alice.page, 'POST', `/v1/rooms/${archive}/messages`, { client_id: `archive-${i}`, body: `filler ${i}` })).status === 429) {
+        await sleep(1000);
+      }
+      expect(sent.status === 201, `sending filler ${i}: ${sent.status}`);
+    }
+    await alice.page.locator('.sidebar .room-list button', { hasText: 'Archive' }).waitFor();
+    await openRoomNamed(alice.page, 'general', '# general');
+
+    await alice.page.fill('#search-input', '"quarterly forecast" -draft');
+    await alice.page.press('#search-input', 'Enter');
+    const hit = alice.page.locator('#search-results .search-hit');
+    await hit.first().waitFor();
+    expect((await hit.count()) === 1, `${await hit.count()} results`);
+    const shown = await hit.evaluate((button) => ({
+      id: button.dataset.id,
+      room: button.querySelector('.search-room').textContent,
+      time: button.querySelector('time').dateTime,
+      text: button.querySelector('.search-text').textContent,
+      marks: [...button.querySelectorAll('.search-text mark')].map((mark) => mark.textContent),
+      elements: [...button.querySelectorAll('.search-text *')].map((node) => node.tagName),
+    }));
+    expect(shown.id === first.json.id, `the result is ${shown.id}, not the message sent`);
+    expect(shown.room === 'Archive', `the result's room shows as ${shown.room}`);
+    expect(shown.time === first.json.ts, `the result's time is ${shown.time}`);
+    expect(shown.text === `The quarterly forecast is attached ${XSS}`, `the result's text is ${shown.text}`);
+    expect(JSON.stringify(shown.marks) === '["quarterly","forecast"]', `marked: ${JSON.stringify(shown.marks)}`);
+    expect(shown.elements.every((tag) => tag === 'MARK'), `the result's text holds elements ${shown.elements}`);
+
+    await hit.click();
+    await waitRoomTitle(alice.page, '◆ Archive');
+    const target = row(alice.page, first.json.id);
+    await target.waitFor();
+    await alice.page.waitForFunction((id) => document.querySelector(`#message-list .msg[data-id="${id}"]`)?.classList.contains('highlight'), first.json.id);
+    expect(await target.isVisible(), 'the message is not in view');
+    const inView = await target.evaluate((li) => {
+      const box = li.getBoundingClientRect();
+      const list = document.querySelector('#messages').getBoundingClientRect();
+      return box.bottom > list.top && box.top < list.bottom;
+    });
+    expect(inView, 'the message is not scrolled into view');
+
+    // A query with nothing to find says so, and the page stays as it is.
+    await alice.page.fill('#search-input', '-forecast');
+    await alice.page.press('#search-input', 'Enter');
+    await alice.page.locator('#search-status', { hasText: 'Type a word to find' }).waitFor();
+    await alice.page.click('#search-close');
+    expect(await alice.page.locator('#search-panel').isHidden(), 'the search panel stays open');
+    await openRoomNamed(alice.page, 'general', '# general');
+  });
+
   await step(`screenshot of the chat view saved to ${SCREENSHOT}`, async () => {
     await send(bob.page, 'Nothing lost while I was away. Nice!');
     await waitForMessage(alice.page, 'Nothing lost while I was away. Nice!');

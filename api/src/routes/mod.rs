@@ -9,6 +9,7 @@ mod health;
 mod members;
 mod messages;
 mod rooms;
+mod search;
 mod users;
 
 use axum::Json;
@@ -61,6 +62,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(events::router())
         .merge(messages::router())
         .merge(attachments::router())
+        .merge(search::router())
         .split_for_parts();
     router.route(
         "/v1/openapi.json",

@@ -340,7 +340,7 @@ async fn a_nul_character_is_refused_alike_on_both_stores(backend: Backend) {
 }
 
 /// Claims as the api would issue them for `user`, valid for ten minutes.
-fn claims(user: &TestUser) -> Claims {
+pub(crate) fn claims(user: &TestUser) -> Claims {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     Claims {
         iss: "chat".into(),
@@ -354,7 +354,7 @@ fn claims(user: &TestUser) -> Claims {
 }
 
 /// `claims` signed with EdDSA by the PKCS#8 PEM key `private_pem`.
-fn sign(claims: &impl serde::Serialize, private_pem: &str) -> String {
+pub(crate) fn sign(claims: &impl serde::Serialize, private_pem: &str) -> String {
     let key = EncodingKey::from_ed_pem(private_pem.as_bytes()).unwrap();
     jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &key).unwrap()
 }

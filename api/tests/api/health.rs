@@ -83,6 +83,7 @@ async fn openapi_describes_every_route(backend: Backend) {
         ("/v1/rooms/{id}/pins/{message_id}", "put"),
         ("/v1/rooms/{id}/pins/{message_id}", "delete"),
         ("/v1/rooms/{id}/timeline", "get"),
+        ("/v1/search", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {
@@ -92,6 +93,10 @@ async fn openapi_describes_every_route(backend: Backend) {
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // A search hit's marks are described as data: text and a flag.
+    let part = &doc["components"]["schemas"]["HighlightPart"]["properties"];
+    assert_eq!(part["text"]["type"], "string", "{part}");
+    assert_eq!(part["match"]["type"], "boolean", "{part}");
 }
 
 async fn unknown_routes_get_the_error_shape(backend: Backend) {

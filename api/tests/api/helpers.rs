@@ -77,6 +77,8 @@ impl TestApi {
             auth_rate_burst: 10_000,
             action_rate_per_minute: 10_000,
             action_burst: 10_000,
+            search_rate_per_minute: 10_000,
+            search_burst: 10_000,
             ..ApiConfig::default()
         };
         adjust(&mut config);

@@ -15,3 +15,4 @@ mod members;
 mod messages;
 mod metrics;
 mod rooms;
+mod search;

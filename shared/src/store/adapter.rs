@@ -93,6 +93,8 @@ impl<DB: Dialect> SqlStore<DB> {
 impl<DB> Store for SqlStore<DB>
 where
     DB: Dialect,
+    // Search is written for each database on its own (`search`).
+    Self: super::SearchStore,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,

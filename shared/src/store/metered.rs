@@ -11,14 +11,15 @@ use time::OffsetDateTime;
 use super::{
     Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore, NewAttachment,
     NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog, RoomStore,
-    Rotation, Session, SessionStore, Store, StoredAttachment, Submitted, Timeline, Uploaded,
-    UserStore,
+    Rotation, SearchPage, SearchStore, Session, SessionStore, Store, StoredAttachment, Submitted,
+    Timeline, Uploaded, UserStore,
 };
 use crate::metrics::store_call;
 use crate::model::{
     AttachmentId, Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId,
     SessionId, User, UserId,
 };
+use crate::search::{SearchHit, SearchQuery};
 
 /// An adapter whose every call is timed and counted.
 pub(super) struct Metered<S>(pub(super) S);
@@ -261,6 +262,19 @@ impl<S: AttachmentStore> AttachmentStore for Metered<S> {
 
     async fn forget_attachment(&self, id: AttachmentId) -> Result<()> {
         store_call("forget_attachment", self.0.forget_attachment(id)).await
+    }
+}
+
+#[async_trait]
+impl<S: SearchStore> SearchStore for Metered<S> {
+    async fn search_messages(
+        &self,
+        user: UserId,
+        query: &SearchQuery,
+        page: SearchPage,
+    ) -> Result<Vec<SearchHit>> {
+        let call = self.0.search_messages(user, query, page);
+        store_call("search_messages", call).await
     }
 }
 

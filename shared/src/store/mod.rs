@@ -1,4 +1,4 @@
-//! The `Store` port: everything durable, behind five small traits, with one
+//! The `Store` port: everything durable, behind six small traits, with one
 //! adapter per database we run (PostgreSQL in production, SQLite embedded).
 //! This file is the port alone, every trait with the values it takes and
 //! returns, so the whole contract reads in one place (hence its length).
@@ -13,7 +13,8 @@
 //! each with its statements beside the code that runs them: `accounts`,
 //! `sessions`, `rooms`, `members`, `log` (and the message appends'
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
-//! `timeline`, and `references` (what a message points at). `dialect` says
+//! `timeline`, `references` (what a message points at) and `search` (the
+//! full-text search of messages as they are now). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -34,6 +35,7 @@ mod metered;
 mod postgres;
 mod references;
 mod rooms;
+mod search;
 mod sessions;
 mod sqlite;
 mod timeline;
@@ -53,6 +55,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 pub use crate::error::{Error, Result};
+use crate::search::{SearchHit, SearchQuery};
 
 /// A user to register.
 #[derive(Debug, Clone)]
@@ -511,6 +514,37 @@ pub trait AttachmentStore: Send + Sync {
     async fn forget_attachment(&self, id: AttachmentId) -> Result<()>;
 }
 
+/// Where a search looks, and which page of what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchPage {
+    /// Only this room (the caller checks membership first; a room the
+    /// searcher is not in finds nothing anyway).
+    pub room: Option<RoomId>,
+    /// Only messages older than this one (the last hit of the page
+    /// before): event ids are time-ordered, so the cursor pages across
+    /// rooms.
+    pub before: Option<EventId>,
+    /// At most this many hits.
+    pub limit: u32,
+}
+
+/// Full-text search of messages as they are now. The index follows each
+/// message in the transaction of its change: a send indexes it, an edit
+/// re-indexes it, a deletion (which erases the text) and the room's
+/// deletion take it out.
+#[async_trait]
+pub trait SearchStore: Send + Sync {
+    /// The messages matching `query` in the rooms `user` is a member of
+    /// now, newest first, each with its text cut into marked and unmarked
+    /// parts.
+    async fn search_messages(
+        &self,
+        user: UserId,
+        query: &SearchQuery,
+        page: SearchPage,
+    ) -> Result<Vec<SearchHit>>;
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -525,7 +559,7 @@ pub enum Health {
 /// The whole store, as the binaries hold it.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + RoomStore + RoomLog + MessageStore + AttachmentStore
+    UserStore + SessionStore + RoomStore + RoomLog + MessageStore + AttachmentStore + SearchStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

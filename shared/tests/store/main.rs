@@ -65,6 +65,7 @@ mod direct;
 mod log;
 mod messages;
 mod rooms;
+mod search;
 mod sessions;
 mod users;
 
