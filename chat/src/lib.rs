@@ -90,7 +90,8 @@ impl Chat {
             mut api,
             mut gateway,
         } = settings;
-        let web = std::sync::Arc::new(WebClient::load(&chat.web_dir)?);
+        let media = chat_shared::blobs::download_origin(&api.blobs);
+        let web = std::sync::Arc::new(WebClient::load(&chat.web_dir, media.as_deref())?);
         let metrics = match chat.metrics_addr {
             Some(addr) => Some(Listener::bind(addr, 0).await.map_err(|e| {
                 chat_shared::Error::Config(format!("CHAT_METRICS_ADDR={addr}: cannot listen: {e}"))

@@ -43,8 +43,10 @@ pub struct WebClient {
 impl WebClient {
     /// Reads `config.json` in `dir` (none: this origin only) and builds the
     /// headers from it; a config that cannot be used stops the start-up
-    /// with the reason.
-    pub fn load(dir: &Path) -> chat_shared::Result<Self> {
+    /// with the reason. `media` is the origin attachments are downloaded
+    /// from when it is not this one (an S3 bucket's), which the page's
+    /// images may load from.
+    pub fn load(dir: &Path, media: Option<&str>) -> chat_shared::Result<Self> {
         let path = dir.join(CONFIG);
         let config: PageConfig = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -62,8 +64,14 @@ impl WebClient {
                 ))
             })?);
         }
+        // `blob:`: the page previews a file before it is uploaded.
+        let mut images = String::from("'self' data: blob:");
+        if let Some(origin) = media {
+            images.push(' ');
+            images.push_str(origin);
+        }
         let policy = format!(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src {images}; \
              connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'none'; \
              frame-ancestors 'none'"
         );
@@ -145,7 +153,7 @@ mod tests {
             r#"{"gateways": ["wss://ws1.example.org/v1/ws", "ws://127.0.0.1:8082/v1/ws"]}"#,
         )
         .unwrap();
-        let web = WebClient::load(dir.path()).unwrap();
+        let web = WebClient::load(dir.path(), None).unwrap();
         let policy = web.headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(
             policy.contains("connect-src 'self' wss://ws1.example.org ws://127.0.0.1:8082;"),
@@ -154,15 +162,48 @@ mod tests {
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
 
         std::fs::write(dir.path().join(CONFIG), r#"{"gateways": ["https://x"]}"#).unwrap();
-        assert!(WebClient::load(dir.path()).is_err());
+        assert!(WebClient::load(dir.path(), None).is_err());
         std::fs::write(dir.path().join(CONFIG), r#"{"api": "http://evil"}"#).unwrap();
         assert!(
-            WebClient::load(dir.path()).is_err(),
+            WebClient::load(dir.path(), None).is_err(),
             "unknown keys are refused"
         );
         std::fs::remove_file(dir.path().join(CONFIG)).unwrap();
-        let web = WebClient::load(dir.path()).unwrap();
+        let web = WebClient::load(dir.path(), None).unwrap();
         let policy = web.headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(policy.contains("connect-src 'self';"), "{policy}");
+        assert!(policy.contains("img-src 'self' data: blob:;"), "{policy}");
+    }
+
+    #[test]
+    fn images_may_come_from_the_bucket_of_the_attachments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut blobs = chat_shared::config::BlobsConfig {
+            blobs: chat_shared::config::BlobsBackend::S3,
+            s3_bucket: Some("files".into()),
+            s3_endpoint: Some("https://s3.example.org:9000/base".into()),
+            s3_path_style: true,
+            ..Default::default()
+        };
+        let origin = chat_shared::blobs::download_origin(&blobs);
+        assert_eq!(origin.as_deref(), Some("https://s3.example.org:9000"));
+        let web = WebClient::load(dir.path(), origin.as_deref()).unwrap();
+        let policy = web.headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            policy.contains("img-src 'self' data: blob: https://s3.example.org:9000;"),
+            "{policy}"
+        );
+        blobs.s3_path_style = false;
+        assert_eq!(
+            chat_shared::blobs::download_origin(&blobs).as_deref(),
+            Some("https://files.s3.example.org:9000")
+        );
+        blobs.s3_endpoint = None;
+        assert_eq!(
+            chat_shared::blobs::download_origin(&blobs).as_deref(),
+            Some("https://files.s3.us-east-1.amazonaws.com")
+        );
+        blobs.blobs = chat_shared::config::BlobsBackend::Fs;
+        assert_eq!(chat_shared::blobs::download_origin(&blobs), None);
     }
 }

@@ -21,7 +21,7 @@ use crate::config::{BlobsBackend, BlobsConfig};
 use crate::error::{Error, Result};
 
 pub use self::fs::FsBlobs;
-pub use self::s3::S3Blobs;
+pub use self::s3::{download_origin, S3Blobs};
 
 /// A body as it streams in or out: chunks of bytes, or the I/O error that
 /// ended it.

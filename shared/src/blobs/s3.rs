@@ -173,6 +173,26 @@ impl S3Blobs {
     }
 }
 
+/// The origin (`scheme://host[:port]`) the presigned URLs of `config`'s
+/// bucket are on, for a page's Content-Security-Policy: the endpoint's, with
+/// the bucket in the host unless path-style is set; AWS's regional endpoint
+/// when no endpoint is. `None` when the storage is not S3.
+pub fn download_origin(config: &BlobsConfig) -> Option<String> {
+    if config.blobs != crate::config::BlobsBackend::S3 {
+        return None;
+    }
+    let bucket = config.s3_bucket.as_deref()?;
+    let base = match &config.s3_endpoint {
+        Some(endpoint) if config.s3_path_style => endpoint.clone(),
+        Some(endpoint) => bucket_host(endpoint, bucket),
+        None if config.s3_path_style => format!("https://s3.{}.amazonaws.com", config.s3_region),
+        None => format!("https://{bucket}.s3.{}.amazonaws.com", config.s3_region),
+    };
+    let (scheme, rest) = base.split_once("://")?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    Some(format!("{scheme}://{host}"))
+}
+
 /// `https://host:port/…` as `https://<bucket>.host:port/…`.
 fn bucket_host(endpoint: &str, bucket: &str) -> String {
     match endpoint.split_once("://") {
