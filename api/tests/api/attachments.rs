@@ -527,3 +527,65 @@ async fn an_unsent_upload_is_collected(backend: Backend) {
     let late = send_with(&api, &alice, &room, &[&id]).await;
     expect_error(late, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
+
+/// The same path on object storage: the link is presigned on the bucket,
+/// serves the decided headers, and deleting the message deletes the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_object_storage_links_are_presigned_and_deletion_reaches_the_bucket() {
+    let blobs = chat_shared::testing::s3_bucket().await;
+    let api = TestApi::start_with(Backend::Sqlite, |config| {
+        config.blobs = blobs;
+        config.attachment_sweep_interval = Duration::from_millis(200);
+    })
+    .await;
+    let alice = api.user("alice").await;
+    let room = room_of(&api, &alice, &[]).await;
+    let bytes = png(300, 200);
+    let uploaded = api
+        .upload(&alice, &room, "plan.png", "image/png", bytes.clone())
+        .await;
+    let attachment = expect_status(uploaded, StatusCode::CREATED).await;
+    assert_eq!(attachment["thumbnail"], true);
+    let id = attachment["id"].as_str().unwrap().to_owned();
+    let sent = expect_status(
+        send_with(&api, &alice, &room, &[&id]).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    let link = expect_status(api.link(&alice, &id, "file").await, StatusCode::OK).await;
+    let url = link["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&chat_shared::testing::s3_endpoint()),
+        "presigned on the bucket: {url}"
+    );
+    let file = api.fetch(&link).await;
+    assert_eq!(file.status(), StatusCode::OK);
+    assert_eq!(file.headers()[CONTENT_TYPE], "image/png");
+    let disposition = file.headers()[CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(disposition.starts_with("inline"), "{disposition}");
+    assert_eq!(file.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let thumbnail = expect_status(api.link(&alice, &id, "thumbnail").await, StatusCode::OK).await;
+    assert_eq!(api.fetch(&thumbnail).await.status(), StatusCode::OK);
+
+    let message = sent["id"].as_str().unwrap();
+    let deleted = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/rooms/{room}/messages/{message}"),
+            &alice,
+            None,
+        )
+        .await;
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    for _ in 0..100 {
+        if api.fetch(&link).await.status() == StatusCode::NOT_FOUND {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the object was still in the bucket 10 s after its message was deleted");
+}

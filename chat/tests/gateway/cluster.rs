@@ -303,6 +303,30 @@ impl TestCluster {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Uploads `bytes` as `name` of `content_type` into `room` as `user`;
+    /// returns status and JSON body.
+    pub async fn upload(
+        &self,
+        user: &User,
+        room: &str,
+        name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/rooms/{room}/attachments", self.api))
+            .query(&[("name", name)])
+            .bearer_auth(&user.token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Creates a public room owned by `owner` and has `members` join it.
     pub async fn room(&self, owner: &User, members: &[&User]) -> String {
         let (status, room) = self
