@@ -88,7 +88,7 @@ async fn a_send_naming_an_upload_it_may_not_carry_is_refused(setup: Setup) {
         ),
         (0, json!([]), "no text and no file"),
     ];
-    let mut clients = [&mut a, &mut b];
+    let clients = [&mut a, &mut b];
     for (i, (who, attachments, why)) in cases.into_iter().enumerate() {
         let client_id = format!("bad-{i}");
         let frame = json!({ "type": "send", "room_id": room, "client_id": client_id,
