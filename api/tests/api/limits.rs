@@ -14,6 +14,7 @@ both_stores!(
     rest_sends_past_the_burst_are_refused_and_not_stored,
     invites_room_creations_and_dm_opens_each_have_a_budget,
     rest_read_markers_have_a_budget,
+    uploads_have_a_budget_of_their_own,
 );
 
 /// Starts an api with small budgets: 3 sends at once then one a second;
@@ -178,4 +179,31 @@ async fn rest_read_markers_have_a_budget(backend: Backend) {
         StatusCode::OK,
     )
     .await;
+}
+
+async fn uploads_have_a_budget_of_their_own(backend: Backend) {
+    let api = strict(backend).await;
+    let alice = api.user("alice").await;
+    let room = api.room(&alice, "files", "public").await.id.to_string();
+    for i in 0..2 {
+        let uploaded = api
+            .upload(
+                &alice,
+                &room,
+                &format!("{i}.txt"),
+                "text/plain",
+                b"x".to_vec(),
+            )
+            .await;
+        expect_status(uploaded, StatusCode::CREATED).await;
+    }
+    let third = api
+        .upload(&alice, &room, "2.txt", "text/plain", b"x".to_vec())
+        .await;
+    assert!(refused(third).await >= 1);
+    // Nothing of the refused one is kept; other budgets are untouched.
+    let blobs = api.data_dir.join("blobs").join("attachments");
+    assert_eq!(std::fs::read_dir(blobs).unwrap().count(), 2);
+    let invited = api.room(&alice, "more", "public").await;
+    assert_eq!(invited.name, "more");
 }
