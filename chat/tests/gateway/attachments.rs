@@ -7,23 +7,13 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_shapes;
-use crate::cluster::{Setup, TestClient, TestCluster};
+use crate::cluster::{Setup, TestCluster};
+use crate::messages::change;
 
 both_shapes!(
     an_upload_sent_over_the_socket_reaches_every_member,
     a_send_naming_an_upload_it_may_not_carry_is_refused,
 );
-
-/// Sends `frame` (a `send` with `client_id`) and returns its answer.
-async fn answer(client: &mut TestClient, client_id: &str, frame: Value) -> Value {
-    client.send(frame).await;
-    client
-        .recv_until(|f| {
-            (f["type"] == "ack" && f["client_id"] == client_id)
-                || (f["type"] == "error" && f["ref"] == client_id)
-        })
-        .await
-}
 
 async fn an_upload_sent_over_the_socket_reaches_every_member(setup: Setup) {
     let cluster = TestCluster::start(setup).await;
@@ -43,9 +33,8 @@ async fn an_upload_sent_over_the_socket_reaches_every_member(setup: Setup) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{attachment}");
 
-    let frame = json!({ "type": "send", "room_id": room, "client_id": "f", "body": "",
-        "attachments": [attachment["id"]] });
-    let ack = answer(&mut a, "f", frame).await;
+    let fields = json!({ "room_id": room, "body": "", "attachments": [attachment["id"]] });
+    let ack = change(&mut a, "send", "f", fields).await;
     assert_eq!(ack["type"], "ack", "{ack}");
     let seq = ack["seq"].clone();
     for client in [&mut a, &mut b] {
@@ -91,9 +80,8 @@ async fn a_send_naming_an_upload_it_may_not_carry_is_refused(setup: Setup) {
     let clients = [&mut a, &mut b];
     for (i, (who, attachments, why)) in cases.into_iter().enumerate() {
         let client_id = format!("bad-{i}");
-        let frame = json!({ "type": "send", "room_id": room, "client_id": client_id,
-            "body": "", "attachments": attachments });
-        let refused = answer(clients[who], &client_id, frame).await;
+        let fields = json!({ "room_id": room, "body": "", "attachments": attachments });
+        let refused = change(clients[who], "send", &client_id, fields).await;
         assert_eq!(refused["code"], "validation_failed", "{why}: {refused}");
     }
     let (_, after) = cluster

@@ -17,7 +17,12 @@ both_shapes!(
 
 /// Sends a change frame (`kind` with `fields`) and returns its answer: the
 /// `ack` or the `error` that names its client_id.
-async fn change(client: &mut TestClient, kind: &str, client_id: &str, fields: Value) -> Value {
+pub(crate) async fn change(
+    client: &mut TestClient,
+    kind: &str,
+    client_id: &str,
+    fields: Value,
+) -> Value {
     let mut frame = json!({ "type": kind, "client_id": client_id });
     frame
         .as_object_mut()
