@@ -1129,6 +1129,36 @@ async function scenario(browser, server, people) {
     expect(count(await messages(alice.page), offlineText) === 1, 'alice shows it more than once');
   });
 
+  const staleText = 'its upload expired before it was sent';
+  await step('a send whose upload expired unsent is uploaded again from the kept file and arrives', async () => {
+    // An upload the server no longer takes (this one was sent already),
+    // as an upload left unsent for over an hour would be.
+    const spent = await bob.page.locator('#message-list .attachment.file', { hasText: 'notes.txt' }).getAttribute('data-attachment-id');
+    await alice.context.setOffline(true);
+    await waitConnection(alice.page, 'offline');
+    await alice.page.setInputFiles('#attach-input', { name: 'stale.txt', mimeType: 'text/plain', buffer: Buffer.from('kept on this device') });
+    await waitChips(alice.page, 1, 'waiting');
+    await send(alice.page, staleText);
+    await waitForMessage(alice.page, staleText, 'pending');
+    await alice.page.evaluate(
+      ([body, spent]) => {
+        const key = Object.keys(localStorage).find((k) => k.startsWith('chat.outbox:'));
+        const entries = JSON.parse(localStorage.getItem(key));
+        entries.find((entry) => entry.body === body).attachments[0].id = spent;
+        localStorage.setItem(key, JSON.stringify(entries));
+      },
+      [staleText, spent],
+    );
+    await alice.context.setOffline(false);
+    await waitForMessage(alice.page, staleText, 'delivered');
+    const card = messageRow(bob.page, staleText).locator('.attachment.file', { hasText: 'stale.txt' });
+    await card.waitFor();
+    expect((await card.getAttribute('data-attachment-id')) !== spent, 'bob got the spent upload');
+    await sleep(500);
+    expect(count(await messages(bob.page), staleText) === 1, 'bob shows it more than once');
+    expect(alice.dialogs.length === 0 && (await alice.page.locator('.msg[data-state="failed"]').count()) === 0, 'alice was told it failed');
+  });
+
   await step('two tabs of one login outlive many short-lived tokens, refreshing one at a time', async () => {
     // A server whose access tokens live 12 s: the pages refresh about every 8 s.
     const shortLived = await startChat({ CHAT_ACCESS_TOKEN_TTL: '12s' });
