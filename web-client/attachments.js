@@ -17,6 +17,8 @@ const LINK_MARGIN_MS = 30_000;
 /** Retries of an upload that found no network or a busy server: first delay, doubling to the last. */
 const RETRY_FIRST_MS = 2_000;
 const RETRY_MAX_MS = 60_000;
+/** Uploads of one file cut with the socket live before it is taken for refused. */
+const CUTS_BEFORE_GIVING_UP = 3;
 
 /** @returns {string} a size for people: `812 B`, `1.4 KB`, `3.2 MB` */
 export function formatSize(bytes) {
@@ -35,6 +37,17 @@ export function formatSize(bytes) {
 /** Whether an upload that failed so may work later (no network, a busy or unreachable server). */
 export function isRetryable(error) {
   return error?.status === 0 || error?.status === 429 || error?.status === 503 || error?.status === 502 || error?.status === 504;
+}
+
+/**
+ * Whether an upload's failure with no answer is likelier the api cutting it
+ * (it refuses a file over its limit before reading it, and closes the
+ * connection; a browser may see only the cut) than the network: the
+ * browser is online and the socket is live.
+ * @param {import('./chat-client.js').ChatClient|null} client
+ */
+export function isCut(error, client) {
+  return error?.status === 0 && error.code === 'network' && globalThis.navigator?.onLine !== false && client?.state === 'online';
 }
 
 /**
@@ -60,6 +73,8 @@ export function uploadErrorText(error, name) {
       return `${name}: too many uploads just now; it will be tried again.`;
     case 'network':
       return `${name}: no connection; it will be uploaded when you are back online.`;
+    case 'upload_cut':
+      return `${name} could not be uploaded: the server closed the connection (the file may be over its size limit).`;
     case 'aborted':
       return `${name}: cancelled.`;
     default:
@@ -207,6 +222,8 @@ export class OutboxUploader {
     this.retryTimer = null;
     this.retryDelay = RETRY_FIRST_MS;
     this.stopped = false;
+    /** @type {Map<string, number>} client id → uploads cut with the socket live, in a row */
+    this.cuts = new Map();
   }
 
   /** Looks for held sends to upload (now, or after the run in progress). */
@@ -277,7 +294,12 @@ export class OutboxUploader {
         this.client.setAttachments(clientId, attachments);
       } catch (error) {
         if (error instanceof AuthRequiredError) return 'retry';
-        if (isRetryable(error)) return 'retry';
+        // Cut again and again while the socket lives: the api refuses it.
+        const cuts = isCut(error, this.client) ? (this.cuts.get(clientId) ?? 0) + 1 : 0;
+        this.cuts.set(clientId, cuts);
+        if (isRetryable(error) && cuts < CUTS_BEFORE_GIVING_UP) return 'retry';
+        this.cuts.delete(clientId);
+        if (cuts) error = { ...error, code: 'upload_cut' };
         this.onProgress(clientId, null);
         this.client.failSend(clientId, error.code, uploadErrorText(error, pending.name));
         return 'failed';

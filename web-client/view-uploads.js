@@ -11,7 +11,7 @@
 
 import { byId, h, replace } from './dom.js';
 import { MAX_ATTACHMENTS } from './chat-client.js';
-import { formatSize, isRetryable, uploadErrorText } from './attachments.js';
+import { formatSize, isCut, isRetryable, uploadErrorText } from './attachments.js';
 
 /**
  * One file of the composer.
@@ -92,9 +92,11 @@ export function mountUploads({ store, actions, notify, onChange }) {
         (error) => {
           if (error.code === 'aborted') return;
           // No network, a busy server: the message may still take it, the
-          // outbox uploads it later. Anything else is final.
-          chip.state = isRetryable(error) ? 'waiting' : 'refused';
-          chip.error = uploadErrorText(error, chip.file.name);
+          // outbox uploads it later. Anything else is final, and so is a
+          // cut while the socket lives (likely a file over the limit).
+          const cut = isCut(error, actions.client);
+          chip.state = isRetryable(error) && !cut ? 'waiting' : 'refused';
+          chip.error = uploadErrorText(cut ? { ...error, code: 'upload_cut' } : error, chip.file.name);
         },
       )
       .finally(() => {

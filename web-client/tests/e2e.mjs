@@ -424,7 +424,8 @@ async function main() {
   let browser;
   const people = [];
   try {
-    const server = await startChat();
+    // Uploads up to 2 MiB: a test can go over the limit cheaply.
+    const server = await startChat({ CHAT_MAX_UPLOAD_BYTES: String(2 * 1024 * 1024) });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
@@ -1099,6 +1100,17 @@ async function scenario(browser, server, people) {
     expect((await messages(bob.page)).length === bobBefore, 'bob got something');
     await refused.locator('button.remove').click();
     await alice.page.locator('#upload-list').waitFor({ state: 'hidden' });
+    // Over the server's limit (2 MiB here).
+    await alice.page.setInputFiles('#attach-input', { name: 'big.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(3 * 1024 * 1024, 7) });
+    const tooBig = alice.page.locator('#upload-list .upload-chip[data-state="refused"]', { hasText: 'big.bin' });
+    await tooBig.waitFor();
+    const why = await tooBig.locator('.upload-error').textContent();
+    expect(/too large|size limit/.test(why), `the chip says: ${why}`);
+    expect(await alice.page.isDisabled('#send'), 'Send is enabled with only a refused file');
+    await tooBig.locator('button.remove').click();
+    await alice.page.locator('#upload-list').waitFor({ state: 'hidden' });
+    await sleep(300);
+    expect((await messages(bob.page)).length === bobBefore, 'bob got something');
   });
 
   const offlineText = 'sent offline with a file, then the page reloaded';
