@@ -91,7 +91,7 @@ export function createAttachmentViews({ links, notify }) {
     return h(
       'div',
       { className: 'attachment file', dataset: { attachmentId: file.id } },
-      h('span', { className: 'file-icon', attrs: { 'aria-hidden': 'true' } }, '📄'),
+      fileIcon(file),
       h(
         'span',
         { className: 'file-info' },
@@ -113,7 +113,7 @@ export function createAttachmentViews({ links, notify }) {
     return h(
       'div',
       { className: 'attachment file pending', dataset: { state: file.id ? 'uploaded' : 'waiting' } },
-      h('span', { className: 'file-icon', attrs: { 'aria-hidden': 'true' } }, file.content_type?.startsWith('image/') ? '🖼' : '📄'),
+      fileIcon(file),
       h(
         'span',
         { className: 'file-info' },
@@ -121,6 +121,12 @@ export function createAttachmentViews({ links, notify }) {
         h('span', { className: 'file-meta' }, h('span', { className: 'file-size' }, formatSize(file.size)), status ? ` · ${status}` : ''),
       ),
     );
+  }
+
+  /** A badge with the file's extension (no emoji: not every system draws them). */
+  function fileIcon(file) {
+    const extension = /\.([A-Za-z0-9]{1,5})$/.exec(file.name ?? '')?.[1] ?? 'file';
+    return h('span', { className: 'file-icon', attrs: { 'aria-hidden': 'true' } }, extension.toUpperCase());
   }
 
   // --- the lightbox -----------------------------------------------------------------------
