@@ -34,6 +34,16 @@ export function formatSize(bytes) {
   return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
 }
 
+/**
+ * What stands for a message's text where it has only files (a reply's
+ * quote, a pin): their names, or "files" when they are not known.
+ * @param {{name: string}[]} [attachments]
+ */
+export function filesText(attachments) {
+  if (!attachments?.length) return 'files';
+  return attachments.map((attachment) => attachment.name).join(', ');
+}
+
 /** Whether an upload that failed so may work later (no network, a busy or unreachable server). */
 export function isRetryable(error) {
   return error?.status === 0 || error?.status === 429 || error?.status === 503 || error?.status === 502 || error?.status === 504;

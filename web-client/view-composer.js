@@ -12,6 +12,7 @@ import { byId, h, replace } from './dom.js';
 import { plainText } from './format.js';
 import { canMentionRoom, currentRoom, timelineOf, userName } from './store.js';
 import { mountUploads } from './view-uploads.js';
+import { filesText } from './attachments.js';
 
 /** Most people offered at once. */
 const MAX_SUGGESTIONS = 8;
@@ -61,7 +62,7 @@ export function mountComposer({ store, actions, notify, onSent }) {
     shownReply = quoted ? reply : null;
     if (!quoted) return;
     el.replyName.textContent = userName(state, quoted.sender);
-    el.replyText.textContent = quoted.deleted ? 'message deleted' : plainText(quoted.body);
+    el.replyText.textContent = quoted.deleted ? 'message deleted' : plainText(quoted.body) || filesText(quoted.attachments);
     // A new reply: write it.
     if (started) el.input.focus();
   }

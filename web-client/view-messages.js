@@ -12,6 +12,7 @@ import { byId, h, reconcile } from './dom.js';
 import { format, plainText } from './format.js';
 import { canDelete, canPin, currentRoom, mentionsMe, timelineOf, userName } from './store.js';
 import { createAttachmentViews } from './view-attachments.js';
+import { filesText } from './attachments.js';
 
 /** Within this distance of the bottom the view follows new messages. */
 const NEAR_BOTTOM_PX = 80;
@@ -201,7 +202,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
     return {
       id: replyTo,
       name: userName(state, quoted.sender),
-      text: quoted.deleted ? 'message deleted' : plainText(quoted.body ?? ''),
+      text: quoted.deleted ? 'message deleted' : plainText(quoted.body ?? '') || filesText(quoted.attachments),
       deleted: Boolean(quoted.deleted),
     };
   }
