@@ -174,11 +174,20 @@ export function mountUploads({ store, actions, notify, onChange }) {
   });
   const carriesFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes('Files');
   el.dropZone.addEventListener('dragover', (event) => {
-    if (!carriesFiles(event) || !state.currentRoomId) return;
+    if (!carriesFiles(event)) return;
     event.preventDefault();
-    event.dataTransfer.dropEffect = 'copy';
-    el.dropZone.classList.add('dropping');
+    event.dataTransfer.dropEffect = state.currentRoomId ? 'copy' : 'none';
+    if (state.currentRoomId) el.dropZone.classList.add('dropping');
   });
+  // A file dropped anywhere else would make the browser open it in place
+  // of the chat.
+  for (const type of ['dragover', 'drop']) {
+    document.addEventListener(type, (event) => {
+      if (!carriesFiles(event) || el.dropZone.contains(event.target)) return;
+      event.preventDefault();
+      if (type === 'dragover') event.dataTransfer.dropEffect = 'none';
+    });
+  }
   el.dropZone.addEventListener('dragleave', (event) => {
     if (!el.dropZone.contains(event.relatedTarget)) el.dropZone.classList.remove('dropping');
   });
