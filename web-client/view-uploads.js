@@ -24,6 +24,7 @@ import { formatSize, isCut, isRetryable, uploadErrorText } from './attachments.j
  * @property {object} [attachment] the api's answer, once uploaded
  * @property {string} [error] why it was refused, or why it waits
  * @property {AbortController} [abort]
+ * @property {string} [preview] an object URL of the image, for its chip
  */
 
 /**
@@ -58,6 +59,8 @@ export function mountUploads({ store, actions, notify, onChange }) {
     if (files.length > room) notify(`A message carries at most ${MAX_ATTACHMENTS} files: ${files.length - Math.max(0, room)} left out.`);
     for (const file of files.slice(0, Math.max(0, room))) {
       const chip = { key: nextKey++, file, state: 'waiting', progress: 0 };
+      // An image shows in its chip from the file itself, before any upload.
+      if (/^image\/(png|jpeg|gif|webp)$/.test(file.type) && globalThis.URL?.createObjectURL) chip.preview = URL.createObjectURL(file);
       chips.push(chip);
       start(roomId, chip);
     }
@@ -105,8 +108,14 @@ export function mountUploads({ store, actions, notify, onChange }) {
       });
   }
 
-  function remove(roomId, chip) {
+  /** A chip goes: its upload stops and its preview is let go. */
+  function drop(chip) {
     chip.abort?.abort();
+    if (chip.preview) URL.revokeObjectURL(chip.preview);
+  }
+
+  function remove(roomId, chip) {
+    drop(chip);
     byRoom.set(roomId, chipsOf(roomId).filter((c) => c !== chip));
     changed();
     el.text.focus();
@@ -136,6 +145,15 @@ export function mountUploads({ store, actions, notify, onChange }) {
         dataset: { key: chip.key, state: chip.state, progress: Math.round(chip.progress * 100) },
         title: chip.error ?? `${chip.file.name} (${formatSize(chip.file.size)})`,
       },
+      chip.preview
+        ? h('img', {
+            className: 'chip-preview',
+            src: chip.preview,
+            alt: '',
+            // Refused (a server whose policy does not allow blob: images): no preview.
+            on: { error: (event) => event.target.remove() },
+          })
+        : null,
       h('span', { className: 'file-name' }, chip.file.name || 'pasted file'),
       h('span', { className: 'file-size' }, formatSize(chip.file.size)),
       chip.state === 'uploading' ? progress : null,
@@ -208,7 +226,7 @@ export function mountUploads({ store, actions, notify, onChange }) {
   store.subscribe((_state, topics) => {
     if (topics.has('current') && state.currentRoomId !== shownRoomId) changed();
     if (topics.has('me') && !state.me) {
-      for (const chips of byRoom.values()) for (const chip of chips) chip.abort?.abort();
+      for (const chips of byRoom.values()) for (const chip of chips) drop(chip);
       byRoom.clear();
       changed();
     }
@@ -224,6 +242,8 @@ export function mountUploads({ store, actions, notify, onChange }) {
         .map((chip) => ({ file: chip.file, attachment: chip.attachment })),
     /** The message went: its files go with it (refused ones too, their reason was shown). */
     clear() {
+      // The upload is done or handed to the outbox, which keeps the file itself.
+      for (const chip of chipsOf(state.currentRoomId)) if (chip.preview) URL.revokeObjectURL(chip.preview);
       byRoom.delete(state.currentRoomId);
       changed();
     },
