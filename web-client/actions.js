@@ -7,8 +7,9 @@
  * @module actions
  */
 
-import { AuthRequiredError } from './chat-client.js';
+import { AuthRequiredError, newClientId } from './chat-client.js';
 import { ApiError } from './api.js';
+import { LinkCache, OutboxUploader, blobKey } from './attachments.js';
 import { TYPING_SHOWN_MS, currentRoom, roomName, timelineOf } from './store.js';
 
 /** Items per timeline page. */
@@ -35,6 +36,13 @@ export function createActions({ store, api, settings, notify }) {
   const pinsLoading = new Map();
   /** Rooms I asked to leave: their `room_removed` needs no notice. */
   const leaving = new Set();
+  /** Download links of attachments, shared by the views. */
+  const links = new LinkCache(api);
+  /** @type {import('./attachments.js').BlobKeeper|null} the bytes of unsent files */
+  let keeper = null;
+  /** @type {OutboxUploader|null} */
+  let uploader = null;
+  const kickUploads = () => uploader?.kick();
 
   /** Says what went wrong, in words; a lost login is handled by the auth listener. */
   function report(error, what) {
@@ -245,6 +253,15 @@ export function createActions({ store, api, settings, notify }) {
   /** Subscribes to a new protocol client (one per login). */
   function attach(chatClient) {
     client = chatClient;
+    uploader = new OutboxUploader({
+      client,
+      api,
+      keeper,
+      onProgress: (clientId, fraction) => store.dispatch({ type: 'uploadProgress', clientId, fraction }),
+    });
+    client.on('pending', kickUploads);
+    client.on('status', ({ state: now }) => now === 'online' && kickUploads());
+    globalThis.addEventListener?.('online', kickUploads);
     client.on('status', (status) => store.dispatch({ type: 'connection', status }));
     client.on('hello', (hello) => {
       store.dispatch({ type: 'usersSeen', users: [hello.user] });
@@ -259,11 +276,14 @@ export function createActions({ store, api, settings, notify }) {
       const entry = state.outbox.find((e) => e.client_id === ack.client_id);
       store.dispatch({ type: 'acked', ack, entry });
       syncOutbox();
+      // Sent: the bytes kept for it are needed no more.
+      keeper?.forget(`${ack.client_id}/`);
     });
     client.on('changed', syncOutbox);
     client.on('sendFailed', (failure) => {
       store.dispatch({ type: 'sendFailed', failure });
       syncOutbox();
+      keeper?.forget(`${failure.entry.client_id}/`);
       notify(`A message was not sent: ${failure.message}`);
     });
     client.on('changeFailed', (failure) => {
@@ -313,21 +333,70 @@ export function createActions({ store, api, settings, notify }) {
   // --- what the person does ------------------------------------------------------------------
 
   /**
-   * Sends a message to the open room (answering the message being replied to).
+   * Sends a message to the open room (answering the message being replied
+   * to), with files: each either uploaded already (`attachment`, the api's
+   * answer) or to be uploaded by the outbox (offline). The bytes of every
+   * file are kept until the message is sent, so it survives a reload and a
+   * file whose upload expired unsent can be uploaded again.
+   * @param {string} text
+   * @param {{file: Blob & {name?: string}, attachment?: object}[]} [files]
    * @returns {boolean} whether it was queued
    */
-  function send(text) {
+  function send(text, files = []) {
     const room = currentRoom(state);
-    if (!room || !text.trim() || !client) return false;
+    if (!room || !client || (!text.trim() && !files.length)) return false;
     const reply = state.ui.replyTo?.roomId === room.id ? state.ui.replyTo.id : undefined;
+    const clientId = newClientId();
+    const attachments = files.map(({ file, attachment }, index) => {
+      const local = blobKey(clientId, index);
+      keeper?.put(local, file);
+      const described = attachment ?? { name: file.name || 'file', size: file.size, content_type: file.type || 'application/octet-stream' };
+      return { ...described, local };
+    });
     try {
-      client.send(room.id, text, { replyTo: reply });
+      client.send(room.id, text.trim() ? text : '', { replyTo: reply, attachments, clientId });
     } catch (error) {
+      keeper?.forget(`${clientId}/`);
       notify(error.message);
       return false;
     }
     if (reply) store.dispatch({ type: 'replyCancelled' });
     return true;
+  }
+
+  /**
+   * The protocol client asks before giving up a send with files: a refusal
+   * (`validation_failed`) may mean its uploads expired unsent (after an
+   * hour). Once, its files are uploaded again from the kept bytes and it
+   * goes out with the same `client_id`; the uploader fails it with the
+   * reason if the bytes are gone.
+   * @returns {object|null} the send, held for new uploads
+   */
+  function rescueSend(entry, error) {
+    if (error.code !== 'validation_failed' || entry.reuploaded || !entry.attachments.every((a) => a.local)) return null;
+    setTimeout(kickUploads, 0);
+    return {
+      ...entry,
+      reuploaded: true,
+      attachments: entry.attachments.map(({ name, size, content_type, local }) => ({ name, size, content_type, local })),
+    };
+  }
+
+  /** Uploads a file into a room (the composer's), with progress. */
+  function upload(roomId, file, options) {
+    return api.upload(roomId, file, options);
+  }
+
+  /** Forgets kept bytes that belong to no pending send (a tab closed mid-way, a send settled in another tab). */
+  async function collectBlobs() {
+    if (!keeper || !client) return;
+    // Keys first: a send is queued before its bytes are kept, so any key
+    // read has its send in the list read after, unless it was settled.
+    const keys = await keeper.keys();
+    const live = new Set(client.outbox.list().map((entry) => entry.client_id));
+    for (const key of keys) {
+      if (!live.has(String(key).split('/')[0])) keeper.forget(String(key));
+    }
   }
 
   /** Queues a change of a message over the socket; a refusal shows as a notice. */
@@ -442,9 +511,15 @@ export function createActions({ store, api, settings, notify }) {
     openRoom(room.id);
   }
 
-  /** After login: list rooms, then connect, then open the last room. */
-  async function start(chatClient) {
+  /**
+   * After login: list rooms, then connect, then open the last room.
+   * @param {import('./chat-client.js').ChatClient} chatClient
+   * @param {{keeper?: import('./attachments.js').BlobKeeper}} [options] where unsent files are kept
+   */
+  async function start(chatClient, { keeper: blobKeeper = null } = {}) {
+    keeper = blobKeeper;
     attach(chatClient);
+    collectBlobs().then(kickUploads);
     // Each room listed gives the client its head as REST shows it now; the
     // first sync replays whatever happens after, so nothing falls between.
     await loadRooms();
@@ -458,6 +533,9 @@ export function createActions({ store, api, settings, notify }) {
   function stop() {
     client?.stop();
     client = null;
+    uploader?.stop();
+    uploader = null;
+    globalThis.removeEventListener?.('online', kickUploads);
   }
 
   return {
@@ -467,6 +545,12 @@ export function createActions({ store, api, settings, notify }) {
     get client() {
       return client;
     },
+    get keeper() {
+      return keeper;
+    },
+    links,
+    upload,
+    rescueSend,
     loadRooms,
     openRoom,
     openAt,

@@ -1,7 +1,8 @@
 /**
  * The REST side of the chat: an {@link AuthSession} that logs in and keeps
  * the access token fresh (refresh-token rotation, serialised across tabs),
- * and an {@link Api} with one method per route the web client uses.
+ * and an {@link Api} with one method per route the web client uses
+ * (uploads too, with progress).
  *
  * The api answers every error as `{"error": {"code", "message"}}`; both
  * classes throw {@link ApiError}s carrying that code.
@@ -515,4 +516,79 @@ export class Api {
   openDm(userId) {
     return this.call('POST', '/v1/dms', { user_id: userId });
   }
+
+  /**
+   * A short-lived link to an attachment's bytes, made absolute (the api may
+   * answer with a path of its own).
+   * @param {string} id
+   * @param {'file'|'thumbnail'} [variant]
+   * @returns {Promise<{url: string, expires_at: string}>}
+   */
+  async attachmentLink(id, variant = 'file') {
+    const link = await this.call('GET', `/v1/attachments/${encodeURIComponent(id)}?${new URLSearchParams({ variant })}`);
+    return { ...link, url: new URL(link.url, `${this.apiBase}/`).href };
+  }
+
+  /**
+   * Uploads a file into a room, with progress. XMLHttpRequest, because
+   * fetch tells nothing of an upload's progress. A 401 `invalid_token`
+   * refreshes once and uploads again, like {@link Api#call}.
+   * @param {string} roomId
+   * @param {Blob} file its `name` (or `name`) and `type` are sent with it
+   * @param {{name?: string, onProgress?: (fraction: number) => void, signal?: AbortSignal}} [options]
+   * @returns {Promise<object>} the attachment (`{id, name, content_type, size, width?, height?, thumbnail?}`)
+   * @throws {ApiError} with the api's code; `network` when there was no answer, `aborted` when cancelled
+   */
+  async upload(roomId, file, { name = file.name, onProgress, signal } = {}) {
+    const path = `/v1/rooms/${encodeURIComponent(roomId)}/attachments?${new URLSearchParams({ name })}`;
+    const token = await this.auth.accessToken();
+    try {
+      return await xhrUpload(`${this.apiBase}${path}`, file, token, onProgress, signal);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 401) throw error;
+      if (error.code !== 'invalid_token') {
+        await this.auth.endIfCurrent(token);
+        throw new AuthRequiredError(error.message);
+      }
+      const fresh = (await this.auth.refresh(token)).access_token;
+      return xhrUpload(`${this.apiBase}${path}`, file, fresh, onProgress, signal);
+    }
+  }
+}
+
+/**
+ * One upload by XMLHttpRequest: the body is the file's bytes, its type the
+ * file's (the api checks it against the bytes).
+ * @returns {Promise<object>} the parsed answer
+ */
+function xhrUpload(url, file, token, onProgress, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new ApiError(0, 'aborted', 'the upload was cancelled'));
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', url);
+    xhr.setRequestHeader('authorization', `Bearer ${token}`);
+    xhr.setRequestHeader('content-type', file.type || 'application/octet-stream');
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable && event.total > 0) onProgress?.(event.loaded / event.total);
+    };
+    xhr.onload = () => {
+      let json = null;
+      try {
+        json = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        // Not JSON: a proxy's error page, say.
+      }
+      if (xhr.status >= 200 && xhr.status < 300) return resolve(json);
+      const error = json?.error ?? {};
+      const refusal = new ApiError(xhr.status, error.code ?? `http_${xhr.status}`, error.message ?? xhr.statusText);
+      refusal.retryAfter = Number(xhr.getResponseHeader('retry-after')) || undefined;
+      reject(refusal);
+    };
+    // The api refuses a file too large before reading it, and closes the
+    // connection: a browser may see only the cut, not the answer.
+    xhr.onerror = () => reject(new ApiError(0, 'network', 'cannot reach the server'));
+    xhr.onabort = () => reject(new ApiError(0, 'aborted', 'the upload was cancelled'));
+    signal?.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.send(file);
+  });
 }

@@ -15,6 +15,7 @@ import { Api, AuthSession } from './api.js';
 import { byId, h } from './dom.js';
 import { loadSettings } from './settings.js';
 import { Store } from './store.js';
+import { BlobKeeper } from './attachments.js';
 import { createActions } from './actions.js';
 import { mountComposer } from './view-composer.js';
 import { mountDialogs } from './view-dialogs.js';
@@ -67,7 +68,7 @@ mountSidebar({
 mountMembers({ store });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
-mountComposer({ store, actions, onSent: () => messagesView.stickToBottom() });
+mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
 
 // --- signing in and out -------------------------------------------------------------------
 
@@ -131,9 +132,16 @@ async function enterChat() {
   el.authScreen.hidden = true;
   el.chatScreen.hidden = false;
   const outbox = new Outbox({ key: `chat.outbox:${settings.apiBase}:${me.id}` });
-  const client = new ChatClient({ url: settings.wsUrls, getToken: socketToken, outbox });
+  // The bytes of files of messages not sent yet, beside the outbox.
+  const keeper = new BlobKeeper(`chat.files:${settings.apiBase}:${me.id}`);
+  const client = new ChatClient({
+    url: settings.wsUrls,
+    getToken: socketToken,
+    outbox,
+    rescueSend: (entry, error) => actions.rescueSend(entry, error),
+  });
   client.on('authFailed', () => leaveChat('Your session has ended. Please log in again.'));
-  await actions.start(client);
+  await actions.start(client, { keeper });
 }
 
 /** The socket's token; when handshakes keep failing a REST call tells whether the login is the reason. */
@@ -160,6 +168,7 @@ async function logout() {
   const unsent = actions.client?.outbox.list().length ?? 0;
   if (unsent && !(await confirm(`${unsent} message(s) or change(s) are not sent yet and will be lost. Log out anyway?`, 'Log out'))) return;
   actions.client?.outbox.clear();
+  await actions.keeper?.forget('');
   await auth.logout();
 }
 

@@ -123,8 +123,21 @@ export class Backoff {
  * @property {string} room_id
  * @property {string} body
  * @property {string} [reply_to] the id of the message it answers
+ * @property {PendingAttachment[]} [attachments] the files it carries
  * @property {number} created_at ms since the epoch, when it was queued
  */
+
+/**
+ * A file a send carries. Only `id` goes on the wire; whatever else the app
+ * keeps here (name, size, where it kept the bytes) is stored with the send.
+ * A send with an attachment that has no `id` yet (not uploaded: offline, or
+ * its upload expired) is *held*: kept, but not sent, and the room's later
+ * sends wait behind it, until {@link ChatClient#setAttachments} gives ids.
+ * @typedef {{id?: string} & Record<string, any>} PendingAttachment
+ */
+
+/** Most files one message carries (the server's `MAX_ATTACHMENTS`). */
+export const MAX_ATTACHMENTS = 10;
 
 /**
  * A change of a message (edit, delete, react, unreact, pin, unpin) waiting
@@ -180,6 +193,20 @@ export class Outbox {
   /** @param {PendingSend} entry appended at the end */
   add(entry) {
     this.#write([...this.list().filter((e) => e.client_id !== entry.client_id), entry]);
+  }
+
+  /**
+   * Replaces an entry in place (its turn in the queue is kept).
+   * @param {PendingSend} entry
+   * @returns {boolean} whether it was there
+   */
+  replace(entry) {
+    const entries = this.list();
+    const at = entries.findIndex((e) => e.client_id === entry.client_id);
+    if (at < 0) return false;
+    entries[at] = entry;
+    this.#write(entries);
+    return true;
   }
 
   /** @param {string} clientId @returns {boolean} whether it was there */
@@ -253,12 +280,18 @@ function checkBody(body) {
   }
 }
 
+/** @returns {boolean} whether every file of a send has its id (it may go on the wire) */
+export function isReady(entry) {
+  return !entry.attachments || entry.attachments.every((attachment) => typeof attachment.id === 'string' && attachment.id);
+}
+
 /** The frame that puts an outbox entry (a send or a change) on the wire. */
 function frameOf(entry) {
   const { client_id, room_id } = entry;
   if (!entry.type) {
     const frame = { type: 'send', room_id, client_id, body: entry.body };
     if (entry.reply_to) frame.reply_to = entry.reply_to;
+    if (entry.attachments?.length) frame.attachments = entry.attachments.map((attachment) => attachment.id);
     return frame;
   }
   const frame = { type: entry.type, room_id, client_id, target: entry.target };
@@ -293,7 +326,7 @@ export function newClientId() {
  * - `event` a room event (`message`, `member_joined`, …), in seq order, once per (room, seq);
  * - `synced` `{room_id, seq}`: a room's replay is complete;
  * - `pending` a {@link PendingSend} just queued;
- * - `ack` `{client_id, room_id, seq, id, ts, body}`: a send is durable;
+ * - `ack` `{client_id, room_id, seq, id, ts, body, attachments}`: a send is durable;
  * - `sendFailed` `{entry, code, message}`: the server refused a send for good;
  * - `changed` `{client_id, room_id, seq, id, ts, entry}`: a change of a message
  *   ({@link PendingChange}) is durable (its event comes as an `event` too);
@@ -370,6 +403,10 @@ export class ChatClient {
    *   means handshakes keep failing (browsers hide the 401), so check or
    *   refresh it; throw {@link AuthRequiredError} when there is none to be had
    * @param {Outbox} [options.outbox] where pending sends live (default: in memory only)
+   * @param {(entry: PendingSend, error: {code: string, message: string}) => PendingSend|null} [options.rescueSend]
+   *   asked before a send with attachments is given up (`sendFailed`): a
+   *   send returned here (same `client_id`, e.g. its files without ids, to
+   *   be uploaded again) takes its place in the queue instead
    * @param {Backoff} [options.backoff] reconnect delays
    * @param {number} [options.ackTimeoutMs=15000] resend (same `client_id`) when no ack came by then
    * @param {number} [options.helloTimeoutMs=10000] give up on a socket that sends no `hello`
@@ -382,6 +419,7 @@ export class ChatClient {
     url,
     getToken,
     outbox = new Outbox({ key: 'chat.outbox', storage: null }),
+    rescueSend = null,
     backoff = new Backoff(),
     ackTimeoutMs = 15_000,
     helloTimeoutMs = 10_000,
@@ -393,6 +431,7 @@ export class ChatClient {
     if (this.urls.length === 0) throw new TypeError('ChatClient needs at least one url');
     this.getToken = getToken;
     this.outbox = outbox;
+    this.rescueSend = rescueSend;
     this.backoff = backoff;
     this.options = { ackTimeoutMs, helloTimeoutMs, renewBeforeMs, stableAfterMs };
     this.WebSocket = WebSocketImpl;
@@ -496,14 +535,21 @@ export class ChatClient {
    *
    * @param {string} roomId
    * @param {string} body plain text, 1 to {@link MAX_BODY_CHARS} characters
-   * @param {{replyTo?: string}} [options] `replyTo`: the id of the message it answers
+   *   (`""` when it carries files)
+   * @param {{replyTo?: string, attachments?: (string|PendingAttachment)[], clientId?: string}} [options]
+   *   `replyTo`: the id of the message it answers; `attachments`: up to
+   *   {@link MAX_ATTACHMENTS} files, by id or as {@link PendingAttachment}s
+   *   (one without an id holds the send); `clientId`: a key made
+   *   beforehand with {@link newClientId}
    * @returns {PendingSend}
-   * @throws {RangeError} if the body is empty or too long (it would never be accepted)
+   * @throws {RangeError} if the body is empty or too long, or too many files (it would never be accepted)
    */
-  send(roomId, body, { replyTo } = {}) {
-    checkBody(body);
-    const entry = { client_id: newClientId(), room_id: roomId, body, created_at: Date.now() };
+  send(roomId, body, { replyTo, attachments = [], clientId = newClientId() } = {}) {
+    if (attachments.length > MAX_ATTACHMENTS) throw new RangeError(`a message carries at most ${MAX_ATTACHMENTS} files`);
+    if (!(attachments.length && body === '')) checkBody(body);
+    const entry = { client_id: clientId, room_id: roomId, body, created_at: Date.now() };
     if (replyTo) entry.reply_to = replyTo;
+    if (attachments.length) entry.attachments = attachments.map((a) => (typeof a === 'string' ? { id: a } : { ...a }));
     // Receivers drop "is typing" when the message lands, so the next
     // keystroke must announce it again at once.
     this.#typingSentAt.delete(roomId);
@@ -540,6 +586,37 @@ export class ChatClient {
     this.#emit('pending', entry);
     this.#pump();
     return entry;
+  }
+
+  /**
+   * Gives a held send its files' ids (uploaded at last): it goes out in
+   * its turn.
+   * @param {string} clientId
+   * @param {PendingAttachment[]} attachments the send's files, now or later with ids
+   * @returns {boolean} whether the send is still pending
+   */
+  setAttachments(clientId, attachments) {
+    const entry = this.outbox.get(clientId);
+    if (!entry || entry.type) return false;
+    this.outbox.replace({ ...entry, attachments: attachments.map((a) => ({ ...a })) });
+    this.#pump();
+    return true;
+  }
+
+  /**
+   * Gives up a pending send for a reason found here (a file that cannot be
+   * uploaded): it leaves the outbox and `sendFailed` tells, as for a
+   * refusal of the server.
+   * @param {string} clientId
+   * @param {string} code
+   * @param {string} message for people
+   */
+  failSend(clientId, code, message) {
+    const entry = this.outbox.get(clientId);
+    if (!entry || this.#inflight.has(clientId)) return;
+    this.outbox.remove(clientId);
+    this.#emit('sendFailed', { entry, code, message });
+    this.#pump();
   }
 
   /** Changes the text of one of my messages (see {@link ChatClient#change}). */
@@ -843,7 +920,7 @@ export class ChatClient {
     if (!entry || !this.outbox.remove(clientId)) return;
     const { room_id, seq, id, ts } = ack;
     if (entry.type) this.#emit('changed', { client_id: clientId, room_id, seq, id, ts, entry });
-    else this.#emit('ack', { client_id: clientId, room_id, seq, id, ts, body: entry.body });
+    else this.#emit('ack', { client_id: clientId, room_id, seq, id, ts, body: entry.body, attachments: entry.attachments ?? [] });
     this.#pump(); // the room's next send may go
   }
 
@@ -856,6 +933,12 @@ export class ChatClient {
     clearTimeout(this.#inflight.get(entry.client_id));
     this.#inflight.delete(entry.client_id);
     if (RETRYABLE_SEND_ERRORS.has(error.code)) return this.#retryLater(entry);
+    // Its uploads may have expired unsent: the app may upload them again.
+    const rescued = !entry.type && entry.attachments?.length ? this.rescueSend?.(entry, error) : null;
+    if (rescued && rescued.client_id === entry.client_id && this.outbox.replace(rescued)) {
+      this.#emit('pending', rescued);
+      return this.#pump();
+    }
     this.outbox.remove(entry.client_id);
     this.#emit(entry.type ? 'changeFailed' : 'sendFailed', { entry, code: error.code, message: error.message });
     this.#pump();
@@ -889,6 +972,9 @@ export class ChatClient {
       const room = entry.room_id;
       if (busy.has(room)) continue;
       busy.add(room);
+      // A held send (files not uploaded yet) keeps the room's later ones
+      // waiting, so the room's messages stay in the order they were written.
+      if (!isReady(entry)) continue;
       const id = entry.client_id;
       if (!this.#inflight.has(id) && !this.#retrying.has(id)) this.#transmitSend(entry);
     }
@@ -901,7 +987,9 @@ export class ChatClient {
     // earns a second ack for the same seq.
     const timer = setTimeout(() => {
       this.#inflight.delete(client_id);
-      if (this.outbox.get(client_id)) this.#transmitSend(entry);
+      // As it is now (its files may have been given new ids meanwhile).
+      const current = this.outbox.get(client_id);
+      if (current && isReady(current)) this.#transmitSend(current);
     }, this.options.ackTimeoutMs);
     this.#inflight.set(client_id, timer);
   }

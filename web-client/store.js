@@ -43,6 +43,8 @@ function emptyState() {
     outbox: [],
     /** @type {Map<string, object>} client id → a send the server refused for good */
     failed: new Map(),
+    /** @type {Map<string, number>} client id → how much of a held send's files is uploaded (0 to 1) */
+    uploads: new Map(),
     currentRoomId: null,
     /** What the person is doing: answering, editing, the pins panel. */
     ui: {
@@ -240,6 +242,8 @@ export const reducers = {
     const room = state.rooms.get(ack.room_id);
     const message = { type: 'message', room_id: ack.room_id, seq: ack.seq, id: ack.id, ts: ack.ts, sender: state.me.id, client_id: ack.client_id, body: ack.body };
     if (entry?.reply_to) message.reply_to = entry.reply_to;
+    // What the api said of each file when it was uploaded (less what only this page keeps).
+    message.attachments = (ack.attachments ?? entry?.attachments ?? []).map(({ local, ...attachment }) => attachment);
     timelineOf(state, ack.room_id).addEvent(message, { provisional: true });
     if (room) {
       room.last_seq = Math.max(room.last_seq, ack.seq);
@@ -257,6 +261,13 @@ export const reducers = {
 
   sendFailed(state, { failure }, mark) {
     state.failed.set(failure.entry.client_id, failure);
+    mark('outbox');
+  },
+
+  /** A held send's files are uploading (`fraction` null: no longer). */
+  uploadProgress(state, { clientId, fraction }, mark) {
+    if (fraction === null) state.uploads.delete(clientId);
+    else state.uploads.set(clientId, fraction);
     mark('outbox');
   },
 

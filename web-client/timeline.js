@@ -45,6 +45,7 @@ function itemFrom(source, asOf) {
     item.deleted = Boolean(item.deleted);
     item.edited_at ??= null;
     item.pinned ??= null;
+    item.attachments ??= [];
     item.reactions = (item.reactions ?? []).map((r) => ({ ...r, users: [...(r.users ?? [])] }));
   }
   return item;
@@ -71,7 +72,7 @@ export function applyChange(item, change, me) {
       item.edited_at = change.ts;
       return true;
     case 'message_deleted':
-      Object.assign(item, { body: '', deleted: true, mentions: [], mentions_room: false, reactions: [], pinned: null, edited_at: null });
+      Object.assign(item, { body: '', deleted: true, mentions: [], mentions_room: false, reactions: [], pinned: null, edited_at: null, attachments: [] });
       delete item.reply_to;
       delete item.reply_preview;
       return true;

@@ -1,7 +1,9 @@
 /**
  * The composer: the text box (Enter sends, Shift+Enter breaks the line),
- * the message being answered above it, and `@` completion of the room's
- * members (and `@room` for its owners and admins).
+ * the message being answered above it, `@` completion of the room's
+ * members (and `@room` for its owners and admins), and the files to send
+ * (`view-uploads.js`): Send works with text or at least one file, once no
+ * file is still uploading.
  *
  * @module view-composer
  */
@@ -9,6 +11,8 @@
 import { byId, h, replace } from './dom.js';
 import { plainText } from './format.js';
 import { canMentionRoom, currentRoom, timelineOf, userName } from './store.js';
+import { mountUploads } from './view-uploads.js';
+import { filesText } from './attachments.js';
 
 /** Most people offered at once. */
 const MAX_SUGGESTIONS = 8;
@@ -19,9 +23,10 @@ const MENTION_BEFORE_CARET = /(?:^|[^A-Za-z0-9_.\-@])@([A-Za-z0-9_.-]{0,32})$/;
  * @param {object} deps
  * @param {import('./store.js').Store} deps.store
  * @param {ReturnType<import('./actions.js').createActions>} deps.actions
+ * @param {(text: string) => void} deps.notify
  * @param {() => void} deps.onSent called after a message of mine is queued
  */
-export function mountComposer({ store, actions, onSent }) {
+export function mountComposer({ store, actions, notify, onSent }) {
   const { state } = store;
   const el = {
     form: byId('composer'),
@@ -31,7 +36,9 @@ export function mountComposer({ store, actions, onSent }) {
     replyName: byId('reply-name'),
     replyText: byId('reply-text'),
     replyCancel: byId('reply-cancel'),
+    send: byId('send'),
   };
+  const uploads = mountUploads({ store, actions, notify, onChange: updateSend });
   /** The open suggestions: `{start, query, options, selected}` or null. */
   let suggest = null;
   let shownRoomId = null;
@@ -55,14 +62,23 @@ export function mountComposer({ store, actions, onSent }) {
     shownReply = quoted ? reply : null;
     if (!quoted) return;
     el.replyName.textContent = userName(state, quoted.sender);
-    el.replyText.textContent = quoted.deleted ? 'message deleted' : plainText(quoted.body);
+    el.replyText.textContent = quoted.deleted ? 'message deleted' : plainText(quoted.body) || filesText(quoted.attachments);
     // A new reply: write it.
     if (started) el.input.focus();
   }
 
+  /** Send works with text or a file, and not while a file is still uploading. */
+  function updateSend() {
+    const files = uploads.ready().length;
+    el.send.disabled = uploads.busy() || (!el.input.value.trim() && !files);
+    el.send.title = uploads.busy() ? 'Waiting for the files to upload' : '';
+  }
+
   function sendComposed() {
-    if (!actions.send(el.input.value)) return;
+    if (uploads.busy()) return;
+    if (!actions.send(el.input.value, uploads.ready())) return;
     el.input.value = '';
+    uploads.clear();
     fit();
     closeSuggestions();
     onSent();
@@ -204,6 +220,7 @@ export function mountComposer({ store, actions, onSent }) {
   });
   el.input.addEventListener('input', () => {
     fit();
+    updateSend();
     updateSuggestions();
     if (el.input.value.trim()) actions.typing();
   });
@@ -212,4 +229,5 @@ export function mountComposer({ store, actions, onSent }) {
   el.replyCancel.addEventListener('click', () => actions.message.cancelReply());
 
   store.subscribe(render);
+  updateSend();
 }

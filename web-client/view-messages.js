@@ -1,7 +1,7 @@
 /**
  * The open room's timeline: messages (formatted, with replies, reactions,
- * pins, edits and tombstones), room notices, my pending and failed sends,
- * and each message's actions (reply, react, edit, delete, pin), shown on
+ * pins, edits and tombstones), their files (`view-attachments.js`), room
+ * notices, my pending and failed sends, and each message's actions (reply, react, edit, delete, pin), shown on
  * hover, keyboard focus or a long press. Rows are keyed, and only those
  * whose data changed are built again.
  *
@@ -11,6 +11,8 @@
 import { byId, h, reconcile } from './dom.js';
 import { format, plainText } from './format.js';
 import { canDelete, canPin, currentRoom, mentionsMe, timelineOf, userName } from './store.js';
+import { createAttachmentViews } from './view-attachments.js';
+import { filesText } from './attachments.js';
 
 /** Within this distance of the bottom the view follows new messages. */
 const NEAR_BOTTOM_PX = 80;
@@ -31,6 +33,7 @@ export const COMMON_EMOJI = Object.freeze(['👍', '❤️', '😂', '🎉', '�
  */
 export function mountMessages({ store, actions, confirm, notify }) {
   const { state } = store;
+  const { attachmentList, closeLightbox } = createAttachmentViews({ links: actions.links, notify });
   const el = {
     box: byId('messages'),
     list: byId('message-list'),
@@ -63,6 +66,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
       rows.clear();
       el.list.replaceChildren();
       closePicker();
+      closeLightbox();
       return;
     }
     const id = room.id;
@@ -145,6 +149,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
       name: userName(state, event.sender),
       username: state.users.get(event.sender)?.username ?? null,
       body: pendingBody ?? event.body,
+      attachments: event.deleted ? [] : (event.attachments ?? []),
       deleted: event.deleted,
       deleting: deletes.has(event.id) && !event.deleted,
       saving: pendingBody !== undefined && !event.deleted,
@@ -176,6 +181,9 @@ export function mountMessages({ store, actions, confirm, notify }) {
       name: userName(state, state.me.id),
       username: state.me.username,
       body: entry.body,
+      // Names, sizes and types (what only this page keeps stays out of the row's signature).
+      attachments: (entry.attachments ?? []).map(({ local, ...file }) => file),
+      upload: state.uploads.get(entry.client_id),
       ts: new Date(entry.created_at).toISOString(),
       clientId: entry.client_id,
       state: sendState,
@@ -194,7 +202,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
     return {
       id: replyTo,
       name: userName(state, quoted.sender),
-      text: quoted.deleted ? 'message deleted' : plainText(quoted.body ?? ''),
+      text: quoted.deleted ? 'message deleted' : plainText(quoted.body ?? '') || filesText(quoted.attachments),
       deleted: Boolean(quoted.deleted),
     };
   }
@@ -275,6 +283,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
         { className: 'bubble', title: new Date(item.ts).toLocaleString() },
         item.reply ? replyPreview(item.reply) : null,
         item.editing ? editor(roomId, item) : body(item),
+        attachmentList(item),
         item.pinned ? h('span', { className: 'pin-mark', title: 'Pinned in this room' }, 'pinned') : null,
         item.edited && !item.deleted ? h('span', { className: 'edited', title: `Edited ${new Date(item.edited).toLocaleString()}` }, '(edited)') : null,
         item.saving ? h('span', { className: 'status' }, 'saving…') : null,

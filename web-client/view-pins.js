@@ -9,6 +9,7 @@
 import { byId, h, reconcile } from './dom.js';
 import { plainText } from './format.js';
 import { canPin, currentRoom, userName } from './store.js';
+import { filesText } from './attachments.js';
 
 /**
  * @param {object} deps
@@ -44,7 +45,8 @@ export function mountPins({ store, actions, jumpTo }) {
       id: pin.id,
       name: userName(state, pin.sender),
       ts: pin.ts,
-      body: pin.body,
+      // A message of files only: their names.
+      body: pin.body || filesText(pin.attachments),
       pinnedBy: pin.pinned?.by ? userName(state, pin.pinned.by) : null,
       mayUnpin,
     }));

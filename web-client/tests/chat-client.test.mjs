@@ -65,12 +65,13 @@ const tick = (ms = 5) => new Promise((done) => setTimeout(done, ms));
 
 /** A started client on fake sockets, with every emitted event recorded;
  *  stopped when the test ends, pass or fail (its timers would keep node up). */
-async function connected(t, { cursors = {}, heads = [{ room_id: ROOM, last_seq: 0 }], storage = new MemoryStorage(), heartbeatMs = 20_000 } = {}) {
+async function connected(t, { cursors = {}, heads = [{ room_id: ROOM, last_seq: 0 }], storage = new MemoryStorage(), heartbeatMs = 20_000, rescueSend = null } = {}) {
   const { FakeSocket, sockets } = fakeSocketClass();
   const client = new ChatClient({
     url: ['ws://a/v1/ws', 'ws://b/v1/ws'],
     getToken: async () => 'header.eyJleHAiOjR9.signature',
     outbox: new Outbox({ key: 'outbox', storage }),
+    rescueSend,
     backoff: new Backoff({ baseMs: 2, maxMs: 4, random: () => 0 }),
     WebSocket: FakeSocket,
   });
@@ -174,6 +175,55 @@ test("a room's sends go one at a time, so a retried one never lands after a late
   assert.equal(failed.length, 1);
   assert.equal(failed[0].detail.code, 'not_member');
   assert.deepEqual(client.pending().map((e) => e.client_id), [elsewhere.client_id]);
+});
+
+test('a send carries its files by id, with or without text; more files than a message takes are refused before queueing', async (t) => {
+  const { client, sockets, seen } = await connected(t);
+  const entry = client.send(ROOM, '', { attachments: ['a1', { id: 'a2', name: 'b.png', local: 'k/1' }] });
+  assert.deepEqual(sockets[0].sentOf('send'), [{ type: 'send', room_id: ROOM, client_id: entry.client_id, body: '', attachments: ['a1', 'a2'] }]);
+  sockets[0].receive({ type: 'ack', client_id: entry.client_id, room_id: ROOM, seq: 1, id: 'e1', ts: 't' });
+  const ack = seen.find((e) => e.type === 'ack').detail;
+  assert.deepEqual(ack.attachments, [{ id: 'a1' }, { id: 'a2', name: 'b.png', local: 'k/1' }], 'the ack says what the app kept of each file');
+  assert.throws(() => client.send(ROOM, ''), RangeError, 'no text and no file');
+  assert.throws(() => client.send(ROOM, '', { attachments: Array.from({ length: 11 }, (_, i) => `a${i}`) }), RangeError);
+});
+
+test('a send with files not yet uploaded is held, its room waits behind it, and it goes with its ids, after a reload too', async (t) => {
+  const storage = new MemoryStorage();
+  const before = await connected(t, { storage, heads: [{ room_id: ROOM, last_seq: 0 }, { room_id: OTHER_ROOM, last_seq: 0 }] });
+  const held = before.client.send(ROOM, 'look', { attachments: [{ name: 'a.png', local: 'k/0' }] });
+  before.client.send(ROOM, 'after it');
+  before.client.send(OTHER_ROOM, 'elsewhere');
+  assert.deepEqual(before.sockets[0].sentOf('send').map((f) => f.body), ['elsewhere'], 'held, and the room waits');
+  before.client.stop();
+  const after = await connected(t, { storage, heads: [{ room_id: ROOM, last_seq: 0 }, { room_id: OTHER_ROOM, last_seq: 0 }] });
+  assert.deepEqual(after.sockets[0].sentOf('send').map((f) => f.body), ['elsewhere'], 'still held after a reload');
+  assert.equal(after.client.setAttachments(held.client_id, [{ id: 'up1', name: 'a.png', local: 'k/0' }]), true);
+  const sent = after.sockets[0].sentOf('send');
+  assert.deepEqual(sent.at(-1), { type: 'send', room_id: ROOM, client_id: held.client_id, body: 'look', attachments: ['up1'] });
+  after.sockets[0].receive({ type: 'ack', client_id: held.client_id, room_id: ROOM, seq: 1, id: 'e1', ts: 't' });
+  assert.equal(after.sockets[0].sentOf('send').at(-1).body, 'after it', 'then the next one');
+});
+
+test('a send refused for its files may be held again in its place (same client_id); failSend gives one up with the reason', async (t) => {
+  const asked = [];
+  const { client, sockets, seen } = await connected(t, {
+    rescueSend: (entry, error) => {
+      asked.push(error.code);
+      return asked.length === 1 ? { ...entry, attachments: entry.attachments.map(({ id, ...kept }) => kept) } : null;
+    },
+  });
+  const entry = client.send(ROOM, 'x', { attachments: [{ id: 'old', name: 'a.txt', local: 'k/0' }] });
+  client.send(ROOM, 'next');
+  sockets[0].receive({ type: 'error', code: 'validation_failed', message: 'unknown attachment', ref: entry.client_id });
+  assert.deepEqual(client.pending().map((e) => e.client_id), [entry.client_id, client.pending()[1].client_id], 'kept first in its room');
+  assert.equal(client.pending()[0].attachments[0].id, undefined, 'held for a new upload');
+  assert.equal(sockets[0].sentOf('send').length, 1, 'nothing more went out: the room waits');
+  assert.equal(seen.filter((e) => e.type === 'sendFailed').length, 0);
+  client.failSend(entry.client_id, 'file_lost', 'a.txt is no longer kept on this device');
+  const failed = seen.filter((e) => e.type === 'sendFailed');
+  assert.deepEqual([failed.length, failed[0].detail.code, failed[0].detail.entry.client_id], [1, 'file_lost', entry.client_id]);
+  assert.equal(sockets[0].sentOf('send').at(-1).body, 'next', 'the room goes on');
 });
 
 test('my own message coming back settles its send even if the ack was lost', async (t) => {

@@ -62,7 +62,8 @@ async function startChat(env = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'chat-e2e-'));
   const log = [];
   const child = spawn(CHAT_BIN, [], {
-    env: { ...process.env, CHAT_ADDR: `127.0.0.1:${port}`, CHAT_DATA_DIR: dataDir, CHAT_LOG: process.env.CHAT_LOG ?? 'warn', ...env },
+    // The page under test is this checkout's (not the one a binary was built beside).
+    env: { CHAT_WEB_DIR: join(REPO, 'web-client'), ...process.env, CHAT_ADDR: `127.0.0.1:${port}`, CHAT_DATA_DIR: dataDir, CHAT_LOG: process.env.CHAT_LOG ?? 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const keep = (chunk) => {
@@ -326,6 +327,82 @@ function openRoomId(page) {
   return page.$eval('.sidebar button[aria-current="true"]', (button) => button.dataset.roomId);
 }
 
+// --- files ------------------------------------------------------------------------------------
+
+/**
+ * A PNG of `width` × `height`, drawn on a canvas of the page (never added
+ * to it); `noise` fills it with random pixels, which do not compress (a
+ * file large for its size in pixels).
+ */
+async function pngOf(page, width, height, { noise = false } = {}) {
+  const base64 = await page.evaluate(
+    ([width, height, noise]) => {
+      const canvas = document.createElement('canvas');
+      canvas.width = width;
+      canvas.height = height;
+      const context = canvas.getContext('2d');
+      context.fillStyle = '#3b5bdb';
+      context.fillRect(0, 0, width, height);
+      context.fillStyle = '#fab005';
+      context.fillRect(width / 4, height / 4, width / 2, height / 2);
+      if (noise) {
+        const pixels = context.getImageData(0, 0, width, height);
+        crypto.getRandomValues(pixels.data.subarray(0, Math.min(pixels.data.length, 65536)));
+        for (let i = 65536; i < pixels.data.length; i += 65536) crypto.getRandomValues(pixels.data.subarray(i, i + 65536));
+        for (let i = 3; i < pixels.data.length; i += 4) pixels.data[i] = 255;
+        context.putImageData(pixels, 0, 0);
+      }
+      return canvas.toDataURL('image/png').split(',')[1];
+    },
+    [width, height, noise],
+  );
+  return Buffer.from(base64, 'base64');
+}
+
+/** Fires a synthetic `paste` or `drop` carrying `files` at an element, as a person's paste or drop would. */
+function dispatchFiles(page, selector, type, files) {
+  return page.evaluate(
+    ([selector, type, files]) => {
+      const transfer = new DataTransfer();
+      for (const file of files) {
+        const bytes = Uint8Array.from(atob(file.base64), (c) => c.charCodeAt(0));
+        transfer.items.add(new File([bytes], file.name, { type: file.type }));
+      }
+      const init = { bubbles: true, cancelable: true };
+      const event = type === 'paste' ? new ClipboardEvent('paste', { ...init, clipboardData: transfer }) : new DragEvent(type, { ...init, dataTransfer: transfer });
+      document.querySelector(selector).dispatchEvent(event);
+    },
+    [selector, type, files.map((file) => ({ name: file.name, type: file.type, base64: file.buffer.toString('base64') }))],
+  );
+}
+
+/** The row of the message with this text. */
+function messageRow(page, body) {
+  return page.locator('#message-list .msg').filter({ has: page.locator('.body', { hasText: body }) });
+}
+
+/** Waits until every chip of the composer is in `state` (and there are `count`). */
+function waitChips(page, count, state) {
+  return page.waitForFunction(
+    ([count, state]) => {
+      const chips = [...document.querySelectorAll('#upload-list .upload-chip')];
+      return chips.length === count && chips.every((chip) => chip.dataset.state === state);
+    },
+    [count, state],
+  );
+}
+
+/** Waits until a thumbnail in a message's row has loaded; resolves to its shown and natural sizes. */
+async function loadedThumbnail(page, body) {
+  const image = messageRow(page, body).locator('.attachment.image img.thumb').first();
+  await image.waitFor();
+  await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await image.elementHandle());
+  return image.evaluate((img) => {
+    const box = img.getBoundingClientRect();
+    return { width: box.width, height: box.height, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight };
+  });
+}
+
 // --- the steps ------------------------------------------------------------------------------
 
 const results = [];
@@ -347,7 +424,8 @@ async function main() {
   let browser;
   const people = [];
   try {
-    const server = await startChat();
+    // Uploads up to 2 MiB: a test can go over the limit cheaply.
+    const server = await startChat({ CHAT_MAX_UPLOAD_BYTES: String(2 * 1024 * 1024) });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
@@ -932,6 +1010,165 @@ async function scenario(browser, server, people) {
       expect(found.links.every((link) => !link.href.includes('"')), `${who.name}: a link took a quote: ${JSON.stringify(found.links)}`);
       expect(who.dialogs.length === 0, `${who.name} saw a dialog: ${who.dialogs.join(', ')}`);
     }
+  });
+
+  // --- files ------------------------------------------------------------------------------------
+
+  await step('an image attached by the button uploads with progress, and the other person sees its thumbnail and opens it full size', async () => {
+    await openRoomNamed(alice.page, 'Bob');
+    await openRoomNamed(bob.page, 'Alice');
+    // About 700 KB of noise, sent at 256 KB/s: the chip is seen uploading for a while.
+    const wide = await pngOf(alice.page, 600, 300, { noise: true });
+    const network = await alice.context.newCDPSession(alice.page);
+    const throttle = (bytesPerSecond) =>
+      network.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: bytesPerSecond });
+    await network.send('Network.enable');
+    await throttle(256 * 1024);
+    const chooser = alice.page.waitForEvent('filechooser');
+    await alice.page.click('#attach');
+    await (await chooser).setFiles({ name: 'wide.png', mimeType: 'image/png', buffer: wide });
+    await alice.page.locator('#upload-list .upload-chip[data-state="uploading"]', { hasText: 'wide.png' }).locator('progress').waitFor();
+    expect(await alice.page.isDisabled('#send'), 'Send was enabled while a file was uploading');
+    // Part of the way: the bar moves.
+    await alice.page.waitForFunction(() => {
+      const chip = document.querySelector('#upload-list .upload-chip[data-state="uploading"]');
+      const shown = Number(chip?.dataset.progress);
+      return shown > 0 && shown < 100 && chip.querySelector('progress').value > 0;
+    });
+    await waitChips(alice.page, 1, 'done');
+    await throttle(-1);
+    await network.detach();
+    expect(await alice.page.isEnabled('#send'), 'Send stayed disabled after the upload');
+    await send(alice.page, 'a wide picture');
+    await waitForMessage(alice.page, 'a wide picture', 'delivered');
+    await alice.page.locator('#upload-list').waitFor({ state: 'hidden' });
+    const seen = await loadedThumbnail(bob.page, 'a wide picture');
+    expect(Math.abs(seen.width / seen.height - 2) < 0.05, `bob's thumbnail is shown ${seen.width} × ${seen.height}, not 2:1`);
+    expect(Math.abs(seen.naturalWidth / seen.naturalHeight - 2) < 0.05, `bob's thumbnail is ${seen.naturalWidth} × ${seen.naturalHeight}, not 2:1`);
+    await messageRow(bob.page, 'a wide picture').locator('.attachment.image').click();
+    await bob.page.waitForFunction(() => {
+      const image = document.querySelector('.lightbox img.full');
+      return image?.complete && image.naturalWidth === 600 && image.naturalHeight === 300;
+    });
+    await bob.page.keyboard.press('Escape');
+    await bob.page.locator('.lightbox').waitFor({ state: 'detached' });
+  });
+
+  await step('a file that is not an image shows as a card with its name and size, and its download link answers 200', async () => {
+    const notes = Buffer.from('meeting notes\n'.repeat(100)); // 1400 bytes
+    await alice.page.setInputFiles('#attach-input', { name: 'notes.txt', mimeType: 'text/plain', buffer: notes });
+    await waitChips(alice.page, 1, 'done');
+    // No text: the file alone is the message.
+    await alice.page.press('#composer-input', 'Enter');
+    const card = bob.page.locator('#message-list .attachment.file', { hasText: 'notes.txt' });
+    await card.waitFor();
+    const size = await card.locator('.file-size').textContent();
+    expect(size === '1.4 KB', `the card says ${size}`);
+    await card.locator('.download[href]').waitFor({ state: 'attached' });
+    const fetched = await card.locator('.download').evaluate(async (link) => {
+      const response = await fetch(link.href);
+      return { status: response.status, text: await response.text() };
+    });
+    expect(fetched.status === 200 && fetched.text === notes.toString(), `the download answered ${fetched.status}: ${fetched.text.slice(0, 80)}`);
+    await alice.page.locator('#message-list .attachment.file', { hasText: 'notes.txt' }).waitFor();
+  });
+
+  await step('a pasted image and a dropped file each join the message, and it carries both', async () => {
+    const tall = await pngOf(alice.page, 40, 80);
+    await dispatchFiles(alice.page, '#composer-input', 'paste', [{ name: 'pasted.png', type: 'image/png', buffer: tall }]);
+    await waitChips(alice.page, 1, 'done');
+    await dispatchFiles(alice.page, '#conversation', 'drop', [{ name: 'dropped.txt', type: 'text/plain', buffer: Buffer.from('dropped in') }]);
+    await waitChips(alice.page, 2, 'done');
+    await send(alice.page, 'pasted and dropped');
+    const row = messageRow(bob.page, 'pasted and dropped');
+    await row.locator('.attachment.file', { hasText: 'dropped.txt' }).waitFor();
+    const seen = await loadedThumbnail(bob.page, 'pasted and dropped');
+    expect(Math.abs(seen.height / seen.width - 2) < 0.1, `the pasted image is shown ${seen.width} × ${seen.height}, not 1:2`);
+  });
+
+  await step('a refused upload says why, and nothing is sent', async () => {
+    const [aliceBefore, bobBefore] = [(await messages(alice.page)).length, (await messages(bob.page)).length];
+    await alice.page.setInputFiles('#attach-input', { name: 'fake.png', mimeType: 'image/png', buffer: Buffer.from('this is text, not a PNG') });
+    const refused = alice.page.locator('#upload-list .upload-chip[data-state="refused"]', { hasText: 'fake.png' });
+    await refused.waitFor();
+    const reason = await refused.locator('.upload-error').textContent();
+    expect(reason.includes('not what its name or type says'), `the chip says: ${reason}`);
+    expect(await alice.page.isDisabled('#send'), 'Send is enabled with only a refused file');
+    await alice.page.press('#composer-input', 'Enter');
+    await sleep(500);
+    expect((await messages(alice.page)).length === aliceBefore, 'alice sent something');
+    expect((await messages(bob.page)).length === bobBefore, 'bob got something');
+    await refused.locator('button.remove').click();
+    await alice.page.locator('#upload-list').waitFor({ state: 'hidden' });
+    // Over the server's limit (2 MiB here).
+    await alice.page.setInputFiles('#attach-input', { name: 'big.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(3 * 1024 * 1024, 7) });
+    const tooBig = alice.page.locator('#upload-list .upload-chip[data-state="refused"]', { hasText: 'big.bin' });
+    await tooBig.waitFor();
+    const why = await tooBig.locator('.upload-error').textContent();
+    expect(/too large|size limit/.test(why), `the chip says: ${why}`);
+    expect(await alice.page.isDisabled('#send'), 'Send is enabled with only a refused file');
+    await tooBig.locator('button.remove').click();
+    await alice.page.locator('#upload-list').waitFor({ state: 'hidden' });
+    await sleep(300);
+    expect((await messages(bob.page)).length === bobBefore, 'bob got something');
+  });
+
+  const offlineText = 'sent offline with a file, then the page reloaded';
+  await step('a message with a file written offline survives a reload and arrives, file included, once back online', async () => {
+    const small = await pngOf(alice.page, 90, 60);
+    await alice.context.setOffline(true);
+    await waitConnection(alice.page, 'offline');
+    await alice.page.setInputFiles('#attach-input', { name: 'offline.png', mimeType: 'image/png', buffer: small });
+    await waitChips(alice.page, 1, 'waiting');
+    await send(alice.page, offlineText);
+    await waitForMessage(alice.page, offlineText, 'pending');
+    await messageRow(alice.page, offlineText).locator('.attachment.pending', { hasText: 'offline.png' }).waitFor();
+    // Offline, the reload ends this page (an error page takes its place).
+    await alice.page.evaluate(() => (window.beforeReload = true));
+    await alice.page.reload().catch(() => {});
+    const survived = await alice.page.evaluate(() => window.beforeReload).catch(() => undefined);
+    expect(survived === undefined, 'the page was not reloaded');
+    await sleep(500);
+    expect(count(await messages(bob.page), offlineText) === 0, 'bob got it while alice was offline');
+    await alice.context.setOffline(false);
+    await alice.page.goto(alice.base);
+    await waitOnline(alice.page);
+    await waitForMessage(alice.page, offlineText, 'delivered');
+    const seen = await loadedThumbnail(bob.page, offlineText);
+    expect(Math.abs(seen.naturalWidth / seen.naturalHeight - 1.5) < 0.05, `the file bob got is ${seen.naturalWidth} × ${seen.naturalHeight}`);
+    await sleep(500);
+    expect(count(await messages(bob.page), offlineText) === 1, 'bob shows it more than once');
+    expect(count(await messages(alice.page), offlineText) === 1, 'alice shows it more than once');
+  });
+
+  const staleText = 'its upload expired before it was sent';
+  await step('a send whose upload expired unsent is uploaded again from the kept file and arrives', async () => {
+    // An upload the server no longer takes (this one was sent already),
+    // as an upload left unsent for over an hour would be.
+    const spent = await bob.page.locator('#message-list .attachment.file', { hasText: 'notes.txt' }).getAttribute('data-attachment-id');
+    await alice.context.setOffline(true);
+    await waitConnection(alice.page, 'offline');
+    await alice.page.setInputFiles('#attach-input', { name: 'stale.txt', mimeType: 'text/plain', buffer: Buffer.from('kept on this device') });
+    await waitChips(alice.page, 1, 'waiting');
+    await send(alice.page, staleText);
+    await waitForMessage(alice.page, staleText, 'pending');
+    await alice.page.evaluate(
+      ([body, spent]) => {
+        const key = Object.keys(localStorage).find((k) => k.startsWith('chat.outbox:'));
+        const entries = JSON.parse(localStorage.getItem(key));
+        entries.find((entry) => entry.body === body).attachments[0].id = spent;
+        localStorage.setItem(key, JSON.stringify(entries));
+      },
+      [staleText, spent],
+    );
+    await alice.context.setOffline(false);
+    await waitForMessage(alice.page, staleText, 'delivered');
+    const card = messageRow(bob.page, staleText).locator('.attachment.file', { hasText: 'stale.txt' });
+    await card.waitFor();
+    expect((await card.getAttribute('data-attachment-id')) !== spent, 'bob got the spent upload');
+    await sleep(500);
+    expect(count(await messages(bob.page), staleText) === 1, 'bob shows it more than once');
+    expect(alice.dialogs.length === 0 && (await alice.page.locator('.msg[data-state="failed"]').count()) === 0, 'alice was told it failed');
   });
 
   await step('two tabs of one login outlive many short-lived tokens, refreshing one at a time', async () => {

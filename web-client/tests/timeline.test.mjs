@@ -129,3 +129,15 @@ test('older pages grow the timeline backwards and say so', () => {
   assert.deepEqual(tl.items().map((i) => i.seq), [1, 2, 51, 52]);
   assert.deepEqual(tl.changesAfter(0), []);
 });
+
+test("a message's files stay with it until it is deleted, which takes them away", () => {
+  const tl = new RoomTimeline(ME);
+  const file = { id: 'a1', name: 'a.png', content_type: 'image/png', size: 10, width: 2, height: 1, thumbnail: true };
+  tl.addPage([message(1, { body: '', attachments: [file] }), message(2)], { lastSeq: 2 });
+  assert.deepEqual(tl.byId('e1').attachments, [file]);
+  assert.deepEqual(tl.byId('e2').attachments, [], 'none: an empty list');
+  tl.addEvent(change(3, 'message_edited', 1, { body: 'with words now' }));
+  assert.deepEqual(tl.byId('e1').attachments, [file], 'an edit keeps them');
+  tl.addEvent(change(4, 'message_deleted', 1));
+  assert.deepEqual(tl.byId('e1').attachments, []);
+});
