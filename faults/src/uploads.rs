@@ -25,6 +25,10 @@ pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_FOR: Duration = Duration::from_secs(30);
 /// Between two attempts at the same file.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
+/// Between one file's message and the next file: at most eight uploads a
+/// second from the four clients, enough to meet the outage many times
+/// over and few enough for the judge to read every one back in seconds.
+const PACE: Duration = Duration::from_millis(500);
 
 /// A 4 × 4 opaque PNG: the api decides it is an image, measures it and
 /// stores a thumbnail beside it (two puts per upload).
@@ -162,6 +166,7 @@ async fn upload_loop(
         {
             books.lock().expect("upload books").sent.push(id);
         }
+        tokio::time::sleep(PACE).await;
     }
 }
 
