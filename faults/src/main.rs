@@ -1,5 +1,5 @@
 //! `chat-faults`: the fault suite. Starts the real pool (PostgreSQL, Redis,
-//! `chat-api`, three `chat-gateway`s, nginx), drives it with many clients,
+//! object storage, `chat-api`, three `chat-gateway`s, nginx), drives it with many clients,
 //! breaks one thing per scenario, checks that no acknowledged event was
 //! lost, duplicated or reordered; then does the same to the embedded
 //! default (`chat` on SQLite) for the scenarios it has parts for, and
@@ -18,6 +18,7 @@ mod proxy;
 mod report;
 mod scenario;
 mod storage;
+mod uploads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

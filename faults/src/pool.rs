@@ -1,7 +1,8 @@
 //! The system under test as real processes on loopback, in one of two
 //! shapes: the scaled pool (a private PostgreSQL instance and redis-server,
 //! so they can be stopped, frozen and restarted without touching anyone
-//! else's, one `chat-api`, several `chat-gateway`s, and nginx running
+//! else's, a private S3-compatible server (s3s-fs) holding the
+//! attachments, one `chat-api`, several `chat-gateway`s, and nginx running
 //! `deploy/nginx.conf`), or the embedded default (one `chat` on SQLite).
 //! Either way the store's data lives on a disk of its own when the suite
 //! runs as root (`storage`), so storage scenarios can fill it or make it
@@ -46,6 +47,8 @@ pub struct Pool {
     pub storage: Option<Disk>,
     redis: Option<Service>,
     redis_url: Option<String>,
+    /// The scaled pool's object storage (s3s-fs), the api's `CHAT_BLOBS=s3`.
+    object_storage: Option<Service>,
     /// Between the api and PostgreSQL.
     db_proxy: Option<FaultProxy>,
     /// `chat-api`, or `chat` itself in the embedded shape.
@@ -120,6 +123,11 @@ impl Pool {
         let redis_url = format!("redis://127.0.0.1:{redis_port}");
         wait_listening(&format!("127.0.0.1:{redis_port}"), Duration::from_secs(10)).await?;
 
+        let mut object_storage = object_storage_service(&dir, &logs)?;
+        object_storage.start()?;
+        let s3_endpoint = object_storage.addr.context("s3s-fs address")?;
+        wait_listening(&s3_endpoint.to_string(), Duration::from_secs(10)).await?;
+
         let pg_addr: SocketAddr = postgres_url
             .trim_start_matches("postgres://postgres@")
             .split('/')
@@ -137,6 +145,13 @@ impl Pool {
             .env("DATABASE_URL", api_database_url)
             .env("REDIS_URL", &redis_url)
             .env("CHAT_BUS_PREFIX", "faults")
+            .env("CHAT_BLOBS", "s3")
+            .env("CHAT_S3_ENDPOINT", format!("http://{s3_endpoint}"))
+            .env("CHAT_S3_BUCKET", S3_BUCKET)
+            .env("CHAT_S3_REGION", "us-east-1")
+            .env("CHAT_S3_ACCESS_KEY_ID", S3_KEY.0)
+            .env("CHAT_S3_SECRET_ACCESS_KEY", S3_KEY.1)
+            .env("CHAT_S3_PATH_STYLE", "true")
             // Behind nginx every connection comes from one address.
             .env("CHAT_MAX_CONNECTIONS_PER_ADDRESS", "0")
             .env("CHAT_AUTH_RATE_PER_MINUTE", "100000")
@@ -228,6 +243,7 @@ impl Pool {
             storage,
             redis: Some(redis),
             redis_url: Some(redis_url),
+            object_storage: Some(object_storage),
             db_proxy: Some(db_proxy),
             api,
             gateways,
@@ -285,6 +301,7 @@ impl Pool {
             storage,
             redis: None,
             redis_url: None,
+            object_storage: None,
             db_proxy: None,
             api: chat,
             gateways: Vec::new(),
@@ -307,6 +324,22 @@ impl Pool {
         self.redis_url
             .as_deref()
             .context("this scenario needs the scaled pool's Redis")
+    }
+
+    /// Where the object storage listens (scaled pool only).
+    pub fn object_storage_addr(&self) -> Result<SocketAddr> {
+        self.object_storage
+            .as_ref()
+            .and_then(|s| s.addr)
+            .context("this scenario needs the scaled pool's object storage")
+    }
+
+    /// Starts the object storage again after a scenario stopped it, and
+    /// waits until it accepts connections (it has no `/readyz`).
+    pub async fn restart_object_storage(&mut self) -> Result<()> {
+        let addr = self.object_storage_addr()?;
+        self.service(Which::ObjectStorage).start()?;
+        wait_listening(&addr.to_string(), Duration::from_secs(10)).await
     }
 
     /// The proxy between the api and PostgreSQL (scaled pool only).
@@ -358,6 +391,10 @@ impl Pool {
                 .postgres
                 .as_mut()
                 .expect("the scaled pool has PostgreSQL"),
+            Which::ObjectStorage => self
+                .object_storage
+                .as_mut()
+                .expect("the scaled pool has object storage"),
         }
     }
 
@@ -395,10 +432,15 @@ impl Pool {
     /// Every panic line in any log.
     pub fn panics(&self) -> Vec<String> {
         let mut all = Vec::new();
-        for service in [Some(&self.api), self.nginx.as_ref(), self.redis.as_ref()]
-            .into_iter()
-            .flatten()
-            .chain(self.gateways.iter())
+        for service in [
+            Some(&self.api),
+            self.nginx.as_ref(),
+            self.redis.as_ref(),
+            self.object_storage.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.gateways.iter())
         {
             all.extend(
                 service
@@ -443,6 +485,7 @@ pub enum Which {
     Gateway(usize),
     Redis,
     Postgres,
+    ObjectStorage,
 }
 
 /// A service running `command` (the program, then its arguments), with
@@ -545,6 +588,45 @@ pub fn sum_series(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 
             matches.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
+}
+
+/// The bucket the api keeps attachments in.
+const S3_BUCKET: &str = "chat-faults";
+/// The object storage's key (id, secret): s3s-fs checks SigV4 with it.
+const S3_KEY: (&str, &str) = ("chat-faults", "chat-faults-secret");
+
+/// s3s-fs (the S3-compatible server `scripts/services` installs) on a free
+/// port, keeping its objects under the suite's directory: a bucket is a
+/// directory of its root, made here since the api never creates one. Not
+/// started: the caller starts it (and a scenario restarts it).
+fn object_storage_service(dir: &Path, logs: &Path) -> Result<Service> {
+    let root = dir.join("s3");
+    fs::create_dir_all(root.join(S3_BUCKET))?;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let program = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+        .map(|cargo| cargo.join("bin/s3s-fs"))
+        .filter(|p| p.exists())
+        .map_or_else(|| "s3s-fs".to_owned(), |p| p.display().to_string());
+    Ok(service(
+        "s3s-fs",
+        None,
+        vec![
+            program,
+            "--host".into(),
+            addr.ip().to_string(),
+            "--port".into(),
+            addr.port().to_string(),
+            "--access-key".into(),
+            S3_KEY.0.into(),
+            "--secret-key".into(),
+            S3_KEY.1.into(),
+            root.display().to_string(),
+        ],
+        logs,
+    )
+    .at(addr))
 }
 
 /// initdb + postgres on a free port, as the `postgres` user when run as
