@@ -5,13 +5,13 @@
 //! an upload that failed) and forgets each row once its bytes are gone. A
 //! row is forgotten only after its blobs' deletion succeeded, so a store
 //! of blobs that is down costs a retry at the next sweep, never an orphan.
-//! Every instance of the api sweeps; deleting twice is harmless.
+//! Every instance of the api sweeps; deleting twice is harmless. What an
+//! attachment's blobs are called, and deleting them, is `uploads`'s.
 
 use chat_shared::model::AttachmentId;
 
-use crate::links::Variant;
 use crate::state::AppState;
-use crate::uploads::blob_key;
+use crate::uploads::delete_bytes;
 
 /// Rows handled per round of a sweep.
 const BATCH: u32 = 100;
@@ -56,18 +56,6 @@ async fn sweep(state: &AppState) {
             return;
         }
     }
-}
-
-/// Deletes both blobs of `id` (absent ones are fine); false if the store
-/// of blobs failed, and then the next sweep tries again.
-pub async fn delete_bytes(state: &AppState, id: AttachmentId) -> bool {
-    for variant in [Variant::File, Variant::Thumbnail] {
-        if let Err(e) = state.blobs.delete(&blob_key(id, variant)).await {
-            tracing::warn!(attachment = %id, error = %e, "could not delete an attachment's bytes");
-            return false;
-        }
-    }
-    true
 }
 
 async fn forget(state: &AppState, id: AttachmentId) -> bool {

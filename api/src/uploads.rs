@@ -188,11 +188,23 @@ async fn discard(state: &AppState, id: AttachmentId) {
         tracing::warn!(attachment = %id, error = %e, "could not give up an upload; the sweeper will");
         return;
     }
-    if crate::sweeper::delete_bytes(state, id).await {
+    if delete_bytes(state, id).await {
         if let Err(e) = state.store.forget_attachment(id).await {
             tracing::warn!(attachment = %id, error = %e, "could not forget a given-up upload");
         }
     }
+}
+
+/// Deletes both blobs of `id` (absent ones are fine); false if the store
+/// of blobs failed, and then the next sweep tries again.
+pub async fn delete_bytes(state: &AppState, id: AttachmentId) -> bool {
+    for variant in [Variant::File, Variant::Thumbnail] {
+        if let Err(e) = state.blobs.delete(&blob_key(id, variant)).await {
+            tracing::warn!(attachment = %id, error = %e, "could not delete an attachment's bytes");
+            return false;
+        }
+    }
+    true
 }
 
 /// The request body as a stream that ends with [`TooLarge`] past `max`
