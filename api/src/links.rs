@@ -10,6 +10,8 @@
 //! the api already shares, so a link minted by one is honoured by all and
 //! no further secret needs configuring.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -64,7 +66,8 @@ impl Links {
     /// `expires`.
     pub fn mint(&self, id: AttachmentId, variant: Variant, expires: OffsetDateTime) -> String {
         let expires = expires.unix_timestamp();
-        let signature = hex(&self.mac(id, variant, expires).finalize().into_bytes());
+        let signature =
+            URL_SAFE_NO_PAD.encode(self.mac(id, variant, expires).finalize().into_bytes());
         format!(
             "/v1/attachments/{id}/content?variant={}&expires={expires}&signature={signature}",
             variant.as_str()
@@ -80,7 +83,7 @@ impl Links {
         expires: i64,
         signature: &str,
     ) -> Result<(), LinkRefusal> {
-        let Some(signature) = unhex(signature) else {
+        let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else {
             return Err(LinkRefusal::Forged);
         };
         self.mac(id, variant, expires)
@@ -100,20 +103,6 @@ pub enum LinkRefusal {
     Forged,
     /// Minted, but its time is over.
     Expired,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 
 use crate::error::ApiError;
 use crate::links::Variant;
-use crate::media::{self, FileName, Inspection, Kind, MediaError};
+use crate::media::{self, FileName, Kind, MediaError};
 use crate::state::AppState;
 
 /// The key of one blob of an attachment.
@@ -125,8 +125,8 @@ async fn store(
         .await
         .map_err(put_error)?;
     let (width, height, thumbnail_type) = match inspection.kind {
-        Kind::Image(_) => {
-            let (shown, thumbnail_type) = thumbnail(state, id, inspection, size).await?;
+        Kind::Image(format) => {
+            let (shown, thumbnail_type) = thumbnail(state, id, format, size).await?;
             (Some(shown.width), Some(shown.height), Some(thumbnail_type))
         }
         Kind::File => (None, None, None),
@@ -145,12 +145,9 @@ async fn store(
 async fn thumbnail(
     state: &AppState,
     id: AttachmentId,
-    inspection: Inspection,
+    format: media::ImageFormat,
     size: u64,
 ) -> Result<(media::Dimensions, String), ApiError> {
-    let Kind::Image(format) = inspection.kind else {
-        unreachable!("only images are thumbnailed");
-    };
     // The decode needs the whole file; it is read back rather than kept
     // while streaming, so only images (within the upload limit) are ever
     // held, and only while one of the permits below is.
