@@ -63,6 +63,21 @@ impl AppState {
         );
     }
 
+    // Its first callers (a password change, a deactivation) are on their way.
+    #[allow(dead_code)]
+    /// Ends every live session of `user` but `except` (all when `None`)
+    /// and tells every gateway to close their sockets.
+    pub(crate) async fn end_sessions(
+        &self,
+        user: UserId,
+        except: Option<SessionId>,
+    ) -> Result<(), chat_shared::Error> {
+        for session in self.store.revoke_sessions(user, except).await? {
+            self.announce_session_ended(user, session);
+        }
+        Ok(())
+    }
+
     fn tell(&self, user: UserId, frame: &ServerFrame) {
         self.publisher
             .publish(Topic::User(user), Bytes::from(frame.to_json()));

@@ -71,6 +71,14 @@ impl<S: SessionStore> SessionStore for Metered<S> {
     async fn revoke_session(&self, user: UserId, id: SessionId) -> Result<bool> {
         store_call("revoke_session", self.0.revoke_session(user, id)).await
     }
+
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        except: Option<SessionId>,
+    ) -> Result<Vec<SessionId>> {
+        store_call("revoke_sessions", self.0.revoke_sessions(user, except)).await
+    }
 }
 
 #[async_trait]

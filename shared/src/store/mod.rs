@@ -231,6 +231,15 @@ pub trait SessionStore: Send + Sync {
     async fn active_sessions(&self, user: UserId) -> Result<Vec<Session>>;
     /// Revokes one of the user's sessions; false if there was none to revoke.
     async fn revoke_session(&self, user: UserId, id: SessionId) -> Result<bool>;
+    /// Revokes every live session of the user but `except` (all of them
+    /// when `None`) and returns the ones it ended, for the gateways to
+    /// close their sockets: a password change keeps the caller's session,
+    /// a deactivation or a deletion ends them all.
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        except: Option<SessionId>,
+    ) -> Result<Vec<SessionId>>;
 }
 
 /// Rooms, membership, bans and direct rooms. Every membership change appends

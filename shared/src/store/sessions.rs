@@ -37,6 +37,11 @@ const REVOKE_SESSION: &str =
 const REVOKE_USER_SESSION: &str =
     "UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
 
+/// Every live session of a user but one: `$3` is the nil UUID (no session's
+/// id) to end them all.
+const REVOKE_USER_SESSIONS: &str = "UPDATE sessions SET revoked_at = $2 \
+     WHERE user_id = $1 AND revoked_at IS NULL AND id <> $3 RETURNING id";
+
 const SESSION_BY_ID: &str = "SELECT id, user_id, user_agent, created_at, last_used_at, \
      expires_at, revoked_at FROM sessions WHERE id = $1";
 
@@ -187,6 +192,20 @@ where
             .await?
             .rows_affected();
         Ok(revoked == 1)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        except: Option<SessionId>,
+    ) -> Result<Vec<SessionId>> {
+        let ended: Vec<Uuid> = sqlx::query_scalar(REVOKE_USER_SESSIONS)
+            .bind(user.0)
+            .bind(Timestamp(now()))
+            .bind(except.map_or(Uuid::nil(), |s| s.0))
+            .fetch_all(self.writer())
+            .await?;
+        Ok(ended.into_iter().map(SessionId).collect())
     }
 }
 

@@ -20,6 +20,7 @@ conformance!(
     a_token_is_invalid_as_soon_as_it_expires,
     active_sessions_are_live_and_newest_first,
     only_the_owner_revokes_a_session,
+    revoking_all_sessions_but_one_spares_it_and_other_users,
     concurrent_rotations_rotate_once,
 );
 
@@ -217,6 +218,40 @@ async fn only_the_owner_revokes_a_session(backend: Backend) {
     // A logged-out session's token no longer refreshes.
     let after = fx.rotate_refresh_token(&t1.hash, token(month())).await;
     assert_eq!(after.unwrap(), Rotation::Invalid);
+}
+
+async fn revoking_all_sessions_but_one_spares_it_and_other_users(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let alice = fx.register("alice").await;
+    let bob = fx.register("bob").await;
+    let kept = login(&fx, &alice, &token(month())).await;
+    let others = [
+        login(&fx, &alice, &token(month())).await,
+        login(&fx, &alice, &token(month())).await,
+    ];
+    let already = login(&fx, &alice, &token(month())).await;
+    assert!(fx.revoke_session(alice.id, already.id).await.unwrap());
+    let bobs = login(&fx, &bob, &token(month())).await;
+
+    let mut ended = fx.revoke_sessions(alice.id, Some(kept.id)).await.unwrap();
+    ended.sort_by_key(|s| s.0);
+    let mut expected: Vec<SessionId> = others.iter().map(|s| s.id).collect();
+    expected.sort_by_key(|s| s.0);
+    assert_eq!(ended, expected, "the live ones but the kept one, once");
+    let active: Vec<SessionId> = fx
+        .active_sessions(alice.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(active, vec![kept.id]);
+    assert_eq!(fx.active_sessions(bob.id).await.unwrap()[0].id, bobs.id);
+
+    let ended = fx.revoke_sessions(alice.id, None).await.unwrap();
+    assert_eq!(ended, vec![kept.id], "then the last one");
+    assert!(fx.active_sessions(alice.id).await.unwrap().is_empty());
+    assert!(fx.revoke_sessions(alice.id, None).await.unwrap().is_empty());
 }
 
 async fn concurrent_rotations_rotate_once(backend: Backend) {
