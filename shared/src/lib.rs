@@ -4,6 +4,7 @@
 //! its PostgreSQL and SQLite adapters, and the `Blobs` port (attachments)
 //! with its filesystem and S3 adapters.
 
+pub mod admin;
 pub mod auth;
 pub mod blobs;
 pub mod bus;

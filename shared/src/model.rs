@@ -68,6 +68,14 @@ id_type!(
     /// Identifies an uploaded file.
     AttachmentId
 );
+id_type!(
+    /// Identifies a report of a message or a user.
+    ReportId
+);
+id_type!(
+    /// Identifies an entry of the audit log (time-ordered: the log's cursor).
+    AuditId
+);
 
 /// A registered person, as others see them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -95,7 +95,7 @@ where
 }
 
 /// Escapes `%`, `_` and `\` so user text matches literally inside `LIKE`.
-fn like_pattern(query: &str) -> String {
+pub(super) fn like_pattern(query: &str) -> String {
     let mut pattern = String::with_capacity(query.len() + 2);
     pattern.push('%');
     for c in query.to_lowercase().chars() {

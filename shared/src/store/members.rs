@@ -172,14 +172,14 @@ where
     ) -> Result<Vec<RoomEvent>> {
         let mut tx = store.begin().await?;
         SqlStore::lock_room(&mut tx, room).await?;
-        // Only the owner changes roles, and the owner as it is now,
-        // under the room's lock: of two handovers at once, the
-        // second finds its sender already demoted.
+        // Only the owner (or a server admin, who acts as one) changes
+        // roles, as it is now, under the room's lock: of two handovers at
+        // once, the second finds its sender already demoted.
         let owner: Option<uuid::Uuid> = sqlx::query_scalar(ROOM_OWNER)
             .bind(room.0)
             .fetch_optional(&mut *tx)
             .await?;
-        if owner != Some(by.0) {
+        if SqlStore::standing(&mut tx, room, by).await?.effective() != Some(Role::Owner) {
             return Err(Error::NotAllowed);
         }
         let previous_owner = owner.filter(|_| role == Role::Owner);

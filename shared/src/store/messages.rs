@@ -22,10 +22,10 @@ use uuid::Uuid;
 use super::adapter::SqlStore;
 use super::dialect::{now, Dialect, RowsAffected, Timestamp};
 use super::log::{EventRow, EVENT_BY_CLIENT_ID, NEXT_SEQ_AND_KIND};
-use super::members::{parse_role, ROLE};
 use super::references::INSERT_MENTION;
 use super::timeline::{pinned, timeline_after, timeline_before};
 use super::{Appended, Error, MessageChange, MessageStore, Page, Result, Timeline};
+use crate::admin::{AuditAction, NewAudit};
 use crate::model::{EventBody, EventId, Role, RoomEvent, RoomId, RoomKind, UserId};
 
 /// The event a change names, with its state if it is a message that has
@@ -117,12 +117,9 @@ where
                 });
             }
         }
-        let role: Option<String> = sqlx::query_scalar(ROLE)
-            .bind(room.0)
-            .bind(actor.0)
-            .fetch_optional(&mut **tx)
-            .await?;
-        let role = parse_role(&role.ok_or(Error::NotMember)?)?;
+        // The actor's role as it is at the commit, server roles included.
+        let standing = SqlStore::standing(&mut **tx, room, actor).await?;
+        let role = standing.effective().ok_or(Error::NotMember)?;
         // In a DM nobody moderates: either of the two may pin.
         let moderator = role >= Role::Admin || kind == RoomKind::Direct.as_str();
         let message: Option<TargetRow> = sqlx::query_as(TARGET)
@@ -170,6 +167,16 @@ where
                     return Err(Error::NotAllowed);
                 }
                 Self::erase(tx, room, seq, target, at).await?;
+                if !own && standing.by_server_powers(Role::Admin) {
+                    let entry = NewAudit {
+                        actor: Some(actor),
+                        target_user: message.sender.map(UserId),
+                        room_id: Some(room),
+                        target_id: Some(target.0),
+                        detail: String::new(),
+                    };
+                    SqlStore::write_audit(&mut **tx, AuditAction::DeleteMessage, &entry).await?;
+                }
                 EventBody::MessageDeleted { target }
             }
             MessageChange::React { emoji } => {

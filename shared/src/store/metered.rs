@@ -9,15 +9,16 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore, NewAttachment,
-    NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog, RoomStore,
-    Rotation, SearchPage, SearchStore, Session, SessionStore, Store, StoredAttachment, Submitted,
-    Timeline, Uploaded, UserStore,
+    AdminStore, Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore,
+    NewAttachment, NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog,
+    RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Store, StoredAttachment,
+    Submitted, Timeline, Uploaded, UserStore,
 };
+use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
 use crate::metrics::store_call;
 use crate::model::{
-    AttachmentId, Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId,
-    SessionId, User, UserId,
+    AttachmentId, AuditId, Ban, EventId, LeaveReason, Member, MyRoom, ReportId, Role, Room,
+    RoomEvent, RoomId, SessionId, User, UserId,
 };
 use crate::search::{SearchHit, SearchQuery};
 
@@ -283,6 +284,75 @@ impl<S: SearchStore> SearchStore for Metered<S> {
     ) -> Result<Vec<SearchHit>> {
         let call = self.0.search_messages(user, query, page);
         store_call("search_messages", call).await
+    }
+}
+
+#[async_trait]
+impl<S: AdminStore> AdminStore for Metered<S> {
+    async fn account(&self, user: UserId) -> Result<Option<Account>> {
+        store_call("account", self.0.account(user)).await
+    }
+
+    async fn account_by_name(&self, username: &str) -> Result<Option<Account>> {
+        store_call("account_by_name", self.0.account_by_name(username)).await
+    }
+
+    async fn accounts(
+        &self,
+        query: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Account>> {
+        store_call("accounts", self.0.accounts(query, after, limit)).await
+    }
+
+    async fn effective_role(&self, room: RoomId, user: UserId) -> Result<Option<Role>> {
+        store_call("effective_role", self.0.effective_role(room, user)).await
+    }
+
+    async fn set_server_role(
+        &self,
+        user: UserId,
+        role: Option<ServerRole>,
+        by: Option<UserId>,
+    ) -> Result<Account> {
+        let call = self.0.set_server_role(user, role, by);
+        store_call("set_server_role", call).await
+    }
+
+    async fn set_deactivated(
+        &self,
+        user: UserId,
+        deactivated: bool,
+        by: UserId,
+    ) -> Result<Account> {
+        let call = self.0.set_deactivated(user, deactivated, by);
+        store_call("set_deactivated", call).await
+    }
+
+    async fn record_audit(&self, action: AuditAction, entry: NewAudit) -> Result<()> {
+        store_call("record_audit", self.0.record_audit(action, entry)).await
+    }
+
+    async fn audit_log(&self, before: Option<AuditId>, limit: u32) -> Result<Vec<AuditEntry>> {
+        store_call("audit_log", self.0.audit_log(before, limit)).await
+    }
+
+    async fn file_report(&self, new: NewReport) -> Result<Report> {
+        store_call("file_report", self.0.file_report(new)).await
+    }
+
+    async fn reports(
+        &self,
+        resolved: bool,
+        before: Option<ReportId>,
+        limit: u32,
+    ) -> Result<Vec<Report>> {
+        store_call("reports", self.0.reports(resolved, before, limit)).await
+    }
+
+    async fn resolve_report(&self, id: ReportId, by: UserId, note: String) -> Result<Report> {
+        store_call("resolve_report", self.0.resolve_report(id, by, note)).await
     }
 }
 

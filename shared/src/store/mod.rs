@@ -22,6 +22,7 @@
 
 mod accounts;
 mod adapter;
+mod admin;
 mod attachments;
 mod dialect;
 mod driver_error;
@@ -46,9 +47,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
 use crate::model::{
-    Attachment, AttachmentId, Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent,
-    RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
+    Attachment, AttachmentId, AuditId, Ban, EventId, LeaveReason, Member, MyRoom, ReportId, Role,
+    Room, RoomEvent, RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
 };
 
 pub use postgres::PgStore;
@@ -554,6 +556,69 @@ pub trait SearchStore: Send + Sync {
     ) -> Result<Vec<SearchHit>>;
 }
 
+/// Server administration: server roles, deactivated accounts, reports and
+/// the audit log (`admin`). Every change here is authorised against the
+/// actor's server role as it is at the commit and writes its audit entry
+/// in the same transaction.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// A user with their server role and state.
+    async fn account(&self, user: UserId) -> Result<Option<Account>>;
+    /// The same by login name (any case), for the command line.
+    async fn account_by_name(&self, username: &str) -> Result<Option<Account>>;
+    /// Accounts by username (ignoring case) after `after`, those whose
+    /// username or display name contains `query` when one is given.
+    async fn accounts(
+        &self,
+        query: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Account>>;
+    /// What `user` may do in `room`: the higher of their role as a member
+    /// and what their server role acts as there (`admin::effective_role`);
+    /// a deactivated account's server role counts for nothing.
+    async fn effective_role(&self, room: RoomId, user: UserId) -> Result<Option<Role>>;
+    /// Grants (`Some`) or takes away (`None`) a server role. `by` must be
+    /// an active admin at the commit (`NotAllowed`); `None` is the command
+    /// line, which may always. `NotFound`: no such user;
+    /// `Conflict("last_admin")`: it would leave no active admin;
+    /// `Conflict("unchanged")`: they already hold exactly that.
+    async fn set_server_role(
+        &self,
+        user: UserId,
+        role: Option<ServerRole>,
+        by: Option<UserId>,
+    ) -> Result<Account>;
+    /// Deactivates or reactivates an account. `by` must outrank it
+    /// (`admin::outranks_account`, `NotAllowed` otherwise); `NotFound`: no
+    /// such user; `Conflict("unchanged")`: it already is;
+    /// `Conflict("last_admin")`: it is the last active admin. The caller
+    /// ends the account's sessions.
+    async fn set_deactivated(&self, user: UserId, deactivated: bool, by: UserId)
+        -> Result<Account>;
+    /// Records an action the store did not do itself (a kick or a ban with
+    /// server powers, which the api checks before the store commits it).
+    async fn record_audit(&self, action: AuditAction, entry: NewAudit) -> Result<()>;
+    /// The audit log, newest first, before the entry `before`.
+    async fn audit_log(&self, before: Option<AuditId>, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Files a report. `NotFound`: no such message in that room, or no
+    /// such user; `NotMember`: the reporter is not in the message's room;
+    /// `Conflict("report")`: the reporter has one open on that target.
+    async fn file_report(&self, new: NewReport) -> Result<Report>;
+    /// Open (`resolved` false) or resolved reports, newest first, before
+    /// the report `before`.
+    async fn reports(
+        &self,
+        resolved: bool,
+        before: Option<ReportId>,
+        limit: u32,
+    ) -> Result<Vec<Report>>;
+    /// Resolves an open report with a note. `by` must be an active admin
+    /// or moderator (`NotAllowed`); `NotFound`: no such report;
+    /// `Conflict("resolved")`: it already is.
+    async fn resolve_report(&self, id: ReportId, by: UserId, note: String) -> Result<Report>;
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -568,7 +633,14 @@ pub enum Health {
 /// The whole store, as the binaries hold it.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + RoomStore + RoomLog + MessageStore + AttachmentStore + SearchStore
+    UserStore
+    + SessionStore
+    + RoomStore
+    + RoomLog
+    + MessageStore
+    + AttachmentStore
+    + SearchStore
+    + AdminStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

@@ -59,6 +59,7 @@ macro_rules! with_connection {
     };
 }
 
+mod admin;
 mod attachments;
 mod commit_failures;
 mod direct;
