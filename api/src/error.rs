@@ -135,6 +135,14 @@ impl ApiError {
         Self::Forbidden("not_member", "you are not a member of this room".into())
     }
 
+    /// A 403 for an account an admin deactivated (login and refresh).
+    pub fn account_deactivated() -> Self {
+        Self::Forbidden(
+            "account_deactivated",
+            "this account has been deactivated by an administrator".into(),
+        )
+    }
+
     /// A 403 for a role too low for the action.
     pub fn insufficient_role(action: &str) -> Self {
         Self::Forbidden(

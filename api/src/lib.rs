@@ -3,6 +3,7 @@
 //! a thin shell over [`App`]; tests and the all-in-one binary start the
 //! same `App` in-process.
 
+mod admin_cli;
 mod announce;
 mod app;
 mod config;
@@ -20,6 +21,7 @@ mod sweeper;
 mod uploads;
 mod validate;
 
+pub use admin_cli::{admin, admin_command, ADMIN_USAGE};
 pub use app::{router, routes_with, App};
 pub use config::ApiConfig;
 pub use error::ApiError;

@@ -1,6 +1,7 @@
 //! The `chat-api` binary: read configuration, set up logging (and traces,
 //! with `OTEL_EXPORTER_OTLP_ENDPOINT`), serve until SIGTERM or Ctrl-C, then
-//! flush the traces.
+//! flush the traces. `chat-api admin grant <username>` instead changes a
+//! server role in the store and exits (`admin_cli`).
 
 use std::process::ExitCode;
 
@@ -11,6 +12,11 @@ use chat_shared::config::Env;
 async fn main() -> ExitCode {
     // Read once; every part of the configuration is parsed from this.
     let env = Env::capture();
+    // `chat-api admin grant <username>`: the first admin, from the shell.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("admin") {
+        return chat_api::admin_command("chat-api", &env, &args[1..]).await;
+    }
     let config = match ApiConfig::from_env(&env) {
         Ok(config) => config,
         Err(e) => {

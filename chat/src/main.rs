@@ -1,7 +1,8 @@
 //! The `chat` binary: the whole chat system in one process. Reads its
 //! configuration, sets up logging (and traces, with
 //! `OTEL_EXPORTER_OTLP_ENDPOINT`), prints the address to open, serves until
-//! SIGTERM or Ctrl-C, then flushes the traces.
+//! SIGTERM or Ctrl-C, then flushes the traces. `chat admin grant <username>`
+//! instead changes a server role in the store and exits (the first admin).
 
 use std::process::ExitCode;
 
@@ -12,6 +13,11 @@ use chat_shared::config::Env;
 async fn main() -> ExitCode {
     // Read once; the api's and the gateway's parts are parsed from this.
     let env = Env::capture();
+    // `chat admin grant <username>`: the first admin, from the shell.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("admin") {
+        return chat_api::admin_command("chat", &env, &args[1..]).await;
+    }
     let settings = match Settings::from_env(&env) {
         Ok(settings) => settings,
         Err(e) => {

@@ -54,6 +54,9 @@ pub enum Action {
     Upload,
     /// A search of messages (`GET /v1/search`).
     Search,
+    /// A report of a message or a user (`POST /v1/reports`), sized like
+    /// invites: each lands in a human's queue.
+    Report,
 }
 
 impl Action {
@@ -66,6 +69,7 @@ impl Action {
             Self::Read => metrics::scope::READS,
             Self::Upload => metrics::scope::UPLOADS,
             Self::Search => metrics::scope::SEARCHES,
+            Self::Report => metrics::scope::REPORTS,
         }
     }
 }
@@ -121,6 +125,7 @@ pub struct UserLimits {
     read: DefaultKeyedRateLimiter<UserId>,
     upload: DefaultKeyedRateLimiter<UserId>,
     search: DefaultKeyedRateLimiter<UserId>,
+    report: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -137,6 +142,7 @@ impl UserLimits {
             create_room: RateLimiter::keyed(action),
             open_dm: RateLimiter::keyed(action),
             upload: RateLimiter::keyed(action),
+            report: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
             ),
@@ -169,6 +175,7 @@ impl UserLimits {
             Action::Read => &self.read,
             Action::Upload => &self.upload,
             Action::Search => &self.search,
+            Action::Report => &self.report,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -186,6 +193,7 @@ impl UserLimits {
             &self.read,
             &self.upload,
             &self.search,
+            &self.report,
             &self.sync,
         ];
         for limiter in all {
@@ -227,6 +235,7 @@ mod tests {
             Action::Read,
             Action::Upload,
             Action::Search,
+            Action::Report,
         ] {
             assert!(limits.check(alice, action).is_ok(), "{action:?}");
             assert!(limits.check(alice, action).is_err(), "{action:?}");

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::Response;
 use axum::Json;
-use chat_shared::model::{SessionId, User};
+use chat_shared::model::{SessionId, User, UserId};
 use chat_shared::store::{NewUser, RefreshToken, Rotation, Session};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -196,12 +196,22 @@ async fn register(
     Ok((StatusCode::CREATED, Json(tokens)))
 }
 
+/// `403 account_deactivated` if the account is deactivated.
+async fn refuse_deactivated(state: &AppState, user: UserId) -> Result<(), ApiError> {
+    let account = state.store.account(user).await?;
+    if account.is_some_and(|a| a.deactivated_at.is_some()) {
+        return Err(ApiError::account_deactivated());
+    }
+    Ok(())
+}
+
 /// Logs in with a username and password.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, description = "wrong username or password", body = ErrorBody),
+        (status = 403, description = "`account_deactivated`: an admin deactivated the account", body = ErrorBody),
         (status = 429, description = "too many attempts", body = ErrorBody),
         (status = 503, description = "too many logins waiting for the password hasher; see Retry-After", body = ErrorBody),
     ))]
@@ -225,6 +235,8 @@ async fn login(
         return Err(invalid);
     }
     let user = user.ok_or(invalid)?;
+    // Only after the password: a guesser learns nothing of the account.
+    refuse_deactivated(&state, user.id).await?;
     Ok(Json(state.open_session(user, user_agent).await?))
 }
 
@@ -235,6 +247,7 @@ async fn login(
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, description = "invalid, expired or reused token", body = ErrorBody),
+        (status = 403, description = "`account_deactivated`: an admin deactivated the account", body = ErrorBody),
     ))]
 async fn refresh(
     State(state): State<AppState>,
@@ -252,6 +265,9 @@ async fn refresh(
                     "invalid_refresh_token",
                     "unknown user",
                 ))?;
+            // Deactivation revokes every session, so a token presented
+            // after it is invalid anyway; this closes the moment between.
+            refuse_deactivated(&state, user.id).await?;
             Ok(Json(state.tokens(user, &session, token)?))
         }
         Rotation::Reused(session) => {

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chat_shared::admin::AuditAction;
 use chat_shared::limits::Action;
 use chat_shared::model::{Ban, LeaveReason, Member, Role, RoomEvent, RoomId, RoomKind, UserId};
 use serde::{Deserialize, Serialize};
@@ -143,17 +144,21 @@ async fn kick(
     AppPath((id, user)): MemberPath,
 ) -> Result<Json<RoomEvent>, ApiError> {
     let (_, role) = membership(&state, id, &me).await?;
-    let target = state
+    state
         .store
         .role(id, user)
         .await?
         .ok_or(ApiError::NotFound("member"))?;
-    outranks(role, Some(target), "remove this member")?;
+    // Ranked with server roles: a room admin cannot kick a moderator.
+    let target = state.store.effective_role(id, user).await?;
+    outranks(role, target, "remove this member")?;
     let event = state
         .store
         .remove_member(id, user, me.id, LeaveReason::Kicked)
         .await?;
     state.announce(&event).await;
+    let kick = (AuditAction::Kick, String::new());
+    super::admin::audit_moderation(&state, &me, id, user, target, kick).await;
     tracing::info!(room_id = %id, user_id = %user, by = %me.id, "member kicked");
     Ok(Json(event))
 }
@@ -233,10 +238,11 @@ async fn ban(
             "user_id: you cannot ban yourself".into(),
         ));
     }
-    let target = state.store.role(id, user).await?;
+    let target = state.store.effective_role(id, user).await?;
     outranks(role, target, "ban this user")?;
     let reason = validate::topic(&req.reason)
         .map_err(|_| ApiError::Validation("reason: up to 512 characters".into()))?;
+    let reason_text = reason.clone();
     let event = state
         .store
         .ban(id, user, me.id, reason)
@@ -246,6 +252,8 @@ async fn ban(
             other => other.into(),
         })?;
     state.announce_all(event.as_slice()).await;
+    let ban = (AuditAction::Ban, reason_text);
+    super::admin::audit_moderation(&state, &me, id, user, target, ban).await;
     tracing::info!(room_id = %id, user_id = %user, by = %me.id, "user banned");
     Ok((StatusCode::CREATED, Json(BanOutcome { event })))
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface of the api, one module per area, assembled with the
 //! OpenAPI document generated from the handlers.
 
+mod admin;
 mod attachments;
 mod auth;
 mod dms;
@@ -8,6 +9,7 @@ mod events;
 mod health;
 mod members;
 mod messages;
+mod reports;
 mod rooms;
 mod search;
 mod users;
@@ -63,6 +65,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(messages::router())
         .merge(attachments::router())
         .merge(search::router())
+        .merge(admin::router())
+        .merge(reports::router())
         .split_for_parts();
     router.route(
         "/v1/openapi.json",

@@ -37,17 +37,20 @@ pub async fn existing_room(state: &AppState, id: RoomId) -> Result<Room, ApiErro
         .ok_or(ApiError::NotFound("room"))
 }
 
-/// The room and the caller's role in it: 404 if there is no such room, 403
-/// if the caller is not a member.
+/// The room and the caller's role in it, server roles included
+/// (`chat_shared::admin::effective_role`): 404 if there is no such room,
+/// 403 if the caller is neither a member nor a server admin or moderator.
 pub async fn membership(
     state: &AppState,
     id: RoomId,
     me: &AuthUser,
 ) -> Result<(Room, Role), ApiError> {
     let room = existing_room(state, id).await?;
+    // Server roles included: a server admin acts as owner, a moderator as
+    // admin, in every room, member or not.
     let role = state
         .store
-        .role(id, me.id)
+        .effective_role(id, me.id)
         .await?
         .ok_or_else(ApiError::not_member)?;
     Ok((room, role))

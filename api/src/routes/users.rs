@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
+use chat_shared::admin::Account;
 use chat_shared::model::User;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -22,17 +23,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(search))
 }
 
-/// The logged-in user.
+/// The logged-in user, with their server role (`admin`, `moderator`, or
+/// absent), so a client knows whether to show the admin page.
 #[utoipa::path(get, path = "/v1/users/me", tag = "users",
     security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
-async fn me(State(state): State<AppState>, me: AuthUser) -> Result<Json<User>, ApiError> {
-    let user = state
+    responses((status = 200, body = Account), (status = 401, body = ErrorBody)))]
+async fn me(State(state): State<AppState>, me: AuthUser) -> Result<Json<Account>, ApiError> {
+    let account = state
         .store
-        .user(me.id)
+        .account(me.id)
         .await?
         .ok_or(ApiError::NotFound("user"))?;
-    Ok(Json(user))
+    Ok(Json(account))
 }
 
 /// A search for users.

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod admin;
 mod attachments;
 mod auth;
 mod bad_input;

@@ -16,6 +16,7 @@ mod cluster;
 mod attachments;
 mod bad_input;
 mod connections_gauge;
+mod deactivation;
 mod delivery;
 mod ephemeral;
 mod faults;
