@@ -17,6 +17,7 @@ import { loadSettings } from './settings.js';
 import { Store } from './store.js';
 import { BlobKeeper } from './attachments.js';
 import { createActions } from './actions.js';
+import { mountAdmin } from './view-admin.js';
 import { mountComposer } from './view-composer.js';
 import { mountDialogs } from './view-dialogs.js';
 import { mountMembers } from './view-members.js';
@@ -69,6 +70,7 @@ mountMembers({ store });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
+const adminView = mountAdmin({ api, store, notify });
 
 // --- signing in and out -------------------------------------------------------------------
 
@@ -105,6 +107,8 @@ function authErrorText(error) {
   switch (error.code) {
     case 'invalid_credentials':
       return 'Wrong username or password.';
+    case 'account_deactivated':
+      return 'This account has been deactivated by an administrator.';
     case 'username_taken':
       return 'That username is taken.';
     case 'rate_limited':
@@ -142,6 +146,7 @@ async function enterChat() {
   });
   client.on('authFailed', () => leaveChat('Your session has ended. Please log in again.'));
   await actions.start(client, { keeper });
+  await adminView.enter();
 }
 
 /** The socket's token; when handshakes keep failing a REST call tells whether the login is the reason. */
@@ -157,6 +162,7 @@ async function socketToken({ reason }) {
 
 function leaveChat(message) {
   actions.stop();
+  adminView.leave();
   store.dispatch({ type: 'loggedOut' });
   el.toasts.replaceChildren();
   setAuthMode('login');

@@ -7,6 +7,7 @@
 
 import { byId, h, reconcile } from './dom.js';
 import { currentRoom, isOnline, userName } from './store.js';
+import { requestReport } from './view-admin.js';
 
 /** @param {{store: import('./store.js').Store}} deps */
 export function mountMembers({ store }) {
@@ -56,5 +57,19 @@ function memberRow(row) {
       row.username ? h('small', { className: 'handle' }, `@${row.username}`) : null,
     ),
     row.role === 'member' ? null : h('span', { className: 'role' }, row.role),
+    row.me
+      ? null
+      : h(
+          'button',
+          {
+            type: 'button',
+            className: 'ghost small report',
+            title: `Report ${row.name}`,
+            dataset: { action: 'report' },
+            attrs: { 'aria-label': `Report ${row.name}` },
+            on: { click: () => requestReport({ kind: 'user', user_id: row.id }, row.name) },
+          },
+          'Report',
+        ),
   );
 }

@@ -10,6 +10,7 @@
 
 import { byId, h, reconcile } from './dom.js';
 import { format, plainText } from './format.js';
+import { requestReport } from './view-admin.js';
 import { canDelete, canPin, currentRoom, mentionsMe, timelineOf, userName } from './store.js';
 import { createAttachmentViews } from './view-attachments.js';
 import { filesText } from './attachments.js';
@@ -167,7 +168,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
       mentionNames: mentionNames(event),
       editing,
       can: live && !event.provisional
-        ? { reply: true, react: true, edit: mine, delete: canDelete(state, room, event), pin: canPin(room) }
+        ? { reply: true, react: true, edit: mine, delete: canDelete(state, room, event), pin: canPin(room), report: !mine && !event.deleted }
         : null,
     };
   }
@@ -371,6 +372,11 @@ export function mountMessages({ store, actions, confirm, notify }) {
             const question = others ? `Delete this message by ${userName(state, current.sender)} for everyone?` : 'Delete this message for everyone?';
             if (await confirm(question, 'Delete')) actions.message.delete(roomId, current);
           })
+        : null,
+      can.report
+        ? act('report', 'Report', 'Report this message', (current) =>
+            requestReport({ kind: 'message', room_id: roomId, event_id: current.id }, `A message by ${userName(state, current.sender)}`),
+          )
         : null,
     );
   }

@@ -84,6 +84,8 @@ export async function startChat(env = {}) {
   const server = {
     base: `http://127.0.0.1:${port}/`,
     port,
+    // For commands run against the same store (`chat admin grant`).
+    dataDir,
     log,
     stop() {
       if (exited === null && child.exitCode === null) child.kill('SIGTERM');
