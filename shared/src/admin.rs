@@ -165,6 +165,13 @@ pub enum AuditAction {
     Kick,
     /// A user was banned from a room by a server admin or moderator.
     Ban,
+    /// A room was renamed or re-topicked by a server admin or moderator.
+    EditRoom,
+    /// A member's room role was changed by a server admin (`detail`: the
+    /// role).
+    SetRoomRole,
+    /// A room was deleted by a server admin.
+    DeleteRoom,
     /// A report was resolved (`detail`: the note).
     ResolveReport,
 }
@@ -180,6 +187,9 @@ impl AuditAction {
             Self::DeleteMessage => "delete_message",
             Self::Kick => "kick",
             Self::Ban => "ban",
+            Self::EditRoom => "edit_room",
+            Self::SetRoomRole => "set_room_role",
+            Self::DeleteRoom => "delete_room",
             Self::ResolveReport => "resolve_report",
         }
     }
@@ -194,6 +204,9 @@ impl AuditAction {
             Self::DeleteMessage,
             Self::Kick,
             Self::Ban,
+            Self::EditRoom,
+            Self::SetRoomRole,
+            Self::DeleteRoom,
             Self::ResolveReport,
         ]
         .into_iter()
@@ -278,7 +291,11 @@ mod tests {
 
     #[test]
     fn audit_actions_round_trip_their_stored_names() {
-        for a in [AuditAction::GrantRole, AuditAction::ResolveReport] {
+        for a in [
+            AuditAction::GrantRole,
+            AuditAction::DeleteRoom,
+            AuditAction::ResolveReport,
+        ] {
             assert_eq!(AuditAction::parse(a.as_str()), Some(a));
         }
     }

@@ -311,6 +311,34 @@ async fn audit(
     Ok(Json(state.store.audit_log(query.before, limit).await?))
 }
 
+/// Records an act in a room that only the caller's server role allowed:
+/// `member` (their role as a member, read before the act) is below
+/// `needed`. The store commits room edits, role changes and deletions
+/// without an audit (the api ranks them), so this entry follows the commit
+/// rather than sharing its transaction; a failure to write it is logged.
+pub(crate) async fn audit_server_power(
+    state: &AppState,
+    me: &AuthUser,
+    (room, member, needed): (RoomId, Option<Role>, Role),
+    action: AuditAction,
+    target_user: Option<UserId>,
+    detail: String,
+) {
+    if member >= Some(needed) {
+        return;
+    }
+    let entry = NewAudit {
+        actor: Some(me.id),
+        target_user,
+        room_id: Some(room),
+        target_id: None,
+        detail,
+    };
+    if let Err(e) = state.store.record_audit(action, entry).await {
+        tracing::error!(error = %e, ?action, room_id = %room, "cannot audit a moderation");
+    }
+}
+
 /// Records a kick or a ban that only the caller's server role allowed
 /// (their role as a member would not outrank `target`, the user's role
 /// before it). The store commits kicks and bans without knowing who may

@@ -184,6 +184,7 @@ async fn set_role(
             "user_id: make another member owner instead of changing your own role".into(),
         ));
     }
+    let member = state.store.role(id, me.id).await?;
     let events = state
         .store
         .set_role(id, user, me.id, req.role)
@@ -193,6 +194,10 @@ async fn set_role(
             other => other.into(),
         })?;
     state.announce_all(&events).await;
+    let act = (id, member, Role::Owner);
+    let detail = req.role.as_str().to_owned();
+    let changed = AuditAction::SetRoomRole;
+    super::admin::audit_server_power(&state, &me, act, changed, Some(user), detail).await;
     Ok(Json(events))
 }
 

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chat_shared::admin::AuditAction;
 use chat_shared::limits::Action;
 use chat_shared::model::{LeaveReason, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind};
 use chat_shared::store::NewRoom;
@@ -155,7 +156,7 @@ async fn get_room(
     AppPath(id): AppPath<RoomId>,
 ) -> Result<Json<Room>, ApiError> {
     let room = existing_room(&state, id).await?;
-    if room.kind != RoomKind::Public && state.store.role(id, me.id).await?.is_none() {
+    if room.kind != RoomKind::Public && state.store.effective_role(id, me.id).await?.is_none() {
         return Err(ApiError::not_member());
     }
     Ok(Json(room))
@@ -196,6 +197,11 @@ async fn update_room(
     let (room, event) = state.store.update_room(id, me.id, name, topic).await?;
     if let Some(event) = event {
         state.announce(&event).await;
+        let member = state.store.role(id, me.id).await?;
+        let act = (id, member, Role::Admin);
+        let detail = room.name.clone();
+        super::admin::audit_server_power(&state, &me, act, AuditAction::EditRoom, None, detail)
+            .await;
     }
     Ok(Json(room))
 }
@@ -210,15 +216,19 @@ async fn delete_room(
     me: AuthUser,
     AppPath(id): AppPath<RoomId>,
 ) -> Result<StatusCode, ApiError> {
-    let (_, role) = membership(&state, id, &me).await?;
+    let (room, role) = membership(&state, id, &me).await?;
     if role != Role::Owner {
         return Err(ApiError::insufficient_role("delete this room"));
     }
     let members = state.store.members(id).await?;
+    let mine = members.iter().find(|m| m.user.id == me.id).map(|m| m.role);
     state.store.delete_room(id).await?;
     for member in members {
         state.announce_removed(member.user.id, id);
     }
+    let act = (id, mine, Role::Owner);
+    super::admin::audit_server_power(&state, &me, act, AuditAction::DeleteRoom, None, room.name)
+        .await;
     tracing::info!(room_id = %id, "room deleted");
     Ok(StatusCode::NO_CONTENT)
 }

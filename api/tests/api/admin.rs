@@ -350,13 +350,40 @@ async fn server_roles_moderate_rooms_they_are_not_in(backend: Backend) {
     let refused = api.call(Method::DELETE, &path, &alice, None).await;
     expect_error(refused, StatusCode::FORBIDDEN, "insufficient_role").await;
 
-    // Done with server powers, each is audited; the owner's acts are not.
+    // The room's owner edits it unaudited; a server admin who is not in
+    // it edits and deletes it, audited.
+    let path = format!("/v1/rooms/{room}");
+    let rename = |name: &str| Some(json!({ "name": name }));
+    let edited = api.call(Method::PATCH, &path, &carol, rename("mine")).await;
+    expect_status(edited, StatusCode::OK).await;
+    let edited = api
+        .call(Method::PATCH, &path, &root, rename("cleaned"))
+        .await;
+    expect_status(edited, StatusCode::OK).await;
+    let gone = api.call(Method::DELETE, &path, &root, None).await;
+    expect_status(gone, StatusCode::NO_CONTENT).await;
+
+    // Done with server powers, each is audited; the owners' acts are not.
     let log = audit(&api, &root).await;
-    assert_eq!(actions(&log)[..2], ["kick", "delete_message"]);
-    assert_eq!(log[0]["actor"], json!(modo.user.id));
-    assert_eq!(log[0]["target_user"], json!(bob.user.id));
-    assert_eq!(log[1]["target_id"], json!(message_id));
-    assert_eq!(log[1]["room_id"], json!(room));
+    assert_eq!(
+        actions(&log)[..5],
+        [
+            "delete_room",
+            "edit_room",
+            "set_room_role",
+            "kick",
+            "delete_message"
+        ]
+    );
+    assert_eq!(log[0]["detail"], "cleaned");
+    assert_eq!(log[2]["actor"], json!(root.user.id));
+    assert_eq!(log[2]["target_user"], json!(carol.user.id));
+    assert_eq!(log[2]["detail"], "owner");
+    assert_eq!(log[3]["actor"], json!(modo.user.id));
+    assert_eq!(log[3]["target_user"], json!(bob.user.id));
+    assert_eq!(log[4]["target_id"], json!(message_id));
+    assert_eq!(log[4]["room_id"], json!(room));
+    assert_eq!(log.len(), 7, "{log:?}");
 }
 
 /// `by` reports `target` with `reason`.
