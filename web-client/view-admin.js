@@ -147,7 +147,7 @@ export function mountAdmin({ api, store, notify }) {
         h('time', { dateTime: entry.at }, new Date(entry.at).toLocaleString()),
         ' ',
         h('strong', {}, `@${nameOf(entry.actor)}`),
-        ` ${entry.action.replace('_', ' ')}`,
+        ` ${entry.action.replaceAll('_', ' ')}`,
         entry.target_user ? ` @${nameOf(entry.target_user)}` : '',
         entry.detail ? `: ${entry.detail}` : '',
       ),

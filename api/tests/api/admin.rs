@@ -276,14 +276,32 @@ async fn a_deactivated_account_is_signed_out_and_refused_until_reactivated(backe
         .await;
     expect_error(missing, StatusCode::NOT_FOUND, "not_found").await;
 
+    // The flag alone refuses a refresh, should one slip in before the
+    // sessions end (here: deactivated in the store, sessions left alive).
+    let carol = api.user("carol").await;
+    api.store
+        .set_deactivated(carol.user.id, true, root.user.id)
+        .await
+        .unwrap();
+    let refresh = api
+        .request(Method::POST, "/v1/auth/refresh", None)
+        .json(&json!({ "refresh_token": carol.refresh }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(refresh, StatusCode::FORBIDDEN, "account_deactivated").await;
+
     // Reactivated, they log in again.
     let back = set_active(&api, &root, &alice, true).await;
     assert!(expect_status(back, StatusCode::OK).await["deactivated_at"].is_null());
     expect_status(login(&api, "alice", "password-alice").await, StatusCode::OK).await;
     let log = audit(&api, &root).await;
-    assert_eq!(actions(&log)[..2], ["reactivate", "deactivate"]);
-    assert_eq!(log[1]["actor"], json!(modo.user.id));
-    assert_eq!(log[1]["target_user"], json!(alice.user.id));
+    assert_eq!(
+        actions(&log)[..3],
+        ["reactivate", "deactivate", "deactivate"]
+    );
+    assert_eq!(log[2]["actor"], json!(modo.user.id));
+    assert_eq!(log[2]["target_user"], json!(alice.user.id));
 }
 
 async fn server_roles_moderate_rooms_they_are_not_in(backend: Backend) {
