@@ -63,7 +63,7 @@ async function scenario(browser, server, people) {
   });
 
   let spam;
-  await step('a member reports a message; it shows in the admin\'s queue, which deletes it and resolves the report', async () => {
+  await step('a member reports a message and its sender; both show in the admin\'s queue, which deletes the message and resolves its report', async () => {
     await register(alice, 'Alice');
     await register(bob, 'Bob');
     for (const who of [alice, bob]) await joinPublicRoom(who.page, 'general');
@@ -74,6 +74,19 @@ async function scenario(browser, server, people) {
     await alice.page.click('#report-form button[type=submit]');
     await alice.page.waitForSelector('.toast:has-text("report was sent")');
     expect(!(await alice.page.locator('#report-dialog').evaluate((d) => d.open)), 'the report dialog stayed open');
+    // The same message twice: the dialog says it is already being looked at.
+    await act(alice.page, spam, 'report');
+    await alice.page.fill('#report-form textarea[name=reason]', 'spam, still');
+    await alice.page.click('#report-form button[type=submit]');
+    await alice.page.waitForFunction(() => document.querySelector('#report-error')?.textContent.includes('already reported'));
+    await alice.page.click('#report-dialog [data-close]');
+    // And the sender himself, from the member list.
+    const member = alice.page.locator('#member-list li', { hasText: '@bob' });
+    await member.hover();
+    await member.getByRole('button', { name: 'Report Bob' }).click();
+    await alice.page.fill('#report-form textarea[name=reason]', 'keeps spamming');
+    await alice.page.click('#report-form button[type=submit]');
+    await alice.page.waitForFunction(() => !document.querySelector('#report-dialog').open);
 
     await adminTab(root.page, 'reports');
     const report = root.page.locator('#admin-report-list li[data-state="open"]', { hasText: 'spam, again' });
@@ -83,7 +96,11 @@ async function scenario(browser, server, people) {
     await waitTombstone(alice.page, spam);
     await report.getByRole('textbox', { name: 'Resolution note' }).fill('removed the spam');
     await report.getByRole('button', { name: 'Resolve' }).click();
-    await root.page.waitForSelector('#admin-reports-empty:not([hidden])');
+    await report.waitFor({ state: 'detached' });
+    // The report of the user stays open, naming him.
+    const ofBob = root.page.locator('#admin-report-list li[data-state="open"]', { hasText: 'keeps spamming' });
+    expect((await ofBob.textContent()).startsWith('@bob'), 'the report of a user does not name him');
+    expect((await root.page.locator('#admin-report-list li').count()) === 1, 'the resolved report is still in the open queue');
     await root.page.check('#admin-show-resolved');
     await root.page.locator('#admin-report-list li[data-state="resolved"]', { hasText: 'removed the spam' }).waitFor();
   });
