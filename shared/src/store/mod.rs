@@ -1,4 +1,4 @@
-//! The `Store` port: everything durable, behind six small traits, with one
+//! The `Store` port: everything durable, behind small traits, with one
 //! adapter per database we run (PostgreSQL in production, SQLite embedded).
 //! This file is the port alone, every trait with the values it takes and
 //! returns, so the whole contract reads in one place (hence its length).
@@ -13,8 +13,9 @@
 //! each with its statements beside the code that runs them: `accounts`,
 //! `sessions`, `rooms`, `members`, `log` (and the message appends'
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
-//! `timeline`, `references` (what a message points at) and `search` (the
-//! full-text search of messages as they are now). `dialect` says
+//! `timeline`, `references` (what a message points at), `search` (the
+//! full-text search of messages as they are now) and `admin` (server
+//! roles, deactivated accounts, reports, the audit log). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
