@@ -83,7 +83,8 @@ export function mountAdmin({ api, store, notify }) {
       h('span', { className: 'who' }, account.display_name, h('small', {}, `@${account.username}`)),
       account.server_role ? h('span', { className: 'role' }, account.server_role) : null,
       deactivated ? h('span', { className: 'role deactivated' }, 'deactivated') : null,
-      me ? null : deactivated
+      // Moderators act on ordinary accounts only (the server says so too).
+      me || (role !== 'admin' && account.server_role) ? null : deactivated
         ? button('Reactivate', () => api.call('POST', `${path}/reactivate`))
         : button('Deactivate', () => api.call('POST', `${path}/deactivate`)),
       role !== 'admin' || me

@@ -78,9 +78,9 @@ pub struct Account {
     /// The user.
     #[serde(flatten)]
     pub user: User,
-    /// `admin`, `moderator`, or absent for an ordinary user.
+    /// `admin`, `moderator`, or `null` for an ordinary user.
     pub server_role: Option<ServerRole>,
-    /// When the account was deactivated; absent while it is active.
+    /// When the account was deactivated; `null` while it is active.
     #[serde(with = "time::serde::rfc3339::option")]
     pub deactivated_at: Option<OffsetDateTime>,
 }
@@ -130,7 +130,7 @@ pub struct Report {
     /// When it was filed.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    /// How it was resolved; absent while open.
+    /// How it was resolved; `null` while open.
     pub resolution: Option<Resolution>,
 }
 
@@ -234,7 +234,7 @@ pub struct NewAudit {
 pub struct AuditEntry {
     /// Identifier (time-ordered: the log's cursor).
     pub id: AuditId,
-    /// Who acted; absent for the command line.
+    /// Who acted; `null` for the command line.
     pub actor: Option<UserId>,
     /// What they did.
     pub action: AuditAction,
