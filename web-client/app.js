@@ -24,6 +24,10 @@ import { mountMessages } from './view-messages.js';
 import { mountPins } from './view-pins.js';
 import { mountRoom } from './view-room.js';
 import { mountSearch } from './view-search.js';
+import { mountSettings } from './view-settings.js';
+import { profileSection } from './settings-profile.js';
+import { passwordSection } from './settings-password.js';
+import { sessionsSection } from './settings-sessions.js';
 import { mountSidebar } from './view-sidebar.js';
 
 const NOTICE_SHOWN_MS = 5000;
@@ -69,6 +73,8 @@ mountMembers({ store });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
+// The settings page, one section a module, in the order shown.
+mountSettings({ store, api, notify, confirm, sections: [profileSection, passwordSection, sessionsSection] });
 
 // --- signing in and out -------------------------------------------------------------------
 

@@ -211,6 +211,16 @@ export const reducers = {
     mark('users');
   },
 
+  /** Someone (maybe me) changed their profile: their display name, say. */
+  profileUpdated(state, { user }, mark) {
+    state.users.set(user.id, user);
+    mark('users');
+    if (state.me?.id === user.id) {
+      state.me = { ...state.me, ...user };
+      mark('me');
+    }
+  },
+
   // --- timelines -------------------------------------------------------------------
   timelineLoading(state, { roomId, loading }, mark) {
     timelineOf(state, roomId).loading = loading;

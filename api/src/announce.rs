@@ -63,8 +63,6 @@ impl AppState {
         );
     }
 
-    // Its first callers (a password change, a deactivation) are on their way.
-    #[allow(dead_code)]
     /// Ends every live session of `user` but `except` (all when `None`)
     /// and tells every gateway to close their sockets.
     pub(crate) async fn end_sessions(
@@ -78,7 +76,7 @@ impl AppState {
         Ok(())
     }
 
-    fn tell(&self, user: UserId, frame: &ServerFrame) {
+    pub(crate) fn tell(&self, user: UserId, frame: &ServerFrame) {
         self.publisher
             .publish(Topic::User(user), Bytes::from(frame.to_json()));
     }

@@ -36,7 +36,7 @@ pub struct ApiConfig {
     /// `CHAT_REFRESH_TOKEN_TTL`: refresh token lifetime (e.g. `30d`).
     #[serde(with = "humantime_serde")]
     pub refresh_token_ttl: Duration,
-    /// `CHAT_AUTH_RATE_PER_MINUTE`: register/login/refresh attempts allowed
+    /// `CHAT_AUTH_RATE_PER_MINUTE`: register/login/refresh and password-change attempts
     /// per client address per minute.
     pub auth_rate_per_minute: u32,
     /// `CHAT_AUTH_RATE_BURST`: how many of those may come at once.
@@ -50,7 +50,7 @@ pub struct ApiConfig {
     /// `CHAT_MAX_WAITING_HASHES`: logins and registrations queued for a
     /// hashing slot; more get 503 with `Retry-After` at once.
     pub max_waiting_hashes: usize,
-    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations and DM opens
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM opens, uploads and profile changes
     /// per user per minute, each a budget of its own.
     pub action_rate_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.

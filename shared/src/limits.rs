@@ -54,6 +54,9 @@ pub enum Action {
     Upload,
     /// A search of messages (`GET /v1/search`).
     Search,
+    /// A change of one's own profile (display name, avatar), which every
+    /// user sharing a room with them is told of; sized like invites.
+    Profile,
 }
 
 impl Action {
@@ -66,6 +69,7 @@ impl Action {
             Self::Read => metrics::scope::READS,
             Self::Upload => metrics::scope::UPLOADS,
             Self::Search => metrics::scope::SEARCHES,
+            Self::Profile => metrics::scope::PROFILE,
         }
     }
 }
@@ -121,6 +125,7 @@ pub struct UserLimits {
     read: DefaultKeyedRateLimiter<UserId>,
     upload: DefaultKeyedRateLimiter<UserId>,
     search: DefaultKeyedRateLimiter<UserId>,
+    profile: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -137,6 +142,7 @@ impl UserLimits {
             create_room: RateLimiter::keyed(action),
             open_dm: RateLimiter::keyed(action),
             upload: RateLimiter::keyed(action),
+            profile: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
             ),
@@ -169,6 +175,7 @@ impl UserLimits {
             Action::Read => &self.read,
             Action::Upload => &self.upload,
             Action::Search => &self.search,
+            Action::Profile => &self.profile,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -186,6 +193,7 @@ impl UserLimits {
             &self.read,
             &self.upload,
             &self.search,
+            &self.profile,
             &self.sync,
         ];
         for limiter in all {

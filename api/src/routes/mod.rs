@@ -1,6 +1,7 @@
 //! The HTTP surface of the api, one module per area, assembled with the
 //! OpenAPI document generated from the handlers.
 
+mod account;
 mod attachments;
 mod auth;
 mod dms;
@@ -56,6 +57,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(health::router())
         .merge(auth::router(state))
         .merge(users::router())
+        .merge(account::router())
         .merge(rooms::router())
         .merge(members::router())
         .merge(dms::router())

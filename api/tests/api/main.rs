@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod account;
 mod attachments;
 mod auth;
 mod bad_input;

@@ -70,10 +70,7 @@ where
             .bind(username)
             .fetch_optional(self.reader())
             .await?;
-        Ok(row.map(|row| Credentials {
-            user: row.user.into(),
-            password_hash: row.password_hash,
-        }))
+        Ok(row.map(Credentials::from))
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>> {
@@ -130,8 +127,17 @@ impl From<UserRow> for User {
 
 /// A `users` row with its password hash.
 #[derive(sqlx::FromRow)]
-struct CredentialsRow {
+pub(super) struct CredentialsRow {
     #[sqlx(flatten)]
     pub user: UserRow,
     pub password_hash: String,
+}
+
+impl From<CredentialsRow> for Credentials {
+    fn from(row: CredentialsRow) -> Self {
+        Credentials {
+            user: row.user.into(),
+            password_hash: row.password_hash,
+        }
+    }
 }

@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 
 use super::{
     Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore, NewAttachment,
-    NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog, RoomStore,
-    Rotation, SearchPage, SearchStore, Session, SessionStore, Store, StoredAttachment, Submitted,
-    Timeline, Uploaded, UserStore,
+    NewMessage, NewRoom, NewUser, Page, ProfileStore, ReadMark, RefreshToken, Result, RoomLog,
+    RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Store, StoredAttachment,
+    Submitted, Timeline, Uploaded, UserStore,
 };
 use crate::metrics::store_call;
 use crate::model::{
@@ -283,6 +283,25 @@ impl<S: SearchStore> SearchStore for Metered<S> {
     ) -> Result<Vec<SearchHit>> {
         let call = self.0.search_messages(user, query, page);
         store_call("search_messages", call).await
+    }
+}
+
+#[async_trait]
+impl<S: ProfileStore> ProfileStore for Metered<S> {
+    async fn account_credentials(&self, user: UserId) -> Result<Option<Credentials>> {
+        store_call("account_credentials", self.0.account_credentials(user)).await
+    }
+
+    async fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool> {
+        store_call("set_password_hash", self.0.set_password_hash(user, hash)).await
+    }
+
+    async fn set_display_name(&self, user: UserId, name: &str) -> Result<Option<User>> {
+        store_call("set_display_name", self.0.set_display_name(user, name)).await
+    }
+
+    async fn room_mates(&self, user: UserId) -> Result<Vec<UserId>> {
+        store_call("room_mates", self.0.room_mates(user)).await
     }
 }
 

@@ -13,8 +13,9 @@
 //! each with its statements beside the code that runs them: `accounts`,
 //! `sessions`, `rooms`, `members`, `log` (and the message appends'
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
-//! `timeline`, `references` (what a message points at) and `search` (the
-//! full-text search of messages as they are now). `dialect` says
+//! `timeline`, `references` (what a message points at), `search` (the
+//! full-text search of messages as they are now) and `profile` (what users
+//! change of their own account). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -33,6 +34,7 @@ mod members;
 mod messages;
 mod metered;
 mod postgres;
+mod profile;
 mod references;
 mod rooms;
 mod search;
@@ -554,6 +556,23 @@ pub trait SearchStore: Send + Sync {
     ) -> Result<Vec<SearchHit>>;
 }
 
+/// What users change of their own account (the api checks who asks and
+/// what they give; the store only writes it).
+#[async_trait]
+pub trait ProfileStore: Send + Sync {
+    /// The user and their password hash, by id (a password change checks
+    /// the current password like a login does).
+    async fn account_credentials(&self, user: UserId) -> Result<Option<Credentials>>;
+    /// Replaces the user's password hash; false if there is no such user.
+    async fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool>;
+    /// Changes the user's shown name (checked by the caller) and returns
+    /// the user as they are now; `None` if there is no such user.
+    async fn set_display_name(&self, user: UserId, name: &str) -> Result<Option<User>>;
+    /// Everyone who shares at least one room with `user`, `user` included
+    /// if a member anywhere: whom a change of their profile is told to.
+    async fn room_mates(&self, user: UserId) -> Result<Vec<UserId>>;
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -568,7 +587,14 @@ pub enum Health {
 /// The whole store, as the binaries hold it.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + RoomStore + RoomLog + MessageStore + AttachmentStore + SearchStore
+    UserStore
+    + SessionStore
+    + RoomStore
+    + RoomLog
+    + MessageStore
+    + AttachmentStore
+    + SearchStore
+    + ProfileStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of
