@@ -6,6 +6,7 @@
 mod announce;
 mod app;
 mod config;
+mod cors;
 mod error;
 mod extract;
 mod links;

@@ -8,6 +8,7 @@ mod account;
 mod attachments;
 mod auth;
 mod bad_input;
+mod cors;
 mod dms;
 mod events;
 mod health;
