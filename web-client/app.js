@@ -28,6 +28,7 @@ import { mountSettings } from './view-settings.js';
 import { profileSection } from './settings-profile.js';
 import { passwordSection } from './settings-password.js';
 import { sessionsSection } from './settings-sessions.js';
+import { deleteSection } from './settings-delete.js';
 import { mountSidebar } from './view-sidebar.js';
 
 const NOTICE_SHOWN_MS = 5000;
@@ -74,7 +75,7 @@ mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
 // The settings page, one section a module, in the order shown.
-mountSettings({ store, api, notify, confirm, sections: [profileSection, passwordSection, sessionsSection] });
+mountSettings({ store, api, notify, confirm, sections: [profileSection, passwordSection, sessionsSection, deleteSection] });
 
 // --- signing in and out -------------------------------------------------------------------
 

@@ -137,6 +137,34 @@ async function scenario(browser, server, people) {
     await bob.page.waitForFunction(() => [...document.querySelectorAll('#member-list .name')].some((name) => name.textContent.includes('Alice Liddell')));
   });
 
+  await step('deleting the account needs the typed username; then her messages show as from "deleted user" to others', async () => {
+    const { page } = alice;
+    await openSettings(page);
+    await page.fill('#settings-delete-confirm', 'alicia');
+    await page.fill('#settings-delete-password', NEW_PASSWORD);
+    await page.press('#settings-delete-password', 'Enter');
+    await page.waitForFunction(() => document.querySelector('#settings-delete-error').textContent.startsWith('Type your username'));
+    await page.fill('#settings-delete-confirm', 'alice');
+    await page.fill('#settings-delete-password', 'not my password');
+    await page.press('#settings-delete-password', 'Enter');
+    await page.waitForFunction(() => document.querySelector('#settings-delete-error').textContent === 'The current password is wrong.');
+    await page.fill('#settings-delete-password', NEW_PASSWORD);
+    await page.press('#settings-delete-password', 'Enter');
+    await page.waitForSelector('#auth-screen', { state: 'visible' });
+    // Bob: she left, and what she sent stays, from "deleted user".
+    await bob.page.waitForFunction(() => {
+      const senders = [...document.querySelectorAll('#message-list .sender')].map((name) => name.textContent);
+      return senders.includes('deleted user') && !senders.includes('Alice Liddell');
+    });
+    await waitForMessage(bob.page, 'who am I now?');
+    await bob.page.waitForFunction(() => ![...document.querySelectorAll('#member-list .name')].some((name) => name.textContent.includes('Alice') || name.textContent.includes('deleted')));
+    // The name no longer logs in.
+    await page.fill('#auth-form input[name=username]', 'alice');
+    await page.fill('#auth-form input[name=password]', NEW_PASSWORD);
+    await page.click('#auth-submit');
+    await page.waitForFunction(() => document.querySelector('#auth-error').textContent === 'Wrong username or password.');
+  });
+
   await step('no script errors on any page', async () => {
     for (const who of people) {
       expect(who.errors.length === 0, `${who.name}'s page threw: ${who.errors.join('; ')}`);

@@ -7,12 +7,23 @@
 //! ends and its sockets close on every gateway, while the caller's stays.
 //! A display name follows registration's rules and is told live to
 //! everyone who shares a room with the user (`user_updated`).
+//!
+//! Deleting the account needs the password too. Every session ends first
+//! (so nothing of the account acts while it goes), then each room it
+//! owns is handed over (to the longest-standing admin, else the
+//! longest-standing member; a room with nobody else is deleted), each
+//! membership ends with a `member_left` event like a leave, and last the
+//! row is erased: the name is freed, the display name becomes "deleted
+//! user", and the messages it sent stay in their rooms under its id. A
+//! failure midway leaves the password working, so the owner can log in
+//! and delete again; the steps already done are not undone, and each is
+//! a change the rooms already saw.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chat_shared::limits::Action;
-use chat_shared::model::{User, UserId};
+use chat_shared::model::{LeaveReason, Role, RoomKind, User, UserId};
 use chat_shared::protocol::ServerFrame;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -29,6 +40,15 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(change_password))
         .routes(routes!(update_profile))
+        .routes(routes!(delete_account))
+}
+
+/// The password, to delete the account.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDeletion {
+    /// The account's password.
+    password: String,
 }
 
 /// A new password, with the current one.
@@ -171,4 +191,76 @@ async fn update_profile(
         .ok_or(ApiError::NotFound("user"))?;
     state.announce_user(&user).await;
     Ok(Json(user))
+}
+
+/// Deletes my account: every session ends, rooms I own are handed over
+/// (or deleted when nobody else is in them), I leave every room, and the
+/// account is erased: its name is free again, and the messages it sent
+/// stay, shown as from "deleted user".
+#[utoipa::path(delete, path = "/v1/account", tag = "account",
+    security(("bearer" = [])),
+    request_body = AccountDeletion,
+    responses(
+        (status = 204, description = "deleted; every session has ended"),
+        (status = 401, description = "no token, or this session has ended", body = ErrorBody),
+        (status = 403, description = "`wrong_password`", body = ErrorBody),
+        (status = 429, description = "too many credential attempts from this address", body = ErrorBody),
+    ))]
+async fn delete_account(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    me: AuthUser,
+    AppJson(req): AppJson<AccountDeletion>,
+) -> Result<StatusCode, ApiError> {
+    state.auth_rate_limit.check(ip)?;
+    state.check_password(me.id, req.password).await?;
+    // Nothing of the account acts while it goes: every socket closes.
+    state.end_sessions(me.id, None).await?;
+    // Whom to tell of the erased name, while they still share a room.
+    let mates = state.store.room_mates(me.id).await?;
+    for mine in state.store.my_rooms(me.id).await? {
+        let room = mine.room;
+        if mine.role == Role::Owner && room.kind != RoomKind::Direct {
+            let members = state.store.members(room.id).await?;
+            // Members come by join time: the first admin, else the first
+            // member, has stood longest.
+            let others = || members.iter().filter(|m| m.user.id != me.id);
+            let heir = others()
+                .find(|m| m.role == Role::Admin)
+                .or_else(|| others().next());
+            match heir {
+                Some(heir) => {
+                    let events = state
+                        .store
+                        .set_role(room.id, heir.user.id, me.id, Role::Owner)
+                        .await?;
+                    state.announce_all(&events).await;
+                }
+                None => {
+                    state.store.delete_room(room.id).await?;
+                    state.announce_removed(me.id, room.id);
+                    continue;
+                }
+            }
+        }
+        match state
+            .store
+            .remove_member(room.id, me.id, me.id, LeaveReason::Left)
+            .await
+        {
+            Ok(event) => state.announce(&event).await,
+            // Gone meanwhile (kicked, the room deleted): nothing to end.
+            Err(chat_shared::Error::NotMember | chat_shared::Error::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some(erased) = state.store.erase_account(me.id).await? else {
+        return Err(ApiError::NotFound("user"));
+    };
+    let frame = ServerFrame::UserUpdated { profile: erased };
+    for mate in mates.into_iter().filter(|m| *m != me.id) {
+        state.tell(mate, &frame);
+    }
+    tracing::info!(user_id = %me.id, "account deleted and erased");
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -19,6 +19,10 @@ both_stores!(
     a_display_name_change_shows_wherever_the_user_does,
     a_display_name_change_follows_registrations_rules,
     display_name_changes_have_a_budget,
+    deleting_an_account_erases_it_and_keeps_its_messages,
+    a_deleted_accounts_rooms_are_handed_over_or_deleted,
+    a_deletion_is_refused_without_the_password,
+    a_deleted_account_cannot_be_invited_or_messaged,
 );
 
 /// Logs `username` in with `password`: the status only.
@@ -339,4 +343,229 @@ async fn display_name_changes_have_a_budget(backend: Backend) {
     expect_error(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     let me = expect_status(api.get("/v1/users/me", &joe).await, StatusCode::OK).await;
     assert_eq!(me["display_name"], "Joe Two");
+}
+
+/// Deletes `user`'s account with `password`.
+async fn delete_account(api: &TestApi, user: &TestUser, password: &str) -> reqwest::Response {
+    api.call(
+        Method::DELETE,
+        "/v1/account",
+        user,
+        Some(json!({ "password": password })),
+    )
+    .await
+}
+
+/// `by` invites `user` into `room`.
+async fn invite(api: &TestApi, by: &TestUser, room: &str, user: &TestUser) -> reqwest::Response {
+    api.post(
+        &format!("/v1/rooms/{room}/members"),
+        by,
+        json!({ "user_id": user.user.id }),
+    )
+    .await
+}
+
+async fn deleting_an_account_erases_it_and_keeps_its_messages(backend: Backend) {
+    let api = TestApi::start(backend).await;
+    let kim = api.user("kim").await;
+    let phone = api.login("kim").await;
+    let lou = api.user("lou").await;
+    api.join(&kim, GENERAL).await;
+    api.join(&lou, GENERAL).await;
+    let sent = api.send(&kim, GENERAL, "kim-1", "remember me").await;
+
+    expect_status(
+        delete_account(&api, &kim, "password-kim").await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+
+    // Every session is over, and the name no longer logs in.
+    for session in [&kim, &phone] {
+        expect_error(
+            api.get("/v1/users/me", session).await,
+            StatusCode::UNAUTHORIZED,
+            "session_revoked",
+        )
+        .await;
+    }
+    assert_eq!(
+        login_status(&api, "kim", "password-kim").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Kim left the room, in its log; the message stays, from "deleted user".
+    let log = api.log(&lou, GENERAL).await;
+    let left = log.last().unwrap();
+    assert_eq!(left["type"], "member_left", "{left}");
+    assert_eq!(left["user"], json!(kim.user.id));
+    assert!(log
+        .iter()
+        .any(|e| e["id"] == sent["id"] && e["body"] == "remember me"));
+    assert!(shown_members(&api, &lou, GENERAL)
+        .await
+        .iter()
+        .all(|m| m["user"]["id"] != json!(kim.user.id)));
+    let erased = api.store.user(kim.user.id).await.unwrap().unwrap();
+    assert_eq!(erased.display_name, "deleted user");
+    // Nobody finds it.
+    let found = expect_status(api.get("/v1/users?q=kim", &lou).await, StatusCode::OK).await;
+    assert_eq!(found, json!([]));
+
+    // Someone else may take the name, and inherits nothing.
+    let newcomer = api.user("kim").await;
+    assert_ne!(newcomer.user.id, kim.user.id);
+    let rooms = expect_status(api.get("/v1/rooms", &newcomer).await, StatusCode::OK).await;
+    assert_eq!(rooms, json!([]));
+    let sessions = expect_status(
+        api.get("/v1/auth/sessions", &newcomer).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(sessions.as_array().unwrap().len(), 1);
+}
+
+/// The members of `room` as `viewer` reads them.
+async fn shown_members(api: &TestApi, viewer: &TestUser, room: &str) -> Vec<Value> {
+    let members = expect_status(
+        api.get(&format!("/v1/rooms/{room}/members"), viewer).await,
+        StatusCode::OK,
+    )
+    .await;
+    members.as_array().unwrap().clone()
+}
+
+async fn a_deleted_accounts_rooms_are_handed_over_or_deleted(backend: Backend) {
+    let api = TestApi::start(backend).await;
+    let max = api.user("max").await;
+    let ned = api.user("ned").await;
+    let oli = api.user("oli").await;
+    // A room with a member (ned, first in) and an admin (oli, later).
+    let shared = api.room(&max, "shared", "private").await.id.to_string();
+    expect_status(invite(&api, &max, &shared, &ned).await, StatusCode::CREATED).await;
+    expect_status(invite(&api, &max, &shared, &oli).await, StatusCode::CREATED).await;
+    let path = format!("/v1/rooms/{shared}/members/{}/role", oli.user.id);
+    let response = api
+        .call(Method::PUT, &path, &max, Some(json!({ "role": "admin" })))
+        .await;
+    expect_status(response, StatusCode::OK).await;
+    // A room with only ned besides max: ned, a plain member, takes it.
+    let pair = api.room(&max, "pair", "private").await.id.to_string();
+    expect_status(invite(&api, &max, &pair, &ned).await, StatusCode::CREATED).await;
+    // A room with nobody else.
+    let alone = api.room(&max, "alone", "public").await.id.to_string();
+
+    expect_status(
+        delete_account(&api, &max, "password-max").await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+
+    let role_of = |members: &[Value], user: &TestUser| {
+        members
+            .iter()
+            .find(|m| m["user"]["id"] == json!(user.user.id))
+            .map(|m| m["role"].clone())
+    };
+    let members = shown_members(&api, &ned, &shared).await;
+    assert_eq!(members.len(), 2);
+    assert_eq!(
+        role_of(&members, &oli),
+        Some(json!("owner")),
+        "the admin before the older member"
+    );
+    assert_eq!(role_of(&members, &ned), Some(json!("member")));
+    let members = shown_members(&api, &ned, &pair).await;
+    assert_eq!(members.len(), 1);
+    assert_eq!(role_of(&members, &ned), Some(json!("owner")));
+    let log = api.log(&ned, &pair).await;
+    let kinds: Vec<_> = log
+        .iter()
+        .rev()
+        .take(3)
+        .map(|e| e["type"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            json!("member_left"),
+            json!("role_changed"),
+            json!("role_changed")
+        ]
+    );
+    expect_error(
+        api.get(&format!("/v1/rooms/{alone}"), &ned).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+}
+
+async fn a_deletion_is_refused_without_the_password(backend: Backend) {
+    let api = TestApi::start(backend).await;
+    let pat = api.user("pat").await;
+    let phone = api.login("pat").await;
+    api.join(&pat, GENERAL).await;
+    // The phone's session was logged out (a stolen token that outlived it).
+    let path = format!("/v1/auth/sessions/{}", phone.session_id);
+    expect_status(
+        api.call(Method::DELETE, &path, &pat, None).await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    let before = api.snapshot().await;
+
+    for wrong in ["password-PAT", ""] {
+        let response = delete_account(&api, &pat, wrong).await;
+        expect_error(response, StatusCode::FORBIDDEN, "wrong_password").await;
+    }
+    let response = api
+        .call(Method::DELETE, "/v1/account", &pat, Some(json!({})))
+        .await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let response = api
+        .request(Method::DELETE, "/v1/account", None)
+        .json(&json!({ "password": "password-pat" }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::UNAUTHORIZED, "missing_token").await;
+    let response = delete_account(&api, &phone, "password-pat").await;
+    expect_error(response, StatusCode::UNAUTHORIZED, "session_revoked").await;
+
+    assert_eq!(api.snapshot().await, before);
+    assert_eq!(
+        login_status(&api, "pat", "password-pat").await,
+        StatusCode::OK
+    );
+    expect_status(api.get("/v1/users/me", &pat).await, StatusCode::OK).await;
+}
+
+async fn a_deleted_account_cannot_be_invited_or_messaged(backend: Backend) {
+    let api = TestApi::start(backend).await;
+    let quin = api.user("quin").await;
+    let ray = api.user("ray").await;
+    expect_status(
+        delete_account(&api, &quin, "password-quin").await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+
+    let room = api.room(&ray, "mine", "private").await.id.to_string();
+    expect_error(
+        invite(&api, &ray, &room, &quin).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let response = api
+        .post("/v1/dms", &ray, json!({ "user_id": quin.user.id }))
+        .await;
+    expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(shown_members(&api, &ray, &room).await.len(), 1);
 }

@@ -13,6 +13,7 @@
 
 mod cluster;
 
+mod account_deletion;
 mod attachments;
 mod bad_input;
 mod connections_gauge;

@@ -21,9 +21,10 @@ const CREDENTIALS: &str = "SELECT id, username, display_name, created_at, passwo
 
 const USER_BY_ID: &str = "SELECT id, username, display_name, created_at FROM users WHERE id = $1";
 
+/// Deleted accounts are nobody to find.
 const SEARCH_USERS: &str = "SELECT id, username, display_name, created_at FROM users \
-     WHERE lower(username) LIKE $1 ESCAPE '\\' OR lower(display_name) LIKE $1 ESCAPE '\\' \
-     ORDER BY lower(username) LIMIT $2";
+     WHERE (lower(username) LIKE $1 ESCAPE '\\' OR lower(display_name) LIKE $1 ESCAPE '\\') \
+     AND deleted_at IS NULL ORDER BY lower(username) LIMIT $2";
 
 #[async_trait]
 impl<DB> UserStore for SqlStore<DB>

@@ -303,6 +303,14 @@ impl<S: ProfileStore> ProfileStore for Metered<S> {
     async fn room_mates(&self, user: UserId) -> Result<Vec<UserId>> {
         store_call("room_mates", self.0.room_mates(user)).await
     }
+
+    async fn erase_account(&self, user: UserId) -> Result<Option<User>> {
+        store_call("erase_account", self.0.erase_account(user)).await
+    }
+
+    async fn is_erased(&self, user: UserId) -> Result<bool> {
+        store_call("is_erased", self.0.is_erased(user)).await
+    }
 }
 
 #[async_trait]

@@ -571,7 +571,21 @@ pub trait ProfileStore: Send + Sync {
     /// Everyone who shares at least one room with `user`, `user` included
     /// if a member anywhere: whom a change of their profile is told to.
     async fn room_mates(&self, user: UserId) -> Result<Vec<UserId>>;
+    /// Erases a deleted account's row, which stays so that what it sent
+    /// still names a sender: its username becomes `deleted-<id>` (freed,
+    /// and longer than any registration may take), its display name
+    /// [`DELETED_USER`], its password hash one nothing verifies against,
+    /// and it is marked deleted (searches skip it). Returns the user as
+    /// others see it now; `None` if there is no such user or it was
+    /// already erased. Its memberships and sessions are the caller's to
+    /// end first.
+    async fn erase_account(&self, user: UserId) -> Result<Option<User>>;
+    /// Whether `user` is an account that was deleted.
+    async fn is_erased(&self, user: UserId) -> Result<bool>;
 }
+
+/// The display name of a deleted account.
+pub const DELETED_USER: &str = "deleted user";
 
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]

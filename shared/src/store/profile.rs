@@ -1,7 +1,8 @@
 //! What a user changes of their own account (`ProfileStore`): the
-//! password, checked against the hash read by id, and the shown name. Each
-//! is one statement on the `users` row; the api ends the other sessions
-//! and tells the other users after the commit.
+//! password, checked against the hash read by id, the shown name, and the
+//! erasure of a deleted account. Each is one statement on the `users`
+//! row; the api ends sessions and memberships around them and tells the
+//! other users after the commit.
 
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
@@ -10,8 +11,8 @@ use uuid::Uuid;
 
 use super::accounts::{CredentialsRow, UserRow};
 use super::adapter::SqlStore;
-use super::dialect::{Dialect, RowsAffected};
-use super::{Credentials, ProfileStore, Result};
+use super::dialect::{now, Dialect, RowsAffected, Timestamp};
+use super::{Credentials, ProfileStore, Result, DELETED_USER};
 use crate::model::{User, UserId};
 
 const CREDENTIALS_BY_ID: &str = "SELECT id, username, display_name, created_at, password_hash \
@@ -25,6 +26,15 @@ const SET_DISPLAY_NAME: &str = "UPDATE users SET display_name = $2 WHERE id = $1
 const ROOM_MATES: &str = "SELECT DISTINCT theirs.user_id FROM room_members mine \
      JOIN room_members theirs ON theirs.room_id = mine.room_id WHERE mine.user_id = $1";
 
+/// A hash no password matches: not a PHC string at all.
+const NO_PASSWORD: &str = "!";
+
+const ERASE_ACCOUNT: &str = "UPDATE users SET username = $2, display_name = $3, \
+     password_hash = $4, deleted_at = $5 WHERE id = $1 AND deleted_at IS NULL \
+     RETURNING id, username, display_name, created_at";
+
+const IS_ERASED: &str = "SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NOT NULL";
+
 #[async_trait]
 impl<DB> ProfileStore for SqlStore<DB>
 where
@@ -36,7 +46,9 @@ where
     for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Timestamp: Encode<'q, DB> + Type<DB>,
     for<'r> OffsetDateTime: Decode<'r, DB> + Type<DB>,
+    for<'r> i32: Decode<'r, DB> + Type<DB>,
 {
     async fn account_credentials(&self, user: UserId) -> Result<Option<Credentials>> {
         let row = sqlx::query_as::<_, CredentialsRow>(CREDENTIALS_BY_ID)
@@ -71,5 +83,25 @@ where
             .fetch_all(self.reader())
             .await?;
         Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    async fn erase_account(&self, user: UserId) -> Result<Option<User>> {
+        let row = sqlx::query_as::<_, UserRow>(ERASE_ACCOUNT)
+            .bind(user.0)
+            .bind(format!("deleted-{}", user.0.simple()))
+            .bind(DELETED_USER)
+            .bind(NO_PASSWORD)
+            .bind(Timestamp(now()))
+            .fetch_optional(self.writer())
+            .await?;
+        Ok(row.map(User::from))
+    }
+
+    async fn is_erased(&self, user: UserId) -> Result<bool> {
+        let erased: Option<i32> = sqlx::query_scalar(IS_ERASED)
+            .bind(user.0)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(erased.is_some())
     }
 }

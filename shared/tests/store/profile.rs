@@ -2,7 +2,8 @@
 //! hash read by id and replaced, and the shown name, each for that user
 //! alone and nothing for a user who does not exist.
 
-use chat_shared::model::UserId;
+use chat_shared::model::{EventBody, UserId};
+use chat_shared::store::{NewUser, Page, DELETED_USER};
 use chat_shared::testing::Backend;
 
 use crate::Fixture;
@@ -11,6 +12,7 @@ conformance!(
     a_new_password_hash_replaces_the_old_one,
     a_display_name_change_shows_everywhere_the_user_does,
     room_mates_are_everyone_sharing_a_room_once,
+    an_erased_account_frees_its_name_and_keeps_its_messages,
 );
 
 async fn a_new_password_hash_replaces_the_old_one(backend: Backend) {
@@ -103,4 +105,61 @@ async fn room_mates_are_everyone_sharing_a_room_once(backend: Backend) {
     let mut expected = vec![carol.id, dave.id];
     expected.sort();
     assert_eq!(theirs, expected);
+}
+
+async fn an_erased_account_frees_its_name_and_keeps_its_messages(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let alice = fx.register("alice").await;
+    let bob = fx.register("bob").await;
+    let room = fx.private_room(&bob).await;
+    fx.join(room.id, &alice).await;
+    let sent = fx.send(room.id, alice.id, "hello").await.event;
+    assert!(!fx.is_erased(alice.id).await.unwrap());
+
+    let erased = fx.erase_account(alice.id).await.unwrap().unwrap();
+    assert_eq!(erased.id, alice.id);
+    assert_eq!(erased.display_name, DELETED_USER);
+    assert!(
+        erased.username.starts_with("deleted-"),
+        "{}",
+        erased.username
+    );
+    assert!(
+        erased.username.len() > 32,
+        "longer than any registration takes"
+    );
+    assert!(fx.is_erased(alice.id).await.unwrap());
+    assert!(!fx.is_erased(bob.id).await.unwrap());
+    // Once only.
+    assert!(fx.erase_account(alice.id).await.unwrap().is_none());
+
+    // The name is free, nobody finds the erased account, and nothing
+    // verifies against its hash.
+    assert!(fx.credentials("alice").await.unwrap().is_none());
+    assert!(fx.search_users("deleted", 10).await.unwrap().is_empty());
+    assert!(fx.search_users("alice", 10).await.unwrap().is_empty());
+    let hash = fx.account_credentials(alice.id).await.unwrap().unwrap();
+    assert!(!hash.password_hash.starts_with('$'));
+    let again = fx
+        .create_user(NewUser {
+            username: "Alice".into(),
+            display_name: "Another Alice".into(),
+            password_hash: "$argon2id$new".into(),
+        })
+        .await
+        .unwrap();
+    assert_ne!(again.id, alice.id);
+    assert_eq!(fx.search_users("alice", 10).await.unwrap(), vec![again]);
+
+    // What it sent stays, under its id, shown by the erased name.
+    let page = Page {
+        after: Some(0),
+        before: None,
+        limit: 100,
+    };
+    let events = fx.events(room.id, page).await.unwrap();
+    let message = events.iter().find(|e| e.seq == sent.seq).unwrap();
+    assert_eq!(message.sender, Some(alice.id));
+    assert!(matches!(&message.body, EventBody::Message { body, .. } if body == "body of hello"));
+    assert_eq!(fx.user(alice.id).await.unwrap(), Some(erased));
 }
