@@ -25,6 +25,7 @@ import { mountPins } from './view-pins.js';
 import { mountRoom } from './view-room.js';
 import { mountSearch } from './view-search.js';
 import { mountSettings } from './view-settings.js';
+import { mountUserLookup } from './user-lookup.js';
 import { profileSection } from './settings-profile.js';
 import { passwordSection } from './settings-password.js';
 import { sessionsSection } from './settings-sessions.js';
@@ -74,6 +75,8 @@ mountMembers({ store });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
+// Names for senders who are no longer members (left, or deleted).
+mountUserLookup({ store, api });
 // The settings page, one section a module, in the order shown.
 mountSettings({ store, api, notify, confirm, sections: [profileSection, passwordSection, sessionsSection, deleteSection] });
 

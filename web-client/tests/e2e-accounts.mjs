@@ -157,6 +157,14 @@ async function scenario(browser, server, people) {
       return senders.includes('deleted user') && !senders.includes('Alice Liddell');
     });
     await waitForMessage(bob.page, 'who am I now?');
+    // And after a reload, read anew from the server.
+    await bob.page.reload();
+    await waitOnline(bob.page);
+    await waitForMessage(bob.page, 'who am I now?');
+    await bob.page.waitForFunction(() => {
+      const senders = [...document.querySelectorAll('#message-list .sender')].map((name) => name.textContent);
+      return senders.includes('deleted user') && !senders.some((name) => name.includes('Alice') || name === 'a former member');
+    });
     await bob.page.waitForFunction(() => ![...document.querySelectorAll('#member-list .name')].some((name) => name.textContent.includes('Alice') || name.textContent.includes('deleted')));
     // The name no longer logs in.
     await page.fill('#auth-form input[name=username]', 'alice');

@@ -31,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{AppJson, AuthUser, ClientIp};
+use crate::extract::{AppJson, AppPath, AuthUser, ClientIp};
 use crate::state::AppState;
 use crate::validate;
 
@@ -41,6 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
         .routes(routes!(update_profile))
         .routes(routes!(delete_account))
+        .routes(routes!(user_by_id))
 }
 
 /// The password, to delete the account.
@@ -263,4 +264,28 @@ async fn delete_account(
     }
     tracing::info!(user_id = %me.id, "account deleted and erased");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user by id, as others see them now: how a client names the sender of
+/// a message who is no longer in the room (one who left, or a deleted
+/// account, shown as "deleted user").
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = UserId, Path, description = "user id")),
+    responses(
+        (status = 200, body = User),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+    ))]
+async fn user_by_id(
+    State(state): State<AppState>,
+    _me: AuthUser,
+    AppPath(id): AppPath<UserId>,
+) -> Result<Json<User>, ApiError> {
+    let user = state
+        .store
+        .user(id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    Ok(Json(user))
 }

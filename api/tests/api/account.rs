@@ -408,6 +408,24 @@ async fn deleting_an_account_erases_it_and_keeps_its_messages(backend: Backend) 
         .all(|m| m["user"]["id"] != json!(kim.user.id)));
     let erased = api.store.user(kim.user.id).await.unwrap().unwrap();
     assert_eq!(erased.display_name, "deleted user");
+    // Others read it by id, to name the sender of what it left behind.
+    let path = format!("/v1/users/{}", kim.user.id);
+    let shown = expect_status(api.get(&path, &lou).await, StatusCode::OK).await;
+    assert_eq!(shown["display_name"], "deleted user");
+    assert_ne!(shown["username"], "kim");
+    let path = format!("/v1/users/{}", chat_shared::model::UserId::new());
+    expect_error(
+        api.get(&path, &lou).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let response = api
+        .request(Method::GET, &format!("/v1/users/{}", lou.user.id), None)
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::UNAUTHORIZED, "missing_token").await;
     // Nobody finds it.
     let found = expect_status(api.get("/v1/users?q=kim", &lou).await, StatusCode::OK).await;
     assert_eq!(found, json!([]));
