@@ -1,6 +1,8 @@
 /**
- * Settings: my display name. Saved through the api, which tells everyone
- * who shares a room with me (`user_updated`); the page shows it at once.
+ * Settings: my display name and my avatar. Saved through the api, which
+ * tells everyone who shares a room with me (`user_updated`); the page
+ * shows it at once. An avatar is any PNG, JPEG, GIF or WebP up to 5 MiB;
+ * the server keeps a 128 px square of it.
  *
  * @module settings-profile
  */
@@ -27,6 +29,64 @@ export const profileSection = {
       h('div', { className: 'buttons' }, save),
     );
     container.append(form);
+
+    // The avatar: a preview, a file picker and a removal.
+    const preview = h('img', { className: 'avatar large', alt: 'Your avatar', width: 64, height: 64, hidden: true, attrs: { id: 'settings-avatar-preview' } });
+    const picker = h('input', { type: 'file', accept: 'image/png,image/jpeg,image/gif,image/webp', attrs: { id: 'settings-avatar-file' }, on: { change: () => upload(picker.files?.[0]) } });
+    const remove = h('button', { type: 'button', className: 'ghost small', attrs: { id: 'settings-avatar-remove' }, on: { click: removeAvatar } }, 'Remove');
+    const avatarError = h('p', { className: 'form-error', attrs: { role: 'alert', id: 'settings-avatar-error' } });
+    container.append(
+      h('div', { className: 'avatar-row' }, preview, h('label', { attrs: { for: 'settings-avatar-file' } }, 'Avatar image'), picker, remove),
+      avatarError,
+    );
+
+    function showAvatar() {
+      const path = store.state.me?.avatar ?? null;
+      preview.hidden = !path;
+      if (path) preview.src = path;
+      remove.hidden = !path;
+    }
+
+    /** The api's refusal of an upload, as thrown by `api.call`. */
+    async function refusal(response) {
+      const json = await response.json().catch(() => null);
+      return { code: json?.error?.code ?? `http_${response.status}`, message: json?.error?.message ?? response.statusText };
+    }
+
+    async function upload(file) {
+      avatarError.textContent = '';
+      if (!file) return;
+      if (file.size > 5 * 1024 * 1024) {
+        avatarError.textContent = 'That image is over 5 MiB.';
+        return;
+      }
+      try {
+        const token = await api.auth.accessToken();
+        const response = await fetch(`${api.apiBase}/v1/account/avatar`, {
+          method: 'PUT',
+          headers: { authorization: `Bearer ${token}`, 'content-type': file.type || 'application/octet-stream' },
+          body: file,
+        });
+        if (!response.ok) throw await refusal(response);
+        store.dispatch({ type: 'profileUpdated', user: await response.json() });
+        showAvatar();
+      } catch (failure) {
+        avatarError.textContent = failure.code === 'type_mismatch' ? 'That is not a PNG, JPEG, GIF or WebP image.' : refusalText(failure);
+      } finally {
+        picker.value = '';
+      }
+    }
+
+    async function removeAvatar() {
+      avatarError.textContent = '';
+      try {
+        const user = await api.call('DELETE', '/v1/account/avatar');
+        store.dispatch({ type: 'profileUpdated', user });
+        showAvatar();
+      } catch (failure) {
+        avatarError.textContent = refusalText(failure);
+      }
+    }
 
     async function submit(event) {
       event.preventDefault();
@@ -55,6 +115,8 @@ export const profileSection = {
         error.textContent = '';
         status.textContent = '';
         input.value = store.state.me?.display_name ?? '';
+        avatarError.textContent = '';
+        showAvatar();
       },
     };
   },

@@ -216,7 +216,8 @@ export const reducers = {
     state.users.set(user.id, user);
     mark('users');
     if (state.me?.id === user.id) {
-      state.me = { ...state.me, ...user };
+      // A profile without `avatar` has none (any more).
+      state.me = { ...state.me, ...user, avatar: user.avatar ?? null };
       mark('me');
     }
   },

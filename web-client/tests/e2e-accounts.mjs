@@ -12,6 +12,7 @@ import {
   send,
   waitForMessage,
   expect,
+  pngOf,
   step,
   run,
 } from './e2e/kit.mjs';
@@ -135,6 +136,25 @@ async function scenario(browser, server, people) {
       return senders.includes('Alice Liddell') && !senders.includes('Alice');
     });
     await bob.page.waitForFunction(() => [...document.querySelectorAll('#member-list .name')].some((name) => name.textContent.includes('Alice Liddell')));
+  });
+
+  await step('an avatar upload shows in her settings and beside her name in the member list for Bob; a file that is no image is refused', async () => {
+    const { page } = alice;
+    await openSettings(page);
+    await page.setInputFiles('#settings-avatar-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') });
+    await page.waitForFunction(() => document.querySelector('#settings-avatar-error').textContent.includes('not a PNG'));
+    const photo = await pngOf(page, 640, 480);
+    await page.setInputFiles('#settings-avatar-file', { name: 'me.png', mimeType: 'image/png', buffer: photo });
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#settings-avatar-preview');
+      return img && !img.hidden && img.complete && img.naturalWidth === 128 && img.naturalHeight === 128;
+    });
+    await closeSettings(page);
+    const mine = await page.evaluate(() => document.querySelector('#settings-avatar-preview').getAttribute('src'));
+    await bob.page.waitForFunction(
+      (src) => [...document.querySelectorAll('#member-list .avatar')].some((img) => img.getAttribute('src') === src && img.complete && img.naturalWidth === 128),
+      mine,
+    );
   });
 
   await step('deleting the account needs the typed username; then her messages show as from "deleted user" to others', async () => {

@@ -255,9 +255,11 @@ async fn delete_account(
             Err(e) => return Err(e.into()),
         }
     }
+    let avatar = state.store.avatar(me.id).await?;
     let Some(erased) = state.store.erase_account(me.id).await? else {
         return Err(ApiError::NotFound("user"));
     };
+    super::avatar::forget(&state, me.id, avatar).await;
     let frame = ServerFrame::UserUpdated { profile: erased };
     for mate in mates.into_iter().filter(|m| *m != me.id) {
         state.tell(mate, &frame);

@@ -4,6 +4,7 @@
 mod account;
 mod attachments;
 mod auth;
+mod avatar;
 mod dms;
 mod events;
 mod health;
@@ -58,6 +59,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(auth::router(state))
         .merge(users::router())
         .merge(account::router())
+        .merge(avatar::router())
         .merge(rooms::router())
         .merge(members::router())
         .merge(dms::router())

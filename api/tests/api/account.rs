@@ -374,6 +374,18 @@ async fn deleting_an_account_erases_it_and_keeps_its_messages(backend: Backend) 
     api.join(&kim, GENERAL).await;
     api.join(&lou, GENERAL).await;
     let sent = api.send(&kim, GENERAL, "kim-1", "remember me").await;
+    let avatar = api
+        .request(Method::PUT, "/v1/account/avatar", Some(&kim))
+        .header("content-type", "image/png")
+        .body(crate::attachments::png(20, 20))
+        .send()
+        .await
+        .unwrap();
+    let avatar = expect_status(avatar, StatusCode::OK).await["avatar"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(avatar_blobs(&api), 1);
 
     expect_status(
         delete_account(&api, &kim, "password-kim").await,
@@ -408,6 +420,15 @@ async fn deleting_an_account_erases_it_and_keeps_its_messages(backend: Backend) 
         .all(|m| m["user"]["id"] != json!(kim.user.id)));
     let erased = api.store.user(kim.user.id).await.unwrap().unwrap();
     assert_eq!(erased.display_name, "deleted user");
+    // Its avatar is gone, bytes and all.
+    assert_eq!(erased.avatar, None);
+    let response = api
+        .request(Method::GET, &avatar, None)
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(avatar_blobs(&api), 0, "avatar bytes left behind");
     // Others read it by id, to name the sender of what it left behind.
     let path = format!("/v1/users/{}", kim.user.id);
     let shown = expect_status(api.get(&path, &lou).await, StatusCode::OK).await;
@@ -586,4 +607,18 @@ async fn a_deleted_account_cannot_be_invited_or_messaged(backend: Backend) {
         .await;
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(shown_members(&api, &ray, &room).await.len(), 1);
+}
+
+/// How many avatar images the api's store of blobs (files, in its data
+/// dir) holds.
+fn avatar_blobs(api: &TestApi) -> usize {
+    let dir = api.data_dir.join("blobs").join("avatars");
+    std::fs::read_dir(dir)
+        .map(|users| {
+            users
+                .flatten()
+                .flat_map(|user| std::fs::read_dir(user.path()).into_iter().flatten())
+                .count()
+        })
+        .unwrap_or(0)
 }

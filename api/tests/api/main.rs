@@ -7,6 +7,7 @@ mod helpers;
 mod account;
 mod attachments;
 mod auth;
+mod avatar;
 mod bad_input;
 mod cors;
 mod dms;

@@ -308,6 +308,14 @@ impl<S: ProfileStore> ProfileStore for Metered<S> {
         store_call("erase_account", self.0.erase_account(user)).await
     }
 
+    async fn avatar(&self, user: UserId) -> Result<Option<String>> {
+        store_call("avatar", self.0.avatar(user)).await
+    }
+
+    async fn set_avatar(&self, user: UserId, version: Option<&str>) -> Result<Option<User>> {
+        store_call("set_avatar", self.0.set_avatar(user, version)).await
+    }
+
     async fn is_erased(&self, user: UserId) -> Result<bool> {
         store_call("is_erased", self.0.is_erased(user)).await
     }

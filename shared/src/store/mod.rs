@@ -582,6 +582,13 @@ pub trait ProfileStore: Send + Sync {
     async fn erase_account(&self, user: UserId) -> Result<Option<User>>;
     /// Whether `user` is an account that was deleted.
     async fn is_erased(&self, user: UserId) -> Result<bool>;
+    /// The version of the user's avatar, if they have one (and exist).
+    async fn avatar(&self, user: UserId) -> Result<Option<String>>;
+    /// Sets (or with `None` removes) the user's avatar version and returns
+    /// the user as they are now; `None` if there is no such user or it was
+    /// deleted. The caller stores the new image's bytes first and deletes
+    /// the old ones after.
+    async fn set_avatar(&self, user: UserId, version: Option<&str>) -> Result<Option<User>>;
 }
 
 /// The display name of a deleted account.

@@ -15,13 +15,19 @@ use super::dialect::{now, Dialect, RowsAffected, Timestamp};
 use super::{Credentials, ProfileStore, Result, DELETED_USER};
 use crate::model::{User, UserId};
 
-const CREDENTIALS_BY_ID: &str = "SELECT id, username, display_name, created_at, password_hash \
+const CREDENTIALS_BY_ID: &str =
+    "SELECT id, username, display_name, created_at, avatar, password_hash \
      FROM users WHERE id = $1";
 
 const SET_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $2 WHERE id = $1";
 
 const SET_DISPLAY_NAME: &str = "UPDATE users SET display_name = $2 WHERE id = $1 \
-     RETURNING id, username, display_name, created_at";
+     RETURNING id, username, display_name, created_at, avatar";
+
+const AVATAR: &str = "SELECT avatar FROM users WHERE id = $1 AND deleted_at IS NULL";
+
+const SET_AVATAR: &str = "UPDATE users SET avatar = $2 WHERE id = $1 AND deleted_at IS NULL \
+     RETURNING id, username, display_name, created_at, avatar";
 
 const ROOM_MATES: &str = "SELECT DISTINCT theirs.user_id FROM room_members mine \
      JOIN room_members theirs ON theirs.room_id = mine.room_id WHERE mine.user_id = $1";
@@ -30,8 +36,8 @@ const ROOM_MATES: &str = "SELECT DISTINCT theirs.user_id FROM room_members mine 
 const NO_PASSWORD: &str = "!";
 
 const ERASE_ACCOUNT: &str = "UPDATE users SET username = $2, display_name = $3, \
-     password_hash = $4, deleted_at = $5 WHERE id = $1 AND deleted_at IS NULL \
-     RETURNING id, username, display_name, created_at";
+     password_hash = $4, deleted_at = $5, avatar = NULL WHERE id = $1 AND deleted_at IS NULL \
+     RETURNING id, username, display_name, created_at, avatar";
 
 const IS_ERASED: &str = "SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NOT NULL";
 
@@ -49,6 +55,7 @@ where
     for<'q> Timestamp: Encode<'q, DB> + Type<DB>,
     for<'r> OffsetDateTime: Decode<'r, DB> + Type<DB>,
     for<'r> i32: Decode<'r, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
 {
     async fn account_credentials(&self, user: UserId) -> Result<Option<Credentials>> {
         let row = sqlx::query_as::<_, CredentialsRow>(CREDENTIALS_BY_ID)
@@ -92,6 +99,23 @@ where
             .bind(DELETED_USER)
             .bind(NO_PASSWORD)
             .bind(Timestamp(now()))
+            .fetch_optional(self.writer())
+            .await?;
+        Ok(row.map(User::from))
+    }
+
+    async fn avatar(&self, user: UserId) -> Result<Option<String>> {
+        let version: Option<Option<String>> = sqlx::query_scalar(AVATAR)
+            .bind(user.0)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(version.flatten())
+    }
+
+    async fn set_avatar(&self, user: UserId, version: Option<&str>) -> Result<Option<User>> {
+        let row = sqlx::query_as::<_, UserRow>(SET_AVATAR)
+            .bind(user.0)
+            .bind(version)
             .fetch_optional(self.writer())
             .await?;
         Ok(row.map(User::from))

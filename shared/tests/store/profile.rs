@@ -13,6 +13,7 @@ conformance!(
     a_display_name_change_shows_everywhere_the_user_does,
     room_mates_are_everyone_sharing_a_room_once,
     an_erased_account_frees_its_name_and_keeps_its_messages,
+    an_avatar_version_shows_wherever_the_user_does,
 );
 
 async fn a_new_password_hash_replaces_the_old_one(backend: Backend) {
@@ -162,4 +163,45 @@ async fn an_erased_account_frees_its_name_and_keeps_its_messages(backend: Backen
     assert_eq!(message.sender, Some(alice.id));
     assert!(matches!(&message.body, EventBody::Message { body, .. } if body == "body of hello"));
     assert_eq!(fx.user(alice.id).await.unwrap(), Some(erased));
+}
+
+async fn an_avatar_version_shows_wherever_the_user_does(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let alice = fx.register("alice").await;
+    let bob = fx.register("bob").await;
+    let room = fx.private_room(&bob).await;
+    fx.join(room.id, &alice).await;
+    assert_eq!(alice.avatar, None);
+    assert_eq!(fx.avatar(alice.id).await.unwrap(), None);
+
+    let with = fx
+        .set_avatar(alice.id, Some("v1abc"))
+        .await
+        .unwrap()
+        .unwrap();
+    let path = format!("/v1/avatars/{}/v1abc", alice.id);
+    assert_eq!(with.avatar.as_deref(), Some(path.as_str()));
+    assert_eq!(fx.avatar(alice.id).await.unwrap().as_deref(), Some("v1abc"));
+    assert_eq!(fx.user(alice.id).await.unwrap(), Some(with.clone()));
+    let members = fx.members(room.id).await.unwrap();
+    let shown = members.iter().find(|m| m.user.id == alice.id).unwrap();
+    assert_eq!(shown.user.avatar.as_deref(), Some(path.as_str()));
+    assert_eq!(fx.search_users("alice", 5).await.unwrap(), vec![with]);
+    assert_eq!(fx.user(bob.id).await.unwrap().unwrap().avatar, None);
+
+    let without = fx.set_avatar(alice.id, None).await.unwrap().unwrap();
+    assert_eq!(without.avatar, None);
+    assert_eq!(fx.avatar(alice.id).await.unwrap(), None);
+
+    // A deleted account has none, and cannot get one.
+    fx.set_avatar(alice.id, Some("v2")).await.unwrap();
+    let erased = fx.erase_account(alice.id).await.unwrap().unwrap();
+    assert_eq!(erased.avatar, None);
+    assert!(fx.set_avatar(alice.id, Some("v3")).await.unwrap().is_none());
+    assert_eq!(fx.avatar(alice.id).await.unwrap(), None);
+    assert!(fx
+        .set_avatar(UserId::new(), Some("v1"))
+        .await
+        .unwrap()
+        .is_none());
 }
