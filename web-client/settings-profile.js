@@ -31,7 +31,8 @@ export const profileSection = {
     container.append(form);
 
     // The avatar: a preview, a file picker and a removal.
-    const preview = h('img', { className: 'avatar large', alt: 'Your avatar', width: 64, height: 64, hidden: true, attrs: { id: 'settings-avatar-preview' } });
+    // The preview's <img> exists only while there is an avatar to show.
+    const preview = h('span', { className: 'avatar-slot' });
     const picker = h('input', { type: 'file', accept: 'image/png,image/jpeg,image/gif,image/webp', attrs: { id: 'settings-avatar-file' }, on: { change: () => upload(picker.files?.[0]) } });
     const remove = h('button', { type: 'button', className: 'ghost small', attrs: { id: 'settings-avatar-remove' }, on: { click: removeAvatar } }, 'Remove');
     const avatarError = h('p', { className: 'form-error', attrs: { role: 'alert', id: 'settings-avatar-error' } });
@@ -42,8 +43,10 @@ export const profileSection = {
 
     function showAvatar() {
       const path = store.state.me?.avatar ?? null;
-      preview.hidden = !path;
-      if (path) preview.src = path;
+      if (!path) preview.replaceChildren();
+      else if (preview.firstChild?.getAttribute('src') !== path) {
+        preview.replaceChildren(h('img', { className: 'avatar large', src: path, alt: 'Your avatar', width: 64, height: 64, attrs: { id: 'settings-avatar-preview' } }));
+      }
       remove.hidden = !path;
     }
 

@@ -147,7 +147,7 @@ async function scenario(browser, server, people) {
     await page.setInputFiles('#settings-avatar-file', { name: 'me.png', mimeType: 'image/png', buffer: photo });
     await page.waitForFunction(() => {
       const img = document.querySelector('#settings-avatar-preview');
-      return img && !img.hidden && img.complete && img.naturalWidth === 128 && img.naturalHeight === 128;
+      return img && img.complete && img.naturalWidth === 128 && img.naturalHeight === 128;
     });
     await closeSettings(page);
     const mine = await page.evaluate(() => document.querySelector('#settings-avatar-preview').getAttribute('src'));

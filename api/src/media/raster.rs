@@ -559,6 +559,36 @@ mod tests {
     }
 
     #[test]
+    fn an_avatar_is_the_centred_square_as_a_128_px_png() {
+        // Left and right thirds red, the middle green: the square keeps
+        // the middle.
+        let wide = RgbImage::from_fn(300, 100, |x, _| {
+            if (100..200).contains(&x) {
+                Rgb([0, 255, 0])
+            } else {
+                Rgb([255, 0, 0])
+            }
+        });
+        let jpeg = encoded(&DynamicImage::ImageRgb8(wide), image::ImageFormat::Jpeg);
+        let made = avatar(&jpeg, ImageFormat::Jpeg).unwrap();
+        let decoded = image::load_from_memory_with_format(&made, image::ImageFormat::Png)
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(decoded.dimensions(), (AVATAR_SIDE, AVATAR_SIDE));
+        for (x, y) in [(2, 2), (64, 64), (125, 125)] {
+            let Rgb([r, g, _]) = *decoded.get_pixel(x, y);
+            assert!(g > 200 && r < 60, "({x}, {y}) is {r},{g}");
+        }
+        // A tiny one is enlarged; a bomb is refused from its header.
+        let tiny = encoded(
+            &DynamicImage::ImageRgb8(gradient(3, 5)),
+            image::ImageFormat::Png,
+        );
+        assert!(avatar(&tiny, ImageFormat::Png).is_ok());
+        assert!(avatar(&tiny[..tiny.len() / 2], ImageFormat::Png).is_err());
+    }
+
+    #[test]
     fn a_png_of_16_bits_a_channel_is_thumbnailed() {
         let deep = image::ImageBuffer::<Rgb<u16>, _>::from_fn(600, 300, |x, y| {
             Rgb([x as u16 * 100, y as u16 * 200, 40_000])

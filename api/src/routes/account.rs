@@ -1,4 +1,6 @@
-//! Account self-service: changing one's password and one's display name.
+//! Account self-service: changing one's password and one's display name,
+//! deleting one's account, and reading a user by id (avatars are in
+//! `avatar`).
 //!
 //! A password change is a credential check like a login (argon2 on the
 //! bounded hashing pool, counted against the client address's login
