@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_shapes;
-use crate::cluster::{Setup, TestCluster};
+use crate::cluster::{Setup, TestClient, TestCluster};
 
 both_shapes!(a_deleted_accounts_sockets_close_and_its_room_mates_see_it_go);
 
@@ -54,7 +54,16 @@ async fn a_deleted_accounts_sockets_close_and_its_room_mates_see_it_go(setup: Se
         .await;
     assert_eq!(renamed["profile"]["id"], alice.id.as_str());
     assert_eq!(renamed["profile"]["display_name"], "deleted user");
-    // Its token opens nothing any more.
+    // Its tokens open nothing any more: no REST, no socket anywhere.
     let (status, _) = cluster.rest(&alice, "GET", "/v1/users/me", json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for gateway in &cluster.gateways {
+        for token in [&alice.token, &phone.token] {
+            let refused = TestClient::connect(gateway, token).await;
+            let error = refused
+                .err()
+                .expect("a deleted account's handshake was accepted");
+            assert!(error.to_string().contains("401"), "{error}");
+        }
+    }
 }
