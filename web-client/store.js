@@ -419,6 +419,16 @@ export function currentRoom(state) {
   return state.rooms.get(state.currentRoomId) ?? null;
 }
 
+/**
+ * A user's `@handle` to show beside their name: none for a deleted account
+ * (whose username is a `deleted-<id>` placeholder no one can register).
+ * @returns {string|null}
+ */
+export function handleOf(state, userId) {
+  const username = state.users.get(userId)?.username ?? null;
+  return username && !(username.startsWith('deleted-') && username.length > 32) ? username : null;
+}
+
 /** @returns {string} a user's display name */
 export function userName(state, userId) {
   if (!userId) return 'someone';

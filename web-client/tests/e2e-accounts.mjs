@@ -185,6 +185,8 @@ async function scenario(browser, server, people) {
       const senders = [...document.querySelectorAll('#message-list .sender')].map((name) => name.textContent);
       return senders.includes('deleted user') && !senders.some((name) => name.includes('Alice') || name === 'a former member');
     });
+    // Its placeholder username is no handle to show.
+    expect(!(await bob.page.$$eval('#message-list .handle', (handles) => handles.some((handle) => handle.textContent.includes('deleted-')))), 'a deleted account shows an @handle');
     await bob.page.waitForFunction(() => ![...document.querySelectorAll('#member-list .name')].some((name) => name.textContent.includes('Alice') || name.textContent.includes('deleted')));
     // The name no longer logs in.
     await page.fill('#auth-form input[name=username]', 'alice');
