@@ -493,6 +493,14 @@ async fn a_deleted_accounts_rooms_are_handed_over_or_deleted(backend: Backend) {
     expect_status(invite(&api, &max, &pair, &ned).await, StatusCode::CREATED).await;
     // A room with nobody else.
     let alone = api.room(&max, "alone", "public").await.id.to_string();
+    // A direct room with ned.
+    let dm = api
+        .post("/v1/dms", &max, json!({ "user_id": ned.user.id }))
+        .await;
+    let dm = expect_status(dm, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     expect_status(
         delete_account(&api, &max, "password-max").await,
@@ -532,6 +540,11 @@ async fn a_deleted_accounts_rooms_are_handed_over_or_deleted(backend: Backend) {
             json!("role_changed")
         ]
     );
+    // The DM stays Ned's, with max's leaving in it.
+    let members = shown_members(&api, &ned, &dm).await;
+    assert_eq!(members.len(), 1);
+    let log = api.log(&ned, &dm).await;
+    assert_eq!(log.last().unwrap()["type"], "member_left");
     expect_error(
         api.get(&format!("/v1/rooms/{alone}"), &ned).await,
         StatusCode::NOT_FOUND,
