@@ -294,6 +294,7 @@ export function createActions({ store, api, settings, notify }) {
       store.dispatch({ type: 'typing', roomId: room_id, userId: user_id, until: Date.now() + TYPING_SHOWN_MS });
       setTimeout(() => store.touch(`typing:${room_id}`), TYPING_SHOWN_MS + 50);
     });
+    client.on('userUpdated', ({ profile }) => store.dispatch({ type: 'profileUpdated', user: profile }));
     client.on('presence', ({ user_id, status }) => store.dispatch({ type: 'presence', userId: user_id, status }));
     client.on('read', ({ room_id, user_id, seq }) => store.dispatch({ type: 'read', roomId: room_id, userId: user_id, seq }));
     client.on('roomAdded', ({ room, seq }) => {

@@ -25,6 +25,12 @@ import { mountMessages } from './view-messages.js';
 import { mountPins } from './view-pins.js';
 import { mountRoom } from './view-room.js';
 import { mountSearch } from './view-search.js';
+import { mountSettings } from './view-settings.js';
+import { mountUserLookup } from './user-lookup.js';
+import { profileSection } from './settings-profile.js';
+import { passwordSection } from './settings-password.js';
+import { sessionsSection } from './settings-sessions.js';
+import { deleteSection } from './settings-delete.js';
 import { mountSidebar } from './view-sidebar.js';
 
 const NOTICE_SHOWN_MS = 5000;
@@ -71,6 +77,10 @@ mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
 const adminView = mountAdmin({ api, store, notify });
+// Names for senders who are no longer members (left, or deleted).
+mountUserLookup({ store, api });
+// The settings page, one section a module, in the order shown.
+mountSettings({ store, api, notify, confirm, sections: [profileSection, passwordSection, sessionsSection, deleteSection] });
 
 // --- signing in and out -------------------------------------------------------------------
 

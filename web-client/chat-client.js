@@ -852,6 +852,8 @@ export class ChatClient {
       case 'presence':
       case 'signal':
         return this.#emit(frame.type, frame);
+      case 'user_updated':
+        return this.#emit('userUpdated', frame);
       default:
         return undefined; // pong, and frames of later protocol versions
     }

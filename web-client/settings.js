@@ -5,8 +5,9 @@
  * hand that server its access token on the handshake, and every renewed
  * token and typed message after it.
  *
- * The api is always this page's own origin (`chat-api` sends no CORS
- * headers, so a browser could not use one elsewhere anyway). The gateways
+ * The api is always this page's own origin (the api answers other
+ * origins only if its operator lists them in `CHAT_CORS_ORIGINS`, for
+ * third-party clients; this page never needs that). The gateways
  * are this origin's `/v1/ws`, unless `config.json`, served beside this
  * page by its operator, lists others:
  *

@@ -211,6 +211,17 @@ export const reducers = {
     mark('users');
   },
 
+  /** Someone (maybe me) changed their profile: their display name, say. */
+  profileUpdated(state, { user }, mark) {
+    state.users.set(user.id, user);
+    mark('users');
+    if (state.me?.id === user.id) {
+      // A profile without `avatar` has none (any more).
+      state.me = { ...state.me, ...user, avatar: user.avatar ?? null };
+      mark('me');
+    }
+  },
+
   // --- timelines -------------------------------------------------------------------
   timelineLoading(state, { roomId, loading }, mark) {
     timelineOf(state, roomId).loading = loading;
@@ -406,6 +417,16 @@ function applyToPins(state, entry, change) {
 /** @returns {object|null} the open room */
 export function currentRoom(state) {
   return state.rooms.get(state.currentRoomId) ?? null;
+}
+
+/**
+ * A user's `@handle` to show beside their name: none for a deleted account
+ * (whose username is a `deleted-<id>` placeholder no one can register).
+ * @returns {string|null}
+ */
+export function handleOf(state, userId) {
+  const username = state.users.get(userId)?.username ?? null;
+  return username && !(username.startsWith('deleted-') && username.length > 32) ? username : null;
 }
 
 /** @returns {string} a user's display name */

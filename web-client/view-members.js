@@ -1,6 +1,7 @@
 /**
- * The open room's members: online first, each with a presence dot, the
- * display name beside the `@username`, and a role other than member.
+ * The open room's members: online first, each with a presence dot, their
+ * avatar if they have one, the display name beside the `@username`, and a
+ * role other than member.
  *
  * @module view-members
  */
@@ -28,6 +29,7 @@ export function mountMembers({ store }) {
           role,
           name: userName(state, id),
           username: state.users.get(id)?.username ?? null,
+          avatar: state.users.get(id)?.avatar ?? null,
           me: id === state.me?.id,
           online: isOnline(state, id),
         }))
@@ -48,6 +50,8 @@ function memberRow(row) {
       title: row.online ? 'online' : 'offline',
       attrs: { 'aria-label': row.online ? 'online' : 'offline' },
     }),
+    // Same origin: the api's unguessable, versioned avatar URL.
+    row.avatar ? h('img', { className: 'avatar', src: row.avatar, alt: '', width: 24, height: 24, attrs: { loading: 'lazy' } }) : null,
     h(
       'span',
       { className: 'name' },

@@ -11,7 +11,7 @@
 import { byId, h, reconcile } from './dom.js';
 import { format, plainText } from './format.js';
 import { requestReport } from './view-admin.js';
-import { canDelete, canPin, currentRoom, mentionsMe, timelineOf, userName } from './store.js';
+import { canDelete, canPin, currentRoom, handleOf, mentionsMe, timelineOf, userName } from './store.js';
 import { createAttachmentViews } from './view-attachments.js';
 import { filesText } from './attachments.js';
 
@@ -148,7 +148,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
       mine,
       sender: event.sender,
       name: userName(state, event.sender),
-      username: state.users.get(event.sender)?.username ?? null,
+      username: handleOf(state, event.sender),
       body: pendingBody ?? event.body,
       attachments: event.deleted ? [] : (event.attachments ?? []),
       deleted: event.deleted,

@@ -76,7 +76,7 @@ impl AppState {
         Ok(())
     }
 
-    fn tell(&self, user: UserId, frame: &ServerFrame) {
+    pub(crate) fn tell(&self, user: UserId, frame: &ServerFrame) {
         self.publisher
             .publish(Topic::User(user), Bytes::from(frame.to_json()));
     }

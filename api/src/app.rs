@@ -156,7 +156,9 @@ pub fn routes_with(
 ) -> Router {
     let request_id = HeaderName::from_static(chat_shared::request_id::HEADER);
     let max_body = state.config.max_request_bytes;
-    extend(routes::router(&state))
+    // Validated at start-up (`ApiConfig::validate`).
+    let cors_origins = crate::cors::origins(&state.config.cors_origins).unwrap_or_default();
+    let routes = extend(routes::router(&state))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
@@ -187,8 +189,15 @@ pub fn routes_with(
                     HeaderValue::from_static("no-referrer"),
                 ))
                 .layer(DefaultBodyLimit::max(max_body)),
-        )
-        .with_state(state)
+        );
+    // Around everything: a preflight is answered before any route or
+    // middleware runs, and every answer (errors included) carries the
+    // headers a listed origin's page needs to read it.
+    match crate::cors::layer(&cors_origins) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    }
+    .with_state(state)
 }
 
 /// Answers 408, in the one error shape, for a request that takes longer

@@ -36,7 +36,7 @@ pub struct ApiConfig {
     /// `CHAT_REFRESH_TOKEN_TTL`: refresh token lifetime (e.g. `30d`).
     #[serde(with = "humantime_serde")]
     pub refresh_token_ttl: Duration,
-    /// `CHAT_AUTH_RATE_PER_MINUTE`: register/login/refresh attempts allowed
+    /// `CHAT_AUTH_RATE_PER_MINUTE`: register/login/refresh and password-change attempts
     /// per client address per minute.
     pub auth_rate_per_minute: u32,
     /// `CHAT_AUTH_RATE_BURST`: how many of those may come at once.
@@ -50,7 +50,7 @@ pub struct ApiConfig {
     /// `CHAT_MAX_WAITING_HASHES`: logins and registrations queued for a
     /// hashing slot; more get 503 with `Retry-After` at once.
     pub max_waiting_hashes: usize,
-    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations and DM opens
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM opens, uploads and profile changes
     /// per user per minute, each a budget of its own.
     pub action_rate_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
@@ -78,6 +78,9 @@ pub struct ApiConfig {
     /// attachments' bytes are deleted.
     #[serde(with = "humantime_serde")]
     pub attachment_sweep_interval: Duration,
+    /// `CHAT_CORS_ORIGINS`: comma-separated origins whose pages may call
+    /// the api from a browser (see `cors`); empty, none may.
+    pub cors_origins: String,
 }
 
 impl Default for ApiConfig {
@@ -104,6 +107,7 @@ impl Default for ApiConfig {
             attachment_link_ttl: Duration::from_secs(5 * 60),
             unsent_attachment_ttl: Duration::from_secs(3600),
             attachment_sweep_interval: Duration::from_secs(30),
+            cors_origins: String::new(),
         }
     }
 }
@@ -141,6 +145,7 @@ impl ApiConfig {
     /// Rejects values that parse but cannot work (the shared ones are
     /// checked by [`CommonConfig::validate`]).
     pub fn validate(&self) -> chat_shared::Result<()> {
+        crate::cors::origins(&self.cors_origins)?;
         let at_least_one = "must be at least 1";
         for (variable, value) in [
             ("CHAT_AUTH_RATE_PER_MINUTE", self.auth_rate_per_minute),
@@ -307,6 +312,8 @@ mod tests {
             ("CHAT_S3_ENDPOINT", "s3.example.com"),
             ("CHAT_SEARCH_BURST", "0"),
             ("CHAT_SEARCH_RATE_PER_MINUTE", "many"),
+            ("CHAT_CORS_ORIGINS", "*"),
+            ("CHAT_CORS_ORIGINS", "https://app.example.org/"),
         ] {
             let err = ApiConfig::from_env(&env(&[(name, value)]))
                 .unwrap_err()

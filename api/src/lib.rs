@@ -7,6 +7,7 @@ mod admin_cli;
 mod announce;
 mod app;
 mod config;
+mod cors;
 mod error;
 mod extract;
 mod links;

@@ -57,6 +57,9 @@ pub enum Action {
     /// A report of a message or a user (`POST /v1/reports`), sized like
     /// invites: each lands in a human's queue.
     Report,
+    /// A change of one's own profile (display name, avatar), which every
+    /// user sharing a room with them is told of; sized like invites.
+    Profile,
 }
 
 impl Action {
@@ -70,6 +73,7 @@ impl Action {
             Self::Upload => metrics::scope::UPLOADS,
             Self::Search => metrics::scope::SEARCHES,
             Self::Report => metrics::scope::REPORTS,
+            Self::Profile => metrics::scope::PROFILE,
         }
     }
 }
@@ -126,6 +130,7 @@ pub struct UserLimits {
     upload: DefaultKeyedRateLimiter<UserId>,
     search: DefaultKeyedRateLimiter<UserId>,
     report: DefaultKeyedRateLimiter<UserId>,
+    profile: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -143,6 +148,7 @@ impl UserLimits {
             open_dm: RateLimiter::keyed(action),
             upload: RateLimiter::keyed(action),
             report: RateLimiter::keyed(action),
+            profile: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
             ),
@@ -176,6 +182,7 @@ impl UserLimits {
             Action::Upload => &self.upload,
             Action::Search => &self.search,
             Action::Report => &self.report,
+            Action::Profile => &self.profile,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -194,6 +201,7 @@ impl UserLimits {
             &self.upload,
             &self.search,
             &self.report,
+            &self.profile,
             &self.sync,
         ];
         for limiter in all {

@@ -111,6 +111,8 @@ pub mod scope {
     pub const SEARCHES: &str = "searches";
     /// A user's reports of messages and users.
     pub const REPORTS: &str = "reports";
+    /// A user's profile changes (display name, avatar).
+    pub const PROFILE: &str = "profile";
     /// A gateway's `CHAT_MAX_CONNECTIONS`.
     pub const CONNECTIONS: &str = "connections";
     /// The api's register/login/refresh limit per client address.

@@ -89,6 +89,18 @@ pub struct User {
     /// When the account was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Where their avatar is (`/v1/avatars/{id}/{version}`, on the api,
+    /// for any `<img>`: the version is unguessable and changes with every
+    /// new image), if they have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
+}
+
+impl User {
+    /// The path of `user`'s avatar of `version`.
+    pub fn avatar_path(user: UserId, version: &str) -> String {
+        format!("/v1/avatars/{user}/{version}")
+    }
 }
 
 /// Who may find and join a room.

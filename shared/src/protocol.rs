@@ -294,6 +294,15 @@ pub enum ServerFrame {
     },
     /// Answer to `ping`.
     Pong,
+    /// Someone I share a room with (or I myself, from another device)
+    /// changed their profile: their display name, say. Sent live to the
+    /// sockets of every user sharing a room with them; a client that
+    /// missed it reads the user anew at its next load.
+    UserUpdated {
+        /// The user as they are now (not `user`, which the gateways read
+        /// as a user's id on the bus).
+        profile: User,
+    },
 }
 
 impl ServerFrame {

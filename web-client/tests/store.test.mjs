@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Store, canDelete, canPin, timelineOf, unreadCounts } from '../store.js';
+import { Store, canDelete, canPin, handleOf, timelineOf, unreadCounts, userName } from '../store.js';
 
 const ME = { id: 'me', username: 'me', display_name: 'Me' };
 const ROOM = { id: 'r', kind: 'public', name: 'general', topic: '', last_seq: 10, last_read_seq: 8, unread: 2, unread_mentions: 1, role: 'member' };
@@ -129,4 +129,33 @@ test('events of a room not in the list are left to the room list', () => {
   const store = loggedIn();
   store.dispatch({ type: 'event', event: { ...message(1), room_id: 'elsewhere' } });
   assert.equal(store.state.timelines.has('elsewhere'), false);
+});
+
+test('a profile update renames the user everywhere, me included, and a removed avatar is gone', async () => {
+  const store = loggedIn();
+  const heard = [];
+  store.subscribe((_state, changed) => heard.push(...changed));
+  store.dispatch({ type: 'profileUpdated', user: { ...ME, display_name: 'Me Again', avatar: '/v1/avatars/me/v1' } });
+  await flushed();
+  assert.equal(store.state.me.display_name, 'Me Again');
+  assert.equal(store.state.me.avatar, '/v1/avatars/me/v1');
+  assert.equal(userName(store.state, 'me'), 'Me Again');
+  assert.ok(heard.includes('me') && heard.includes('users'));
+  store.dispatch({ type: 'profileUpdated', user: { ...ME, display_name: 'Me Again' } });
+  assert.equal(store.state.me.avatar, null);
+  // Someone else's update leaves me alone.
+  store.dispatch({ type: 'profileUpdated', user: { id: 'them', username: 'them', display_name: 'Them' } });
+  assert.equal(store.state.me.display_name, 'Me Again');
+  assert.equal(userName(store.state, 'them'), 'Them');
+});
+
+test('a deleted account shows no @handle; everyone else does', () => {
+  const store = loggedIn();
+  store.dispatch({ type: 'usersSeen', users: [{ id: 'gone', username: `deleted-${'0'.repeat(32)}`, display_name: 'deleted user' }] });
+  assert.equal(handleOf(store.state, 'gone'), null);
+  assert.equal(userName(store.state, 'gone'), 'deleted user');
+  assert.equal(handleOf(store.state, 'me'), 'me');
+  store.dispatch({ type: 'usersSeen', users: [{ id: 'dash', username: 'deleted-bob', display_name: 'Bob' }] });
+  assert.equal(handleOf(store.state, 'dash'), 'deleted-bob', 'a real username that starts so is a handle');
+  assert.equal(handleOf(store.state, 'nobody'), null);
 });

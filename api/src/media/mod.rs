@@ -16,8 +16,8 @@ mod sniff;
 
 pub use name::FileName;
 pub use raster::{
-    probe, thumbnail, Dimensions, ImageFormat, Thumbnail, MAX_DECODE_BYTES, MAX_PIXELS, MAX_SIDE,
-    THUMBNAIL_SIDE,
+    avatar, probe, thumbnail, Dimensions, ImageFormat, Thumbnail, AVATAR_SIDE, MAX_DECODE_BYTES,
+    MAX_PIXELS, MAX_SIDE, THUMBNAIL_SIDE,
 };
 pub use sniff::{inspect, Inspection, Kind, SNIFF_LEN};
 

@@ -49,6 +49,10 @@ async fn open_dm(
             "user_id: you cannot open a DM with yourself".into(),
         ));
     }
+    // A deleted account is nobody to talk to.
+    if state.store.is_erased(req.user_id).await? {
+        return Err(ApiError::NotFound("user"));
+    }
     let (room, created) =
         state
             .store

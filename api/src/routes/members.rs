@@ -117,6 +117,10 @@ async fn invite(
         }
         _ => {}
     }
+    // A deleted account is nobody to invite.
+    if state.store.is_erased(req.user_id).await? {
+        return Err(ApiError::NotFound("user"));
+    }
     let event = state
         .store
         .add_member(id, req.user_id, me.id, Role::Member)

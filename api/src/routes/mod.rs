@@ -2,8 +2,10 @@
 //! OpenAPI document generated from the handlers.
 
 mod admin;
+mod account;
 mod attachments;
 mod auth;
+mod avatar;
 mod dms;
 mod events;
 mod health;
@@ -58,6 +60,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(health::router())
         .merge(auth::router(state))
         .merge(users::router())
+        .merge(account::router())
+        .merge(avatar::router())
         .merge(rooms::router())
         .merge(members::router())
         .merge(dms::router())

@@ -67,7 +67,7 @@ impl TestApi {
 }
 
 /// A `width` × `height` PNG of a gradient.
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     let image = image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
     });
@@ -78,7 +78,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 
 /// A valid PNG header that declares 50,000 × 50,000 pixels (a bomb: a few
 /// bytes that would decode to 7.5 GB).
-fn png_bomb() -> Vec<u8> {
+pub(crate) fn png_bomb() -> Vec<u8> {
     fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
         let mut crc = crc32fast::Hasher::new();
         crc.update(kind);

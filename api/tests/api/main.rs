@@ -5,9 +5,12 @@
 mod helpers;
 
 mod admin;
+mod account;
 mod attachments;
 mod auth;
+mod avatar;
 mod bad_input;
+mod cors;
 mod dms;
 mod events;
 mod health;

@@ -88,6 +88,7 @@ async fn run(socket: Socket, room: RoomId, rooms: Arc<Rooms>, key: u64) {
         username: format!("c{key}"),
         display_name: format!("c{key}"),
         created_at: OffsetDateTime::now_utc(),
+        avatar: None,
     };
     let connection = Connection {
         room,

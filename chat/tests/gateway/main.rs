@@ -13,6 +13,7 @@
 
 mod cluster;
 
+mod account_deletion;
 mod attachments;
 mod bad_input;
 mod connections_gauge;
@@ -22,7 +23,9 @@ mod ephemeral;
 mod faults;
 mod messages;
 mod metrics;
+mod password_change;
 mod presence;
+mod profile_updates;
 mod rooms;
 mod sessions;
 mod slow_bus;

@@ -16,14 +16,16 @@ const INSERT_USER: &str =
     "INSERT INTO users (id, username, display_name, password_hash, created_at) \
      VALUES ($1, $2, $3, $4, $5)";
 
-const CREDENTIALS: &str = "SELECT id, username, display_name, created_at, password_hash \
+const CREDENTIALS: &str = "SELECT id, username, display_name, created_at, avatar, password_hash \
      FROM users WHERE lower(username) = lower($1)";
 
-const USER_BY_ID: &str = "SELECT id, username, display_name, created_at FROM users WHERE id = $1";
+const USER_BY_ID: &str =
+    "SELECT id, username, display_name, created_at, avatar FROM users WHERE id = $1";
 
-const SEARCH_USERS: &str = "SELECT id, username, display_name, created_at FROM users \
-     WHERE lower(username) LIKE $1 ESCAPE '\\' OR lower(display_name) LIKE $1 ESCAPE '\\' \
-     ORDER BY lower(username) LIMIT $2";
+/// Deleted accounts are nobody to find.
+const SEARCH_USERS: &str = "SELECT id, username, display_name, created_at, avatar FROM users \
+     WHERE (lower(username) LIKE $1 ESCAPE '\\' OR lower(display_name) LIKE $1 ESCAPE '\\') \
+     AND deleted_at IS NULL ORDER BY lower(username) LIMIT $2";
 
 #[async_trait]
 impl<DB> UserStore for SqlStore<DB>
@@ -46,6 +48,7 @@ where
             username: new.username,
             display_name: new.display_name,
             created_at: now(),
+            avatar: None,
         };
         sqlx::query(INSERT_USER)
             .bind(user.id.0)
@@ -70,10 +73,7 @@ where
             .bind(username)
             .fetch_optional(self.reader())
             .await?;
-        Ok(row.map(|row| Credentials {
-            user: row.user.into(),
-            password_hash: row.password_hash,
-        }))
+        Ok(row.map(Credentials::from))
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>> {
@@ -115,23 +115,37 @@ pub(super) struct UserRow {
     username: String,
     display_name: String,
     created_at: OffsetDateTime,
+    /// The avatar's version, where the query reads it.
+    #[sqlx(default)]
+    avatar: Option<String>,
 }
 
 impl From<UserRow> for User {
     fn from(row: UserRow) -> Self {
+        let id = UserId(row.id);
         User {
-            id: UserId(row.id),
+            id,
             username: row.username,
             display_name: row.display_name,
             created_at: row.created_at,
+            avatar: row.avatar.map(|version| User::avatar_path(id, &version)),
         }
     }
 }
 
 /// A `users` row with its password hash.
 #[derive(sqlx::FromRow)]
-struct CredentialsRow {
+pub(super) struct CredentialsRow {
     #[sqlx(flatten)]
     pub user: UserRow,
     pub password_hash: String,
+}
+
+impl From<CredentialsRow> for Credentials {
+    fn from(row: CredentialsRow) -> Self {
+        Credentials {
+            user: row.user.into(),
+            password_hash: row.password_hash,
+        }
+    }
 }

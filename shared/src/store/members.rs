@@ -25,7 +25,7 @@ const SHARE_A_ROOM: &str = "SELECT 1 FROM room_members a \
      JOIN room_members b ON b.room_id = a.room_id \
      WHERE a.user_id = $1 AND b.user_id = $2 LIMIT 1";
 
-const MEMBERS: &str = "SELECT u.id, u.username, u.display_name, u.created_at, \
+const MEMBERS: &str = "SELECT u.id, u.username, u.display_name, u.created_at, u.avatar, \
      m.role, m.joined_at, m.last_read_seq \
      FROM room_members m JOIN users u ON u.id = m.user_id \
      WHERE m.room_id = $1 ORDER BY m.joined_at, u.id";

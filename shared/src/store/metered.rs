@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 
 use super::{
     AdminStore, Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore,
-    NewAttachment, NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog,
+    NewAttachment, NewMessage, NewRoom, NewUser, Page, ProfileStore, ReadMark, RefreshToken,
+    Result, RoomLog,
     RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Store, StoredAttachment,
     Submitted, Timeline, Uploaded, UserStore,
 };
@@ -353,6 +354,41 @@ impl<S: AdminStore> AdminStore for Metered<S> {
 
     async fn resolve_report(&self, id: ReportId, by: UserId, note: String) -> Result<Report> {
         store_call("resolve_report", self.0.resolve_report(id, by, note)).await
+    }
+}
+
+#[async_trait]
+impl<S: ProfileStore> ProfileStore for Metered<S> {
+    async fn account_credentials(&self, user: UserId) -> Result<Option<Credentials>> {
+        store_call("account_credentials", self.0.account_credentials(user)).await
+    }
+
+    async fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool> {
+        store_call("set_password_hash", self.0.set_password_hash(user, hash)).await
+    }
+
+    async fn set_display_name(&self, user: UserId, name: &str) -> Result<Option<User>> {
+        store_call("set_display_name", self.0.set_display_name(user, name)).await
+    }
+
+    async fn room_mates(&self, user: UserId) -> Result<Vec<UserId>> {
+        store_call("room_mates", self.0.room_mates(user)).await
+    }
+
+    async fn erase_account(&self, user: UserId) -> Result<Option<User>> {
+        store_call("erase_account", self.0.erase_account(user)).await
+    }
+
+    async fn avatar(&self, user: UserId) -> Result<Option<String>> {
+        store_call("avatar", self.0.avatar(user)).await
+    }
+
+    async fn set_avatar(&self, user: UserId, version: Option<&str>) -> Result<Option<User>> {
+        store_call("set_avatar", self.0.set_avatar(user, version)).await
+    }
+
+    async fn is_erased(&self, user: UserId) -> Result<bool> {
+        store_call("is_erased", self.0.is_erased(user)).await
     }
 }
 

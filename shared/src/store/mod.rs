@@ -14,8 +14,9 @@
 //! `sessions`, `rooms`, `members`, `log` (and the message appends'
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
 //! `timeline`, `references` (what a message points at), `search` (the
-//! full-text search of messages as they are now) and `admin` (server
-//! roles, deactivated accounts, reports, the audit log). `dialect` says
+//! full-text search of messages as they are now), `admin` (server
+//! roles, deactivated accounts, reports, the audit log) and `profile` (what
+//! users change of their own account). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -35,6 +36,7 @@ mod members;
 mod messages;
 mod metered;
 mod postgres;
+mod profile;
 mod references;
 mod rooms;
 mod search;
@@ -620,6 +622,44 @@ pub trait AdminStore: Send + Sync {
     async fn resolve_report(&self, id: ReportId, by: UserId, note: String) -> Result<Report>;
 }
 
+/// What users change of their own account (the api checks who asks and
+/// what they give; the store only writes it).
+#[async_trait]
+pub trait ProfileStore: Send + Sync {
+    /// The user and their password hash, by id (a password change checks
+    /// the current password like a login does).
+    async fn account_credentials(&self, user: UserId) -> Result<Option<Credentials>>;
+    /// Replaces the user's password hash; false if there is no such user.
+    async fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool>;
+    /// Changes the user's shown name (checked by the caller) and returns
+    /// the user as they are now; `None` if there is no such user.
+    async fn set_display_name(&self, user: UserId, name: &str) -> Result<Option<User>>;
+    /// Everyone who shares at least one room with `user`, `user` included
+    /// if a member anywhere: whom a change of their profile is told to.
+    async fn room_mates(&self, user: UserId) -> Result<Vec<UserId>>;
+    /// Erases a deleted account's row, which stays so that what it sent
+    /// still names a sender: its username becomes `deleted-<id>` (freed,
+    /// and longer than any registration may take), its display name
+    /// [`DELETED_USER`], its password hash one nothing verifies against,
+    /// and it is marked deleted (searches skip it). Returns the user as
+    /// others see it now; `None` if there is no such user or it was
+    /// already erased. Its memberships and sessions are the caller's to
+    /// end first.
+    async fn erase_account(&self, user: UserId) -> Result<Option<User>>;
+    /// Whether `user` is an account that was deleted.
+    async fn is_erased(&self, user: UserId) -> Result<bool>;
+    /// The version of the user's avatar, if they have one (and exist).
+    async fn avatar(&self, user: UserId) -> Result<Option<String>>;
+    /// Sets (or with `None` removes) the user's avatar version and returns
+    /// the user as they are now; `None` if there is no such user or it was
+    /// deleted. The caller stores the new image's bytes first and deletes
+    /// the old ones after.
+    async fn set_avatar(&self, user: UserId, version: Option<&str>) -> Result<Option<User>>;
+}
+
+/// The display name of a deleted account.
+pub const DELETED_USER: &str = "deleted user";
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -642,6 +682,7 @@ pub trait Store:
     + AttachmentStore
     + SearchStore
     + AdminStore
+    + ProfileStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

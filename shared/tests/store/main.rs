@@ -65,6 +65,7 @@ mod commit_failures;
 mod direct;
 mod log;
 mod messages;
+mod profile;
 mod rooms;
 mod search;
 mod sessions;
