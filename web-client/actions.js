@@ -264,7 +264,9 @@ export function createActions({ store, api, settings, notify }) {
     globalThis.addEventListener?.('online', kickUploads);
     client.on('status', (status) => store.dispatch({ type: 'connection', status }));
     client.on('hello', (hello) => {
-      store.dispatch({ type: 'usersSeen', users: [hello.user] });
+      // Me as the server has me now: a name or avatar changed on another
+      // device since this login was stored shows at once.
+      store.dispatch({ type: 'profileUpdated', user: hello.user });
       // Rooms joined elsewhere while we were away, with their names.
       loadRooms();
       const room = currentRoom(state);

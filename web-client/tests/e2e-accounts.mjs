@@ -130,6 +130,10 @@ async function scenario(browser, server, people) {
     await page.waitForFunction(() => document.querySelector('#settings-profile-status').textContent.startsWith('Saved'));
     await closeSettings(page);
     await page.waitForFunction(() => document.querySelector('#me').textContent.startsWith('Alice Liddell'));
+    // A reload shows the new name too (the stored login still has the old one).
+    await page.reload();
+    await waitOnline(page);
+    await page.waitForFunction(() => document.querySelector('#me').textContent.startsWith('Alice Liddell'));
     // Bob sees it on her message and in the member list without a reload.
     await bob.page.waitForFunction(() => {
       const senders = [...document.querySelectorAll('#message-list .sender')].map((name) => name.textContent);
