@@ -24,6 +24,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chat_shared::admin::ServerRole;
 use chat_shared::limits::Action;
 use chat_shared::model::{LeaveReason, Role, RoomKind, User, UserId};
 use chat_shared::protocol::ServerFrame;
@@ -207,6 +208,7 @@ async fn update_profile(
         (status = 204, description = "deleted; every session has ended"),
         (status = 401, description = "no token, or this session has ended", body = ErrorBody),
         (status = 403, description = "`wrong_password`", body = ErrorBody),
+        (status = 409, description = "`last_admin`: the only active server admin (make another first)", body = ErrorBody),
         (status = 429, description = "too many credential attempts from this address", body = ErrorBody),
     ))]
 async fn delete_account(
@@ -217,6 +219,23 @@ async fn delete_account(
 ) -> Result<StatusCode, ApiError> {
     state.auth_rate_limit.check(ip)?;
     state.check_password(me.id, req.password).await?;
+    // A server admin gives the role up first, through the rule that keeps
+    // the server one active admin (audited as theirs); a moderator's role
+    // goes with the erasure.
+    let account = state.store.account(me.id).await?;
+    if account.and_then(|a| a.server_role) == Some(ServerRole::Admin) {
+        match state.store.set_server_role(me.id, None, Some(me.id)).await {
+            Ok(_) | Err(chat_shared::Error::Conflict("unchanged")) => {}
+            Err(chat_shared::Error::Conflict("last_admin")) => {
+                return Err(ApiError::Conflict(
+                    "last_admin",
+                    "the server must keep at least one active admin: make another admin first"
+                        .into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     // Nothing of the account acts while it goes: every socket closes.
     state.end_sessions(me.id, None).await?;
     // Whom to tell of the erased name, while they still share a room.

@@ -1,8 +1,8 @@
 //! The HTTP surface of the api, one module per area, assembled with the
 //! OpenAPI document generated from the handlers.
 
-mod admin;
 mod account;
+mod admin;
 mod attachments;
 mod auth;
 mod avatar;

@@ -19,6 +19,7 @@ both_stores!(
     server_roles_moderate_rooms_they_are_not_in,
     reports_land_in_the_queue_once_and_are_resolved,
     reports_have_a_budget,
+    the_last_admin_cannot_delete_their_account,
     the_admin_api_is_documented,
 );
 
@@ -520,6 +521,54 @@ async fn reports_have_a_budget(backend: Backend) {
             StatusCode::CREATED,
             StatusCode::TOO_MANY_REQUESTS
         ]
+    );
+}
+
+/// `user` deletes their own account with their password.
+async fn delete_account(api: &TestApi, user: &TestUser) -> Response {
+    let password = format!("password-{}", user.user.username);
+    api.call(
+        Method::DELETE,
+        "/v1/account",
+        user,
+        Some(json!({ "password": password })),
+    )
+    .await
+}
+
+async fn the_last_admin_cannot_delete_their_account(backend: Backend) {
+    let api = TestApi::start(backend).await;
+    let root = admin(&api, "root").await;
+    let moderator = api.user("mod").await;
+    cli(&api, &["grant", "mod", "moderator"]).await.unwrap();
+
+    let refused = delete_account(&api, &root).await;
+    expect_error(refused, StatusCode::CONFLICT, "last_admin").await;
+    let still = login(&api, "root", "password-root").await;
+    assert_eq!(still.status(), StatusCode::OK, "nothing was deleted");
+
+    // A moderator's role goes with their account.
+    expect_status(
+        delete_account(&api, &moderator).await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    let deputy = admin(&api, "deputy").await;
+    expect_status(delete_account(&api, &root).await, StatusCode::NO_CONTENT).await;
+    let accounts = api.get("/v1/admin/users?limit=100", &deputy).await;
+    let accounts = expect_status(accounts, StatusCode::OK).await;
+    let staff: Vec<&str> = accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| !a["server_role"].is_null())
+        .map(|a| a["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(staff, ["deputy"], "no erased account keeps a server role");
+    assert_eq!(
+        actions(&audit(&api, &deputy).await)[..2],
+        ["revoke_role", "grant_role"],
+        "the admin gave the role up, audited as theirs"
     );
 }
 

@@ -4,8 +4,8 @@
 
 mod helpers;
 
-mod admin;
 mod account;
+mod admin;
 mod attachments;
 mod auth;
 mod avatar;

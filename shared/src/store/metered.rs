@@ -11,9 +11,8 @@ use time::OffsetDateTime;
 use super::{
     AdminStore, Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore,
     NewAttachment, NewMessage, NewRoom, NewUser, Page, ProfileStore, ReadMark, RefreshToken,
-    Result, RoomLog,
-    RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Store, StoredAttachment,
-    Submitted, Timeline, Uploaded, UserStore,
+    Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Store,
+    StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
 };
 use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
 use crate::metrics::store_call;

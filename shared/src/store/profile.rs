@@ -36,7 +36,7 @@ const ROOM_MATES: &str = "SELECT DISTINCT theirs.user_id FROM room_members mine 
 const NO_PASSWORD: &str = "!";
 
 const ERASE_ACCOUNT: &str = "UPDATE users SET username = $2, display_name = $3, \
-     password_hash = $4, deleted_at = $5, avatar = NULL WHERE id = $1 AND deleted_at IS NULL \
+     password_hash = $4, deleted_at = $5, avatar = NULL, server_role = NULL WHERE id = $1 AND deleted_at IS NULL \
      RETURNING id, username, display_name, created_at, avatar";
 
 const IS_ERASED: &str = "SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NOT NULL";
