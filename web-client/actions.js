@@ -295,6 +295,8 @@ export function createActions({ store, api, settings, notify }) {
       setTimeout(() => store.touch(`typing:${room_id}`), TYPING_SHOWN_MS + 50);
     });
     client.on('presence', ({ user_id, status }) => store.dispatch({ type: 'presence', userId: user_id, status }));
+    // A block made or lifted from any of my sessions.
+    client.on('blockChanged', ({ user_id, blocked }) => store.dispatch({ type: 'blockChanged', userId: user_id, blocked }));
     client.on('read', ({ room_id, user_id, seq }) => store.dispatch({ type: 'read', roomId: room_id, userId: user_id, seq }));
     client.on('roomAdded', ({ room, seq }) => {
       addRoom({ ...room, last_read_seq: seq }, seq - 1);
@@ -477,6 +479,33 @@ export function createActions({ store, api, settings, notify }) {
     }
   }
 
+  /** Loads whom I block (their messages are collapsed from the first render). */
+  async function loadBlocks() {
+    try {
+      const blocks = await api.blocks();
+      store.dispatch({ type: 'usersSeen', users: blocks.map((b) => b.user) });
+      store.dispatch({ type: 'blocksLoaded', userIds: blocks.map((b) => b.user.id) });
+    } catch (error) {
+      report(error, 'Loading blocked users');
+    }
+  }
+
+  /** Blocks or unblocks a user; the store changes at once (the socket's `block_changed` agrees). */
+  async function setBlocked(userId, blocked) {
+    try {
+      if (blocked) await api.block(userId);
+      else await api.unblock(userId);
+    } catch (error) {
+      // Unblocking someone no longer blocked is what was wanted.
+      if (blocked || !(error instanceof ApiError && error.status === 404)) {
+        report(error, blocked ? 'Blocking' : 'Unblocking');
+        return false;
+      }
+    }
+    store.dispatch({ type: 'blockChanged', userId, blocked });
+    return true;
+  }
+
   async function startDm(user) {
     const room = await api.openDm(user.id);
     // Read markers come with the room list; opening the DM marks it read.
@@ -522,7 +551,7 @@ export function createActions({ store, api, settings, notify }) {
     collectBlobs().then(kickUploads);
     // Each room listed gives the client its head as REST shows it now; the
     // first sync replays whatever happens after, so nothing falls between.
-    await loadRooms();
+    await Promise.all([loadRooms(), loadBlocks()]);
     if (client !== chatClient) return; // logged out meanwhile
     chatClient.start();
     const last = localStorage.getItem(lastRoomKey());
@@ -542,6 +571,8 @@ export function createActions({ store, api, settings, notify }) {
     report,
     start,
     stop,
+    loadBlocks,
+    setBlocked,
     get client() {
       return client;
     },

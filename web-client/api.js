@@ -421,6 +421,21 @@ export class Api {
     return this.call('GET', '/v1/users/me');
   }
 
+  /** @returns {Promise<object[]>} the users I block, newest first: `{user, blocked_at}` */
+  blocks() {
+    return this.call('GET', '/v1/users/me/blocks');
+  }
+
+  /** @param {string} userId blocks them (again: nothing changes) */
+  block(userId) {
+    return this.call('PUT', `/v1/users/me/blocks/${encodeURIComponent(userId)}`);
+  }
+
+  /** @param {string} userId lifts my block of them */
+  unblock(userId) {
+    return this.call('DELETE', `/v1/users/me/blocks/${encodeURIComponent(userId)}`);
+  }
+
   /** @returns {Promise<object[]>} my rooms, with `last_seq`, `last_read_seq` and `role` */
   myRooms() {
     return this.call('GET', '/v1/rooms');

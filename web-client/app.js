@@ -20,6 +20,7 @@ import { createActions } from './actions.js';
 import { mountComposer } from './view-composer.js';
 import { mountDialogs } from './view-dialogs.js';
 import { mountMembers } from './view-members.js';
+import { mountBlocksDialog } from './view-blocks.js';
 import { mountMessages } from './view-messages.js';
 import { mountPins } from './view-pins.js';
 import { mountRoom } from './view-room.js';
@@ -65,7 +66,8 @@ mountSidebar({
     !el.messages.hidden &&
     el.messages.scrollHeight - el.messages.scrollTop - el.messages.clientHeight < 80,
 });
-mountMembers({ store });
+mountMembers({ store, actions });
+mountBlocksDialog({ store, actions });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });

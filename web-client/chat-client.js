@@ -335,7 +335,7 @@ export function newClientId() {
  * - `roomAdded` `{room, seq}` and `roomRemoved` `{room_id}`;
  * - `error` an `error` frame that is not about a pending send;
  * - `authFailed` the token could not be obtained (logged out): the client stopped.
- * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'error'|'authFailed'} ChatEventType
+ * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'blockChanged'|'error'|'authFailed'} ChatEventType
  */
 
 /**
@@ -852,6 +852,8 @@ export class ChatClient {
       case 'presence':
       case 'signal':
         return this.#emit(frame.type, frame);
+      case 'block_changed':
+        return this.#emit('blockChanged', frame);
       default:
         return undefined; // pong, and frames of later protocol versions
     }

@@ -135,6 +135,15 @@ impl ApiError {
         Self::Forbidden("not_member", "you are not a member of this room".into())
     }
 
+    /// A 403 for an act between two users one of whom blocks the other (a
+    /// DM, a message in it, an invitation by the blocked user).
+    pub fn blocked(action: &str) -> Self {
+        Self::Forbidden(
+            "blocked",
+            format!("you cannot {action}: one of you blocks the other"),
+        )
+    }
+
     /// A 403 for a role too low for the action.
     pub fn insufficient_role(action: &str) -> Self {
         Self::Forbidden(

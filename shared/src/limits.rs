@@ -54,6 +54,9 @@ pub enum Action {
     Upload,
     /// A search of messages (`GET /v1/search`).
     Search,
+    /// Blocking or unblocking a user, sized like invites (each tells every
+    /// gateway of the other user).
+    Block,
 }
 
 impl Action {
@@ -66,6 +69,7 @@ impl Action {
             Self::Read => metrics::scope::READS,
             Self::Upload => metrics::scope::UPLOADS,
             Self::Search => metrics::scope::SEARCHES,
+            Self::Block => metrics::scope::BLOCKS,
         }
     }
 }
@@ -77,8 +81,8 @@ pub struct Budgets {
     pub send_per_second: u32,
     /// `CHAT_SEND_BURST`: sends at once.
     pub send_burst: u32,
-    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations and DM
-    /// opens per user per minute (each its own budget).
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM
+    /// opens and blocks per user per minute (each its own budget).
     pub action_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
     pub action_burst: u32,
@@ -121,6 +125,7 @@ pub struct UserLimits {
     read: DefaultKeyedRateLimiter<UserId>,
     upload: DefaultKeyedRateLimiter<UserId>,
     search: DefaultKeyedRateLimiter<UserId>,
+    block: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -137,6 +142,7 @@ impl UserLimits {
             create_room: RateLimiter::keyed(action),
             open_dm: RateLimiter::keyed(action),
             upload: RateLimiter::keyed(action),
+            block: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
             ),
@@ -169,6 +175,7 @@ impl UserLimits {
             Action::Read => &self.read,
             Action::Upload => &self.upload,
             Action::Search => &self.search,
+            Action::Block => &self.block,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -186,6 +193,7 @@ impl UserLimits {
             &self.read,
             &self.upload,
             &self.search,
+            &self.block,
             &self.sync,
         ];
         for limiter in all {

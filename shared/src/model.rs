@@ -641,3 +641,13 @@ mod tests {
         assert!(check_message_content("", &many[1..], 100).is_ok());
     }
 }
+
+/// A user I block, for my list of blocked users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BlockedUser {
+    /// Whom I block.
+    pub user: User,
+    /// Since when.
+    #[serde(with = "time::serde::rfc3339")]
+    pub blocked_at: OffsetDateTime,
+}

@@ -35,6 +35,7 @@ pub struct OpenDm {
     responses(
         (status = 200, body = Room),
         (status = 201, body = Room),
+        (status = 403, description = "`blocked`: one of us blocks the other", body = ErrorBody),
         (status = 404, description = "no such user", body = ErrorBody),
         (status = 422, description = "a DM with yourself", body = ErrorBody),
         (status = 429, description = "over CHAT_ACTION_RATE_PER_MINUTE", body = ErrorBody)))]
@@ -48,6 +49,11 @@ async fn open_dm(
         return Err(ApiError::Validation(
             "user_id: you cannot open a DM with yourself".into(),
         ));
+    }
+    // Either way round: a DM needs both (decided, as Discord and Matrix
+    // do, so that blocking also keeps me from writing to whom I block).
+    if state.store.blocked_between(me.id, req.user_id).await? {
+        return Err(ApiError::blocked("open a DM with this user"));
     }
     let (room, created) =
         state

@@ -92,7 +92,7 @@ async fn members(
     request_body = Invite,
     responses(
         (status = 201, body = RoomEvent),
-        (status = 403, body = ErrorBody),
+        (status = 403, description = "`blocked`: that user blocks me; or my role", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
         (status = 429, description = "over CHAT_ACTION_RATE_PER_MINUTE", body = ErrorBody)))]
@@ -115,6 +115,10 @@ async fn invite(
             return Err(ApiError::insufficient_role("invite into this room"))
         }
         _ => {}
+    }
+    // Whoever blocks me cannot be added to a room by me.
+    if state.store.blocks(req.user_id, me.id).await? {
+        return Err(ApiError::blocked("add this user to a room"));
     }
     let event = state
         .store

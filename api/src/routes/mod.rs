@@ -3,6 +3,7 @@
 
 mod attachments;
 mod auth;
+mod blocks;
 mod dms;
 mod events;
 mod health;
@@ -56,6 +57,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(health::router())
         .merge(auth::router(state))
         .merge(users::router())
+        .merge(blocks::router())
         .merge(rooms::router())
         .merge(members::router())
         .merge(dms::router())

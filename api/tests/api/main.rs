@@ -7,6 +7,7 @@ mod helpers;
 mod attachments;
 mod auth;
 mod bad_input;
+mod blocks;
 mod dms;
 mod events;
 mod health;

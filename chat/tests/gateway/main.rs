@@ -15,6 +15,7 @@ mod cluster;
 
 mod attachments;
 mod bad_input;
+mod blocks;
 mod connections_gauge;
 mod delivery;
 mod ephemeral;

@@ -156,7 +156,7 @@ async fn open(
     write: &mut Sink,
     connection: &mut crate::metrics::Connection,
 ) -> Option<Opened> {
-    let (user, heads) = match greet(ctx, &claims).await {
+    let (user, heads, blockers) = match greet(ctx, &claims).await {
         Ok(greeting) => greeting,
         Err(e) => {
             tracing::warn!(error = %e, "session could not start");
@@ -170,7 +170,14 @@ async fn open(
     // published afterwards (typing, read markers, signals have no replay).
     let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
     ctx.hub
-        .attach(key, user.id, claims.sid, rooms.clone(), outbox.clone())
+        .attach(
+            key,
+            user.id,
+            claims.sid,
+            rooms.clone(),
+            blockers,
+            outbox.clone(),
+        )
         .await;
     let hello = ServerFrame::Hello {
         session_id: key.to_string(),
@@ -192,8 +199,11 @@ async fn open(
     })
 }
 
-/// Who the user is and where their rooms stand.
-async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec<RoomHead>)> {
+/// Who the user is, where their rooms stand and who blocks them.
+async fn greet(
+    ctx: &Context,
+    claims: &Claims,
+) -> chat_shared::Result<(User, Vec<RoomHead>, Vec<UserId>)> {
     let id = claims.sub;
     ctx.on_home(move |store| async move {
         let user = store.user(id).await?.ok_or(chat_shared::Error::NotFound)?;
@@ -206,7 +216,8 @@ async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec
                 last_seq: r.room.last_seq,
             })
             .collect();
-        Ok((user, heads))
+        let blockers = store.blockers_of(id).await?;
+        Ok((user, heads, blockers))
     })
     .await
 }

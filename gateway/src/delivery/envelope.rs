@@ -212,6 +212,13 @@ pub enum Envelope {
         /// The login session.
         session: SessionId,
     },
+    /// To a user: `blocker` now blocks them (or no longer does).
+    Blocked {
+        /// Who.
+        blocker: UserId,
+        /// Blocks them now?
+        blocked: bool,
+    },
     /// Any other frame for a user (a signal, say).
     ToUser {
         /// Its type.
@@ -236,6 +243,7 @@ struct Head<'a> {
     room_id: Option<RoomId>,
     room: Option<RoomRef>,
     session_id: Option<SessionId>,
+    blocker: Option<UserId>,
 }
 
 #[derive(Deserialize)]
@@ -271,6 +279,12 @@ impl Envelope {
             },
             Topic::User(_) => match (name, head.room, head.room_id, head.session_id) {
                 (SessionEnded::TYPE, _, _, Some(session)) => Self::SessionEnded { session },
+                ("blocked_by" | "unblocked_by", _, _, _) if head.blocker.is_some() => {
+                    Self::Blocked {
+                        blocker: head.blocker?,
+                        blocked: name == "blocked_by",
+                    }
+                }
                 ("room_added", Some(room), _, _) => Self::RoomAdded {
                     room: room.id,
                     last_seq: room.last_seq,
@@ -292,6 +306,7 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_shared::bus::BlockNotice;
 
     fn room() -> RoomId {
         RoomId(uuid::Uuid::new_v4())
@@ -356,6 +371,16 @@ mod tests {
             Envelope::read(user, ended),
             Some(Envelope::SessionEnded { session })
         );
+        let blocker = UserId(uuid::Uuid::new_v4());
+        for (notice, blocked) in [
+            (BlockNotice::BlockedBy { blocker }, true),
+            (BlockNotice::UnblockedBy { blocker }, false),
+        ] {
+            assert_eq!(
+                Envelope::read(user, notice.to_bytes()),
+                Some(Envelope::Blocked { blocker, blocked })
+            );
+        }
         assert!(matches!(
             read(user, r#"{"type":"signal","from":"x"}"#),
             Some(Envelope::ToUser {

@@ -92,6 +92,8 @@ enum Command {
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
+        /// The users who block this one (who must not be seen online).
+        blockers: Vec<UserId>,
         outbox: Outbox,
         /// Answered once the connection is routed.
         attached: oneshot::Sender<()>,
@@ -172,15 +174,16 @@ impl Hub {
         }
     }
 
-    /// Registers a connection and the rooms it starts with; returns once
-    /// the hub routes to it, so whatever is published after that reaches it
-    /// (the connection says `hello` only then).
+    /// Registers a connection, the rooms it starts with and who blocks its
+    /// user; returns once the hub routes to it, so whatever is published
+    /// after that reaches it (the connection says `hello` only then).
     pub async fn attach(
         &self,
         key: ConnectionKey,
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
+        blockers: Vec<UserId>,
         outbox: Outbox,
     ) {
         let (attached, routed) = oneshot::channel();
@@ -191,6 +194,7 @@ impl Hub {
                 user,
                 login,
                 rooms,
+                blockers,
                 outbox,
                 attached,
             },

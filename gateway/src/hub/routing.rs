@@ -60,6 +60,7 @@ impl HubTask {
         }
         match envelope {
             Envelope::SessionEnded { session } => self.end_session(user, session),
+            Envelope::Blocked { blocker, blocked } => self.on_block(user, blocker, blocked),
             Envelope::RoomAdded {
                 room,
                 last_seq,

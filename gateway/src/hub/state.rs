@@ -46,6 +46,10 @@ pub(super) struct ConnectionEntry {
     pub(super) login: SessionId,
     pub(super) outbox: Outbox,
     pub(super) rooms: HashSet<RoomId>,
+    /// Users who block this connection's user: their presence is not
+    /// shown to it. Loaded at connect, kept current by the bus's
+    /// `blocked_by` / `unblocked_by` on the user's topic.
+    pub(super) blockers: HashSet<UserId>,
 }
 
 pub(super) struct HubTask {

@@ -115,6 +115,7 @@ impl HubTask {
                 user,
                 login,
                 rooms,
+                blockers,
                 outbox,
                 attached,
             } => {
@@ -130,6 +131,7 @@ impl HubTask {
                         login,
                         outbox,
                         rooms: HashSet::new(),
+                        blockers: blockers.into_iter().collect(),
                     },
                 );
                 for (room, head) in rooms {

@@ -9,15 +9,15 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore, NewAttachment,
-    NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog, RoomStore,
-    Rotation, SearchPage, SearchStore, Session, SessionStore, Store, StoredAttachment, Submitted,
-    Timeline, Uploaded, UserStore,
+    Appended, AttachmentStore, BlockStore, Credentials, DirectSend, Health, MessageChange,
+    MessageStore, NewAttachment, NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken,
+    Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Store,
+    StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
 };
 use crate::metrics::store_call;
 use crate::model::{
-    AttachmentId, Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId,
-    SessionId, User, UserId,
+    AttachmentId, Ban, BlockedUser, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent,
+    RoomId, SessionId, User, UserId,
 };
 use crate::search::{SearchHit, SearchQuery};
 
@@ -283,6 +283,37 @@ impl<S: SearchStore> SearchStore for Metered<S> {
     ) -> Result<Vec<SearchHit>> {
         let call = self.0.search_messages(user, query, page);
         store_call("search_messages", call).await
+    }
+}
+
+#[async_trait]
+impl<S: BlockStore> BlockStore for Metered<S> {
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<bool> {
+        store_call("block", self.0.block(blocker, blocked)).await
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool> {
+        store_call("unblock", self.0.unblock(blocker, blocked)).await
+    }
+
+    async fn blocked_users(&self, blocker: UserId) -> Result<Vec<BlockedUser>> {
+        store_call("blocked_users", self.0.blocked_users(blocker)).await
+    }
+
+    async fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>> {
+        store_call("blockers_of", self.0.blockers_of(user)).await
+    }
+
+    async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool> {
+        store_call("blocks", self.0.blocks(blocker, blocked)).await
+    }
+
+    async fn blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
+        store_call("blocked_between", self.0.blocked_between(a, b)).await
+    }
+
+    async fn direct_send(&self, room: RoomId, sender: UserId) -> Result<DirectSend> {
+        store_call("direct_send", self.0.direct_send(room, sender)).await
     }
 }
 

@@ -14,7 +14,8 @@
 //! `sessions`, `rooms`, `members`, `log` (and the message appends'
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
 //! `timeline`, `references` (what a message points at) and `search` (the
-//! full-text search of messages as they are now). `dialect` says
+//! full-text search of messages as they are now), `blocks` (who blocks
+//! whom). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -23,6 +24,7 @@
 mod accounts;
 mod adapter;
 mod attachments;
+mod blocks;
 mod dialect;
 mod driver_error;
 mod durability;
@@ -47,8 +49,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Attachment, AttachmentId, Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent,
-    RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
+    Attachment, AttachmentId, Ban, BlockedUser, EventId, LeaveReason, Member, MyRoom, Role, Room,
+    RoomEvent, RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
 };
 
 pub use postgres::PgStore;
@@ -554,6 +556,42 @@ pub trait SearchStore: Send + Sync {
     ) -> Result<Vec<SearchHit>>;
 }
 
+/// Blocks between users (`blocks`): one-way, `blocker` no longer hears
+/// from `blocked`. What a block refuses is decided by the callers.
+#[async_trait]
+pub trait BlockStore: Send + Sync {
+    /// `blocker` blocks `blocked`: true if new, false if it already did;
+    /// `NotFound` if either user does not exist. Blocking oneself is the
+    /// caller's to refuse (the table refuses it too).
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<bool>;
+    /// Lifts a block; false if there was none.
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool>;
+    /// The users `blocker` blocks, the newest block first.
+    async fn blocked_users(&self, blocker: UserId) -> Result<Vec<BlockedUser>>;
+    /// The users who block `user` (whom `user` must not see online).
+    async fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>>;
+    /// Whether `blocker` blocks `blocked`.
+    async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool>;
+    /// Whether either of `a` and `b` blocks the other.
+    async fn blocked_between(&self, a: UserId, b: UserId) -> Result<bool>;
+    /// Whether `sender` may write in `room` as far as consent goes: the
+    /// callers (the api's and the gateways' sends) ask before appending to
+    /// a room they do not know to be a group room.
+    async fn direct_send(&self, room: RoomId, sender: UserId) -> Result<DirectSend>;
+}
+
+/// What consent says of a message to a room ([`BlockStore::direct_send`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectSend {
+    /// Not a direct room of the sender's: blocks do not stop messages in
+    /// group rooms (the blocker's client collapses them).
+    NotDirect,
+    /// A direct room both may write in.
+    Open,
+    /// A direct room one of whose members blocks the other.
+    Blocked,
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -568,7 +606,14 @@ pub enum Health {
 /// The whole store, as the binaries hold it.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + RoomStore + RoomLog + MessageStore + AttachmentStore + SearchStore
+    UserStore
+    + SessionStore
+    + RoomStore
+    + RoomLog
+    + MessageStore
+    + AttachmentStore
+    + SearchStore
+    + BlockStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

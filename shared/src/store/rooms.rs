@@ -34,15 +34,21 @@ const DELETE_ROOM: &str = "DELETE FROM rooms WHERE id = $1";
 /// With each room, the other people's messages after my marker, counted
 /// over the `UNREAD_WINDOW` ($2) events after it: a range of the primary
 /// key, however long the room's log; and those of them that mention me or
-/// the room, a range of the mentions index.
+/// the room, a range of the mentions index. Messages of people I block
+/// count for neither (a primary-key lookup in `blocks` per message).
 const MY_ROOMS: &str = "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at, \
      r.last_seq, m.role, m.last_read_seq, \
      (SELECT COUNT(*) FROM room_events e WHERE e.room_id = r.id \
          AND e.seq > m.last_read_seq AND e.seq <= m.last_read_seq + $2 \
-         AND e.kind = 'message' AND e.sender <> m.user_id) AS unread, \
+         AND e.kind = 'message' AND e.sender <> m.user_id \
+         AND NOT EXISTS (SELECT 1 FROM blocks b \
+             WHERE b.blocker = m.user_id AND b.blocked = e.sender)) AS unread, \
      (SELECT COUNT(DISTINCT n.seq) FROM mentions n WHERE n.room_id = r.id \
          AND (n.user_id = m.user_id OR n.user_id IS NULL) \
-         AND n.seq > m.last_read_seq AND n.seq <= m.last_read_seq + $2) AS unread_mentions \
+         AND n.seq > m.last_read_seq AND n.seq <= m.last_read_seq + $2 \
+         AND NOT EXISTS (SELECT 1 FROM room_events e JOIN blocks b \
+             ON b.blocker = m.user_id AND b.blocked = e.sender \
+             WHERE e.room_id = n.room_id AND e.seq = n.seq)) AS unread_mentions \
      FROM room_members m JOIN rooms r ON r.id = m.room_id \
      WHERE m.user_id = $1 ORDER BY r.kind, r.name, r.id";
 

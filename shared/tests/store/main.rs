@@ -60,6 +60,7 @@ macro_rules! with_connection {
 }
 
 mod attachments;
+mod blocks;
 mod commit_failures;
 mod direct;
 mod log;

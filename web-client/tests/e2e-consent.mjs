@@ -1,0 +1,95 @@
+// End-to-end test of consent between users in headless Chromium, against a
+// real `chat` server it starts itself: a block (the blocked user's DM is
+// refused with a clear message, the blocker sees their message in a shared
+// room folded, unblocking restores it).
+//
+//   CHAT_BIN=target/debug/chat node web-client/tests/e2e-consent.mjs
+//
+// The server, the people and the step runner are the kit's (`e2e/kit.mjs`).
+
+import {
+  person,
+  register,
+  joinPublicRoom,
+  send,
+  waitForMessage,
+  expect,
+  step,
+  run,
+} from './e2e/kit.mjs';
+
+/** Waits for a notice (toast) containing `text`; returns its text. */
+async function waitToast(page, text) {
+  const toast = page.locator('#toasts .toast', { hasText: text });
+  await toast.first().waitFor();
+  return toast.first().textContent();
+}
+
+async function scenario(browser, server, people) {
+  const alice = await person(browser, server.base, 'alice');
+  const bob = await person(browser, server.base, 'bob');
+  people.push(alice, bob);
+
+  await step('two users register and share a room', async () => {
+    await register(alice, 'Alice');
+    await register(bob, 'Bob');
+    await joinPublicRoom(alice.page, 'general');
+    await joinPublicRoom(bob.page, 'general');
+    await send(bob.page, 'before the block');
+    await waitForMessage(alice.page, 'before the block');
+  });
+
+  await step('alice blocks bob from the member list', async () => {
+    const row = alice.page.locator('#member-list li', { hasText: 'Bob' });
+    await row.getByRole('button', { name: 'Block' }).click();
+    await row.getByRole('button', { name: 'Unblock' }).waitFor();
+    // His earlier message folds at once.
+    await alice.page.locator('#message-list .blocked-message').first().waitFor();
+    const shown = await alice.page.locator('#message-list .msg .body', { hasText: 'before the block' }).count();
+    expect(shown === 0, 'the blocked user’s message is folded');
+  });
+
+  await step('bob cannot open a DM with alice, and is told why', async () => {
+    await bob.page.click('#new-dm');
+    await bob.page.fill('#people-search', 'alice');
+    const result = bob.page.locator('#people-results li', { hasText: 'Alice' });
+    await result.getByRole('button', { name: 'Message' }).click();
+    const text = await waitToast(bob.page, 'blocks');
+    expect(/cannot open a DM/.test(text), `a clear refusal: ${text}`);
+    await bob.page.keyboard.press('Escape');
+    const dms = await bob.page.locator('#dm-list li').count();
+    expect(dms === 0, 'no DM was made');
+  });
+
+  await step('bob’s message in the shared room reaches alice folded, and she can show it', async () => {
+    await send(bob.page, 'can you hear me');
+    await waitForMessage(bob.page, 'can you hear me', 'delivered');
+    const folded = alice.page.locator('#message-list .blocked-message');
+    await alice.page.waitForFunction(() => document.querySelectorAll('#message-list .blocked-message').length === 2);
+    const badge = await alice.page.locator('#room-list .badge').count();
+    expect(badge === 0, 'a blocked user’s message is not unread');
+    await folded.last().getByRole('button', { name: 'show' }).click();
+    await waitForMessage(alice.page, 'can you hear me');
+  });
+
+  await step('alice unblocks bob from her blocked users, and all is restored', async () => {
+    await alice.page.click('#blocked-users');
+    const listed = alice.page.locator('#blocks-section li', { hasText: 'Bob' });
+    await listed.getByRole('button', { name: 'Unblock' }).click();
+    await alice.page.locator('#blocks-section p.hint:not([hidden])').waitFor();
+    await alice.page.keyboard.press('Escape');
+    await waitForMessage(alice.page, 'before the block');
+    await send(bob.page, 'after the block');
+    await waitForMessage(alice.page, 'after the block');
+    const folded = await alice.page.locator('#message-list .blocked-message').count();
+    expect(folded === 0, 'nothing is folded any more');
+    // And bob may message her again.
+    await bob.page.click('#new-dm');
+    await bob.page.fill('#people-search', 'alice');
+    const result = bob.page.locator('#people-results li', { hasText: 'Alice' });
+    await result.getByRole('button', { name: 'Message' }).click();
+    await bob.page.locator('#dm-list li', { hasText: 'Alice' }).waitFor();
+  });
+}
+
+await run(scenario);
