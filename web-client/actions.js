@@ -506,6 +506,31 @@ export function createActions({ store, api, settings, notify }) {
     return true;
   }
 
+  /**
+   * Settles a DM request sent to me (`accept` or `decline`), or closes a
+   * DM of mine (`close`): declined and closed DMs leave my list (the
+   * socket's `room_removed` agrees; a closed one comes back with its next
+   * message).
+   */
+  async function settleDm(roomId, action) {
+    try {
+      if (action === 'accept') {
+        await api.acceptDm(roomId);
+        const room = state.rooms.get(roomId);
+        if (room) store.dispatch({ type: 'roomUpserted', room: { ...room, request: false } });
+        return true;
+      }
+      leaving.add(roomId);
+      await (action === 'decline' ? api.declineDm(roomId) : api.closeDm(roomId));
+      forgetRoom(roomId);
+      return true;
+    } catch (error) {
+      leaving.delete(roomId);
+      report(error, { accept: 'Accepting', decline: 'Declining', close: 'Closing' }[action]);
+      return false;
+    }
+  }
+
   async function startDm(user) {
     const room = await api.openDm(user.id);
     // Read markers come with the room list; opening the DM marks it read.
@@ -573,6 +598,7 @@ export function createActions({ store, api, settings, notify }) {
     stop,
     loadBlocks,
     setBlocked,
+    settleDm,
     get client() {
       return client;
     },

@@ -21,6 +21,7 @@ import { mountComposer } from './view-composer.js';
 import { mountDialogs } from './view-dialogs.js';
 import { mountMembers } from './view-members.js';
 import { mountBlocksDialog } from './view-blocks.js';
+import { mountRequests } from './view-requests.js';
 import { mountMessages } from './view-messages.js';
 import { mountPins } from './view-pins.js';
 import { mountRoom } from './view-room.js';
@@ -68,6 +69,7 @@ mountSidebar({
 });
 mountMembers({ store, actions });
 mountBlocksDialog({ store, actions });
+mountRequests({ store, actions, confirm });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });

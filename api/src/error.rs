@@ -144,6 +144,14 @@ impl ApiError {
         )
     }
 
+    /// A 403 for a message in a DM request its recipient declined.
+    pub fn dm_declined() -> Self {
+        Self::Forbidden(
+            "dm_declined",
+            "they declined your message request; you cannot write to them here".into(),
+        )
+    }
+
     /// A 403 for a role too low for the action.
     pub fn insufficient_role(action: &str) -> Self {
         Self::Forbidden(

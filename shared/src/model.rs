@@ -188,6 +188,10 @@ pub struct MyRoom {
     /// Of those, the ones that mention me or `@room` (as they read now:
     /// an edit that drops my name drops the count).
     pub unread_mentions: i64,
+    /// A DM opened to me by someone who shared no room with me, which I
+    /// have not accepted yet: listed among requests.
+    #[serde(default)]
+    pub request: bool,
 }
 
 /// How many events after a read marker are looked at to count what is

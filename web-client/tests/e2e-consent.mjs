@@ -1,7 +1,9 @@
 // End-to-end test of consent between users in headless Chromium, against a
 // real `chat` server it starts itself: a block (the blocked user's DM is
 // refused with a clear message, the blocker sees their message in a shared
-// room folded, unblocking restores it).
+// room folded, unblocking restores it), and a DM request from a stranger
+// (listed for the recipient only from its first message, as a request;
+// accepted, a DM both write in), then closed.
 //
 //   CHAT_BIN=target/debug/chat node web-client/tests/e2e-consent.mjs
 //
@@ -92,4 +94,50 @@ async function scenario(browser, server, people) {
   });
 }
 
-await run(scenario);
+async function dmRequest(browser, server, people) {
+  const alice = people[0];
+  const carol = await person(browser, server.base, 'carol');
+  people.push(carol);
+
+  await step('a stranger opens a DM: it is in nobody’s list until written in', async () => {
+    await register(carol, 'Carol');
+    await carol.page.click('#new-dm');
+    await carol.page.fill('#people-search', 'alice');
+    const result = carol.page.locator('#people-results li', { hasText: 'Alice' });
+    await result.getByRole('button', { name: 'Message' }).click();
+    await carol.page.keyboard.press('Escape');
+    await carol.page.waitForFunction(() => document.querySelector('#room-title')?.textContent === 'Alice');
+    const forAlice = await alice.page.locator('#request-list li, #dm-list li', { hasText: 'Carol' }).count();
+    expect(forAlice === 0, 'nothing for alice before the first message');
+  });
+
+  await step('the first message reaches alice as a request she can read, and she accepts it', async () => {
+    await send(carol.page, 'hi alice, it is carol');
+    await waitForMessage(carol.page, 'hi alice, it is carol', 'delivered');
+    const request = alice.page.locator('#request-list li', { hasText: 'Carol' });
+    await request.waitFor();
+    const plain = await alice.page.locator('#dm-list li', { hasText: 'Carol' }).count();
+    expect(plain === 0, 'a request, not a DM yet');
+    await request.locator('button').click();
+    await waitForMessage(alice.page, 'hi alice, it is carol');
+    await alice.page.locator('#request-bar:not([hidden])').waitFor();
+    expect(await alice.page.locator('#composer').isHidden(), 'no writing before accepting');
+    await alice.page.click('#request-accept');
+    await alice.page.locator('#dm-list li', { hasText: 'Carol' }).waitFor();
+    await alice.page.locator('#request-bar').waitFor({ state: 'hidden' });
+    await send(alice.page, 'hello carol');
+    await waitForMessage(carol.page, 'hello carol');
+  });
+
+  await step('carol closes the DM; alice’s next message brings it back', async () => {
+    await carol.page.click('#close-dm');
+    await carol.page.locator('#dm-list li', { hasText: 'Alice' }).waitFor({ state: 'detached' });
+    await send(alice.page, 'still there?');
+    await carol.page.locator('#dm-list li', { hasText: 'Alice' }).waitFor();
+  });
+}
+
+await run(async (browser, server, people) => {
+  await scenario(browser, server, people);
+  await dmRequest(browser, server, people);
+});

@@ -8,6 +8,7 @@ mod attachments;
 mod auth;
 mod bad_input;
 mod blocks;
+mod dm_requests;
 mod dms;
 mod events;
 mod health;

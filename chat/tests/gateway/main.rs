@@ -18,6 +18,7 @@ mod bad_input;
 mod blocks;
 mod connections_gauge;
 mod delivery;
+mod dms;
 mod ephemeral;
 mod faults;
 mod messages;

@@ -93,9 +93,10 @@ impl Handler {
             let frame = ServerFrame::error("validation_failed", message, reference);
             return self.in_flight.reply(&frame).await;
         }
-        if let Err(frame) = self.consent(room, reference.clone()).await {
-            return self.in_flight.reply(&frame).await;
-        }
+        let listed_for = match self.consent(room, reference.clone()).await {
+            Ok(unlisted) => unlisted,
+            Err(frame) => return self.in_flight.reply(&frame).await,
+        };
         self.ctx.ephemeral.sent(room, self.connection.user);
         // Durable before anything else: the ack, the fan-out and the
         // publish all wait for the commit (contract point 1).
@@ -111,6 +112,7 @@ impl Handler {
             Ok(submitted) => {
                 let pending = Pending {
                     client_id,
+                    listed_for,
                     submitted,
                     at,
                     span,
@@ -132,25 +134,33 @@ impl Handler {
     }
 
     /// Whether consent lets this connection's user write in `room`: in a
-    /// direct room one of whose pair blocks the other, no (`blocked`). Read
-    /// before the append, so a block committing meanwhile lets that one
-    /// message through; group rooms are remembered and never asked again.
+    /// direct room one of whose pair blocks the other, no (`blocked`); in
+    /// a DM request the other declined, no (`dm_declined`). Yes, with the
+    /// DM's members its message will list it for (to be told once it
+    /// commits). Read before the append, so a block committing meanwhile
+    /// lets that one message through; group rooms are remembered and
+    /// never asked again.
     async fn consent(
         &mut self,
         room: RoomId,
         reference: Option<String>,
-    ) -> Result<(), ServerFrame> {
+    ) -> Result<Vec<UserId>, ServerFrame> {
         if self.group_rooms.contains(&room) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         match self.ctx.store.direct_send(room, self.connection.user).await {
             Ok(DirectSend::NotDirect) => {
                 if self.group_rooms.len() < super::GROUP_ROOMS_KNOWN {
                     self.group_rooms.insert(room);
                 }
-                Ok(())
+                Ok(Vec::new())
             }
-            Ok(DirectSend::Open) => Ok(()),
+            Ok(DirectSend::Open { unlisted }) => Ok(unlisted),
+            Ok(DirectSend::Declined) => Err(ServerFrame::error(
+                "dm_declined",
+                "they declined your message request; you cannot write to them here",
+                reference,
+            )),
             Ok(DirectSend::Blocked) => Err(ServerFrame::error(
                 "blocked",
                 "you cannot write here: one of you blocks the other",

@@ -35,14 +35,23 @@ const BLOCKED_BETWEEN: &str = "SELECT 1 FROM blocks \
 
 const BLOCKS: &str = "SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2";
 
-/// Whether either of a direct room's pair blocks the other: one row for a
-/// direct room of the sender's, none for any other room (the append then
-/// refuses a sender who is not a member, as for any room).
-const DIRECT_BLOCKED: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM blocks b \
+/// Whether either of a direct room's pair blocks the other, and whether the
+/// sender's request was declined: one row for a direct room of the
+/// sender's, none for any other room (the append then refuses a sender
+/// who is not a member, as for any room).
+const DIRECT_CONSENT: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM blocks b \
          WHERE (b.blocker = d.user_low AND b.blocked = d.user_high) \
             OR (b.blocker = d.user_high AND b.blocked = d.user_low)) \
-     THEN 1 ELSE 0 END AS blocked \
+     THEN 1 ELSE 0 END AS blocked, \
+     CASE WHEN d.declined_at IS NOT NULL AND d.requested_by = $2 THEN 1 ELSE 0 END AS declined \
      FROM direct_rooms d WHERE d.room_id = $1 AND (d.user_low = $2 OR d.user_high = $2)";
+
+/// The members who do not list the room now: closed (or never written
+/// in), with no message since.
+const UNLISTED_MEMBERS: &str = "SELECT m.user_id FROM room_members m \
+     WHERE m.room_id = $1 AND m.closed_seq IS NOT NULL AND NOT EXISTS (SELECT 1 \
+         FROM room_events e WHERE e.room_id = m.room_id AND e.seq > m.closed_seq \
+         AND e.kind = 'message')";
 
 #[async_trait]
 impl<DB> BlockStore for SqlStore<DB>
@@ -121,15 +130,24 @@ where
     }
 
     async fn direct_send(&self, room: RoomId, sender: UserId) -> Result<DirectSend> {
-        let blocked: Option<i32> = sqlx::query_scalar(DIRECT_BLOCKED)
+        let consent: Option<(i32, i32)> = sqlx::query_as(DIRECT_CONSENT)
             .bind(room.0)
             .bind(sender.0)
             .fetch_optional(self.reader())
             .await?;
-        Ok(match blocked {
+        Ok(match consent {
             None => DirectSend::NotDirect,
-            Some(0) => DirectSend::Open,
-            Some(_) => DirectSend::Blocked,
+            Some((1, _)) => DirectSend::Blocked,
+            Some((_, 1)) => DirectSend::Declined,
+            Some(_) => {
+                let unlisted: Vec<Uuid> = sqlx::query_scalar(UNLISTED_MEMBERS)
+                    .bind(room.0)
+                    .fetch_all(self.reader())
+                    .await?;
+                DirectSend::Open {
+                    unlisted: unlisted.into_iter().map(UserId).collect(),
+                }
+            }
         })
     }
 }

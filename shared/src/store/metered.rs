@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Appended, AttachmentStore, BlockStore, Credentials, DirectSend, Health, MessageChange,
+    Appended, AttachmentStore, BlockStore, Credentials, DirectSend, DmStore, Health, MessageChange,
     MessageStore, NewAttachment, NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken,
     Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Store,
     StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
@@ -314,6 +314,21 @@ impl<S: BlockStore> BlockStore for Metered<S> {
 
     async fn direct_send(&self, room: RoomId, sender: UserId) -> Result<DirectSend> {
         store_call("direct_send", self.0.direct_send(room, sender)).await
+    }
+}
+
+#[async_trait]
+impl<S: DmStore> DmStore for Metered<S> {
+    async fn accept_dm(&self, room: RoomId, user: UserId) -> Result<()> {
+        store_call("accept_dm", self.0.accept_dm(room, user)).await
+    }
+
+    async fn decline_dm(&self, room: RoomId, user: UserId) -> Result<()> {
+        store_call("decline_dm", self.0.decline_dm(room, user)).await
+    }
+
+    async fn close_dm(&self, room: RoomId, user: UserId) -> Result<()> {
+        store_call("close_dm", self.0.close_dm(room, user)).await
     }
 }
 

@@ -15,7 +15,7 @@
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
 //! `timeline`, `references` (what a message points at) and `search` (the
 //! full-text search of messages as they are now), `blocks` (who blocks
-//! whom). `dialect` says
+//! whom), `dms` (DM requests and closed DMs). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -26,6 +26,7 @@ mod adapter;
 mod attachments;
 mod blocks;
 mod dialect;
+mod dms;
 mod driver_error;
 mod durability;
 mod erasure;
@@ -581,15 +582,42 @@ pub trait BlockStore: Send + Sync {
 }
 
 /// What consent says of a message to a room ([`BlockStore::direct_send`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DirectSend {
     /// Not a direct room of the sender's: blocks do not stop messages in
     /// group rooms (the blocker's client collapses them).
     NotDirect,
-    /// A direct room both may write in.
-    Open,
+    /// A direct room the sender may write in. Its members who do not list
+    /// it yet (never written in, or closed) are named: once the message
+    /// commits, it is listed for them and they are to be told
+    /// (`room_added`).
+    Open {
+        /// The members to tell.
+        unlisted: Vec<UserId>,
+    },
     /// A direct room one of whose members blocks the other.
     Blocked,
+    /// A DM request of the sender's that the other declined.
+    Declined,
+}
+
+/// The consent of DMs (`dms`): requests from strangers accepted or
+/// declined, and DMs closed. A DM (`RoomStore::direct_room`) is listed for
+/// neither member until its first message; opened by someone who shared
+/// no room with the other, it is a request of theirs.
+#[async_trait]
+pub trait DmStore: Send + Sync {
+    /// `user` accepts the DM request in `room`: it becomes a plain DM,
+    /// listed for them. `NotFound` if it is no DM of theirs,
+    /// `Conflict("not_a_request")` if it is no request to them.
+    async fn accept_dm(&self, room: RoomId, user: UserId) -> Result<()>;
+    /// `user` declines the DM request in `room`: it is hidden from them
+    /// and its sender's messages are refused until `user` accepts it or
+    /// opens the DM themselves. Errors as [`DmStore::accept_dm`].
+    async fn decline_dm(&self, room: RoomId, user: UserId) -> Result<()>;
+    /// `user` closes their DM `room`: hidden from their list until the
+    /// next message in it. `NotFound` if it is no DM of theirs.
+    async fn close_dm(&self, room: RoomId, user: UserId) -> Result<()>;
 }
 
 /// What the store can do now, for `/readyz`.
@@ -614,6 +642,7 @@ pub trait Store:
     + AttachmentStore
     + SearchStore
     + BlockStore
+    + DmStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

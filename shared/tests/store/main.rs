@@ -63,6 +63,7 @@ mod attachments;
 mod blocks;
 mod commit_failures;
 mod direct;
+mod dms;
 mod log;
 mod messages;
 mod rooms;
