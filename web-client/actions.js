@@ -291,6 +291,8 @@ export function createActions({ store, api, settings, notify }) {
       notify(`${CHANGE_WORDS[failure.entry.type] ?? 'That'} did not work: ${failure.message}`);
     });
     client.on('typing', ({ room_id, user_id }) => {
+      // The server does not relay it from people I block; a block made this instant may race it.
+      if (state.blocked.has(user_id)) return;
       store.dispatch({ type: 'typing', roomId: room_id, userId: user_id, until: Date.now() + TYPING_SHOWN_MS });
       setTimeout(() => store.touch(`typing:${room_id}`), TYPING_SHOWN_MS + 50);
     });

@@ -12,6 +12,7 @@ use crate::cluster::{Setup, TestClient, TestCluster, User};
 both_shapes!(
     the_blocked_user_stops_seeing_the_blocker_online_until_unblocked,
     a_block_refuses_dm_sends_and_calls_on_the_socket_both_ways,
+    the_blocker_is_not_shown_the_blocked_users_typing,
 );
 
 fn presence_of<'a>(user: &'a User, status: &'static str) -> impl Fn(&Value) -> bool + 'a {
@@ -142,4 +143,63 @@ async fn a_block_refuses_dm_sends_and_calls_on_the_socket_both_ways(setup: Setup
         .recv_until(|f| f["type"] == "message" && f["client_id"] == "after")
         .await;
     assert_eq!(message["body"], "hi again");
+}
+
+async fn the_blocker_is_not_shown_the_blocked_users_typing(setup: Setup) {
+    let cluster = TestCluster::start(setup).await;
+    let (alice, bob) = (cluster.user("alice").await, cluster.user("bob").await);
+    let room = cluster.room(&alice, &[&bob]).await;
+    let last = cluster.gateways.len() - 1;
+    let mut a = cluster.connect(&alice, 0).await;
+    let mut b = cluster.connect(&bob, last).await;
+    let typing_of = |user: &User| {
+        let id = user.id.clone();
+        move |f: &Value| f["type"] == "typing" && f["user_id"] == id.as_str()
+    };
+    b.send(json!({ "type": "typing", "room_id": room })).await;
+    a.recv_until(typing_of(&bob)).await;
+
+    // Blocked live (the bus tells alice's gateway): bob's typing, then
+    // his message; the next thing alice gets of his is the message.
+    set_block(&cluster, &alice, &bob, true).await;
+    a.recv_until(|f| f["type"] == "block_changed").await;
+    // Past the 2 s coalescing of typing: a send ends the interval.
+    b.send_message(&room, "ends-interval", "x").await;
+    b.send(json!({ "type": "typing", "room_id": room })).await;
+    b.send_message(&room, "after-typing", "y").await;
+    let next = a
+        .recv_until(|f| {
+            typing_of(&bob)(f) || (f["type"] == "message" && f["client_id"] == "after-typing")
+        })
+        .await;
+    assert_eq!(
+        next["type"], "message",
+        "bob's typing reached alice: {next}"
+    );
+    // One way: bob still sees alice type.
+    a.send(json!({ "type": "typing", "room_id": room })).await;
+    b.recv_until(typing_of(&alice)).await;
+
+    // Loaded at connect too.
+    let mut a2 = cluster.connect(&alice, last).await;
+    b.send_message(&room, "ends-again", "z").await;
+    b.send(json!({ "type": "typing", "room_id": room })).await;
+    b.send_message(&room, "after-again", "w").await;
+    let next = a2
+        .recv_until(|f| {
+            typing_of(&bob)(f) || (f["type"] == "message" && f["client_id"] == "after-again")
+        })
+        .await;
+    assert_eq!(
+        next["type"], "message",
+        "bob's typing reached alice: {next}"
+    );
+
+    // Unblocked: shown again.
+    set_block(&cluster, &alice, &bob, false).await;
+    a.recv_until(|f| f["type"] == "block_changed" && f["blocked"] == false)
+        .await;
+    b.send_message(&room, "ends-last", "v").await;
+    b.send(json!({ "type": "typing", "room_id": room })).await;
+    a.recv_until(typing_of(&bob)).await;
 }

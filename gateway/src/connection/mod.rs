@@ -19,7 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::context::Context;
 use crate::delivery::envelope::FrameKind;
-use crate::hub::ConnectionKey;
+use crate::hub::{BlockLists, ConnectionKey};
 use crate::inbound;
 use crate::inbound::now_millis;
 use crate::outbox::{Outbox, Queue};
@@ -156,7 +156,7 @@ async fn open(
     write: &mut Sink,
     connection: &mut crate::metrics::Connection,
 ) -> Option<Opened> {
-    let (user, heads, blockers) = match greet(ctx, &claims).await {
+    let (user, heads, blocks) = match greet(ctx, &claims).await {
         Ok(greeting) => greeting,
         Err(e) => {
             tracing::warn!(error = %e, "session could not start");
@@ -175,7 +175,7 @@ async fn open(
             user.id,
             claims.sid,
             rooms.clone(),
-            blockers,
+            blocks,
             outbox.clone(),
         )
         .await;
@@ -199,11 +199,9 @@ async fn open(
     })
 }
 
-/// Who the user is, where their rooms stand and who blocks them.
-async fn greet(
-    ctx: &Context,
-    claims: &Claims,
-) -> chat_shared::Result<(User, Vec<RoomHead>, Vec<UserId>)> {
+/// Who the user is, where their rooms stand, who blocks them and whom
+/// they block.
+async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<Greeting> {
     let id = claims.sub;
     ctx.on_home(move |store| async move {
         let user = store.user(id).await?.ok_or(chat_shared::Error::NotFound)?;
@@ -217,10 +215,20 @@ async fn greet(
             })
             .collect();
         let blockers = store.blockers_of(id).await?;
-        Ok((user, heads, blockers))
+        let blocking = store
+            .blocked_users(id)
+            .await?
+            .into_iter()
+            .map(|b| b.user.id)
+            .collect();
+        Ok((user, heads, BlockLists { blockers, blocking }))
     })
     .await
 }
+
+/// What `greet` reads: the user, their rooms' heads, who blocks them,
+/// whom they block.
+type Greeting = (User, Vec<RoomHead>, BlockLists);
 
 async fn write_text(write: &mut Sink, text: &[u8]) -> Result<(), Gone> {
     write.push(Frame::text(Payload::Borrowed(text)));

@@ -92,8 +92,7 @@ enum Command {
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
-        /// The users who block this one (who must not be seen online).
-        blockers: Vec<UserId>,
+        blocks: BlockLists,
         outbox: Outbox,
         /// Answered once the connection is routed.
         attached: oneshot::Sender<()>,
@@ -174,8 +173,8 @@ impl Hub {
         }
     }
 
-    /// Registers a connection, the rooms it starts with and who blocks its
-    /// user; returns once the hub routes to it, so whatever is published
+    /// Registers a connection, the rooms it starts with, who blocks its
+    /// user and whom they block; returns once the hub routes to it, so whatever is published
     /// after that reaches it (the connection says `hello` only then).
     pub async fn attach(
         &self,
@@ -183,7 +182,7 @@ impl Hub {
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
-        blockers: Vec<UserId>,
+        blocks: BlockLists,
         outbox: Outbox,
     ) {
         let (attached, routed) = oneshot::channel();
@@ -194,7 +193,7 @@ impl Hub {
                 user,
                 login,
                 rooms,
-                blockers,
+                blocks,
                 outbox,
                 attached,
             },
@@ -269,6 +268,16 @@ impl Hub {
         // Only fails once the hub has stopped, i.e. during shutdown.
         let _ = shard.send(command).await;
     }
+}
+
+/// A connection's user's blocks, as read when it opens (the bus keeps
+/// them current after).
+#[derive(Debug, Default)]
+pub struct BlockLists {
+    /// The users who block them (who must not be seen online by them).
+    pub blockers: Vec<UserId>,
+    /// The users they block (whose typing is not shown to them).
+    pub blocking: Vec<UserId>,
 }
 
 /// The hub's timing knobs.

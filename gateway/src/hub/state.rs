@@ -50,6 +50,10 @@ pub(super) struct ConnectionEntry {
     /// shown to it. Loaded at connect, kept current by the bus's
     /// `blocked_by` / `unblocked_by` on the user's topic.
     pub(super) blockers: HashSet<UserId>,
+    /// Users this connection's user blocks: their typing is not shown to
+    /// it. Loaded at connect, kept current by `block_changed` on the
+    /// user's topic.
+    pub(super) blocking: HashSet<UserId>,
 }
 
 pub(super) struct HubTask {

@@ -115,7 +115,7 @@ impl HubTask {
                 user,
                 login,
                 rooms,
-                blockers,
+                blocks,
                 outbox,
                 attached,
             } => {
@@ -131,7 +131,8 @@ impl HubTask {
                         login,
                         outbox,
                         rooms: HashSet::new(),
-                        blockers: blockers.into_iter().collect(),
+                        blockers: blocks.blockers.into_iter().collect(),
+                        blocking: blocks.blocking.into_iter().collect(),
                     },
                 );
                 for (room, head) in rooms {
