@@ -293,11 +293,15 @@ export function createActions({ store, api, settings, notify }) {
       notify(`${CHANGE_WORDS[failure.entry.type] ?? 'That'} did not work: ${failure.message}`);
     });
     client.on('typing', ({ room_id, user_id }) => {
+      // The server does not relay it from people I block; a block made this instant may race it.
+      if (state.blocked.has(user_id)) return;
       store.dispatch({ type: 'typing', roomId: room_id, userId: user_id, until: Date.now() + TYPING_SHOWN_MS });
       setTimeout(() => store.touch(`typing:${room_id}`), TYPING_SHOWN_MS + 50);
     });
     client.on('userUpdated', ({ profile }) => store.dispatch({ type: 'profileUpdated', user: profile }));
     client.on('presence', ({ user_id, status }) => store.dispatch({ type: 'presence', userId: user_id, status }));
+    // A block made or lifted from any of my sessions.
+    client.on('blockChanged', ({ user_id, blocked }) => store.dispatch({ type: 'blockChanged', userId: user_id, blocked }));
     client.on('read', ({ room_id, user_id, seq }) => store.dispatch({ type: 'read', roomId: room_id, userId: user_id, seq }));
     client.on('roomAdded', ({ room, seq }) => {
       addRoom({ ...room, last_read_seq: seq }, seq - 1);
@@ -480,6 +484,58 @@ export function createActions({ store, api, settings, notify }) {
     }
   }
 
+  /** Loads whom I block (their messages are collapsed from the first render). */
+  async function loadBlocks() {
+    try {
+      const blocks = await api.blocks();
+      store.dispatch({ type: 'usersSeen', users: blocks.map((b) => b.user) });
+      store.dispatch({ type: 'blocksLoaded', userIds: blocks.map((b) => b.user.id) });
+    } catch (error) {
+      report(error, 'Loading blocked users');
+    }
+  }
+
+  /** Blocks or unblocks a user; the store changes at once (the socket's `block_changed` agrees). */
+  async function setBlocked(userId, blocked) {
+    try {
+      if (blocked) await api.block(userId);
+      else await api.unblock(userId);
+    } catch (error) {
+      // Unblocking someone no longer blocked is what was wanted.
+      if (blocked || !(error instanceof ApiError && error.status === 404)) {
+        report(error, blocked ? 'Blocking' : 'Unblocking');
+        return false;
+      }
+    }
+    store.dispatch({ type: 'blockChanged', userId, blocked });
+    return true;
+  }
+
+  /**
+   * Settles a DM request sent to me (`accept` or `decline`), or closes a
+   * DM of mine (`close`): declined and closed DMs leave my list (the
+   * socket's `room_removed` agrees; a closed one comes back with its next
+   * message).
+   */
+  async function settleDm(roomId, action) {
+    try {
+      if (action === 'accept') {
+        await api.acceptDm(roomId);
+        const room = state.rooms.get(roomId);
+        if (room) store.dispatch({ type: 'roomUpserted', room: { ...room, request: false } });
+        return true;
+      }
+      leaving.add(roomId);
+      await (action === 'decline' ? api.declineDm(roomId) : api.closeDm(roomId));
+      forgetRoom(roomId);
+      return true;
+    } catch (error) {
+      leaving.delete(roomId);
+      report(error, { accept: 'Accepting', decline: 'Declining', close: 'Closing' }[action]);
+      return false;
+    }
+  }
+
   async function startDm(user) {
     const room = await api.openDm(user.id);
     // Read markers come with the room list; opening the DM marks it read.
@@ -525,7 +581,7 @@ export function createActions({ store, api, settings, notify }) {
     collectBlobs().then(kickUploads);
     // Each room listed gives the client its head as REST shows it now; the
     // first sync replays whatever happens after, so nothing falls between.
-    await loadRooms();
+    await Promise.all([loadRooms(), loadBlocks()]);
     if (client !== chatClient) return; // logged out meanwhile
     chatClient.start();
     const last = localStorage.getItem(lastRoomKey());
@@ -545,6 +601,9 @@ export function createActions({ store, api, settings, notify }) {
     report,
     start,
     stop,
+    loadBlocks,
+    setBlocked,
+    settleDm,
     get client() {
       return client;
     },

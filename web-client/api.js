@@ -421,6 +421,36 @@ export class Api {
     return this.call('GET', '/v1/users/me');
   }
 
+  /** @param {string} roomId accepts the DM request sent to me there */
+  acceptDm(roomId) {
+    return this.call('POST', `/v1/dms/${encodeURIComponent(roomId)}/accept`);
+  }
+
+  /** @param {string} roomId declines the DM request sent to me there */
+  declineDm(roomId) {
+    return this.call('POST', `/v1/dms/${encodeURIComponent(roomId)}/decline`);
+  }
+
+  /** @param {string} roomId hides my DM until its next message */
+  closeDm(roomId) {
+    return this.call('POST', `/v1/dms/${encodeURIComponent(roomId)}/close`);
+  }
+
+  /** @returns {Promise<object[]>} the users I block, newest first: `{user, blocked_at}` */
+  blocks() {
+    return this.call('GET', '/v1/users/me/blocks');
+  }
+
+  /** @param {string} userId blocks them (again: nothing changes) */
+  block(userId) {
+    return this.call('PUT', `/v1/users/me/blocks/${encodeURIComponent(userId)}`);
+  }
+
+  /** @param {string} userId lifts my block of them */
+  unblock(userId) {
+    return this.call('DELETE', `/v1/users/me/blocks/${encodeURIComponent(userId)}`);
+  }
+
   /** @returns {Promise<object[]>} my rooms, with `last_seq`, `last_read_seq` and `role` */
   myRooms() {
     return this.call('GET', '/v1/rooms');

@@ -21,6 +21,8 @@ import { mountAdmin } from './view-admin.js';
 import { mountComposer } from './view-composer.js';
 import { mountDialogs } from './view-dialogs.js';
 import { mountMembers } from './view-members.js';
+import { mountBlocksDialog } from './view-blocks.js';
+import { mountRequests } from './view-requests.js';
 import { mountMessages } from './view-messages.js';
 import { mountPins } from './view-pins.js';
 import { mountRoom } from './view-room.js';
@@ -29,6 +31,7 @@ import { mountSettings } from './view-settings.js';
 import { mountUserLookup } from './user-lookup.js';
 import { profileSection } from './settings-profile.js';
 import { passwordSection } from './settings-password.js';
+import { blocksSection } from './settings-blocks.js';
 import { sessionsSection } from './settings-sessions.js';
 import { deleteSection } from './settings-delete.js';
 import { mountSidebar } from './view-sidebar.js';
@@ -72,7 +75,9 @@ mountSidebar({
     !el.messages.hidden &&
     el.messages.scrollHeight - el.messages.scrollTop - el.messages.clientHeight < 80,
 });
-mountMembers({ store });
+mountMembers({ store, actions });
+mountBlocksDialog({ store, actions });
+mountRequests({ store, actions, confirm });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
@@ -80,7 +85,7 @@ const adminView = mountAdmin({ api, store, notify });
 // Names for senders who are no longer members (left, or deleted).
 mountUserLookup({ store, api });
 // The settings page, one section a module, in the order shown.
-mountSettings({ store, api, notify, confirm, sections: [profileSection, passwordSection, sessionsSection, deleteSection] });
+mountSettings({ store, api, notify, confirm, sections: [profileSection, passwordSection, sessionsSection, blocksSection(actions), deleteSection] });
 
 // --- signing in and out -------------------------------------------------------------------
 

@@ -335,7 +335,7 @@ export function newClientId() {
  * - `roomAdded` `{room, seq}` and `roomRemoved` `{room_id}`;
  * - `error` an `error` frame that is not about a pending send;
  * - `authFailed` the token could not be obtained (logged out): the client stopped.
- * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'error'|'authFailed'} ChatEventType
+ * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'blockChanged'|'error'|'authFailed'} ChatEventType
  */
 
 /**
@@ -854,6 +854,8 @@ export class ChatClient {
         return this.#emit(frame.type, frame);
       case 'user_updated':
         return this.#emit('userUpdated', frame);
+      case 'block_changed':
+        return this.#emit('blockChanged', frame);
       default:
         return undefined; // pong, and frames of later protocol versions
     }

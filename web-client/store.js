@@ -35,6 +35,8 @@ function emptyState() {
     readMarks: new Map(),
     /** @type {Map<string, 'online'|'offline'>} */
     presence: new Map(),
+    /** @type {Set<string>} the users I block: their messages are collapsed and count for nothing */
+    blocked: new Set(),
     /** @type {Map<string, Map<string, number>>} room id → (user id → shown until) */
     typing: new Map(),
     /** @type {Map<string, {loaded: boolean, stale: boolean, items: object[]}>} room id → its pinned messages */
@@ -139,6 +141,18 @@ export const reducers = {
   loggedOut(state, _action, mark) {
     Object.assign(state, emptyState());
     mark('me', 'rooms', 'current', 'connection');
+  },
+
+  // --- blocks ----------------------------------------------------------------------
+  blocksLoaded(state, { userIds }, mark) {
+    state.blocked = new Set(userIds);
+    mark('blocks', 'rooms', ...[...state.rooms.keys()].map((id) => `timeline:${id}`));
+  },
+
+  blockChanged(state, { userId, blocked }, mark) {
+    if (blocked) state.blocked.add(userId);
+    else state.blocked.delete(userId);
+    mark('blocks', 'rooms', ...[...state.rooms.keys()].map((id) => `timeline:${id}`));
   },
 
   connection(state, { status }, mark) {
@@ -449,6 +463,11 @@ export function roomName(state, room) {
   return partner ? userName(state, partner) : 'Direct message';
 }
 
+/** @returns {boolean} whether I block this user */
+export function isBlocked(state, userId) {
+  return state.blocked.has(userId);
+}
+
 /** @returns {boolean} */
 export function isOnline(state, userId) {
   if (userId === state.me?.id) return state.connection.state === 'online';
@@ -457,6 +476,7 @@ export function isOnline(state, userId) {
 
 /** @returns {boolean} whether a message mentions me (by name, or the room) */
 export function mentionsMe(state, item) {
+  if (state.blocked.has(item.sender)) return false;
   return item.type === 'message' && !item.deleted && item.sender !== state.me?.id && (item.mentions_room || (item.mentions ?? []).includes(state.me?.id));
 }
 
@@ -478,7 +498,8 @@ export function unreadCounts(state, room) {
   const items = timelineOf(state, room.id).items();
   for (let i = items.length - 1; i >= 0 && items[i].seq > from; i -= 1) {
     const item = items[i];
-    if (item.type !== 'message' || item.sender === state.me.id) continue;
+    // What people I block write counts for nothing (the api's counts agree).
+    if (item.type !== 'message' || item.sender === state.me.id || state.blocked.has(item.sender)) continue;
     unread += 1;
     if (mentionsMe(state, item)) mentions += 1;
   }

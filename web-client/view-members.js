@@ -1,17 +1,21 @@
 /**
  * The open room's members: online first, each with a presence dot, their
- * avatar if they have one, the display name beside the `@username`, and a
- * role other than member.
+ * avatar if they have one, the display name beside the `@username`, a
+ * role other than member, and (for everyone but me) Block or Unblock.
  *
  * @module view-members
  */
 
 import { byId, h, reconcile } from './dom.js';
-import { currentRoom, isOnline, userName } from './store.js';
+import { currentRoom, isBlocked, isOnline, userName } from './store.js';
 import { requestReport } from './view-admin.js';
 
-/** @param {{store: import('./store.js').Store}} deps */
-export function mountMembers({ store }) {
+/**
+ * @param {object} deps
+ * @param {import('./store.js').Store} deps.store
+ * @param {ReturnType<import('./actions.js').createActions>} deps.actions
+ */
+export function mountMembers({ store, actions }) {
   const { state } = store;
   const list = byId('member-list');
   const rows = new Map();
@@ -19,7 +23,7 @@ export function mountMembers({ store }) {
 
   function render(_state, changed) {
     const room = currentRoom(state);
-    if (room?.id === shownRoomId && !['current', 'users', 'presence', 'connection', `members:${room?.id}`].some((t) => changed.has(t))) return;
+    if (room?.id === shownRoomId && !['current', 'users', 'presence', 'connection', 'blocks', `members:${room?.id}`].some((t) => changed.has(t))) return;
     shownRoomId = room?.id ?? null;
     const members = room ? state.members.get(room.id) : null;
     const items = members
@@ -32,16 +36,31 @@ export function mountMembers({ store }) {
           avatar: state.users.get(id)?.avatar ?? null,
           me: id === state.me?.id,
           online: isOnline(state, id),
+          blocked: isBlocked(state, id),
         }))
       : [];
     items.sort((a, b) => Number(b.online) - Number(a.online) || a.name.localeCompare(b.name));
     reconcile(list, items, memberRow, rows);
   }
 
+  function memberRow(row) {
+    const item = memberItem(row);
+    if (!row.me) {
+      const toggle = h('button', { type: 'button', className: 'ghost small block-toggle' }, row.blocked ? 'Unblock' : 'Block');
+      toggle.title = row.blocked ? `Show ${row.name}'s messages again` : `Stop hearing from ${row.name}`;
+      toggle.addEventListener('click', async () => {
+        toggle.disabled = true;
+        if (!(await actions.setBlocked(row.id, !row.blocked))) toggle.disabled = false;
+      });
+      item.append(toggle);
+    }
+    return item;
+  }
+
   store.subscribe(render);
 }
 
-function memberRow(row) {
+function memberItem(row) {
   return h(
     'li',
     { dataset: { userId: row.id } },

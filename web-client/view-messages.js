@@ -57,6 +57,8 @@ export function mountMessages({ store, actions, confirm, notify }) {
   let pickerFor = null;
   /** The message jumped to, highlighted until then (kept if its row is built again). */
   let highlighted = null;
+  /** Messages of people I block that I chose to see anyway, by event id. */
+  const revealed = new Set();
 
   // --- rendering -------------------------------------------------------------------
 
@@ -79,7 +81,7 @@ export function mountMessages({ store, actions, confirm, notify }) {
       forceBottom = true;
       shownPrepends = timelineOf(state, id).prepends;
       closePicker();
-    } else if (!['current', `timeline:${id}`, `members:${id}`, 'outbox', 'users', 'ui'].some((t) => changed.has(t))) {
+    } else if (!['current', `timeline:${id}`, `members:${id}`, 'outbox', 'users', 'ui', 'blocks'].some((t) => changed.has(t))) {
       return;
     }
     const tl = timelineOf(state, id);
@@ -118,6 +120,12 @@ export function mountMessages({ store, actions, confirm, notify }) {
     for (const event of tl.items()) {
       // A DM's two members arrive with it; "X added Y" there says nothing.
       if (direct && event.type === 'member_joined') continue;
+      if (event.type === 'message' && state.blocked.has(event.sender) && !revealed.has(event.id)) {
+        // The log is the log, but what people I block write stays folded.
+        previous = { key: `s:${event.seq}`, kind: 'blocked', seq: event.seq, id: event.id };
+        items.push(previous);
+        continue;
+      }
       const item = event.type === 'message' ? messageItem(room, tl, event, previous, edits, deletes) : noticeItem(event);
       if (item.mine && event.client_id) mine.add(event.client_id);
       items.push(item);
@@ -252,9 +260,34 @@ export function mountMessages({ store, actions, confirm, notify }) {
   // --- rows ---------------------------------------------------------------------------
 
   function buildRow(roomId, item) {
+    if (item.kind === 'blocked') return blockedRow(roomId, item);
     return item.kind === 'notice'
       ? h('li', { className: 'notice', dataset: { key: item.key, seq: item.seq } }, item.text)
       : messageRow(roomId, item);
+  }
+
+  /** A message from someone I block, folded: shown only when asked. */
+  function blockedRow(roomId, item) {
+    return h(
+      'li',
+      { className: 'blocked-message', dataset: { key: item.key, seq: item.seq, id: item.id } },
+      h('span', { className: 'hint' }, 'Message from a blocked user'),
+      ' — ',
+      h(
+        'button',
+        {
+          type: 'button',
+          className: 'link',
+          on: {
+            click: () => {
+              revealed.add(item.id);
+              store.touch(`timeline:${roomId}`);
+            },
+          },
+        },
+        'show',
+      ),
+    );
   }
 
   function messageRow(roomId, item) {

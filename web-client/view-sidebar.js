@@ -35,7 +35,8 @@ export function mountSidebar({ store, actions, isReading }) {
     const rooms = [...state.rooms.values()].map(rowData);
     const byName = (a, b) => a.name.localeCompare(b.name);
     reconcile(el.rooms, rooms.filter((row) => row.kind !== 'direct').sort(byName), roomRow, roomRows);
-    reconcile(el.dms, rooms.filter((row) => row.kind === 'direct').sort(byName), roomRow, dmRows);
+    // DM requests to me are listed apart (view-requests.js).
+    reconcile(el.dms, rooms.filter((row) => row.kind === 'direct' && !row.request).sort(byName), roomRow, dmRows);
     const unread = rooms.reduce((sum, row) => sum + row.unread, 0);
     document.title = unread ? `(${unread}) chat` : 'chat';
   }
@@ -48,6 +49,7 @@ export function mountSidebar({ store, actions, isReading }) {
       key: room.id,
       id: room.id,
       kind: room.kind,
+      request: Boolean(room.request),
       name: roomName(state, room),
       unread: counts.unread,
       mentions: counts.mentions,

@@ -47,6 +47,15 @@ impl AppState {
         }
     }
 
+    /// Tells `user` they have `room` now, its events from `seq` on.
+    pub(crate) fn announce_added(&self, user: UserId, room: &chat_shared::model::Room, seq: i64) {
+        let frame = ServerFrame::RoomAdded {
+            room: room.clone(),
+            seq,
+        };
+        self.tell(user, &frame);
+    }
+
     /// Tells `user` that `room` is gone for them.
     pub(crate) fn announce_removed(&self, user: UserId, room: RoomId) {
         self.tell(user, &ServerFrame::RoomRemoved { room_id: room });

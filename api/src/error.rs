@@ -143,6 +143,23 @@ impl ApiError {
         )
     }
 
+    /// A 403 for an act between two users one of whom blocks the other (a
+    /// DM, a message in it, an invitation by the blocked user).
+    pub fn blocked(action: &str) -> Self {
+        Self::Forbidden(
+            "blocked",
+            format!("you cannot {action}: one of you blocks the other"),
+        )
+    }
+
+    /// A 403 for a message in a DM request its recipient declined.
+    pub fn dm_declined() -> Self {
+        Self::Forbidden(
+            "dm_declined",
+            "they declined your message request; you cannot write to them here".into(),
+        )
+    }
+
     /// A 403 for a role too low for the action.
     pub fn insufficient_role(action: &str) -> Self {
         Self::Forbidden(

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chat_shared::bus::Topic;
-use chat_shared::model::RoomEvent;
+use chat_shared::model::{RoomEvent, RoomId, UserId};
 use chat_shared::protocol::ServerFrame;
 use chat_shared::store::{Appended, Submitted};
 use chat_shared::telemetry;
@@ -41,6 +41,9 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// `store.append` spans (none without traces).
 pub struct Pending {
     pub client_id: String,
+    /// The members of a DM this message lists it for (its first message,
+    /// or the next after they closed it): told `room_added` once it commits.
+    pub listed_for: Vec<UserId>,
     pub submitted: Submitted,
     /// When the append was submitted: its latency is measured to the
     /// answer, as `chat_store_query_seconds{op="append_message"}`.
@@ -127,6 +130,7 @@ async fn acknowledge(ctx: Arc<Context>, outbox: Outbox, mut items: mpsc::Receive
             Item::Append(pending) => {
                 let Pending {
                     client_id,
+                    listed_for,
                     submitted,
                     at,
                     span,
@@ -135,7 +139,7 @@ async fn acknowledge(ctx: Arc<Context>, outbox: Outbox, mut items: mpsc::Receive
                 let appended = submitted.answer().instrument(store_span.clone()).await;
                 chat_shared::metrics::store_answered("append_message", at, &appended);
                 telemetry::record_append(&store_span, &appended);
-                answer(&ctx, &outbox, client_id, appended)
+                answer(&ctx, &outbox, client_id, appended, listed_for)
                     .instrument(span)
                     .await
             }
@@ -156,10 +160,11 @@ async fn answer(
     outbox: &Outbox,
     client_id: String,
     appended: chat_shared::Result<Appended>,
+    listed_for: Vec<UserId>,
 ) {
     let reference = Some(client_id.clone());
-    let event = match appended {
-        Ok(appended) => appended.event,
+    let (event, created) = match appended {
+        Ok(appended) => (appended.event, appended.created),
         Err(e) => {
             let frame = match e {
                 chat_shared::Error::NotMember => {
@@ -184,7 +189,30 @@ async fn answer(
             return;
         }
     };
+    let room = event.room_id;
     deliver(ctx, outbox, client_id, event).await;
+    if created && !listed_for.is_empty() {
+        announce_listed(ctx, room, &listed_for).await;
+    }
+}
+
+/// Tells the members a DM's message just listed it for that they have it
+/// now, from its start (as the api tells a join), so their gateways
+/// deliver it and their clients list it. Best effort, like every
+/// announcement: a client that misses it finds the DM in its next `hello`.
+async fn announce_listed(ctx: &Context, room: RoomId, users: &[UserId]) {
+    let room = match ctx.store.room(room).await {
+        Ok(Some(room)) => room,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot announce a DM");
+            return;
+        }
+    };
+    let frame = frame_bytes(&ServerFrame::RoomAdded { room, seq: 1 });
+    for user in users {
+        ctx.publisher.publish(Topic::User(*user), frame.clone());
+    }
 }
 
 /// Acknowledges a committed event (a message, or a change of one) to its

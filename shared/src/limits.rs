@@ -60,6 +60,9 @@ pub enum Action {
     /// A change of one's own profile (display name, avatar), which every
     /// user sharing a room with them is told of; sized like invites.
     Profile,
+    /// Blocking or unblocking a user, sized like invites (each tells every
+    /// gateway of the other user).
+    Block,
 }
 
 impl Action {
@@ -74,6 +77,7 @@ impl Action {
             Self::Search => metrics::scope::SEARCHES,
             Self::Report => metrics::scope::REPORTS,
             Self::Profile => metrics::scope::PROFILE,
+            Self::Block => metrics::scope::BLOCKS,
         }
     }
 }
@@ -85,8 +89,8 @@ pub struct Budgets {
     pub send_per_second: u32,
     /// `CHAT_SEND_BURST`: sends at once.
     pub send_burst: u32,
-    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations and DM
-    /// opens per user per minute (each its own budget).
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM
+    /// opens and blocks per user per minute (each its own budget).
     pub action_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
     pub action_burst: u32,
@@ -131,6 +135,7 @@ pub struct UserLimits {
     search: DefaultKeyedRateLimiter<UserId>,
     report: DefaultKeyedRateLimiter<UserId>,
     profile: DefaultKeyedRateLimiter<UserId>,
+    block: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -149,6 +154,7 @@ impl UserLimits {
             upload: RateLimiter::keyed(action),
             report: RateLimiter::keyed(action),
             profile: RateLimiter::keyed(action),
+            block: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
             ),
@@ -183,6 +189,7 @@ impl UserLimits {
             Action::Search => &self.search,
             Action::Report => &self.report,
             Action::Profile => &self.profile,
+            Action::Block => &self.block,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -202,6 +209,7 @@ impl UserLimits {
             &self.search,
             &self.report,
             &self.profile,
+            &self.block,
             &self.sync,
         ];
         for limiter in all {

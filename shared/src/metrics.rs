@@ -113,6 +113,8 @@ pub mod scope {
     pub const REPORTS: &str = "reports";
     /// A user's profile changes (display name, avatar).
     pub const PROFILE: &str = "profile";
+    /// A user's blocks and unblocks.
+    pub const BLOCKS: &str = "blocks";
     /// A gateway's `CHAT_MAX_CONNECTIONS`.
     pub const CONNECTIONS: &str = "connections";
     /// The api's register/login/refresh limit per client address.

@@ -208,6 +208,10 @@ pub struct MyRoom {
     /// Of those, the ones that mention me or `@room` (as they read now:
     /// an edit that drops my name drops the count).
     pub unread_mentions: i64,
+    /// A DM opened to me by someone who shared no room with me, which I
+    /// have not accepted yet: listed among requests.
+    #[serde(default)]
+    pub request: bool,
 }
 
 /// How many events after a read marker are looked at to count what is
@@ -660,4 +664,14 @@ mod tests {
         assert!(check_message_content("", &many, 100).is_err());
         assert!(check_message_content("", &many[1..], 100).is_ok());
     }
+}
+
+/// A user I block, for my list of blocked users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BlockedUser {
+    /// Whom I block.
+    pub user: User,
+    /// Since when.
+    #[serde(with = "time::serde::rfc3339")]
+    pub blocked_at: OffsetDateTime,
 }

@@ -292,6 +292,14 @@ pub enum ServerFrame {
         /// The room.
         room_id: RoomId,
     },
+    /// I blocked or unblocked `user_id` (from any of my sessions), so each
+    /// of my clients collapses or shows their messages again.
+    BlockChanged {
+        /// Whom.
+        user_id: UserId,
+        /// Blocked now?
+        blocked: bool,
+    },
     /// Answer to `ping`.
     Pong,
     /// Someone I share a room with (or I myself, from another device)

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chat_shared::limits::Action;
 use chat_shared::model::{AttachmentId, EventId, RoomEvent, RoomId};
-use chat_shared::store::{NewMessage, Page};
+use chat_shared::store::{DirectSend, NewMessage, Page};
 use chat_shared::telemetry;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -128,7 +128,7 @@ async fn history(
     responses(
         (status = 201, body = RoomEvent),
         (status = 200, description = "a retry: the original event", body = RoomEvent),
-        (status = 403, body = ErrorBody),
+        (status = 403, description = "not a member; `blocked`: a DM one of whose members blocks the other; `dm_declined`: my DM request was declined", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 429, description = "over CHAT_SEND_RATE_PER_SECOND / CHAT_SEND_BURST", body = ErrorBody)))]
@@ -146,6 +146,14 @@ async fn send(
         &req.attachments,
         state.config.common.max_body_chars,
     )?;
+    // Consent of a direct room's pair, read before the append (a block
+    // committing in between lets this one message through).
+    let unlisted = match state.store.direct_send(id, me.id).await? {
+        DirectSend::Blocked => return Err(ApiError::blocked("write in this DM")),
+        DirectSend::Declined => return Err(ApiError::dm_declined()),
+        DirectSend::Open { unlisted } => unlisted,
+        DirectSend::NotDirect => Vec::new(),
+    };
     // Membership is checked by the append itself, atomically with the seq
     // allocation, so a member kicked a moment ago cannot slip one in.
     let span = telemetry::store_append(id);
@@ -171,6 +179,9 @@ async fn send(
     // Announced on a retry too: it heals a first attempt whose publish was
     // lost; gateways drop the duplicate by seq.
     state.announce(&appended.event).await;
+    if appended.created {
+        super::dms::announce_listed(&state, id, &unlisted).await;
+    }
     let status = if appended.created {
         StatusCode::CREATED
     } else {

@@ -93,7 +93,7 @@ async fn members(
     request_body = Invite,
     responses(
         (status = 201, body = RoomEvent),
-        (status = 403, body = ErrorBody),
+        (status = 403, description = "`blocked`: that user blocks me; or my role", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
         (status = 429, description = "over CHAT_ACTION_RATE_PER_MINUTE", body = ErrorBody)))]
@@ -120,6 +120,10 @@ async fn invite(
     // A deleted account is nobody to invite.
     if state.store.is_erased(req.user_id).await? {
         return Err(ApiError::NotFound("user"));
+    }
+    // Whoever blocks me cannot be added to a room by me.
+    if state.store.blocks(req.user_id, me.id).await? {
+        return Err(ApiError::blocked("add this user to a room"));
     }
     let event = state
         .store

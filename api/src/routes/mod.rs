@@ -6,6 +6,7 @@ mod admin;
 mod attachments;
 mod auth;
 mod avatar;
+mod blocks;
 mod dms;
 mod events;
 mod health;
@@ -62,6 +63,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(users::router())
         .merge(account::router())
         .merge(avatar::router())
+        .merge(blocks::router())
         .merge(rooms::router())
         .merge(members::router())
         .merge(dms::router())

@@ -84,11 +84,18 @@ async fn opening_a_dm_creates_one_direct_room_for_both(backend: Backend) {
         assert_eq!(again, room);
     }
     assert_eq!(api.snapshot().await, before);
+    // Listed for nobody until its first message (lazy creation).
+    for user in [&alice, &bob] {
+        assert!(my_direct_rooms(&api, user).await.is_empty());
+    }
+    api.send(&alice, id, "a1", "hello").await;
     for user in [&alice, &bob] {
         let direct = my_direct_rooms(&api, user).await;
         assert_eq!(direct.len(), 1, "{direct:?}");
         assert_eq!(direct[0]["id"], id);
         assert_eq!(direct[0]["role"], "member");
+        // Bob opened it too, which accepted alice's request.
+        assert_eq!(direct[0]["request"], false);
     }
     // DMs stay out of the public directory.
     let public = expect_status(api.get("/v1/rooms/public", &alice).await, StatusCode::OK).await;
@@ -127,14 +134,15 @@ async fn concurrent_opens_from_both_sides_create_one_room(backend: Backend) {
     assert_eq!(created, 1);
 
     // One room, holding its two members and nothing from the losers.
+    let events = api.log(&alice, &ids[0]).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1]["seq"], 2);
+    api.send(&bob, &ids[0], "b1", "hi").await;
     for user in [&alice, &bob] {
         let direct = my_direct_rooms(&api, user).await;
         assert_eq!(direct.len(), 1, "{direct:?}");
         assert_eq!(direct[0]["id"], ids[0].as_str());
     }
-    let events = api.log(&alice, &ids[0]).await;
-    assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!(events[1]["seq"], 2);
 }
 
 async fn no_dm_with_yourself_or_with_nobody(backend: Backend) {

@@ -13,7 +13,6 @@ both_shapes!(
     a_kicked_member_gets_nothing_more_from_the_room,
     joining_over_rest_starts_live_delivery,
     an_invitation_to_a_private_room_starts_live_delivery,
-    an_opened_dm_starts_live_delivery,
     leaving_banning_and_deleting_remove_the_room,
     typing_is_relayed_to_the_other_members,
     read_markers_are_stored_relayed_and_capped,
@@ -243,39 +242,6 @@ async fn an_invitation_to_a_private_room_starts_live_delivery(setup: Setup) {
         assert_eq!(event["sender"], alice.id.as_str());
         picks_up_live(client, &mut a, &room, user, &event).await;
     }
-}
-
-async fn an_opened_dm_starts_live_delivery(setup: Setup) {
-    let cluster = TestCluster::start(setup).await;
-    let alice = cluster.user("alice").await;
-    let bob = cluster.user("bob").await;
-    let mut a = cluster.connect(&alice, 0).await;
-    let mut b = cluster.connect(&bob, spread(&cluster, 1)).await;
-
-    let (status, dm) = cluster
-        .rest(&alice, "POST", "/v1/dms", json!({ "user_id": bob.id }))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{dm}");
-    let room = dm["id"].as_str().unwrap().to_owned();
-    let (_, page) = cluster
-        .rest(
-            &alice,
-            "GET",
-            &format!("/v1/rooms/{room}/events?after=0"),
-            json!(null),
-        )
-        .await;
-    let bob_joined = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "member_joined" && e["user"] == bob.id)
-        .unwrap_or_else(|| panic!("no member_joined for bob: {page}"))
-        .clone();
-    picks_up_live(&mut b, &mut a, &room, &bob, &bob_joined).await;
-    // The opener is in it live as well.
-    let ack = b.send_message(&room, "reply", "hi alice").await;
-    assert_eq!(message(&mut a, &room, "reply").await["seq"], ack["seq"]);
 }
 
 async fn leaving_banning_and_deleting_remove_the_room(setup: Setup) {

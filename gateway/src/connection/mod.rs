@@ -19,7 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::context::Context;
 use crate::delivery::envelope::FrameKind;
-use crate::hub::ConnectionKey;
+use crate::hub::{BlockLists, ConnectionKey};
 use crate::inbound;
 use crate::inbound::now_millis;
 use crate::outbox::{Outbox, Queue};
@@ -156,7 +156,7 @@ async fn open(
     write: &mut Sink,
     connection: &mut crate::metrics::Connection,
 ) -> Option<Opened> {
-    let (user, heads) = match greet(ctx, &claims).await {
+    let (user, heads, blocks) = match greet(ctx, &claims).await {
         Ok(greeting) => greeting,
         Err(e) => {
             tracing::warn!(error = %e, "session could not start");
@@ -170,7 +170,14 @@ async fn open(
     // published afterwards (typing, read markers, signals have no replay).
     let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
     ctx.hub
-        .attach(key, user.id, claims.sid, rooms.clone(), outbox.clone())
+        .attach(
+            key,
+            user.id,
+            claims.sid,
+            rooms.clone(),
+            blocks,
+            outbox.clone(),
+        )
         .await;
     let hello = ServerFrame::Hello {
         session_id: key.to_string(),
@@ -192,8 +199,9 @@ async fn open(
     })
 }
 
-/// Who the user is and where their rooms stand.
-async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec<RoomHead>)> {
+/// Who the user is, where their rooms stand, who blocks them and whom
+/// they block.
+async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<Greeting> {
     let id = claims.sub;
     ctx.on_home(move |store| async move {
         let user = store.user(id).await?.ok_or(chat_shared::Error::NotFound)?;
@@ -206,10 +214,21 @@ async fn greet(ctx: &Context, claims: &Claims) -> chat_shared::Result<(User, Vec
                 last_seq: r.room.last_seq,
             })
             .collect();
-        Ok((user, heads))
+        let blockers = store.blockers_of(id).await?;
+        let blocking = store
+            .blocked_users(id)
+            .await?
+            .into_iter()
+            .map(|b| b.user.id)
+            .collect();
+        Ok((user, heads, BlockLists { blockers, blocking }))
     })
     .await
 }
+
+/// What `greet` reads: the user, their rooms' heads, who blocks them,
+/// whom they block.
+type Greeting = (User, Vec<RoomHead>, BlockLists);
 
 async fn write_text(write: &mut Sink, text: &[u8]) -> Result<(), Gone> {
     write.push(Frame::text(Payload::Borrowed(text)));

@@ -186,6 +186,9 @@ pub enum Envelope {
     Ephemeral {
         /// Its type.
         kind: FrameKind,
+        /// Who is typing (for typing only: not shown to those who block
+        /// them).
+        from: Option<UserId>,
         /// The frame.
         frame: Bytes,
     },
@@ -212,6 +215,23 @@ pub enum Envelope {
         /// The login session.
         session: SessionId,
     },
+    /// To a user: they blocked `user` (or no longer do), from one of
+    /// their sessions; their clients get the frame too.
+    BlockChanged {
+        /// Whom.
+        user: UserId,
+        /// Blocked now?
+        blocked: bool,
+        /// The frame.
+        frame: Bytes,
+    },
+    /// To a user: `blocker` now blocks them (or no longer does).
+    Blocked {
+        /// Who.
+        blocker: UserId,
+        /// Blocks them now?
+        blocked: bool,
+    },
     /// Any other frame for a user (a signal, say).
     ToUser {
         /// Its type.
@@ -236,6 +256,9 @@ struct Head<'a> {
     room_id: Option<RoomId>,
     room: Option<RoomRef>,
     session_id: Option<SessionId>,
+    blocker: Option<UserId>,
+    user_id: Option<UserId>,
+    blocked: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -266,11 +289,25 @@ impl Envelope {
                 }),
                 _ => Self::Ephemeral {
                     kind: FrameKind::of(name),
+                    from: head.user_id.filter(|_| name == "typing"),
                     frame,
                 },
             },
             Topic::User(_) => match (name, head.room, head.room_id, head.session_id) {
                 (SessionEnded::TYPE, _, _, Some(session)) => Self::SessionEnded { session },
+                ("block_changed", _, _, _) if head.user_id.is_some() && head.blocked.is_some() => {
+                    Self::BlockChanged {
+                        user: head.user_id?,
+                        blocked: head.blocked?,
+                        frame,
+                    }
+                }
+                ("blocked_by" | "unblocked_by", _, _, _) if head.blocker.is_some() => {
+                    Self::Blocked {
+                        blocker: head.blocker?,
+                        blocked: name == "blocked_by",
+                    }
+                }
                 ("room_added", Some(room), _, _) => Self::RoomAdded {
                     room: room.id,
                     last_seq: room.last_seq,
@@ -292,6 +329,7 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_shared::bus::BlockNotice;
 
     fn room() -> RoomId {
         RoomId(uuid::Uuid::new_v4())
@@ -331,6 +369,16 @@ mod tests {
         };
         assert_eq!(kind(r#"{"type":"read","seq":4}"#), Some(FrameKind::Read));
         assert_eq!(kind(r#"{"type":"typing"}"#), Some(FrameKind::Typing));
+        let typist = UserId(uuid::Uuid::new_v4());
+        let json = format!(
+            r#"{{"type":"typing","room_id":"{}","user_id":"{}"}}"#,
+            room().0,
+            typist.0
+        );
+        assert!(matches!(
+            read(Topic::Room(room()), &json),
+            Some(Envelope::Ephemeral { from: Some(from), .. }) if from == typist
+        ));
     }
 
     #[test]
@@ -356,6 +404,24 @@ mod tests {
             Envelope::read(user, ended),
             Some(Envelope::SessionEnded { session })
         );
+        let blocker = UserId(uuid::Uuid::new_v4());
+        let json = format!(
+            r#"{{"type":"block_changed","user_id":"{}","blocked":true}}"#,
+            blocker.0
+        );
+        assert!(matches!(
+            read(user, &json),
+            Some(Envelope::BlockChanged { user, blocked: true, .. }) if user == blocker
+        ));
+        for (notice, blocked) in [
+            (BlockNotice::BlockedBy { blocker }, true),
+            (BlockNotice::UnblockedBy { blocker }, false),
+        ] {
+            assert_eq!(
+                Envelope::read(user, notice.to_bytes()),
+                Some(Envelope::Blocked { blocker, blocked })
+            );
+        }
         assert!(matches!(
             read(user, r#"{"type":"signal","from":"x"}"#),
             Some(Envelope::ToUser {

@@ -92,6 +92,7 @@ enum Command {
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
+        blocks: BlockLists,
         outbox: Outbox,
         /// Answered once the connection is routed.
         attached: oneshot::Sender<()>,
@@ -172,15 +173,16 @@ impl Hub {
         }
     }
 
-    /// Registers a connection and the rooms it starts with; returns once
-    /// the hub routes to it, so whatever is published after that reaches it
-    /// (the connection says `hello` only then).
+    /// Registers a connection, the rooms it starts with, who blocks its
+    /// user and whom they block; returns once the hub routes to it, so whatever is published
+    /// after that reaches it (the connection says `hello` only then).
     pub async fn attach(
         &self,
         key: ConnectionKey,
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
+        blocks: BlockLists,
         outbox: Outbox,
     ) {
         let (attached, routed) = oneshot::channel();
@@ -191,6 +193,7 @@ impl Hub {
                 user,
                 login,
                 rooms,
+                blocks,
                 outbox,
                 attached,
             },
@@ -265,6 +268,16 @@ impl Hub {
         // Only fails once the hub has stopped, i.e. during shutdown.
         let _ = shard.send(command).await;
     }
+}
+
+/// A connection's user's blocks, as read when it opens (the bus keeps
+/// them current after).
+#[derive(Debug, Default)]
+pub struct BlockLists {
+    /// The users who block them (who must not be seen online by them).
+    pub blockers: Vec<UserId>,
+    /// The users they block (whose typing is not shown to them).
+    pub blocking: Vec<UserId>,
 }
 
 /// The hub's timing knobs.

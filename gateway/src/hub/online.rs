@@ -37,6 +37,9 @@ impl HubTask {
             }
         }
         online.remove(&user);
+        if let Some(session) = self.connections.get(&key) {
+            online.retain(|other| !session.blockers.contains(other));
+        }
         for other in online {
             self.push(key, Outbound::Frame(presence_frame(other, true)));
         }
@@ -127,7 +130,8 @@ impl HubTask {
     }
 
     /// Sends a `presence` frame to the followers of the change's rooms, once
-    /// per connection, never to the user themselves.
+    /// per connection, never to the user themselves nor to those they
+    /// block.
     fn notify(&self, change: &Change) {
         let frame = presence_frame(change.user, change.online);
         let mut told = HashSet::new();
@@ -139,9 +143,36 @@ impl HubTask {
                 let Some(session) = self.connections.get(key) else {
                     continue;
                 };
-                if session.user != change.user && told.insert(*key) {
+                if session.user != change.user
+                    && !session.blockers.contains(&change.user)
+                    && told.insert(*key)
+                {
                     session.outbox.push(Outbound::Frame(frame.clone()));
                 }
+            }
+        }
+    }
+}
+
+impl HubTask {
+    /// `blocker` blocked (or unblocked) `user`: their connections here stop
+    /// (or start again) seeing the blocker's presence. A block shows the
+    /// blocker offline at once; an unblock shows them online if they are.
+    pub(super) fn on_block(&mut self, user: UserId, blocker: UserId, blocked: bool) {
+        let online = !blocked && self.presence.is_online(blocker);
+        for key in self.connections_of(user) {
+            let Some(session) = self.connections.get_mut(&key) else {
+                continue;
+            };
+            let changed = if blocked {
+                session.blockers.insert(blocker)
+            } else {
+                session.blockers.remove(&blocker)
+            };
+            if changed && (blocked || online) {
+                session
+                    .outbox
+                    .push(Outbound::Frame(presence_frame(blocker, !blocked)));
             }
         }
     }

@@ -37,9 +37,25 @@ impl HubTask {
         match (topic, envelope) {
             (_, Envelope::Presence(message)) => self.on_presence(topic, &message),
             (Topic::Room(room), Envelope::Event(event)) => self.offer(room, event, trace),
-            // Typing, read markers: ephemeral, no order to keep.
-            (Topic::Room(room), Envelope::Ephemeral { frame, .. }) => {
+            // Read markers: ephemeral, no order to keep.
+            (
+                Topic::Room(room),
+                Envelope::Ephemeral {
+                    frame, from: None, ..
+                },
+            ) => {
                 self.fan_out(room, |outbox| outbox.push(Outbound::Frame(frame.clone())));
+            }
+            // Typing: the same, but not to those who block the typist.
+            (
+                Topic::Room(room),
+                Envelope::Ephemeral {
+                    frame,
+                    from: Some(from),
+                    ..
+                },
+            ) => {
+                self.fan_out_unblocked(room, from, &frame);
             }
             (Topic::User(user), envelope) => self.on_user_message(user, envelope),
             (topic, _) => tracing::debug!(%topic, "a bus message out of place dropped"),
@@ -60,6 +76,23 @@ impl HubTask {
         }
         match envelope {
             Envelope::SessionEnded { session } => self.end_session(user, session),
+            Envelope::Blocked { blocker, blocked } => self.on_block(user, blocker, blocked),
+            Envelope::BlockChanged {
+                user: whom,
+                blocked,
+                frame,
+            } => {
+                for key in self.connections_of(user) {
+                    if let Some(session) = self.connections.get_mut(&key) {
+                        if blocked {
+                            session.blocking.insert(whom);
+                        } else {
+                            session.blocking.remove(&whom);
+                        }
+                    }
+                }
+                self.push_to_user(user, &frame);
+            }
             Envelope::RoomAdded {
                 room,
                 last_seq,
@@ -233,6 +266,21 @@ impl HubTask {
         });
         for (_, _, _, deliver) in run.drain(..) {
             deliver.record("chat.sockets", sockets as u64);
+        }
+    }
+
+    /// Pushes a frame from `from` to every follower of `room` whose user
+    /// does not block them.
+    fn fan_out_unblocked(&self, room: RoomId, from: UserId, frame: &Bytes) {
+        let Some(entry) = self.rooms.get(&room) else {
+            return;
+        };
+        for key in entry.followers.iter() {
+            if let Some(session) = self.connections.get(key) {
+                if !session.blocking.contains(&from) {
+                    session.outbox.push(Outbound::Frame(frame.clone()));
+                }
+            }
         }
     }
 

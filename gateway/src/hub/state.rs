@@ -46,6 +46,14 @@ pub(super) struct ConnectionEntry {
     pub(super) login: SessionId,
     pub(super) outbox: Outbox,
     pub(super) rooms: HashSet<RoomId>,
+    /// Users who block this connection's user: their presence is not
+    /// shown to it. Loaded at connect, kept current by the bus's
+    /// `blocked_by` / `unblocked_by` on the user's topic.
+    pub(super) blockers: HashSet<UserId>,
+    /// Users this connection's user blocks: their typing is not shown to
+    /// it. Loaded at connect, kept current by `block_changed` on the
+    /// user's topic.
+    pub(super) blocking: HashSet<UserId>,
 }
 
 pub(super) struct HubTask {

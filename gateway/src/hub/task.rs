@@ -115,6 +115,7 @@ impl HubTask {
                 user,
                 login,
                 rooms,
+                blocks,
                 outbox,
                 attached,
             } => {
@@ -130,6 +131,8 @@ impl HubTask {
                         login,
                         outbox,
                         rooms: HashSet::new(),
+                        blockers: blocks.blockers.into_iter().collect(),
+                        blocking: blocks.blocking.into_iter().collect(),
                     },
                 );
                 for (room, head) in rooms {

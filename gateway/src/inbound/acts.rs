@@ -6,7 +6,7 @@ use chat_shared::bus::Topic;
 use chat_shared::limits::Action;
 use chat_shared::model::{check_client_id, check_message_content, EventId, RoomId, UserId};
 use chat_shared::protocol::ServerFrame;
-use chat_shared::store::{MessageChange, NewMessage};
+use chat_shared::store::{DirectSend, MessageChange, NewMessage};
 use chat_shared::telemetry;
 use tracing::Instrument;
 
@@ -93,6 +93,10 @@ impl Handler {
             let frame = ServerFrame::error("validation_failed", message, reference);
             return self.in_flight.reply(&frame).await;
         }
+        let listed_for = match self.consent(room, reference.clone()).await {
+            Ok(unlisted) => unlisted,
+            Err(frame) => return self.in_flight.reply(&frame).await,
+        };
         self.ctx.ephemeral.sent(room, self.connection.user);
         // Durable before anything else: the ack, the fan-out and the
         // publish all wait for the commit (contract point 1).
@@ -108,6 +112,7 @@ impl Handler {
             Ok(submitted) => {
                 let pending = Pending {
                     client_id,
+                    listed_for,
                     submitted,
                     at,
                     span,
@@ -124,6 +129,50 @@ impl Handler {
                     reference,
                 );
                 self.in_flight.reply(&frame).await
+            }
+        }
+    }
+
+    /// Whether consent lets this connection's user write in `room`: in a
+    /// direct room one of whose pair blocks the other, no (`blocked`); in
+    /// a DM request the other declined, no (`dm_declined`). Yes, with the
+    /// DM's members its message will list it for (to be told once it
+    /// commits). Read before the append, so a block committing meanwhile
+    /// lets that one message through; group rooms are remembered and
+    /// never asked again.
+    async fn consent(
+        &mut self,
+        room: RoomId,
+        reference: Option<String>,
+    ) -> Result<Vec<UserId>, ServerFrame> {
+        if self.group_rooms.contains(&room) {
+            return Ok(Vec::new());
+        }
+        match self.ctx.store.direct_send(room, self.connection.user).await {
+            Ok(DirectSend::NotDirect) => {
+                if self.group_rooms.len() < super::GROUP_ROOMS_KNOWN {
+                    self.group_rooms.insert(room);
+                }
+                Ok(Vec::new())
+            }
+            Ok(DirectSend::Open { unlisted }) => Ok(unlisted),
+            Ok(DirectSend::Declined) => Err(ServerFrame::error(
+                "dm_declined",
+                "they declined your message request; you cannot write to them here",
+                reference,
+            )),
+            Ok(DirectSend::Blocked) => Err(ServerFrame::error(
+                "blocked",
+                "you cannot write here: one of you blocks the other",
+                reference,
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "consent check failed");
+                Err(ServerFrame::error(
+                    "unavailable",
+                    "the message was not stored; retry with the same client_id",
+                    reference,
+                ))
             }
         }
     }
@@ -227,19 +276,30 @@ impl Handler {
                 .error("rate_limited", "signalling too fast", None)
                 .await;
         }
-        match self.ctx.store.share_a_room(self.connection.user, to).await {
-            Ok(true) => self
+        let me = self.connection.user;
+        let checked = async {
+            if !self.ctx.store.share_a_room(me, to).await? {
+                return Ok(Some((
+                    "forbidden",
+                    "you can only signal users you share a room with",
+                )));
+            }
+            // Either way round: the blocked user cannot call the blocker,
+            // and the blocker does not call whom they block.
+            if self.ctx.store.blocked_between(me, to).await? {
+                return Ok(Some((
+                    "blocked",
+                    "you cannot call this user: one of you blocks the other",
+                )));
+            }
+            Ok::<_, chat_shared::Error>(None)
+        };
+        match checked.await {
+            Ok(None) => self
                 .ctx
                 .publisher
                 .publish(Topic::User(to), frame_bytes(&frame)),
-            Ok(false) => {
-                self.error(
-                    "forbidden",
-                    "you can only signal users you share a room with",
-                    None,
-                )
-                .await
-            }
+            Ok(Some((code, message))) => self.error(code, message, None).await,
             Err(e) => tracing::warn!(error = %e, "signal check failed"),
         }
     }

@@ -5,13 +5,14 @@
 //! [`InFlight`] task, so reading goes on while they commit; every other
 //! frame first waits for the sends before it.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_shared::limits::Action;
 use chat_shared::message_text;
-use chat_shared::model::{check_message_body, SessionId, UserId};
+use chat_shared::model::{check_message_body, RoomId, SessionId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
 use chat_shared::store::{MessageChange, NewMessage};
 use fastwebsockets::OpCode;
@@ -144,7 +145,15 @@ struct Handler {
     in_flight: InFlight,
     /// Whether the writer has been told that live delivery may start.
     live: bool,
+    /// Rooms this connection sent to that are not direct rooms of its
+    /// user, so their sends need no consent check (a block closes DMs
+    /// only): one store read per room, not per send. At most
+    /// [`GROUP_ROOMS_KNOWN`]; past that, the rest are asked each time.
+    group_rooms: HashSet<RoomId>,
 }
+
+/// How many rooms a connection remembers as not direct.
+const GROUP_ROOMS_KNOWN: usize = 1024;
 
 impl Handler {
     fn new(ctx: Arc<Context>, connection: Connection) -> Self {
@@ -154,6 +163,7 @@ impl Handler {
             connection,
             in_flight,
             live: false,
+            group_rooms: HashSet::new(),
         }
     }
 

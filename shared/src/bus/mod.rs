@@ -63,6 +63,32 @@ impl SessionEnded {
     }
 }
 
+/// What the api publishes on a user's topic when someone blocks or
+/// unblocks them: every gateway holding their sockets stops or resumes
+/// showing them that person's presence. Gateways act on it; no client ever
+/// receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BlockNotice {
+    /// `blocker` now blocks the topic's user.
+    BlockedBy {
+        /// Who blocks them.
+        blocker: UserId,
+    },
+    /// `blocker` no longer blocks the topic's user.
+    UnblockedBy {
+        /// Who blocked them.
+        blocker: UserId,
+    },
+}
+
+impl BlockNotice {
+    /// The message as published.
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("a user id serialises"))
+    }
+}
+
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -29,7 +29,7 @@ use crate::admin::{
 use crate::model::{AuditId, EventId, ReportId, Role, RoomId, UserId};
 
 const ACCOUNT_COLUMNS: &str =
-    "SELECT id, username, display_name, created_at, server_role, deactivated_at FROM users";
+    "SELECT id, username, display_name, created_at, avatar, server_role, deactivated_at FROM users";
 
 /// A member's room role and the server role that counts (none while
 /// deactivated), in one read; no row: no such user.

@@ -9,16 +9,16 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    AdminStore, Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore,
-    NewAttachment, NewMessage, NewRoom, NewUser, Page, ProfileStore, ReadMark, RefreshToken,
-    Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Store,
-    StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
+    AdminStore, Appended, AttachmentStore, BlockStore, Credentials, DirectSend, DmStore, Health,
+    MessageChange, MessageStore, NewAttachment, NewMessage, NewRoom, NewUser, Page, ProfileStore,
+    ReadMark, RefreshToken, Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session,
+    SessionStore, Store, StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
 };
 use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
 use crate::metrics::store_call;
 use crate::model::{
-    AttachmentId, AuditId, Ban, EventId, LeaveReason, Member, MyRoom, ReportId, Role, Room,
-    RoomEvent, RoomId, SessionId, User, UserId,
+    AttachmentId, AuditId, Ban, BlockedUser, EventId, LeaveReason, Member, MyRoom, ReportId, Role,
+    Room, RoomEvent, RoomId, SessionId, User, UserId,
 };
 use crate::search::{SearchHit, SearchQuery};
 
@@ -357,6 +357,37 @@ impl<S: AdminStore> AdminStore for Metered<S> {
 }
 
 #[async_trait]
+impl<S: BlockStore> BlockStore for Metered<S> {
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<bool> {
+        store_call("block", self.0.block(blocker, blocked)).await
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool> {
+        store_call("unblock", self.0.unblock(blocker, blocked)).await
+    }
+
+    async fn blocked_users(&self, blocker: UserId) -> Result<Vec<BlockedUser>> {
+        store_call("blocked_users", self.0.blocked_users(blocker)).await
+    }
+
+    async fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>> {
+        store_call("blockers_of", self.0.blockers_of(user)).await
+    }
+
+    async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool> {
+        store_call("blocks", self.0.blocks(blocker, blocked)).await
+    }
+
+    async fn blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
+        store_call("blocked_between", self.0.blocked_between(a, b)).await
+    }
+
+    async fn direct_send(&self, room: RoomId, sender: UserId) -> Result<DirectSend> {
+        store_call("direct_send", self.0.direct_send(room, sender)).await
+    }
+}
+
+#[async_trait]
 impl<S: ProfileStore> ProfileStore for Metered<S> {
     async fn account_credentials(&self, user: UserId) -> Result<Option<Credentials>> {
         store_call("account_credentials", self.0.account_credentials(user)).await
@@ -388,6 +419,21 @@ impl<S: ProfileStore> ProfileStore for Metered<S> {
 
     async fn is_erased(&self, user: UserId) -> Result<bool> {
         store_call("is_erased", self.0.is_erased(user)).await
+    }
+}
+
+#[async_trait]
+impl<S: DmStore> DmStore for Metered<S> {
+    async fn accept_dm(&self, room: RoomId, user: UserId) -> Result<()> {
+        store_call("accept_dm", self.0.accept_dm(room, user)).await
+    }
+
+    async fn decline_dm(&self, room: RoomId, user: UserId) -> Result<()> {
+        store_call("decline_dm", self.0.decline_dm(room, user)).await
+    }
+
+    async fn close_dm(&self, room: RoomId, user: UserId) -> Result<()> {
+        store_call("close_dm", self.0.close_dm(room, user)).await
     }
 }
 

@@ -15,8 +15,9 @@
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
 //! `timeline`, `references` (what a message points at), `search` (the
 //! full-text search of messages as they are now), `admin` (server
-//! roles, deactivated accounts, reports, the audit log) and `profile` (what
-//! users change of their own account). `dialect` says
+//! roles, deactivated accounts, reports, the audit log), `profile` (what
+//! users change of their own account), `blocks` (who blocks whom) and
+//! `dms` (DM requests and closed DMs). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -26,7 +27,9 @@ mod accounts;
 mod adapter;
 mod admin;
 mod attachments;
+mod blocks;
 mod dialect;
+mod dms;
 mod driver_error;
 mod durability;
 mod erasure;
@@ -52,8 +55,8 @@ use time::OffsetDateTime;
 
 use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
 use crate::model::{
-    Attachment, AttachmentId, AuditId, Ban, EventId, LeaveReason, Member, MyRoom, ReportId, Role,
-    Room, RoomEvent, RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
+    Attachment, AttachmentId, AuditId, Ban, BlockedUser, EventId, LeaveReason, Member, MyRoom,
+    ReportId, Role, Room, RoomEvent, RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
 };
 
 pub use postgres::PgStore;
@@ -660,6 +663,69 @@ pub trait ProfileStore: Send + Sync {
 /// The display name of a deleted account.
 pub const DELETED_USER: &str = "deleted user";
 
+/// Blocks between users (`blocks`): one-way, `blocker` no longer hears
+/// from `blocked`. What a block refuses is decided by the callers.
+#[async_trait]
+pub trait BlockStore: Send + Sync {
+    /// `blocker` blocks `blocked`: true if new, false if it already did;
+    /// `NotFound` if either user does not exist. Blocking oneself is the
+    /// caller's to refuse (the table refuses it too).
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<bool>;
+    /// Lifts a block; false if there was none.
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool>;
+    /// The users `blocker` blocks, the newest block first.
+    async fn blocked_users(&self, blocker: UserId) -> Result<Vec<BlockedUser>>;
+    /// The users who block `user` (whom `user` must not see online).
+    async fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>>;
+    /// Whether `blocker` blocks `blocked`.
+    async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool>;
+    /// Whether either of `a` and `b` blocks the other.
+    async fn blocked_between(&self, a: UserId, b: UserId) -> Result<bool>;
+    /// Whether `sender` may write in `room` as far as consent goes: the
+    /// callers (the api's and the gateways' sends) ask before appending to
+    /// a room they do not know to be a group room.
+    async fn direct_send(&self, room: RoomId, sender: UserId) -> Result<DirectSend>;
+}
+
+/// What consent says of a message to a room ([`BlockStore::direct_send`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectSend {
+    /// Not a direct room of the sender's: blocks do not stop messages in
+    /// group rooms (the blocker's client collapses them).
+    NotDirect,
+    /// A direct room the sender may write in. Its members who do not list
+    /// it yet (never written in, or closed) are named: once the message
+    /// commits, it is listed for them and they are to be told
+    /// (`room_added`).
+    Open {
+        /// The members to tell.
+        unlisted: Vec<UserId>,
+    },
+    /// A direct room one of whose members blocks the other.
+    Blocked,
+    /// A DM request of the sender's that the other declined.
+    Declined,
+}
+
+/// The consent of DMs (`dms`): requests from strangers accepted or
+/// declined, and DMs closed. A DM (`RoomStore::direct_room`) is listed for
+/// neither member until its first message; opened by someone who shared
+/// no room with the other, it is a request of theirs.
+#[async_trait]
+pub trait DmStore: Send + Sync {
+    /// `user` accepts the DM request in `room`: it becomes a plain DM,
+    /// listed for them. `NotFound` if it is no DM of theirs,
+    /// `Conflict("not_a_request")` if it is no request to them.
+    async fn accept_dm(&self, room: RoomId, user: UserId) -> Result<()>;
+    /// `user` declines the DM request in `room`: it is hidden from them
+    /// and its sender's messages are refused until `user` accepts it or
+    /// opens the DM themselves. Errors as [`DmStore::accept_dm`].
+    async fn decline_dm(&self, room: RoomId, user: UserId) -> Result<()>;
+    /// `user` closes their DM `room`: hidden from their list until the
+    /// next message in it. `NotFound` if it is no DM of theirs.
+    async fn close_dm(&self, room: RoomId, user: UserId) -> Result<()>;
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -683,6 +749,8 @@ pub trait Store:
     + SearchStore
     + AdminStore
     + ProfileStore
+    + BlockStore
+    + DmStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

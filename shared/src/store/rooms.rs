@@ -34,17 +34,31 @@ const DELETE_ROOM: &str = "DELETE FROM rooms WHERE id = $1";
 /// With each room, the other people's messages after my marker, counted
 /// over the `UNREAD_WINDOW` ($2) events after it: a range of the primary
 /// key, however long the room's log; and those of them that mention me or
-/// the room, a range of the mentions index.
+/// the room, a range of the mentions index. Messages of people I block
+/// count for neither (a primary-key lookup in `blocks` per message). A
+/// membership with `closed_seq` (a DM never written in, or closed) is
+/// listed only once a message follows it; a DM opened to me by someone
+/// who shared no room with me is flagged a `request` until I accept it.
 const MY_ROOMS: &str = "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at, \
      r.last_seq, m.role, m.last_read_seq, \
      (SELECT COUNT(*) FROM room_events e WHERE e.room_id = r.id \
          AND e.seq > m.last_read_seq AND e.seq <= m.last_read_seq + $2 \
-         AND e.kind = 'message' AND e.sender <> m.user_id) AS unread, \
+         AND e.kind = 'message' AND e.sender <> m.user_id \
+         AND NOT EXISTS (SELECT 1 FROM blocks b \
+             WHERE b.blocker = m.user_id AND b.blocked = e.sender)) AS unread, \
      (SELECT COUNT(DISTINCT n.seq) FROM mentions n WHERE n.room_id = r.id \
          AND (n.user_id = m.user_id OR n.user_id IS NULL) \
-         AND n.seq > m.last_read_seq AND n.seq <= m.last_read_seq + $2) AS unread_mentions \
+         AND n.seq > m.last_read_seq AND n.seq <= m.last_read_seq + $2 \
+         AND NOT EXISTS (SELECT 1 FROM room_events e JOIN blocks b \
+             ON b.blocker = m.user_id AND b.blocked = e.sender \
+             WHERE e.room_id = n.room_id AND e.seq = n.seq)) AS unread_mentions, \
+     COALESCE((SELECT CASE WHEN d.requested_by IS NOT NULL AND d.requested_by <> m.user_id \
+         AND d.declined_at IS NULL THEN 1 ELSE 0 END \
+         FROM direct_rooms d WHERE d.room_id = r.id), 0) AS request \
      FROM room_members m JOIN rooms r ON r.id = m.room_id \
-     WHERE m.user_id = $1 ORDER BY r.kind, r.name, r.id";
+     WHERE m.user_id = $1 AND (m.closed_seq IS NULL OR EXISTS (SELECT 1 FROM room_events e \
+         WHERE e.room_id = r.id AND e.seq > m.closed_seq AND e.kind = 'message')) \
+     ORDER BY r.kind, r.name, r.id";
 
 const PUBLIC_ROOMS: &str = "SELECT id, kind, name, topic, created_by, created_at, last_seq \
      FROM rooms WHERE kind = 'public' ORDER BY name, id";
@@ -52,8 +66,16 @@ const PUBLIC_ROOMS: &str = "SELECT id, kind, name, topic, created_by, created_at
 const DIRECT_ROOM_ID: &str =
     "SELECT room_id FROM direct_rooms WHERE user_low = $1 AND user_high = $2";
 
-const INSERT_DIRECT_ROOM: &str =
-    "INSERT INTO direct_rooms (user_low, user_high, room_id) VALUES ($1, $2, $3)";
+const INSERT_DIRECT_ROOM: &str = "INSERT INTO direct_rooms \
+     (user_low, user_high, room_id, requested_by) VALUES ($1, $2, $3, $4)";
+
+/// Whether two users share a room (read in the DM's own transaction).
+const SHARE_A_ROOM: &str = "SELECT 1 FROM room_members a \
+     JOIN room_members b ON b.room_id = a.room_id \
+     WHERE a.user_id = $1 AND b.user_id = $2 LIMIT 1";
+
+/// A new DM is listed for neither member until its first message.
+const HIDE_NEW_DIRECT_ROOM: &str = "UPDATE room_members SET closed_seq = 0 WHERE room_id = $1";
 
 #[async_trait]
 impl<DB> RoomStore for SqlStore<DB>
@@ -215,10 +237,18 @@ where
                 .await
                 .map_err(missing_reference)?;
             let mut room = Room::try_from(row)?;
+            // Strangers' first contact is a request the other accepts.
+            let shared: Option<i32> = sqlx::query_scalar(SHARE_A_ROOM)
+                .bind(a.0)
+                .bind(b.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let requested_by = shared.is_none().then_some(a.0);
             let claimed = sqlx::query(INSERT_DIRECT_ROOM)
                 .bind(low.0)
                 .bind(high.0)
                 .bind(room.id.0)
+                .bind(requested_by)
                 .execute(&mut *tx)
                 .await;
             match claimed {
@@ -238,6 +268,10 @@ where
                     Self::record(&mut tx, room.id, a, EventBody::MemberJoined { user }).await?;
                 room.last_seq = event.seq;
             }
+            sqlx::query(HIDE_NEW_DIRECT_ROOM)
+                .bind(room.id.0)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             return Ok((room, true));
         }
@@ -350,6 +384,7 @@ struct MyRoomRow {
     last_read_seq: i64,
     unread: i64,
     unread_mentions: i64,
+    request: i32,
 }
 
 impl TryFrom<MyRoomRow> for MyRoom {
@@ -361,6 +396,7 @@ impl TryFrom<MyRoomRow> for MyRoom {
             last_read_seq: row.last_read_seq,
             unread: row.unread,
             unread_mentions: row.unread_mentions,
+            request: row.request != 0,
         })
     }
 }

@@ -106,7 +106,10 @@ async fn a_direct_room_is_reused_per_pair(backend: Backend) {
     assert_ne!(other.id, first.id, "each pair has its own room");
     assert_eq!(fx.role(first.id, carol.id).await.unwrap(), None);
 
-    // Direct rooms show in each member's list, never in the public list.
+    // Direct rooms show in each member's list once written in (lazy
+    // creation: the `dms` suite), never in the public list.
+    fx.send(first.id, alice.id, "first").await;
+    fx.send(other.id, carol.id, "other").await;
     let public = fx.public_rooms().await.unwrap();
     assert!(public.iter().all(|r| r.kind == RoomKind::Public));
     let alices: HashSet<_> = fx

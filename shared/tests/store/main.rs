@@ -61,8 +61,10 @@ macro_rules! with_connection {
 
 mod admin;
 mod attachments;
+mod blocks;
 mod commit_failures;
 mod direct;
+mod dms;
 mod log;
 mod messages;
 mod profile;
