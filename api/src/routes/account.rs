@@ -240,9 +240,17 @@ async fn delete_account(
     state.end_sessions(me.id, None).await?;
     // Whom to tell of the erased name, while they still share a room.
     let mates = state.store.room_mates(me.id).await?;
-    for mine in state.store.my_rooms(me.id).await? {
-        let room = mine.room;
-        if mine.role == Role::Owner && room.kind != RoomKind::Direct {
+    // Every membership, listed or not: a DM never written in, or closed,
+    // is in no list but is still left.
+    for room in state.store.memberships(me.id).await? {
+        let (Some(room), Some(role)) = (
+            state.store.room(room).await?,
+            state.store.role(room, me.id).await?,
+        ) else {
+            // Gone meanwhile (kicked, the room deleted): nothing to end.
+            continue;
+        };
+        if role == Role::Owner && room.kind != RoomKind::Direct {
             let members = state.store.members(room.id).await?;
             // Members come by join time: the first admin, else the first
             // member, has stood longest.

@@ -405,6 +405,10 @@ impl<S: ProfileStore> ProfileStore for Metered<S> {
         store_call("room_mates", self.0.room_mates(user)).await
     }
 
+    async fn memberships(&self, user: UserId) -> Result<Vec<RoomId>> {
+        store_call("memberships", self.0.memberships(user)).await
+    }
+
     async fn erase_account(&self, user: UserId) -> Result<Option<User>> {
         store_call("erase_account", self.0.erase_account(user)).await
     }

@@ -640,6 +640,10 @@ pub trait ProfileStore: Send + Sync {
     /// Everyone who shares at least one room with `user`, `user` included
     /// if a member anywhere: whom a change of their profile is told to.
     async fn room_mates(&self, user: UserId) -> Result<Vec<UserId>>;
+    /// Every room `user` is a member of, listed or not (a DM not yet
+    /// written in, or closed, is in no list but still a membership): what
+    /// a deleted account leaves.
+    async fn memberships(&self, user: UserId) -> Result<Vec<RoomId>>;
     /// Erases a deleted account's row, which stays so that what it sent
     /// still names a sender: its username becomes `deleted-<id>` (freed,
     /// and longer than any registration may take), its display name

@@ -13,7 +13,7 @@ use super::accounts::{CredentialsRow, UserRow};
 use super::adapter::SqlStore;
 use super::dialect::{now, Dialect, RowsAffected, Timestamp};
 use super::{Credentials, ProfileStore, Result, DELETED_USER};
-use crate::model::{User, UserId};
+use crate::model::{RoomId, User, UserId};
 
 const CREDENTIALS_BY_ID: &str =
     "SELECT id, username, display_name, created_at, avatar, password_hash \
@@ -31,6 +31,8 @@ const SET_AVATAR: &str = "UPDATE users SET avatar = $2 WHERE id = $1 AND deleted
 
 const ROOM_MATES: &str = "SELECT DISTINCT theirs.user_id FROM room_members mine \
      JOIN room_members theirs ON theirs.room_id = mine.room_id WHERE mine.user_id = $1";
+
+const MEMBERSHIPS: &str = "SELECT room_id FROM room_members WHERE user_id = $1 ORDER BY room_id";
 
 /// A hash no password matches: not a PHC string at all.
 const NO_PASSWORD: &str = "!";
@@ -90,6 +92,14 @@ where
             .fetch_all(self.reader())
             .await?;
         Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    async fn memberships(&self, user: UserId) -> Result<Vec<RoomId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(MEMBERSHIPS)
+            .bind(user.0)
+            .fetch_all(self.reader())
+            .await?;
+        Ok(ids.into_iter().map(RoomId).collect())
     }
 
     async fn erase_account(&self, user: UserId) -> Result<Option<User>> {

@@ -12,6 +12,7 @@ conformance!(
     a_new_password_hash_replaces_the_old_one,
     a_display_name_change_shows_everywhere_the_user_does,
     room_mates_are_everyone_sharing_a_room_once,
+    memberships_include_rooms_no_list_shows,
     an_erased_account_frees_its_name_and_keeps_its_messages,
     an_avatar_version_shows_wherever_the_user_does,
 );
@@ -106,6 +107,31 @@ async fn room_mates_are_everyone_sharing_a_room_once(backend: Backend) {
     let mut expected = vec![carol.id, dave.id];
     expected.sort();
     assert_eq!(theirs, expected);
+}
+
+async fn memberships_include_rooms_no_list_shows(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let alice = fx.register("alice").await;
+    let bob = fx.register("bob").await;
+    assert!(fx.memberships(alice.id).await.unwrap().is_empty());
+    let group = fx.private_room(&alice).await;
+    let theirs = fx.private_room(&bob).await;
+    // A DM opened but never written in is in nobody's list.
+    let (dm, _) = fx.direct_room(alice.id, bob.id).await.unwrap();
+    let listed: Vec<_> = fx
+        .my_rooms(alice.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.room.id)
+        .collect();
+    assert!(!listed.contains(&dm.id));
+
+    let mut expected = vec![group.id, dm.id];
+    expected.sort();
+    assert_eq!(fx.memberships(alice.id).await.unwrap(), expected);
+    assert!(!fx.memberships(bob.id).await.unwrap().contains(&group.id));
+    assert!(fx.memberships(bob.id).await.unwrap().contains(&theirs.id));
 }
 
 async fn an_erased_account_frees_its_name_and_keeps_its_messages(backend: Backend) {
