@@ -21,6 +21,7 @@ import { mountComposer } from './view-composer.js';
 import { mountDialogs } from './view-dialogs.js';
 import { mountMembers } from './view-members.js';
 import { mountMessages } from './view-messages.js';
+import { mountModeration } from './view-moderation.js';
 import { mountPins } from './view-pins.js';
 import { mountRoom } from './view-room.js';
 import { mountSearch } from './view-search.js';
@@ -65,10 +66,13 @@ mountSidebar({
     !el.messages.hidden &&
     el.messages.scrollHeight - el.messages.scrollTop - el.messages.clientHeight < 80,
 });
-mountMembers({ store });
+// Its controls come from moderation, mounted after the composer (below).
+mountMembers({ store, controls: (row) => moderation.controls(row) });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
+// After the composer: its hold on Send is applied after the composer's own rule.
+const moderation = mountModeration({ store, api, notify });
 
 // --- signing in and out -------------------------------------------------------------------
 

@@ -59,7 +59,17 @@ export const MESSAGE_CHANGE_EVENT_TYPES = Object.freeze(
 
 /** The `type`s of the frames that are events of a room's log. */
 export const ROOM_EVENT_TYPES = Object.freeze(
-  new Set(['message', ...MESSAGE_CHANGE_EVENT_TYPES, 'member_joined', 'member_left', 'role_changed', 'room_updated']),
+  new Set([
+    'message',
+    ...MESSAGE_CHANGE_EVENT_TYPES,
+    'member_joined',
+    'member_left',
+    'role_changed',
+    'room_updated',
+    'member_muted',
+    'member_unmuted',
+    'slow_mode_changed',
+  ]),
 );
 
 /**

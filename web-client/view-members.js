@@ -6,10 +6,13 @@
  */
 
 import { byId, h, reconcile } from './dom.js';
-import { currentRoom, isOnline, userName } from './store.js';
+import { canModerate, currentRoom, isOnline, mutedUntil, userName } from './store.js';
 
-/** @param {{store: import('./store.js').Store}} deps */
-export function mountMembers({ store }) {
+/**
+ * @param {{store: import('./store.js').Store, controls?: (row: object) => Node|null}} deps
+ *   `controls`: what a row offers besides its name (moderation's mute button)
+ */
+export function mountMembers({ store, controls = () => null }) {
   const { state } = store;
   const list = byId('member-list');
   const rows = new Map();
@@ -29,16 +32,18 @@ export function mountMembers({ store }) {
           username: state.users.get(id)?.username ?? null,
           me: id === state.me?.id,
           online: isOnline(state, id),
+          mutedUntil: mutedUntil(state, room.id, id)?.toISOString() ?? null,
+          moderate: canModerate(state, room, id),
         }))
       : [];
     items.sort((a, b) => Number(b.online) - Number(a.online) || a.name.localeCompare(b.name));
-    reconcile(list, items, memberRow, rows);
+    reconcile(list, items, (row) => memberRow(row, controls), rows);
   }
 
   store.subscribe(render);
 }
 
-function memberRow(row) {
+function memberRow(row, controls) {
   return h(
     'li',
     { dataset: { userId: row.id } },
@@ -56,5 +61,7 @@ function memberRow(row) {
       row.username ? h('small', { className: 'handle' }, `@${row.username}`) : null,
     ),
     row.role === 'member' ? null : h('span', { className: 'role' }, row.role),
+    row.mutedUntil ? h('span', { className: 'muted-badge', title: `muted until ${new Date(row.mutedUntil).toLocaleString()}` }, 'muted') : null,
+    controls(row),
   );
 }

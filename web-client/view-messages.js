@@ -237,6 +237,12 @@ export function mountMessages({ store, actions, confirm, notify }) {
         return event.role === 'owner' ? `${who} now owns the room` : `${who} is now ${event.role === 'admin' ? 'an admin' : 'a member'}`;
       case 'room_updated':
         return `${by} renamed the room to “${event.name}”${event.topic ? ` — ${event.topic}` : ''}`;
+      case 'member_muted':
+        return `${by} muted ${who} until ${new Date(event.until).toLocaleString()}`;
+      case 'member_unmuted':
+        return `${by} unmuted ${who}`;
+      case 'slow_mode_changed':
+        return event.seconds ? `${by} turned slow mode on: one message every ${event.seconds} s` : `${by} turned slow mode off`;
       default:
         return `${by}: ${event.type}`;
     }

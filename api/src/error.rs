@@ -60,6 +60,10 @@ pub enum ApiError {
     /// 429: too many attempts; retry after the given number of seconds.
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
+    /// 429: the room's slow mode; the member may send again after the
+    /// given number of seconds.
+    #[error("slow mode is on in this room: wait {0} s before your next message")]
+    SlowMode(u32),
     /// 503: a dependency (the database, the password hasher) is saturated or down.
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -103,7 +107,7 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnsupportedContent(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::SlowMode(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -125,6 +129,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation(_) => "validation_failed",
             Self::RateLimited(_) => "rate_limited",
+            Self::SlowMode(_) => "slow_mode",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -155,6 +160,11 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), Json(body)).into_response();
         match self {
             Self::RateLimited(secs) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            Self::SlowMode(secs) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -205,6 +215,11 @@ impl From<chat_shared::Error> for ApiError {
                 None => Self::Conflict("conflict", format!("conflicting {code}")),
             },
             E::Invalid(text) => Self::Validation(text.into()),
+            E::SlowMode(wait) => Self::SlowMode(wait),
+            muted @ E::Muted(_) => {
+                let (code, text) = muted.moderation_refusal().expect("a mute is a refusal");
+                Self::Forbidden(code, text)
+            }
             E::BadQuery(code, text) => Self::BadRequest(code, text),
             other if other.is_unavailable() => Self::Unavailable,
             other => Self::Internal(other.to_string()),

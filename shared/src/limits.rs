@@ -54,6 +54,10 @@ pub enum Action {
     Upload,
     /// A search of messages (`GET /v1/search`).
     Search,
+    /// A moderator's change to a room's moderation: a mute, an unmute, a
+    /// change of slow mode (each one event fanned out to the whole room),
+    /// sized like invites.
+    Moderate,
 }
 
 impl Action {
@@ -66,6 +70,7 @@ impl Action {
             Self::Read => metrics::scope::READS,
             Self::Upload => metrics::scope::UPLOADS,
             Self::Search => metrics::scope::SEARCHES,
+            Self::Moderate => metrics::scope::MODERATION,
         }
     }
 }
@@ -77,8 +82,9 @@ pub struct Budgets {
     pub send_per_second: u32,
     /// `CHAT_SEND_BURST`: sends at once.
     pub send_burst: u32,
-    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations and DM
-    /// opens per user per minute (each its own budget).
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM opens,
+    /// uploads and moderation changes per user per minute (each its own
+    /// budget).
     pub action_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
     pub action_burst: u32,
@@ -122,6 +128,7 @@ pub struct UserLimits {
     upload: DefaultKeyedRateLimiter<UserId>,
     search: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
+    moderate: DefaultKeyedRateLimiter<UserId>,
 }
 
 impl UserLimits {
@@ -137,6 +144,7 @@ impl UserLimits {
             create_room: RateLimiter::keyed(action),
             open_dm: RateLimiter::keyed(action),
             upload: RateLimiter::keyed(action),
+            moderate: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
             ),
@@ -169,6 +177,7 @@ impl UserLimits {
             Action::Read => &self.read,
             Action::Upload => &self.upload,
             Action::Search => &self.search,
+            Action::Moderate => &self.moderate,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -187,6 +196,7 @@ impl UserLimits {
             &self.upload,
             &self.search,
             &self.sync,
+            &self.moderate,
         ];
         for limiter in all {
             limiter.retain_recent();

@@ -109,6 +109,8 @@ pub mod scope {
     pub const UPLOADS: &str = "uploads";
     /// A user's searches of messages.
     pub const SEARCHES: &str = "searches";
+    /// A user's mutes, unmutes and slow-mode changes.
+    pub const MODERATION: &str = "moderation";
     /// A gateway's `CHAT_MAX_CONNECTIONS`.
     pub const CONNECTIONS: &str = "connections";
     /// The api's register/login/refresh limit per client address.

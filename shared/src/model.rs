@@ -169,6 +169,10 @@ pub struct Room {
     pub created_at: OffsetDateTime,
     /// Seq of the newest event in the room's log (0 when empty).
     pub last_seq: i64,
+    /// Slow mode: the shortest interval in seconds between one member's
+    /// messages (owners and admins exempt); 0 is off.
+    #[serde(default)]
+    pub slow_mode_seconds: u32,
 }
 
 /// A room as one of its members sees it in their room list.
@@ -188,6 +192,13 @@ pub struct MyRoom {
     /// Of those, the ones that mention me or `@room` (as they read now:
     /// an edit that drops my name drops the count).
     pub unread_mentions: i64,
+    /// Until when I am muted here (absent when I am not).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub muted_until: Option<OffsetDateTime>,
 }
 
 /// How many events after a read marker are looked at to count what is
@@ -206,6 +217,13 @@ pub struct Member {
     pub joined_at: OffsetDateTime,
     /// The newest seq they have marked read.
     pub last_read_seq: i64,
+    /// Until when they are muted here (absent when they are not).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub muted_until: Option<OffsetDateTime>,
 }
 
 /// A user barred from a room.
@@ -351,6 +369,25 @@ pub enum EventBody {
         /// The new topic.
         topic: String,
     },
+    /// An owner or admin (`sender`) muted a member until a time: until
+    /// then they may not send, react, edit or type here.
+    MemberMuted {
+        /// Who is muted.
+        user: UserId,
+        /// When the mute ends by itself.
+        #[serde(with = "time::serde::rfc3339")]
+        until: OffsetDateTime,
+    },
+    /// An owner or admin (`sender`) lifted a member's mute early.
+    MemberUnmuted {
+        /// Who may speak again.
+        user: UserId,
+    },
+    /// An owner or admin (`sender`) changed the room's slow mode.
+    SlowModeChanged {
+        /// The shortest interval between one member's messages; 0 is off.
+        seconds: u32,
+    },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -385,6 +422,9 @@ impl EventBody {
             Self::MemberLeft { .. } => "member_left",
             Self::RoleChanged { .. } => "role_changed",
             Self::RoomUpdated { .. } => "room_updated",
+            Self::MemberMuted { .. } => "member_muted",
+            Self::MemberUnmuted { .. } => "member_unmuted",
+            Self::SlowModeChanged { .. } => "slow_mode_changed",
         }
     }
 

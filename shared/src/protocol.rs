@@ -2,7 +2,8 @@
 //! `type`. Data only; `docs/protocol.md` is the normative description.
 //!
 //! Room events (`message`, the changes of a message, `member_joined`,
-//! `member_left`, `role_changed`, `room_updated`) travel as
+//! `member_left`, `role_changed`, `room_updated`, `member_muted`,
+//! `member_unmuted`, `slow_mode_changed`) travel as
 //! [`RoomEvent`](crate::model::RoomEvent) JSON, the same bytes as in a
 //! history page; the other server frames are [`ServerFrame`]s.
 

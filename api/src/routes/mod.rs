@@ -8,6 +8,7 @@ mod events;
 mod health;
 mod members;
 mod messages;
+mod moderation;
 mod rooms;
 mod search;
 mod users;
@@ -61,6 +62,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dms::router())
         .merge(events::router())
         .merge(messages::router())
+        .merge(moderation::router())
         .merge(attachments::router())
         .merge(search::router())
         .split_for_parts();

@@ -14,5 +14,6 @@ mod limits;
 mod members;
 mod messages;
 mod metrics;
+mod moderation;
 mod rooms;
 mod search;

@@ -21,6 +21,7 @@ mod ephemeral;
 mod faults;
 mod messages;
 mod metrics;
+mod moderation;
 mod presence;
 mod rooms;
 mod sessions;

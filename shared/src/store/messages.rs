@@ -22,7 +22,6 @@ use uuid::Uuid;
 use super::adapter::SqlStore;
 use super::dialect::{now, Dialect, RowsAffected, Timestamp};
 use super::log::{EventRow, EVENT_BY_CLIENT_ID, NEXT_SEQ_AND_KIND};
-use super::members::{parse_role, ROLE};
 use super::references::INSERT_MENTION;
 use super::timeline::{pinned, timeline_after, timeline_before};
 use super::{Appended, Error, MessageChange, MessageStore, Page, Result, Timeline};
@@ -117,12 +116,18 @@ where
                 });
             }
         }
-        let role: Option<String> = sqlx::query_scalar(ROLE)
-            .bind(room.0)
-            .bind(actor.0)
-            .fetch_optional(&mut **tx)
-            .await?;
-        let role = parse_role(&role.ok_or(Error::NotMember)?)?;
+        let standing = Self::standing_in(&mut **tx, room, actor)
+            .await?
+            .ok_or(Error::NotMember)?;
+        let role = standing.role;
+        // A muted member may not speak through an edit or a reaction
+        // either; taking a reaction back, deleting their own message and
+        // pins stay theirs.
+        if let (Some(until), MessageChange::Edit { .. } | MessageChange::React { .. }) =
+            (standing.muted_until, &change)
+        {
+            return Err(Error::Muted(until));
+        }
         // In a DM nobody moderates: either of the two may pin.
         let moderator = role >= Role::Admin || kind == RoomKind::Direct.as_str();
         let message: Option<TargetRow> = sqlx::query_as(TARGET)

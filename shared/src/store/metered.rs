@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore, NewAttachment,
-    NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog, RoomStore,
-    Rotation, SearchPage, SearchStore, Session, SessionStore, Store, StoredAttachment, Submitted,
-    Timeline, Uploaded, UserStore,
+    Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore, ModerationStore,
+    NewAttachment, NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog,
+    RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Standing, Store,
+    StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
 };
 use crate::metrics::store_call;
 use crate::model::{
@@ -283,6 +283,36 @@ impl<S: SearchStore> SearchStore for Metered<S> {
     ) -> Result<Vec<SearchHit>> {
         let call = self.0.search_messages(user, query, page);
         store_call("search_messages", call).await
+    }
+}
+
+#[async_trait]
+impl<S: ModerationStore> ModerationStore for Metered<S> {
+    async fn mute(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        until: OffsetDateTime,
+    ) -> Result<RoomEvent> {
+        store_call("mute", self.0.mute(room, user, by, until)).await
+    }
+
+    async fn unmute(&self, room: RoomId, user: UserId, by: UserId) -> Result<RoomEvent> {
+        store_call("unmute", self.0.unmute(room, user, by)).await
+    }
+
+    async fn standing(&self, room: RoomId, user: UserId) -> Result<Option<Standing>> {
+        store_call("standing", self.0.standing(room, user)).await
+    }
+
+    async fn set_slow_mode(
+        &self,
+        room: RoomId,
+        by: UserId,
+        seconds: u32,
+    ) -> Result<(Room, Option<RoomEvent>)> {
+        store_call("set_slow_mode", self.0.set_slow_mode(room, by, seconds)).await
     }
 }
 

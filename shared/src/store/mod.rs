@@ -13,8 +13,9 @@
 //! each with its statements beside the code that runs them: `accounts`,
 //! `sessions`, `rooms`, `members`, `log` (and the message appends'
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
-//! `timeline`, `references` (what a message points at) and `search` (the
-//! full-text search of messages as they are now). `dialect` says
+//! `timeline`, `references` (what a message points at), `search` (the
+//! full-text search of messages as they are now) and `moderation`
+//! (timeouts and slow mode, enforced by the appends). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -32,6 +33,7 @@ mod log;
 mod members;
 mod messages;
 mod metered;
+mod moderation;
 mod postgres;
 mod references;
 mod rooms;
@@ -554,6 +556,53 @@ pub trait SearchStore: Send + Sync {
     ) -> Result<Vec<SearchHit>>;
 }
 
+/// A member's place in a room as moderation sees it (see
+/// [`ModerationStore::standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Their role.
+    pub role: Role,
+    /// Until when they are muted, if a mute is in force now.
+    pub muted_until: Option<OffsetDateTime>,
+}
+
+/// Timeouts and slow mode. Each change is decided under the room's lock
+/// on the roles as they are at the commit and recorded in the room's log
+/// in the same transaction; the message append enforces both at its own
+/// commit (`group_commit`), so a mute that committed first is seen and two
+/// racing sends cannot both pass slow mode.
+#[async_trait]
+pub trait ModerationStore: Send + Sync {
+    /// Mutes `user` in `room` until `until` (replacing a mute in force),
+    /// recording `member_muted`. `NotMember` if `user` is not in the room;
+    /// `NotAllowed` unless `by` is an owner or admin ranked above `user`.
+    async fn mute(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        until: OffsetDateTime,
+    ) -> Result<RoomEvent>;
+    /// Lifts `user`'s mute before it ends, recording `member_unmuted`;
+    /// `Conflict("not_muted")` if no mute is in force, and the refusals of
+    /// [`mute`](Self::mute).
+    async fn unmute(&self, room: RoomId, user: UserId, by: UserId) -> Result<RoomEvent>;
+    /// `user`'s role and mute in `room`, if a member (one read: what a
+    /// typing notice checks).
+    async fn standing(&self, room: RoomId, user: UserId) -> Result<Option<Standing>>;
+    /// Sets the room's slow mode (0 turns it off), recording
+    /// `slow_mode_changed`; a change starts every member's interval afresh
+    /// (their first message after it passes). When it is already that,
+    /// nothing is written and no event comes back. `NotFound` without the room, `NotMember` if
+    /// `by` is not in it, `NotAllowed` unless `by` is an owner or admin.
+    async fn set_slow_mode(
+        &self,
+        room: RoomId,
+        by: UserId,
+        seconds: u32,
+    ) -> Result<(Room, Option<RoomEvent>)>;
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -568,7 +617,14 @@ pub enum Health {
 /// The whole store, as the binaries hold it.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + RoomStore + RoomLog + MessageStore + AttachmentStore + SearchStore
+    UserStore
+    + SessionStore
+    + RoomStore
+    + RoomLog
+    + MessageStore
+    + AttachmentStore
+    + SearchStore
+    + ModerationStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

@@ -64,6 +64,7 @@ mod commit_failures;
 mod direct;
 mod log;
 mod messages;
+mod moderation;
 mod rooms;
 mod search;
 mod sessions;

@@ -598,6 +598,7 @@ async fn my_rooms_show_the_head_and_read_marker(backend: Backend) {
             last_read_seq: 5,
             unread: 0,
             unread_mentions: 0,
+            muted_until: None,
         }]
     );
     assert_eq!(alices[0].room.last_seq, 5);

@@ -1,0 +1,24 @@
+-- Moderation in rooms (issue 30): timeouts and slow mode.
+--
+-- Both are enforced by the message append under the room's lock
+-- (`group_commit`), from rows it reads anyway or by key: the member's
+-- `muted_until` and `last_message_at` beside their role, the room's slow
+-- mode by its room id.
+
+-- Until when the member may not send, react, edit or type here; NULL (or
+-- a time past) means not muted. Set and lifted with `member_muted` /
+-- `member_unmuted` events in the room's log.
+ALTER TABLE room_members ADD COLUMN muted_until TEXT;
+-- When the member's newest message was committed, written only while the
+-- room has slow mode on (its only reader).
+ALTER TABLE room_members ADD COLUMN last_message_at TEXT;
+
+-- A room's slow mode: the shortest interval between one member's messages
+-- (owners and admins exempt). A row only while it is on. A table of its
+-- own rather than a column of `rooms`: the batch's lock of its rooms is
+-- planned for `rooms` as it is, and a wider `rooms` tipped PostgreSQL's
+-- plan for it (on a fresh database) from its primary key to a scan.
+CREATE TABLE room_slow_modes (
+    room_id BLOB PRIMARY KEY REFERENCES rooms (id) ON DELETE CASCADE,
+    seconds INTEGER NOT NULL CHECK (seconds > 0)
+);

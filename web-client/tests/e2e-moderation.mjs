@@ -1,0 +1,118 @@
+// End-to-end test of moderation in rooms, in headless Chromium against a
+// real `chat` server: an owner mutes a member from the member list, the
+// member sees the banner with the end time and a closed composer, a send
+// they had queued offline is refused with the server's words (and not
+// retried), an unmute gives them their voice back, and slow mode shows its
+// countdown after a member's message.
+//
+//   CHAT_BIN=$PWD/target/debug/chat node web-client/tests/e2e-moderation.mjs
+//
+// The server, the people and the step runner are the kit's (`e2e/kit.mjs`).
+
+import {
+  person,
+  register,
+  joinPublicRoom,
+  openRoomNamed,
+  send,
+  waitForMessage,
+  waitConnection,
+  waitOnline,
+  storedCount,
+  expect,
+  apiAs,
+  step,
+  run,
+} from './e2e/kit.mjs';
+
+/** The member-list row of someone, by display name. */
+function memberRow(page, name) {
+  return page.locator('#member-list li', { hasText: name });
+}
+
+async function scenario(browser, server, people) {
+  const alice = await person(browser, server.base, 'alice');
+  const bob = await person(browser, server.base, 'bob');
+  people.push(alice, bob);
+
+  await step('alice opens a room of her own and bob joins it', async () => {
+    await register(alice, 'Alice');
+    await register(bob, 'Bob');
+    const created = await apiAs(alice.page, 'POST', '/v1/rooms', { name: 'moderated', kind: 'public' });
+    expect(created.status === 201, `creating the room: ${JSON.stringify(created)}`);
+    await openRoomNamed(alice.page, 'moderated', '# moderated');
+    await joinPublicRoom(bob.page, 'moderated');
+    await memberRow(alice.page, 'Bob').waitFor();
+    // Nobody but the owner (and admins) is offered a mute, and not on themselves.
+    expect((await memberRow(bob.page, 'Alice').getByRole('button', { name: 'Mute' }).count()) === 0, 'a member was offered a mute');
+    expect((await memberRow(alice.page, 'Alice').getByRole('button', { name: 'Mute' }).count()) === 0, 'the owner was offered to mute herself');
+  });
+
+  await step('a timeout is shown to the muted member: banner with the end, composer closed', async () => {
+    // Bob writes while offline: his message waits in the outbox.
+    await bob.context.setOffline(true);
+    await waitConnection(bob.page, 'offline');
+    await send(bob.page, 'written before the mute');
+    await waitForMessage(bob.page, 'written before the mute', 'pending');
+
+    await memberRow(alice.page, 'Bob').getByRole('button', { name: 'Mute' }).click();
+    await alice.page.selectOption('#mute-duration', '600');
+    await alice.page.click('#mute-form button[type=submit]');
+    await memberRow(alice.page, 'Bob').locator('.muted-badge').waitFor();
+    await alice.page.locator('#message-list .notice', { hasText: 'Alice muted Bob until' }).waitFor();
+
+    await bob.context.setOffline(false);
+    await waitOnline(bob.page);
+    const banner = bob.page.locator('#mute-banner');
+    await banner.waitFor({ state: 'visible' });
+    const text = await banner.textContent();
+    expect(/You are muted in this room until \S/.test(text), `banner: ${text}`);
+    expect(await bob.page.isDisabled('#composer-input'), 'the muted member can still type');
+    const placeholder = await bob.page.getAttribute('#composer-input', 'placeholder');
+    expect(placeholder.startsWith('Muted until '), `placeholder: ${placeholder}`);
+  });
+
+  await step('the send he queued is refused with the documented message, not retried', async () => {
+    await bob.page.waitForFunction(() =>
+      [...document.querySelectorAll('#message-list .msg')].some(
+        (row) => row.dataset.state === 'failed' && row.textContent.includes('you are muted in this room until'),
+      ),
+    );
+    expect((await storedCount(alice.page, 'written before the mute')) === 0, 'the refused message was stored');
+    // Over REST too, with the same code.
+    const room = await bob.page.$eval('.sidebar button[aria-current="true"]', (b) => b.dataset.roomId);
+    const refused = await apiAs(bob.page, 'POST', `/v1/rooms/${room}/messages`, { client_id: 'rest-1', body: 'over rest' });
+    expect(refused.status === 403 && refused.json?.error?.code === 'muted', `REST send: ${JSON.stringify(refused)}`);
+  });
+
+  await step('an unmute gives the member his voice back', async () => {
+    await memberRow(alice.page, 'Bob').getByRole('button', { name: 'Unmute' }).click();
+    await bob.page.locator('#mute-banner').waitFor({ state: 'hidden' });
+    await bob.page.waitForFunction(() => !document.querySelector('#composer-input').disabled);
+    await send(bob.page, 'back again');
+    await waitForMessage(bob.page, 'back again', 'delivered');
+    await waitForMessage(alice.page, 'back again');
+  });
+
+  await step('slow mode: the member sees the interval and a countdown after his message', async () => {
+    await alice.page.click('#slow-mode');
+    await alice.page.selectOption('#slow-mode-seconds', '30');
+    await alice.page.click('#slow-mode-form button[type=submit]');
+    const line = bob.page.locator('#slow-mode-line');
+    await line.filter({ hasText: 'one message every 30 seconds' }).waitFor();
+    await alice.page.locator('#slow-mode-line', { hasText: 'you are exempt' }).waitFor();
+    await send(bob.page, 'one for now');
+    await waitForMessage(bob.page, 'one for now', 'delivered');
+    await line.filter({ hasText: /you can send again in \d+ s/ }).waitFor();
+    await bob.page.fill('#composer-input', 'too soon');
+    expect(await bob.page.isDisabled('#send'), 'Send is enabled during the wait');
+    // Turned off: Send comes back.
+    await alice.page.click('#slow-mode');
+    await alice.page.selectOption('#slow-mode-seconds', '0');
+    await alice.page.click('#slow-mode-form button[type=submit]');
+    await line.waitFor({ state: 'hidden' });
+    await bob.page.waitForFunction(() => !document.querySelector('#send').disabled);
+  });
+}
+
+await run(scenario);
