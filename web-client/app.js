@@ -20,6 +20,7 @@ import { createActions } from './actions.js';
 import { mountComposer } from './view-composer.js';
 import { mountDialogs } from './view-dialogs.js';
 import { mountMembers } from './view-members.js';
+import { mountInvites } from './view-invites.js';
 import { mountMessages } from './view-messages.js';
 import { mountModeration } from './view-moderation.js';
 import { mountPins } from './view-pins.js';
@@ -73,6 +74,7 @@ mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
 // After the composer: its hold on Send is applied after the composer's own rule.
 const moderation = mountModeration({ store, api, notify });
+const invitesView = mountInvites({ store, api, actions, notify });
 
 // --- signing in and out -------------------------------------------------------------------
 
@@ -145,6 +147,7 @@ async function enterChat() {
     rescueSend: (entry, error) => actions.rescueSend(entry, error),
   });
   client.on('authFailed', () => leaveChat('Your session has ended. Please log in again.'));
+  invitesView.start(client);
   await actions.start(client, { keeper });
 }
 
@@ -161,6 +164,7 @@ async function socketToken({ reason }) {
 
 function leaveChat(message) {
   actions.stop();
+  invitesView.stop();
   store.dispatch({ type: 'loggedOut' });
   el.toasts.replaceChildren();
   setAuthMode('login');

@@ -69,6 +69,9 @@ export const ROOM_EVENT_TYPES = Object.freeze(
     'member_muted',
     'member_unmuted',
     'slow_mode_changed',
+    'member_invited',
+    'invite_declined',
+    'invite_cancelled',
   ]),
 );
 
@@ -343,9 +346,11 @@ export function newClientId() {
  * - `changeFailed` `{entry, code, message}`: the server refused a change for good;
  * - `typing`, `read`, `presence`, `signal`: relayed frames, as received;
  * - `roomAdded` `{room, seq}` and `roomRemoved` `{room_id}`;
+ * - `invite` `{invite}` (an invitation waits for my answer) and
+ *   `invite_removed` `{invite_id}` (answered or withdrawn);
  * - `error` an `error` frame that is not about a pending send;
  * - `authFailed` the token could not be obtained (logged out): the client stopped.
- * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'error'|'authFailed'} ChatEventType
+ * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'invite'|'invite_removed'|'error'|'authFailed'} ChatEventType
  */
 
 /**
@@ -861,6 +866,8 @@ export class ChatClient {
       case 'read':
       case 'presence':
       case 'signal':
+      case 'invite':
+      case 'invite_removed':
         return this.#emit(frame.type, frame);
       default:
         return undefined; // pong, and frames of later protocol versions

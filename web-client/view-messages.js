@@ -241,6 +241,12 @@ export function mountMessages({ store, actions, confirm, notify }) {
         return `${by} muted ${who} until ${new Date(event.until).toLocaleString()}`;
       case 'member_unmuted':
         return `${by} unmuted ${who}`;
+      case 'member_invited':
+        return `${by} invited ${who}`;
+      case 'invite_declined':
+        return `${who} declined the invitation`;
+      case 'invite_cancelled':
+        return `${by} withdrew the invitation of ${who}`;
       case 'slow_mode_changed':
         return event.seconds ? `${by} turned slow mode on: one message every ${event.seconds} s` : `${by} turned slow mode off`;
       default:

@@ -1,4 +1,4 @@
--- Moderation in rooms (issue 30): timeouts and slow mode.
+-- Moderation in rooms (issue 30): timeouts, slow mode and invitations.
 --
 -- Both are enforced by the message append under the room's lock
 -- (`group_commit`), from rows it reads anyway or by key: the member's
@@ -22,3 +22,17 @@ CREATE TABLE room_slow_modes (
     room_id UUID PRIMARY KEY REFERENCES rooms (id) ON DELETE CASCADE,
     seconds INTEGER NOT NULL CHECK (seconds > 0)
 );
+
+-- Invitations with consent: pending until the invitee accepts (they join)
+-- or declines, or the inviter or an owner or admin cancels; every outcome
+-- deletes the row and is an event in the room's log. One per room and
+-- invitee.
+CREATE TABLE room_invites (
+    id         UUID PRIMARY KEY,
+    room_id    UUID NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id    UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    invited_by UUID REFERENCES users (id) ON DELETE SET NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    UNIQUE (room_id, user_id)
+);
+CREATE INDEX room_invites_user ON room_invites (user_id, created_at);

@@ -61,6 +61,10 @@ id_type!(
     EventId
 );
 id_type!(
+    /// Identifies a pending invitation into a room.
+    InviteId
+);
+id_type!(
     /// Identifies a login session (one refresh-token family).
     SessionId
 );
@@ -226,6 +230,22 @@ pub struct Member {
     pub muted_until: Option<OffsetDateTime>,
 }
 
+/// A pending invitation into a room, as its invitee sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Invite {
+    /// Identifier (accept, decline).
+    pub id: InviteId,
+    /// The room.
+    pub room: Room,
+    /// Who is invited.
+    pub user_id: UserId,
+    /// Who invited them, if they still exist.
+    pub invited_by: Option<User>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
 /// A user barred from a room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ban {
@@ -388,6 +408,22 @@ pub enum EventBody {
         /// The shortest interval between one member's messages; 0 is off.
         seconds: u32,
     },
+    /// `sender` invited someone; they join once they accept
+    /// (`member_joined`).
+    MemberInvited {
+        /// Who is invited.
+        user: UserId,
+    },
+    /// The invitee (`sender`) declined their invitation.
+    InviteDeclined {
+        /// Who declined.
+        user: UserId,
+    },
+    /// The inviter or an owner or admin (`sender`) withdrew an invitation.
+    InviteCancelled {
+        /// Who was invited.
+        user: UserId,
+    },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -425,6 +461,9 @@ impl EventBody {
             Self::MemberMuted { .. } => "member_muted",
             Self::MemberUnmuted { .. } => "member_unmuted",
             Self::SlowModeChanged { .. } => "slow_mode_changed",
+            Self::MemberInvited { .. } => "member_invited",
+            Self::InviteDeclined { .. } => "invite_declined",
+            Self::InviteCancelled { .. } => "invite_cancelled",
         }
     }
 

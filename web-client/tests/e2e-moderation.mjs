@@ -2,8 +2,9 @@
 // real `chat` server: an owner mutes a member from the member list, the
 // member sees the banner with the end time and a closed composer, a send
 // they had queued offline is refused with the server's words (and not
-// retried), an unmute gives them their voice back, and slow mode shows its
-// countdown after a member's message.
+// retried), an unmute gives them their voice back, slow mode shows its
+// countdown after a member's message, and an invitation waits for the
+// invitee's accept.
 //
 //   CHAT_BIN=$PWD/target/debug/chat node web-client/tests/e2e-moderation.mjs
 //
@@ -14,6 +15,7 @@ import {
   register,
   joinPublicRoom,
   openRoomNamed,
+  waitRoomTitle,
   send,
   waitForMessage,
   waitConnection,
@@ -112,6 +114,29 @@ async function scenario(browser, server, people) {
     await alice.page.click('#slow-mode-form button[type=submit]');
     await line.waitFor({ state: 'hidden' });
     await bob.page.waitForFunction(() => !document.querySelector('#send').disabled);
+  });
+
+  await step('an invitation waits for consent: the invitee accepts and the room opens', async () => {
+    const created = await apiAs(alice.page, 'POST', '/v1/rooms', { name: 'secret plans', kind: 'private' });
+    expect(created.status === 201, `creating the room: ${JSON.stringify(created)}`);
+    await openRoomNamed(alice.page, 'secret plans', '◆ secret plans');
+    await alice.page.click('#invite');
+    await alice.page.fill('#people-search', 'bob');
+    await alice.page.locator('#people-results li', { hasText: '@bob' }).getByRole('button', { name: 'Invite' }).click();
+    await alice.page.locator('#people-results li', { hasText: 'Invited' }).waitFor();
+    await alice.page.keyboard.press('Escape');
+    const invitation = bob.page.locator('#invite-list li', { hasText: 'secret plans' });
+    await invitation.waitFor();
+    const text = await invitation.textContent();
+    expect(text.includes('from Alice'), `invitation: ${text}`);
+    // Not in the room before saying yes.
+    expect((await bob.page.locator('#room-list button', { hasText: 'secret plans' }).count()) === 0, 'in the room before accepting');
+    await invitation.getByRole('button', { name: 'Accept' }).click();
+    await waitRoomTitle(bob.page, '◆ secret plans');
+    await invitation.waitFor({ state: 'detached' });
+    await alice.page.locator('#message-list .notice', { hasText: 'Bob joined' }).waitFor();
+    await send(alice.page, 'welcome in');
+    await waitForMessage(bob.page, 'welcome in');
   });
 }
 

@@ -6,6 +6,7 @@ mod auth;
 mod dms;
 mod events;
 mod health;
+mod invites;
 mod members;
 mod messages;
 mod moderation;
@@ -59,6 +60,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(users::router())
         .merge(rooms::router())
         .merge(members::router())
+        .merge(invites::router())
         .merge(dms::router())
         .merge(events::router())
         .merge(messages::router())

@@ -9,15 +9,15 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Appended, AttachmentStore, Credentials, Health, MessageChange, MessageStore, ModerationStore,
-    NewAttachment, NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken, Result, RoomLog,
-    RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Standing, Store,
-    StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
+    Appended, AttachmentStore, Credentials, Health, InviteStore, MessageChange, MessageStore,
+    ModerationStore, NewAttachment, NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken,
+    Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Standing,
+    Store, StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
 };
 use crate::metrics::store_call;
 use crate::model::{
-    AttachmentId, Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId,
-    SessionId, User, UserId,
+    AttachmentId, Ban, EventId, Invite, InviteId, LeaveReason, Member, MyRoom, Role, Room,
+    RoomEvent, RoomId, SessionId, User, UserId,
 };
 use crate::search::{SearchHit, SearchQuery};
 
@@ -313,6 +313,43 @@ impl<S: ModerationStore> ModerationStore for Metered<S> {
         seconds: u32,
     ) -> Result<(Room, Option<RoomEvent>)> {
         store_call("set_slow_mode", self.0.set_slow_mode(room, by, seconds)).await
+    }
+}
+
+#[async_trait]
+impl<S: InviteStore> InviteStore for Metered<S> {
+    async fn create_invite(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(Invite, RoomEvent)> {
+        store_call("create_invite", self.0.create_invite(room, user, by)).await
+    }
+
+    async fn invites(&self, user: UserId) -> Result<Vec<Invite>> {
+        store_call("invites", self.0.invites(user)).await
+    }
+
+    async fn invite(&self, id: InviteId) -> Result<Option<Invite>> {
+        store_call("invite", self.0.invite(id)).await
+    }
+
+    async fn accept_invite(&self, id: InviteId, user: UserId) -> Result<RoomEvent> {
+        store_call("accept_invite", self.0.accept_invite(id, user)).await
+    }
+
+    async fn decline_invite(&self, id: InviteId, user: UserId) -> Result<RoomEvent> {
+        store_call("decline_invite", self.0.decline_invite(id, user)).await
+    }
+
+    async fn cancel_invite(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(InviteId, RoomEvent)> {
+        store_call("cancel_invite", self.0.cancel_invite(room, user, by)).await
     }
 }
 

@@ -14,8 +14,9 @@
 //! `sessions`, `rooms`, `members`, `log` (and the message appends'
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
 //! `timeline`, `references` (what a message points at), `search` (the
-//! full-text search of messages as they are now) and `moderation`
-//! (timeouts and slow mode, enforced by the appends). `dialect` says
+//! full-text search of messages as they are now), `moderation`
+//! (timeouts and slow mode, enforced by the appends) and `invites`
+//! (invitations with consent). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -29,6 +30,7 @@ mod driver_error;
 mod durability;
 mod erasure;
 mod group_commit;
+mod invites;
 mod log;
 mod members;
 mod messages;
@@ -49,8 +51,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Attachment, AttachmentId, Ban, EventId, LeaveReason, Member, MyRoom, Role, Room, RoomEvent,
-    RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
+    Attachment, AttachmentId, Ban, EventId, Invite, InviteId, LeaveReason, Member, MyRoom, Role,
+    Room, RoomEvent, RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
 };
 
 pub use postgres::PgStore;
@@ -603,6 +605,44 @@ pub trait ModerationStore: Send + Sync {
     ) -> Result<(Room, Option<RoomEvent>)>;
 }
 
+/// Invitations with consent (see `invites`). Each outcome deletes the
+/// invitation and is an event in the room's log, in the same transaction,
+/// under the room's lock.
+#[async_trait]
+pub trait InviteStore: Send + Sync {
+    /// `by` (a member) invites `user`, recording `member_invited`:
+    /// `NotFound` without the room or the user, `NotMember` if `by` is not
+    /// in it, `Banned` if `user` is banned from it, `Conflict("member")` if
+    /// they are in it, `Conflict("invited")` if already invited. Who may
+    /// invite into which kind of room is the caller's rule.
+    async fn create_invite(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(Invite, RoomEvent)>;
+    /// `user`'s pending invitations, newest first (at most 100).
+    async fn invites(&self, user: UserId) -> Result<Vec<Invite>>;
+    /// An invitation by id, if pending.
+    async fn invite(&self, id: InviteId) -> Result<Option<Invite>>;
+    /// The invitee accepts: they join as a member (`member_joined`, sent
+    /// by them). `NotFound` if it is not their pending invitation, `Banned`
+    /// if they were banned since, `Conflict("member")` if they joined
+    /// meanwhile (the invitation is then spent).
+    async fn accept_invite(&self, id: InviteId, user: UserId) -> Result<RoomEvent>;
+    /// The invitee declines (`invite_declined`); `NotFound` as above.
+    async fn decline_invite(&self, id: InviteId, user: UserId) -> Result<RoomEvent>;
+    /// The inviter (still a member) or an owner or admin withdraws the
+    /// invitation of `user` (`invite_cancelled`): `NotFound` if there is
+    /// none, `NotAllowed` for anyone else.
+    async fn cancel_invite(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(InviteId, RoomEvent)>;
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -625,6 +665,7 @@ pub trait Store:
     + AttachmentStore
     + SearchStore
     + ModerationStore
+    + InviteStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

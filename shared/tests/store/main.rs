@@ -62,6 +62,7 @@ macro_rules! with_connection {
 mod attachments;
 mod commit_failures;
 mod direct;
+mod invites;
 mod log;
 mod messages;
 mod moderation;
