@@ -40,6 +40,11 @@ pub enum ApiError {
     /// 409: the change conflicts with the current state.
     #[error("{1}")]
     Conflict(&'static str, String),
+    /// 410: what the request names existed but is over for good (an
+    /// expired, revoked or used-up invite link), with the stable code of
+    /// why.
+    #[error("{1}")]
+    Gone(&'static str, String),
     /// 413: the request body is over the limit.
     #[error("request body is too large")]
     PayloadTooLarge,
@@ -103,6 +108,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(..) => StatusCode::CONFLICT,
+            Self::Gone(..) => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnsupportedContent(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -120,6 +126,7 @@ impl ApiError {
             | Self::Unauthorized(code, _)
             | Self::Forbidden(code, _)
             | Self::Conflict(code, _)
+            | Self::Gone(code, _)
             | Self::UnsupportedContent(code, _)
             | Self::Unprocessable(code, _) => code,
             Self::NotFound(_) => "not_found",

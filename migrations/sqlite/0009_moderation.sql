@@ -1,4 +1,5 @@
--- Moderation in rooms (issue 30): timeouts, slow mode and invitations.
+-- Moderation in rooms (issue 30): timeouts, slow mode, invitations and
+-- invite links.
 --
 -- Both are enforced by the message append under the room's lock
 -- (`group_commit`), from rows it reads anyway or by key: the member's
@@ -36,3 +37,19 @@ CREATE TABLE room_invites (
     UNIQUE (room_id, user_id)
 );
 CREATE INDEX room_invites_user ON room_invites (user_id, created_at);
+
+-- Invite links: whoever has the code (128 random bits) joins the room
+-- until the link expires, is used up or is revoked. `uses` is counted in
+-- the join's transaction by a guarded update, so two joins on the last
+-- use cannot both pass.
+CREATE TABLE room_invite_links (
+    code       TEXT PRIMARY KEY,
+    room_id    BLOB NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    created_by BLOB REFERENCES users (id) ON DELETE SET NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    max_uses   INTEGER CHECK (max_uses > 0),
+    uses       INTEGER NOT NULL DEFAULT 0,
+    revoked_at TEXT
+);
+CREATE INDEX room_invite_links_room ON room_invite_links (room_id, created_at);

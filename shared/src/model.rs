@@ -246,6 +246,41 @@ pub struct Invite {
     pub created_at: OffsetDateTime,
 }
 
+/// A link that lets whoever has its code join a room (`POST
+/// /v1/invite-links/{code}/join`), until it expires, is used up or is
+/// revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InviteLink {
+    /// The secret: 128 random bits, URL-safe base64.
+    pub code: String,
+    /// The room it lets people into.
+    pub room_id: RoomId,
+    /// Who made it, if they still exist.
+    pub created_by: Option<UserId>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it stops working; absent: never.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+    /// How many joins it allows; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u32>,
+    /// How many joined by it.
+    pub uses: u32,
+    /// Set once revoked.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
 /// A user barred from a room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ban {

@@ -3,8 +3,8 @@
 // member sees the banner with the end time and a closed composer, a send
 // they had queued offline is refused with the server's words (and not
 // retried), an unmute gives them their voice back, slow mode shows its
-// countdown after a member's message, and an invitation waits for the
-// invitee's accept.
+// countdown after a member's message, an invitation waits for the
+// invitee's accept, and an invite link lets one newcomer in.
 //
 //   CHAT_BIN=$PWD/target/debug/chat node web-client/tests/e2e-moderation.mjs
 //
@@ -137,6 +137,36 @@ async function scenario(browser, server, people) {
     await alice.page.locator('#message-list .notice', { hasText: 'Bob joined' }).waitFor();
     await send(alice.page, 'welcome in');
     await waitForMessage(bob.page, 'welcome in');
+  });
+
+  await step('an invite link lets a newcomer in once: made, used, then refused with its reason', async () => {
+    await alice.page.click('#invite-links');
+    await alice.page.selectOption('#link-uses', '1');
+    await alice.page.click('#link-form button[type=submit]');
+    const field = alice.page.locator('#link-list li input').first();
+    await field.waitFor();
+    const url = await field.inputValue();
+    expect(/\/#join=[A-Za-z0-9_-]{22}$/.test(url), `link: ${url}`);
+    await alice.page.keyboard.press('Escape');
+
+    const carol = await person(browser, server.base, 'carol');
+    people.push(carol);
+    await register(carol, 'Carol');
+    await carol.page.goto(url);
+    await waitRoomTitle(carol.page, '◆ secret plans');
+    await waitForMessage(carol.page, 'welcome in');
+    await alice.page.locator('#message-list .notice', { hasText: 'Carol joined' }).waitFor();
+
+    // Its one use is spent: the next newcomer is told why.
+    const dave = await person(browser, server.base, 'dave');
+    people.push(dave);
+    await register(dave, 'Dave');
+    await dave.page.goto(url);
+    await dave.page.locator('.toast', { hasText: 'used as often as it allows' }).waitFor();
+    expect((await dave.page.locator('#room-list button', { hasText: 'secret plans' }).count()) === 0, 'joined by a spent link');
+    await alice.page.click('#invite-links');
+    await alice.page.locator('#link-list li', { hasText: 'used up' }).waitFor();
+    await alice.page.keyboard.press('Escape');
   });
 }
 

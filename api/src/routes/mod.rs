@@ -6,6 +6,7 @@ mod auth;
 mod dms;
 mod events;
 mod health;
+mod invite_links;
 mod invites;
 mod members;
 mod messages;
@@ -61,6 +62,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(rooms::router())
         .merge(members::router())
         .merge(invites::router())
+        .merge(invite_links::router())
         .merge(dms::router())
         .merge(events::router())
         .merge(messages::router())

@@ -10,6 +10,7 @@ mod bad_input;
 mod dms;
 mod events;
 mod health;
+mod invite_links;
 mod invites;
 mod limits;
 mod members;

@@ -2,7 +2,8 @@
 //! the muted member and the room at once (as `member_muted`, a log event),
 //! and from then on the member's sends and reactions are answered with
 //! `muted` and their typing is dropped, until `member_unmuted`; slow mode
-//! answers a member's second message within the interval with `slow_mode`.
+//! answers a member's second message within the interval with `slow_mode`;
+//! a join by invite link reaches the newcomer's open socket at once.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -13,6 +14,7 @@ use crate::cluster::{Setup, TestClient, TestCluster};
 both_shapes!(
     a_mute_reaches_the_room_live_and_refuses_the_members_frames,
     slow_mode_refuses_a_members_second_message_over_the_socket,
+    joining_by_an_invite_link_starts_live_delivery,
 );
 
 /// The gateway index for the `n`th client: spread over all gateways.
@@ -136,4 +138,61 @@ async fn slow_mode_refuses_a_members_second_message_over_the_socket(setup: Setup
     // The owner is exempt.
     a.send_message(&room, "a1", "one").await;
     a.send_message(&room, "a2", "two").await;
+}
+
+async fn joining_by_an_invite_link_starts_live_delivery(setup: Setup) {
+    let cluster = TestCluster::start(setup).await;
+    let alice = cluster.user("alice").await;
+    let carol = cluster.user("carol").await;
+    let (status, room) = cluster
+        .rest(
+            &alice,
+            "POST",
+            "/v1/rooms",
+            json!({ "name": "secret", "kind": "private" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{room}");
+    let room = room["id"].as_str().unwrap().to_owned();
+    let mut a = cluster.connect(&alice, 0).await;
+    let mut c = cluster.connect(&carol, spread(&cluster, 1)).await;
+    let (status, link) = cluster
+        .rest(
+            &alice,
+            "POST",
+            &format!("/v1/rooms/{room}/invite-links"),
+            json!({ "max_uses": 1 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let code = link["code"].as_str().unwrap();
+    let (status, joined) = cluster
+        .rest(
+            &carol,
+            "POST",
+            &format!("/v1/invite-links/{code}/join"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let added = c
+        .recv_until(|f| f["type"] == "room_added" && f["room"]["id"] == room.as_str())
+        .await;
+    assert_eq!(added["seq"], joined["seq"]);
+    let own = c
+        .recv_until(|f| f["type"] == "member_joined" && f["room_id"] == room.as_str())
+        .await;
+    assert_eq!(own["user"], carol.id.as_str());
+    let heard = a
+        .recv_until(|f| f["type"] == "member_joined" && f["user"] == carol.id.as_str())
+        .await;
+    assert_eq!(heard["seq"], joined["seq"]);
+    a.send_message(&room, "hello", "welcome").await;
+    let message = c
+        .recv_until(|f| f["type"] == "message" && f["client_id"] == "hello")
+        .await;
+    assert_eq!(
+        message["seq"].as_i64(),
+        joined["seq"].as_i64().map(|s| s + 1)
+    );
 }

@@ -9,15 +9,16 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Appended, AttachmentStore, Credentials, Health, InviteStore, MessageChange, MessageStore,
-    ModerationStore, NewAttachment, NewMessage, NewRoom, NewUser, Page, ReadMark, RefreshToken,
-    Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Standing,
-    Store, StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
+    Appended, AttachmentStore, Credentials, Health, InviteLinkStore, InviteStore, MessageChange,
+    MessageStore, ModerationStore, NewAttachment, NewInviteLink, NewMessage, NewRoom, NewUser,
+    Page, ReadMark, RefreshToken, Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore,
+    Session, SessionStore, Standing, Store, StoredAttachment, Submitted, Timeline, Uploaded,
+    UserStore,
 };
 use crate::metrics::store_call;
 use crate::model::{
-    AttachmentId, Ban, EventId, Invite, InviteId, LeaveReason, Member, MyRoom, Role, Room,
-    RoomEvent, RoomId, SessionId, User, UserId,
+    AttachmentId, Ban, EventId, Invite, InviteId, InviteLink, LeaveReason, Member, MyRoom, Role,
+    Room, RoomEvent, RoomId, SessionId, User, UserId,
 };
 use crate::search::{SearchHit, SearchQuery};
 
@@ -350,6 +351,34 @@ impl<S: InviteStore> InviteStore for Metered<S> {
         by: UserId,
     ) -> Result<(InviteId, RoomEvent)> {
         store_call("cancel_invite", self.0.cancel_invite(room, user, by)).await
+    }
+}
+
+#[async_trait]
+impl<S: InviteLinkStore> InviteLinkStore for Metered<S> {
+    async fn create_invite_link(
+        &self,
+        room: RoomId,
+        by: UserId,
+        link: NewInviteLink,
+    ) -> Result<InviteLink> {
+        store_call(
+            "create_invite_link",
+            self.0.create_invite_link(room, by, link),
+        )
+        .await
+    }
+
+    async fn invite_links(&self, room: RoomId) -> Result<Vec<InviteLink>> {
+        store_call("invite_links", self.0.invite_links(room)).await
+    }
+
+    async fn revoke_invite_link(&self, room: RoomId, code: &str) -> Result<bool> {
+        store_call("revoke_invite_link", self.0.revoke_invite_link(room, code)).await
+    }
+
+    async fn join_by_link(&self, code: &str, user: UserId) -> Result<RoomEvent> {
+        store_call("join_by_link", self.0.join_by_link(code, user)).await
     }
 }
 

@@ -15,8 +15,8 @@
 //! `group_commit`), `messages` (and what a deletion erases, `erasure`),
 //! `timeline`, `references` (what a message points at), `search` (the
 //! full-text search of messages as they are now), `moderation`
-//! (timeouts and slow mode, enforced by the appends) and `invites`
-//! (invitations with consent). `dialect` says
+//! (timeouts and slow mode, enforced by the appends), `invites`
+//! (invitations with consent) and `invite_links`. `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -30,6 +30,7 @@ mod driver_error;
 mod durability;
 mod erasure;
 mod group_commit;
+mod invite_links;
 mod invites;
 mod log;
 mod members;
@@ -51,8 +52,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Attachment, AttachmentId, Ban, EventId, Invite, InviteId, LeaveReason, Member, MyRoom, Role,
-    Room, RoomEvent, RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
+    Attachment, AttachmentId, Ban, EventId, Invite, InviteId, InviteLink, LeaveReason, Member,
+    MyRoom, Role, Room, RoomEvent, RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
 };
 
 pub use postgres::PgStore;
@@ -643,6 +644,42 @@ pub trait InviteStore: Send + Sync {
     ) -> Result<(InviteId, RoomEvent)>;
 }
 
+/// An invite link to create (see [`InviteLinkStore`]).
+#[derive(Debug, Clone)]
+pub struct NewInviteLink {
+    /// The secret code (made by the caller: 128 random bits).
+    pub code: String,
+    /// When it stops working; `None`: never.
+    pub expires_at: Option<OffsetDateTime>,
+    /// How many joins it allows; `None`: no limit.
+    pub max_uses: Option<u32>,
+}
+
+/// Invite links (see `invites`): whoever has the code joins the room.
+#[async_trait]
+pub trait InviteLinkStore: Send + Sync {
+    /// Creates a link into `room`; `by` must be its owner or admin at the
+    /// commit (`NotAllowed`; `NotMember`, `NotFound` without the room).
+    async fn create_invite_link(
+        &self,
+        room: RoomId,
+        by: UserId,
+        link: NewInviteLink,
+    ) -> Result<InviteLink>;
+    /// The room's links, revoked ones included, newest first.
+    async fn invite_links(&self, room: RoomId) -> Result<Vec<InviteLink>>;
+    /// Revokes a link of `room`; false if it has none by that code (or it
+    /// was revoked already).
+    async fn revoke_invite_link(&self, room: RoomId, code: &str) -> Result<bool>;
+    /// `user` joins by a link: `member_joined` (sent by them), and a use
+    /// counted in the same transaction, guarded so that of two joins on
+    /// the last use one wins. `NotFound` for an unknown code,
+    /// `Conflict("link_revoked" | "link_expired" | "link_used_up")`,
+    /// `Banned`, `Conflict("member")` if already in (no use is counted on
+    /// a refusal). A pending invitation of theirs into the room is spent.
+    async fn join_by_link(&self, code: &str, user: UserId) -> Result<RoomEvent>;
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -666,6 +703,7 @@ pub trait Store:
     + SearchStore
     + ModerationStore
     + InviteStore
+    + InviteLinkStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

@@ -62,6 +62,7 @@ macro_rules! with_connection {
 mod attachments;
 mod commit_failures;
 mod direct;
+mod invite_links;
 mod invites;
 mod log;
 mod messages;
