@@ -241,12 +241,13 @@ export function mountMessages({ store, actions, confirm, notify }) {
         return `${by} muted ${who} until ${new Date(event.until).toLocaleString()}`;
       case 'member_unmuted':
         return `${by} unmuted ${who}`;
+      // An invitee shares no room with us yet: their name may be unknown.
       case 'member_invited':
-        return `${by} invited ${who}`;
+        return `${by} invited ${state.users.has(event.user) ? who : 'someone'}`;
       case 'invite_declined':
-        return `${who} declined the invitation`;
+        return `${state.users.has(event.user) ? who : 'someone'} declined the invitation`;
       case 'invite_cancelled':
-        return `${by} withdrew the invitation of ${who}`;
+        return `${by} withdrew the invitation of ${state.users.has(event.user) ? who : 'someone'}`;
       case 'slow_mode_changed':
         return event.seconds ? `${by} turned slow mode on: one message every ${event.seconds} s` : `${by} turned slow mode off`;
       default:
