@@ -6,7 +6,8 @@
  * date by the socket's `invite` and `invite_removed` frames (an answer
  * given in another tab removes it here too). The open room's invite links
  * (owners and admins: `links-dialog`): create with an expiry and a use
- * limit, copy, revoke. And the page route that joins by a link,
+ * limit, copy, revoke; and, in the same dialog, the room's pending
+ * invitations, each of which they may withdraw. And the page route that joins by a link,
  * `/#join=<code>`: taken when the chat starts (after a login, if the
  * link was opened logged out) and whenever the address changes to one.
  *
@@ -46,7 +47,10 @@ export function mountInvites({ store, api, actions, notify }) {
     linkUses: byId('link-uses'),
     linkError: byId('link-error'),
     linkList: byId('link-list'),
+    pendingList: byId('pending-list'),
+    pendingEmpty: byId('pending-empty'),
   };
+  const pendingRows = new Map();
   const linkRows = new Map();
   let started = false;
   const rows = new Map();
@@ -116,10 +120,48 @@ export function mountInvites({ store, api, actions, notify }) {
     const room = currentRoom(store.state);
     if (!room) return;
     try {
-      renderLinks(await api.call('GET', `/v1/rooms/${room.id}/invite-links`));
+      const [links, pending] = await Promise.all([
+        api.call('GET', `/v1/rooms/${room.id}/invite-links`),
+        api.call('GET', `/v1/rooms/${room.id}/invites`),
+      ]);
+      renderLinks(links);
+      renderPending(pending);
     } catch (error) {
       el.linkError.textContent = error.message;
     }
+  }
+
+  function renderPending(pending) {
+    el.pendingEmpty.hidden = pending.length > 0;
+    const items = pending.map((invite) => ({
+      key: invite.id,
+      userId: invite.user_id,
+      name: invite.invitee.display_name,
+      username: invite.invitee.username,
+      by: invite.invited_by?.display_name ?? 'someone',
+    }));
+    reconcile(el.pendingList, items, pendingRow, pendingRows);
+  }
+
+  function pendingRow(item) {
+    return h(
+      'li',
+      { dataset: { userId: item.userId } },
+      h('span', { className: 'name' }, item.name, ' ', h('small', { className: 'handle' }, `@${item.username}`)),
+      h('span', { className: 'link-state' }, `invited by ${item.by}`),
+      h('button', { type: 'button', className: 'ghost small danger', on: { click: () => withdraw(item.userId) } }, 'Withdraw'),
+    );
+  }
+
+  async function withdraw(userId) {
+    const room = currentRoom(store.state);
+    if (!room) return;
+    try {
+      await api.call('DELETE', `/v1/rooms/${room.id}/invites/${userId}`);
+    } catch (error) {
+      el.linkError.textContent = error.message;
+    }
+    loadLinks();
   }
 
   function renderLinks(links) {
@@ -180,6 +222,7 @@ export function mountInvites({ store, api, actions, notify }) {
   el.linksButton.addEventListener('click', () => {
     el.linkError.textContent = '';
     reconcile(el.linkList, [], linkRow, linkRows);
+    reconcile(el.pendingList, [], pendingRow, pendingRows);
     el.linksDialog.showModal();
     loadLinks();
   });

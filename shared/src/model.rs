@@ -239,6 +239,8 @@ pub struct Invite {
     pub room: Room,
     /// Who is invited.
     pub user_id: UserId,
+    /// Who is invited, as a room's moderators list them.
+    pub invitee: User,
     /// Who invited them, if they still exist.
     pub invited_by: Option<User>,
     /// When.

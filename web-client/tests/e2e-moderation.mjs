@@ -27,6 +27,16 @@ import {
   run,
 } from './e2e/kit.mjs';
 
+/** The open room's id, from the sidebar. */
+function openRoomIdOf(page) {
+  return page.$eval('.sidebar button[aria-current="true"]', (button) => button.dataset.roomId);
+}
+
+/** The logged-in user's id, from the page's own session. */
+function myId(page) {
+  return page.evaluate(() => JSON.parse(localStorage.getItem(`chat.session:${location.origin}`)).user.id);
+}
+
 /** The member-list row of someone, by display name. */
 function memberRow(page, name) {
   return page.locator('#member-list li', { hasText: name });
@@ -167,6 +177,25 @@ async function scenario(browser, server, people) {
     await alice.page.click('#invite-links');
     await alice.page.locator('#link-list li', { hasText: 'used up' }).waitFor();
     await alice.page.keyboard.press('Escape');
+  });
+
+  await step('an invitation not yet answered is withdrawn: it leaves the invitee\'s list', async () => {
+    const erin = await person(browser, server.base, 'erin');
+    people.push(erin);
+    await register(erin, 'Erin');
+    const room = await openRoomIdOf(alice.page);
+    const invited = await apiAs(alice.page, 'POST', `/v1/rooms/${room}/members`, { user_id: await myId(erin.page) });
+    expect(invited.status === 201, `inviting: ${JSON.stringify(invited)}`);
+    const invitation = erin.page.locator('#invite-list li', { hasText: 'secret plans' });
+    await invitation.waitFor();
+    await alice.page.click('#invite-links');
+    const pending = alice.page.locator('#pending-list li', { hasText: '@erin' });
+    await pending.waitFor();
+    await pending.getByRole('button', { name: 'Withdraw' }).click();
+    await pending.waitFor({ state: 'detached' });
+    await alice.page.keyboard.press('Escape');
+    await invitation.waitFor({ state: 'detached' });
+    await alice.page.locator('#message-list .notice', { hasText: 'Alice withdrew the invitation of' }).waitFor();
   });
 }
 

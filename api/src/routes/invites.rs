@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accept))
         .routes(routes!(decline))
         .routes(routes!(cancel))
+        .routes(routes!(room_invites))
 }
 
 /// My pending invitations, newest first, each with its room and who
@@ -90,6 +91,21 @@ async fn decline(
     state.announce(&event).await;
     state.announce_invite_removed(me.id, id);
     Ok(Json(event))
+}
+
+/// The pending invitations into a room I am in, oldest first (they are
+/// events of its log already: `member_invited`).
+#[utoipa::path(get, path = "/v1/rooms/{id}/invites", tag = "invites",
+    security(("bearer" = [])),
+    params(("id" = RoomId, Path)),
+    responses((status = 200, body = [Invite]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn room_invites(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppPath(id): AppPath<RoomId>,
+) -> Result<Json<Vec<Invite>>, ApiError> {
+    membership(&state, id, &me).await?;
+    Ok(Json(state.store.room_invites(id).await?))
 }
 
 /// Withdraws the pending invitation of `user_id` (its inviter, or an owner

@@ -106,6 +106,14 @@ async fn only_the_inviter_or_a_moderator_withdraws_an_invitation(backend: Backen
     api.join(&carol, &room).await;
     invite(&api, &bob, &room, &dave).await;
     let path = format!("/v1/rooms/{room}/invites/{}", dave.user.id);
+    // The room's members see who is invited.
+    let listed = expect_status(
+        api.get(&format!("/v1/rooms/{room}/invites"), &carol).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed[0]["invitee"]["id"], json!(dave.user.id));
+    assert_eq!(listed[0]["invited_by"]["id"], json!(bob.user.id));
 
     let stranger = api.user("erin").await;
     let before = api.snapshot().await;
@@ -130,6 +138,13 @@ async fn only_the_inviter_or_a_moderator_withdraws_an_invitation(backend: Backen
     .await;
     assert_eq!(api.snapshot().await, before);
     assert_eq!(pending(&api, &dave).await.len(), 1);
+    expect_error(
+        api.get(&format!("/v1/rooms/{room}/invites"), &stranger)
+            .await,
+        StatusCode::FORBIDDEN,
+        "not_member",
+    )
+    .await;
 
     // The inviter withdraws it; then an owner withdraws another.
     let cancelled = expect_status(

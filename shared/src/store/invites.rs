@@ -37,6 +37,10 @@ const INVITE_OF: &str = "SELECT id, room_id, user_id, invited_by, created_at FRO
 const INVITES_FOR: &str = "SELECT id, room_id, user_id, invited_by, created_at FROM room_invites \
      WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT 100";
 
+/// A room's pending invitations, oldest first.
+const INVITES_INTO: &str = "SELECT id, room_id, user_id, invited_by, created_at FROM room_invites \
+     WHERE room_id = $1 ORDER BY created_at, id LIMIT 200";
+
 const DELETE_INVITE: &str = "DELETE FROM room_invites WHERE id = $1";
 
 const IS_BANNED: &str = "SELECT 1 FROM room_bans WHERE room_id = $1 AND user_id = $2";
@@ -80,6 +84,11 @@ where
             .bind(row.room_id)
             .fetch_one(&mut *conn)
             .await?;
+        let invitee = sqlx::query_as::<_, UserRow>(USER_BY_ID)
+            .bind(row.user_id)
+            .fetch_one(&mut *conn)
+            .await?
+            .into();
         let invited_by = match row.invited_by {
             Some(id) => sqlx::query_as::<_, UserRow>(USER_BY_ID)
                 .bind(id)
@@ -92,6 +101,7 @@ where
             id: InviteId(row.id),
             room: Room::try_from(room)?,
             user_id: UserId(row.user_id),
+            invitee,
             invited_by,
             created_at: row.created_at,
         })
@@ -187,6 +197,19 @@ where
         let mut conn = self.reader().acquire().await?;
         let rows = sqlx::query_as::<_, InviteRow>(INVITES_FOR)
             .bind(user.0)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut invites = Vec::with_capacity(rows.len());
+        for row in rows {
+            invites.push(Self::full_invite(&mut conn, row).await?);
+        }
+        Ok(invites)
+    }
+
+    async fn room_invites(&self, room: RoomId) -> Result<Vec<Invite>> {
+        let mut conn = self.reader().acquire().await?;
+        let rows = sqlx::query_as::<_, InviteRow>(INVITES_INTO)
+            .bind(room.0)
             .fetch_all(&mut *conn)
             .await?;
         let mut invites = Vec::with_capacity(rows.len());

@@ -332,6 +332,10 @@ impl<S: InviteStore> InviteStore for Metered<S> {
         store_call("invites", self.0.invites(user)).await
     }
 
+    async fn room_invites(&self, room: RoomId) -> Result<Vec<Invite>> {
+        store_call("room_invites", self.0.room_invites(room)).await
+    }
+
     async fn invite(&self, id: InviteId) -> Result<Option<Invite>> {
         store_call("invite", self.0.invite(id)).await
     }

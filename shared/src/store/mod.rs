@@ -624,6 +624,8 @@ pub trait InviteStore: Send + Sync {
     ) -> Result<(Invite, RoomEvent)>;
     /// `user`'s pending invitations, newest first (at most 100).
     async fn invites(&self, user: UserId) -> Result<Vec<Invite>>;
+    /// The pending invitations into `room`, oldest first (at most 200).
+    async fn room_invites(&self, room: RoomId) -> Result<Vec<Invite>>;
     /// An invitation by id, if pending.
     async fn invite(&self, id: InviteId) -> Result<Option<Invite>>;
     /// The invitee accepts: they join as a member (`member_joined`, sent

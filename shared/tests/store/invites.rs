@@ -31,6 +31,11 @@ async fn an_invitation_waits_for_the_invitees_consent(backend: Backend) {
     // Not a member until they accept.
     assert_eq!(fx.role(room.id, bob.id).await.unwrap(), None);
     assert_eq!(fx.invites(bob.id).await.unwrap(), vec![invite.clone()]);
+    assert_eq!(invite.invitee.id, bob.id);
+    assert_eq!(
+        fx.room_invites(room.id).await.unwrap(),
+        vec![invite.clone()]
+    );
     assert_eq!(fx.invite(invite.id).await.unwrap(), Some(invite.clone()));
     // Only the invitee accepts it.
     let refused = fx.accept_invite(invite.id, owner.id).await;
@@ -42,6 +47,7 @@ async fn an_invitation_waits_for_the_invitees_consent(backend: Backend) {
     assert_eq!(joined.seq, event.seq + 1);
     assert_eq!(fx.role(room.id, bob.id).await.unwrap(), Some(Role::Member));
     assert!(fx.invites(bob.id).await.unwrap().is_empty());
+    assert!(fx.room_invites(room.id).await.unwrap().is_empty());
     let again = fx.accept_invite(invite.id, bob.id).await;
     assert!(matches!(again, Err(Error::NotFound)), "{again:?}");
 }
