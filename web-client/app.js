@@ -23,7 +23,9 @@ import { mountDialogs } from './view-dialogs.js';
 import { mountMembers } from './view-members.js';
 import { mountBlocksDialog } from './view-blocks.js';
 import { mountRequests } from './view-requests.js';
+import { mountInvites } from './view-invites.js';
 import { mountMessages } from './view-messages.js';
+import { mountModeration } from './view-moderation.js';
 import { mountPins } from './view-pins.js';
 import { mountRoom } from './view-room.js';
 import { mountSearch } from './view-search.js';
@@ -75,12 +77,16 @@ mountSidebar({
     !el.messages.hidden &&
     el.messages.scrollHeight - el.messages.scrollTop - el.messages.clientHeight < 80,
 });
-mountMembers({ store, actions });
+// Its controls come from moderation, mounted after the composer (below).
+mountMembers({ store, actions, controls: (row) => moderation.controls(row) });
 mountBlocksDialog({ store, actions });
 mountRequests({ store, actions, confirm });
 mountPins({ store, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountSearch({ store, api, actions, jumpTo: (id) => messagesView.jumpTo(id) });
 mountComposer({ store, actions, notify, onSent: () => messagesView.stickToBottom() });
+// After the composer: its hold on Send is applied after the composer's own rule.
+const moderation = mountModeration({ store, api, notify });
+const invitesView = mountInvites({ store, api, actions, notify });
 const adminView = mountAdmin({ api, store, notify });
 // Names for senders who are no longer members (left, or deleted).
 mountUserLookup({ store, api });
@@ -160,6 +166,7 @@ async function enterChat() {
     rescueSend: (entry, error) => actions.rescueSend(entry, error),
   });
   client.on('authFailed', () => leaveChat('Your session has ended. Please log in again.'));
+  invitesView.start(client);
   await actions.start(client, { keeper });
   await adminView.enter();
 }
@@ -178,6 +185,7 @@ async function socketToken({ reason }) {
 function leaveChat(message) {
   actions.stop();
   adminView.leave();
+  invitesView.stop();
   store.dispatch({ type: 'loggedOut' });
   el.toasts.replaceChildren();
   setAuthMode('login');

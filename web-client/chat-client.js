@@ -59,7 +59,20 @@ export const MESSAGE_CHANGE_EVENT_TYPES = Object.freeze(
 
 /** The `type`s of the frames that are events of a room's log. */
 export const ROOM_EVENT_TYPES = Object.freeze(
-  new Set(['message', ...MESSAGE_CHANGE_EVENT_TYPES, 'member_joined', 'member_left', 'role_changed', 'room_updated']),
+  new Set([
+    'message',
+    ...MESSAGE_CHANGE_EVENT_TYPES,
+    'member_joined',
+    'member_left',
+    'role_changed',
+    'room_updated',
+    'member_muted',
+    'member_unmuted',
+    'slow_mode_changed',
+    'member_invited',
+    'invite_declined',
+    'invite_cancelled',
+  ]),
 );
 
 /**
@@ -333,9 +346,11 @@ export function newClientId() {
  * - `changeFailed` `{entry, code, message}`: the server refused a change for good;
  * - `typing`, `read`, `presence`, `signal`: relayed frames, as received;
  * - `roomAdded` `{room, seq}` and `roomRemoved` `{room_id}`;
+ * - `invite` `{invite}` (an invitation waits for my answer) and
+ *   `invite_removed` `{invite_id}` (answered or withdrawn);
  * - `error` an `error` frame that is not about a pending send;
  * - `authFailed` the token could not be obtained (logged out): the client stopped.
- * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'blockChanged'|'error'|'authFailed'} ChatEventType
+ * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'blockChanged'|'userUpdated'|'invite'|'invite_removed'|'error'|'authFailed'} ChatEventType
  */
 
 /**
@@ -851,6 +866,8 @@ export class ChatClient {
       case 'read':
       case 'presence':
       case 'signal':
+      case 'invite':
+      case 'invite_removed':
         return this.#emit(frame.type, frame);
       case 'user_updated':
         return this.#emit('userUpdated', frame);

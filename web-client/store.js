@@ -33,6 +33,8 @@ function emptyState() {
     members: new Map(),
     /** @type {Map<string, Map<string, number>>} room id → (user id → last read seq) */
     readMarks: new Map(),
+    /** @type {Map<string, Map<string, string>>} room id → (user id → muted until, RFC 3339) */
+    mutes: new Map(),
     /** @type {Map<string, 'online'|'offline'>} */
     presence: new Map(),
     /** @type {Set<string>} the users I block: their messages are collapsed and count for nothing */
@@ -212,6 +214,7 @@ export const reducers = {
   membersLoaded(state, { roomId, members }, mark) {
     state.members.set(roomId, new Map(members.map((m) => [m.user.id, m.role])));
     state.readMarks.set(roomId, new Map(members.map((m) => [m.user.id, m.last_read_seq])));
+    state.mutes.set(roomId, new Map(members.filter((m) => m.muted_until).map((m) => [m.user.id, m.muted_until])));
     for (const member of members) state.users.set(member.user.id, member.user);
     const mine = members.find((m) => m.user.id === state.me?.id);
     const room = state.rooms.get(roomId);
@@ -391,7 +394,31 @@ const eventEffects = {
     Object.assign(state.rooms.get(event.room_id), { name: event.name, topic: event.topic });
     mark('rooms', 'current');
   },
+  member_muted(state, event, mark) {
+    setMute(state, event.room_id, event.user, event.until);
+    mark(`members:${event.room_id}`, 'current');
+  },
+  member_unmuted(state, event, mark) {
+    setMute(state, event.room_id, event.user, null);
+    mark(`members:${event.room_id}`, 'current');
+  },
+  slow_mode_changed(state, event, mark) {
+    state.rooms.get(event.room_id).slow_mode_seconds = event.seconds;
+    mark('rooms', 'current');
+  },
 };
+
+/** Records a member's mute (`until` null: lifted); mine is also the room's `muted_until`. */
+function setMute(state, roomId, userId, until) {
+  if (!state.mutes.has(roomId)) state.mutes.set(roomId, new Map());
+  if (until) state.mutes.get(roomId).set(userId, until);
+  else state.mutes.get(roomId).delete(userId);
+  const room = state.rooms.get(roomId);
+  if (room && userId === state.me?.id) {
+    if (until) room.muted_until = until;
+    else delete room.muted_until;
+  }
+}
 for (const type of CHANGE_TYPES) {
   eventEffects[type] = (state, event, mark) => {
     const entry = state.pins.get(event.room_id);
@@ -524,5 +551,30 @@ export function canInvite(room) {
 
 /** @returns {boolean} whether `@room` mentions everyone when I write it here */
 export function canMentionRoom(room) {
+  return room.kind !== 'direct' && (room.role === 'owner' || room.role === 'admin');
+}
+
+/**
+ * @returns {Date|null} until when a member is muted in a room, if a mute is
+ *   in force now (mine from the room list and events, others' from the
+ *   member list and events)
+ */
+export function mutedUntil(state, roomId, userId, now = Date.now()) {
+  const until = userId === state.me?.id ? state.rooms.get(roomId)?.muted_until : state.mutes.get(roomId)?.get(userId);
+  if (!until) return null;
+  const end = new Date(until);
+  return end.getTime() > now ? end : null;
+}
+
+/** @returns {boolean} whether I may mute or unmute this member (an owner or admin above them) */
+export function canModerate(state, room, userId) {
+  if (room.kind === 'direct' || userId === state.me?.id) return false;
+  const rank = { member: 0, admin: 1, owner: 2 };
+  const theirs = state.members.get(room.id)?.get(userId) ?? 'member';
+  return rank[room.role] >= 1 && rank[room.role] > rank[theirs];
+}
+
+/** @returns {boolean} whether I may set the room's slow mode */
+export function canSetSlowMode(room) {
   return room.kind !== 'direct' && (room.role === 'owner' || room.role === 'admin');
 }

@@ -130,6 +130,7 @@ export function mountDialogs({ store, api, actions }) {
       return 'Invited';
     } catch (error) {
       if (error instanceof ApiError && error.code === 'already_member') return 'Already in';
+      if (error instanceof ApiError && error.code === 'already_invited') return 'Already invited';
       throw error;
     }
   }

@@ -7,15 +7,17 @@
  */
 
 import { byId, h, reconcile } from './dom.js';
-import { currentRoom, isBlocked, isOnline, userName } from './store.js';
+import { canModerate, currentRoom, isBlocked, isOnline, mutedUntil, userName } from './store.js';
 import { requestReport } from './view-admin.js';
 
 /**
  * @param {object} deps
  * @param {import('./store.js').Store} deps.store
  * @param {ReturnType<import('./actions.js').createActions>} deps.actions
+ * @param {(row: object) => Node|null} [deps.controls] what a row offers
+ *   besides its name (moderation's mute button)
  */
-export function mountMembers({ store, actions }) {
+export function mountMembers({ store, actions, controls = () => null }) {
   const { state } = store;
   const list = byId('member-list');
   const rows = new Map();
@@ -37,6 +39,8 @@ export function mountMembers({ store, actions }) {
           me: id === state.me?.id,
           online: isOnline(state, id),
           blocked: isBlocked(state, id),
+          mutedUntil: mutedUntil(state, room.id, id)?.toISOString() ?? null,
+          moderate: canModerate(state, room, id),
         }))
       : [];
     items.sort((a, b) => Number(b.online) - Number(a.online) || a.name.localeCompare(b.name));
@@ -44,7 +48,7 @@ export function mountMembers({ store, actions }) {
   }
 
   function memberRow(row) {
-    const item = memberItem(row);
+    const item = memberItem(row, controls);
     if (!row.me) {
       const toggle = h('button', { type: 'button', className: 'ghost small block-toggle' }, row.blocked ? 'Unblock' : 'Block');
       toggle.title = row.blocked ? `Show ${row.name}'s messages again` : `Stop hearing from ${row.name}`;
@@ -60,7 +64,7 @@ export function mountMembers({ store, actions }) {
   store.subscribe(render);
 }
 
-function memberItem(row) {
+function memberItem(row, controls) {
   return h(
     'li',
     { dataset: { userId: row.id } },
@@ -80,6 +84,8 @@ function memberItem(row) {
       row.username ? h('small', { className: 'handle' }, `@${row.username}`) : null,
     ),
     row.role === 'member' ? null : h('span', { className: 'role' }, row.role),
+    row.mutedUntil ? h('span', { className: 'muted-badge', title: `muted until ${new Date(row.mutedUntil).toLocaleString()}` }, 'muted') : null,
+    controls(row),
     row.me
       ? null
       : h(

@@ -246,6 +246,19 @@ export function mountMessages({ store, actions, confirm, notify }) {
         return event.role === 'owner' ? `${who} now owns the room` : `${who} is now ${event.role === 'admin' ? 'an admin' : 'a member'}`;
       case 'room_updated':
         return `${by} renamed the room to “${event.name}”${event.topic ? ` — ${event.topic}` : ''}`;
+      case 'member_muted':
+        return `${by} muted ${who} until ${new Date(event.until).toLocaleString()}`;
+      case 'member_unmuted':
+        return `${by} unmuted ${who}`;
+      // An invitee shares no room with us yet: their name may be unknown.
+      case 'member_invited':
+        return `${by} invited ${state.users.has(event.user) ? who : 'someone'}`;
+      case 'invite_declined':
+        return `${state.users.has(event.user) ? who : 'someone'} declined the invitation`;
+      case 'invite_cancelled':
+        return `${by} withdrew the invitation of ${state.users.has(event.user) ? who : 'someone'}`;
+      case 'slow_mode_changed':
+        return event.seconds ? `${by} turned slow mode on: one message every ${event.seconds} s` : `${by} turned slow mode off`;
       default:
         return `${by}: ${event.type}`;
     }

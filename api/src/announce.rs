@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use chat_shared::bus::{SessionEnded, Topic};
-use chat_shared::model::{EventBody, RoomEvent, RoomId, SessionId, UserId};
+use chat_shared::model::{EventBody, Invite, InviteId, RoomEvent, RoomId, SessionId, UserId};
 use chat_shared::protocol::ServerFrame;
 
 use crate::state::AppState;
@@ -54,6 +54,22 @@ impl AppState {
             seq,
         };
         self.tell(user, &frame);
+    }
+
+    /// Tells the invitee of a new invitation, on every gateway.
+    pub(crate) fn announce_invite(&self, invite: &Invite) {
+        self.tell(
+            invite.user_id,
+            &ServerFrame::Invite {
+                invite: invite.clone(),
+            },
+        );
+    }
+
+    /// Tells `user` that their invitation `id` is gone (accepted, declined
+    /// or withdrawn), so their other sessions drop it too.
+    pub(crate) fn announce_invite_removed(&self, user: UserId, id: InviteId) {
+        self.tell(user, &ServerFrame::InviteRemoved { invite_id: id });
     }
 
     /// Tells `user` that `room` is gone for them.

@@ -40,6 +40,11 @@ pub enum ApiError {
     /// 409: the change conflicts with the current state.
     #[error("{1}")]
     Conflict(&'static str, String),
+    /// 410: what the request names existed but is over for good (an
+    /// expired, revoked or used-up invite link), with the stable code of
+    /// why.
+    #[error("{1}")]
+    Gone(&'static str, String),
     /// 413: the request body is over the limit.
     #[error("request body is too large")]
     PayloadTooLarge,
@@ -60,6 +65,10 @@ pub enum ApiError {
     /// 429: too many attempts; retry after the given number of seconds.
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
+    /// 429: the room's slow mode; the member may send again after the
+    /// given number of seconds.
+    #[error("slow mode is on in this room: wait {0} s before your next message")]
+    SlowMode(u32),
     /// 503: a dependency (the database, the password hasher) is saturated or down.
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -99,11 +108,12 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(..) => StatusCode::CONFLICT,
+            Self::Gone(..) => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnsupportedContent(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::SlowMode(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,6 +126,7 @@ impl ApiError {
             | Self::Unauthorized(code, _)
             | Self::Forbidden(code, _)
             | Self::Conflict(code, _)
+            | Self::Gone(code, _)
             | Self::UnsupportedContent(code, _)
             | Self::Unprocessable(code, _) => code,
             Self::NotFound(_) => "not_found",
@@ -125,6 +136,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation(_) => "validation_failed",
             Self::RateLimited(_) => "rate_limited",
+            Self::SlowMode(_) => "slow_mode",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -184,6 +196,11 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
+            Self::SlowMode(secs) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
             // Saturated or down for now: worth a retry, not at once.
             Self::Unavailable => {
                 response
@@ -230,6 +247,11 @@ impl From<chat_shared::Error> for ApiError {
                 None => Self::Conflict("conflict", format!("conflicting {code}")),
             },
             E::Invalid(text) => Self::Validation(text.into()),
+            E::SlowMode(wait) => Self::SlowMode(wait),
+            muted @ E::Muted(_) => {
+                let (code, text) = muted.moderation_refusal().expect("a mute is a refusal");
+                Self::Forbidden(code, text)
+            }
             E::BadQuery(code, text) => Self::BadRequest(code, text),
             other if other.is_unavailable() => Self::Unavailable,
             other => Self::Internal(other.to_string()),

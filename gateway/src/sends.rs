@@ -176,6 +176,12 @@ async fn answer(
                 chat_shared::Error::Invalid(text) => {
                     ServerFrame::error("validation_failed", text, reference)
                 }
+                // Final answers: a client gives the message up (or waits
+                // out slow mode) rather than retrying it.
+                e @ (chat_shared::Error::Muted(_) | chat_shared::Error::SlowMode(_)) => {
+                    let (code, text) = e.moderation_refusal().expect("a refusal");
+                    ServerFrame::error(code, text, reference)
+                }
                 e => {
                     tracing::warn!(error = %e, "append failed");
                     ServerFrame::error(

@@ -21,6 +21,14 @@ pub enum Error {
     /// change (checked inside the change's transaction).
     #[error("your role does not allow this")]
     NotAllowed,
+    /// The member is muted in the room until this time (a timeout by an
+    /// owner or admin): they may not send, react, edit or type there.
+    #[error("muted in this room until {0}")]
+    Muted(time::OffsetDateTime),
+    /// The room's slow mode: the member may send again in this many
+    /// seconds.
+    #[error("slow mode: wait {0} s")]
+    SlowMode(u32),
     /// A field names something it may not (a reply to a message that is
     /// not in the room); the text says which and why.
     #[error("{0}")]
@@ -103,6 +111,25 @@ impl Error {
             "too_many_pins" => "a room has at most 50 pinned messages",
             _ => return None,
         })
+    }
+
+    /// The code and text of a moderation refusal ([`Error::Muted`],
+    /// [`Error::SlowMode`]), which the api and the gateway say alike: the
+    /// text names the mute's end (RFC 3339) or the seconds to wait.
+    pub fn moderation_refusal(&self) -> Option<(&'static str, String)> {
+        match self {
+            Self::Muted(until) => {
+                let until = until
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| until.to_string());
+                Some(("muted", format!("you are muted in this room until {until}")))
+            }
+            Self::SlowMode(wait) => Some((
+                "slow_mode",
+                format!("slow mode is on in this room: wait {wait} s before your next message"),
+            )),
+            _ => None,
+        }
     }
 
     /// Whether the failure is the database or the object storage being

@@ -63,6 +63,10 @@ pub enum Action {
     /// Blocking or unblocking a user, sized like invites (each tells every
     /// gateway of the other user).
     Block,
+    /// A moderator's change to a room's moderation: a mute, an unmute, a
+    /// change of slow mode (each one event fanned out to the whole room),
+    /// sized like invites.
+    Moderate,
 }
 
 impl Action {
@@ -78,6 +82,7 @@ impl Action {
             Self::Report => metrics::scope::REPORTS,
             Self::Profile => metrics::scope::PROFILE,
             Self::Block => metrics::scope::BLOCKS,
+            Self::Moderate => metrics::scope::MODERATION,
         }
     }
 }
@@ -89,8 +94,9 @@ pub struct Budgets {
     pub send_per_second: u32,
     /// `CHAT_SEND_BURST`: sends at once.
     pub send_burst: u32,
-    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM
-    /// opens and blocks per user per minute (each its own budget).
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM opens,
+    /// uploads, reports, profile changes, blocks and moderation changes per
+    /// user per minute (each its own budget).
     pub action_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
     pub action_burst: u32,
@@ -137,6 +143,7 @@ pub struct UserLimits {
     profile: DefaultKeyedRateLimiter<UserId>,
     block: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
+    moderate: DefaultKeyedRateLimiter<UserId>,
 }
 
 impl UserLimits {
@@ -155,6 +162,7 @@ impl UserLimits {
             report: RateLimiter::keyed(action),
             profile: RateLimiter::keyed(action),
             block: RateLimiter::keyed(action),
+            moderate: RateLimiter::keyed(action),
             read: RateLimiter::keyed(
                 Quota::per_second(n(budgets.read_per_second)).allow_burst(n(budgets.read_burst)),
             ),
@@ -190,6 +198,7 @@ impl UserLimits {
             Action::Report => &self.report,
             Action::Profile => &self.profile,
             Action::Block => &self.block,
+            Action::Moderate => &self.moderate,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -211,6 +220,7 @@ impl UserLimits {
             &self.profile,
             &self.block,
             &self.sync,
+            &self.moderate,
         ];
         for limiter in all {
             limiter.retain_recent();

@@ -115,6 +115,8 @@ pub mod scope {
     pub const PROFILE: &str = "profile";
     /// A user's blocks and unblocks.
     pub const BLOCKS: &str = "blocks";
+    /// A user's mutes, unmutes and slow-mode changes.
+    pub const MODERATION: &str = "moderation";
     /// A gateway's `CHAT_MAX_CONNECTIONS`.
     pub const CONNECTIONS: &str = "connections";
     /// The api's register/login/refresh limit per client address.

@@ -61,6 +61,10 @@ id_type!(
     EventId
 );
 id_type!(
+    /// Identifies a pending invitation into a room.
+    InviteId
+);
+id_type!(
     /// Identifies a login session (one refresh-token family).
     SessionId
 );
@@ -189,6 +193,10 @@ pub struct Room {
     pub created_at: OffsetDateTime,
     /// Seq of the newest event in the room's log (0 when empty).
     pub last_seq: i64,
+    /// Slow mode: the shortest interval in seconds between one member's
+    /// messages (owners and admins exempt); 0 is off.
+    #[serde(default)]
+    pub slow_mode_seconds: u32,
 }
 
 /// A room as one of its members sees it in their room list.
@@ -212,6 +220,13 @@ pub struct MyRoom {
     /// have not accepted yet: listed among requests.
     #[serde(default)]
     pub request: bool,
+    /// Until when I am muted here (absent when I am not).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub muted_until: Option<OffsetDateTime>,
 }
 
 /// How many events after a read marker are looked at to count what is
@@ -230,6 +245,66 @@ pub struct Member {
     pub joined_at: OffsetDateTime,
     /// The newest seq they have marked read.
     pub last_read_seq: i64,
+    /// Until when they are muted here (absent when they are not).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub muted_until: Option<OffsetDateTime>,
+}
+
+/// A pending invitation into a room, as its invitee sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Invite {
+    /// Identifier (accept, decline).
+    pub id: InviteId,
+    /// The room.
+    pub room: Room,
+    /// Who is invited.
+    pub user_id: UserId,
+    /// Who is invited, as a room's moderators list them.
+    pub invitee: User,
+    /// Who invited them, if they still exist.
+    pub invited_by: Option<User>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A link that lets whoever has its code join a room (`POST
+/// /v1/invite-links/{code}/join`), until it expires, is used up or is
+/// revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InviteLink {
+    /// The secret: 128 random bits, URL-safe base64.
+    pub code: String,
+    /// The room it lets people into.
+    pub room_id: RoomId,
+    /// Who made it, if they still exist.
+    pub created_by: Option<UserId>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it stops working; absent: never.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+    /// How many joins it allows; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u32>,
+    /// How many joined by it.
+    pub uses: u32,
+    /// Set once revoked.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// A user barred from a room.
@@ -375,6 +450,41 @@ pub enum EventBody {
         /// The new topic.
         topic: String,
     },
+    /// An owner or admin (`sender`) muted a member until a time: until
+    /// then they may not send, react, edit or type here.
+    MemberMuted {
+        /// Who is muted.
+        user: UserId,
+        /// When the mute ends by itself.
+        #[serde(with = "time::serde::rfc3339")]
+        until: OffsetDateTime,
+    },
+    /// An owner or admin (`sender`) lifted a member's mute early.
+    MemberUnmuted {
+        /// Who may speak again.
+        user: UserId,
+    },
+    /// An owner or admin (`sender`) changed the room's slow mode.
+    SlowModeChanged {
+        /// The shortest interval between one member's messages; 0 is off.
+        seconds: u32,
+    },
+    /// `sender` invited someone; they join once they accept
+    /// (`member_joined`).
+    MemberInvited {
+        /// Who is invited.
+        user: UserId,
+    },
+    /// The invitee (`sender`) declined their invitation.
+    InviteDeclined {
+        /// Who declined.
+        user: UserId,
+    },
+    /// The inviter or an owner or admin (`sender`) withdrew an invitation.
+    InviteCancelled {
+        /// Who was invited.
+        user: UserId,
+    },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -409,6 +519,12 @@ impl EventBody {
             Self::MemberLeft { .. } => "member_left",
             Self::RoleChanged { .. } => "role_changed",
             Self::RoomUpdated { .. } => "room_updated",
+            Self::MemberMuted { .. } => "member_muted",
+            Self::MemberUnmuted { .. } => "member_unmuted",
+            Self::SlowModeChanged { .. } => "slow_mode_changed",
+            Self::MemberInvited { .. } => "member_invited",
+            Self::InviteDeclined { .. } => "invite_declined",
+            Self::InviteCancelled { .. } => "invite_cancelled",
         }
     }
 

@@ -2,7 +2,9 @@
 //! `type`. Data only; `docs/protocol.md` is the normative description.
 //!
 //! Room events (`message`, the changes of a message, `member_joined`,
-//! `member_left`, `role_changed`, `room_updated`) travel as
+//! `member_left`, `role_changed`, `room_updated`, `member_muted`,
+//! `member_unmuted`, `slow_mode_changed`, `member_invited`, `invite_declined`,
+//! `invite_cancelled`) travel as
 //! [`RoomEvent`](crate::model::RoomEvent) JSON, the same bytes as in a
 //! history page; the other server frames are [`ServerFrame`]s.
 
@@ -11,7 +13,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::model::{AttachmentId, EventId, Room, RoomId, User, UserId};
+use crate::model::{AttachmentId, EventId, Invite, InviteId, Room, RoomId, User, UserId};
 
 /// The subprotocol a client must offer (and the server echoes).
 pub const SUBPROTOCOL: &str = "chat.v1";
@@ -299,6 +301,18 @@ pub enum ServerFrame {
         user_id: UserId,
         /// Blocked now?
         blocked: bool,
+    },
+    /// I was invited into a room: it waits for my accept or decline
+    /// (`POST /v1/invites/{id}/accept`).
+    Invite {
+        /// The invitation.
+        invite: Invite,
+    },
+    /// An invitation of mine is gone: accepted or declined (in any of my
+    /// sessions) or withdrawn.
+    InviteRemoved {
+        /// Which.
+        invite_id: InviteId,
     },
     /// Answer to `ping`.
     Pong,

@@ -134,9 +134,15 @@ async function scenario(browser, server, people) {
     await alice.page.locator('#group-results li', { hasText: '@bob' }).getByRole('button', { name: 'Add' }).click();
     await alice.page.click('#group-form button[type=submit]');
     await waitRoomTitle(alice.page, '◆ Weekend plans');
-    await send(alice.page, 'Who is in for Saturday?');
-    // Bob, reading #general, is told of the group and of the unread message.
+    // Bob, reading #general, is asked first: he accepts the invitation
+    // (and stays where he is reading until the group has news).
+    await bob.page.locator('#invite-list li', { hasText: 'Weekend plans' }).getByRole('button', { name: 'Accept' }).click();
     const group = bob.page.locator('#room-list button', { hasText: 'Weekend plans' });
+    await group.waitFor();
+    await bob.page.locator('#room-list button', { hasText: 'general' }).click();
+    await waitRoomTitle(bob.page, '# general');
+    await send(alice.page, 'Who is in for Saturday?');
+    // Bob is told of the unread message.
     await group.locator('.badge').waitFor();
     await group.click();
     await waitForMessage(bob.page, 'Who is in for Saturday?');

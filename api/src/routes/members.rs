@@ -85,17 +85,23 @@ async fn members(
     Ok(Json(state.store.members(id).await?))
 }
 
-/// Adds someone to a room: any member may invite into a public room, owners
-/// and admins into a private one. Recorded as `member_joined`.
+/// Invites someone into a room: any member may invite into a public room,
+/// owners and admins into a private one. The invitation waits for the
+/// invitee's consent (`POST /v1/invites/{id}/accept`), in a public room as
+/// in a private one: nobody is put into a room, and shown to its members
+/// (their presence, their typing), without saying yes. Recorded as
+/// `member_invited`; the invitee is told with an `invite` frame. This is
+/// the one place an invitation is made: a rule on who may invite whom
+/// belongs here.
 #[utoipa::path(post, path = "/v1/rooms/{id}/members", tag = "members",
     security(("bearer" = [])),
     params(("id" = RoomId, Path)),
     request_body = Invite,
     responses(
-        (status = 201, body = RoomEvent),
-        (status = 403, description = "`blocked`: that user blocks me; or my role", body = ErrorBody),
+        (status = 201, description = "the `member_invited` event", body = RoomEvent),
+        (status = 403, description = "`not_member`, `insufficient_role`, `direct_room`, `banned`, or `blocked` (that user blocks me)", body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody),
+        (status = 409, description = "`already_member`, `already_invited`", body = ErrorBody),
         (status = 429, description = "over CHAT_ACTION_RATE_PER_MINUTE", body = ErrorBody)))]
 async fn invite(
     State(state): State<AppState>,
@@ -125,18 +131,23 @@ async fn invite(
     if state.store.blocks(req.user_id, me.id).await? {
         return Err(ApiError::blocked("add this user to a room"));
     }
-    let event = state
+    let (invite, event) = state
         .store
-        .add_member(id, req.user_id, me.id, Role::Member)
+        .create_invite(id, req.user_id, me.id)
         .await
         .map_err(|e| match e {
             chat_shared::Error::NotFound => ApiError::NotFound("user"),
             chat_shared::Error::Banned => {
                 ApiError::Forbidden("banned", "that user is banned from this room".into())
             }
+            chat_shared::Error::Conflict("invited") => ApiError::Conflict(
+                "already_invited",
+                "that user is already invited to this room".into(),
+            ),
             other => other.into(),
         })?;
     state.announce(&event).await;
+    state.announce_invite(&invite);
     Ok((StatusCode::CREATED, Json(event)))
 }
 

@@ -10,8 +10,11 @@ mod blocks;
 mod dms;
 mod events;
 mod health;
+mod invite_links;
+mod invites;
 mod members;
 mod messages;
+mod moderation;
 mod reports;
 mod rooms;
 mod search;
@@ -66,9 +69,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(blocks::router())
         .merge(rooms::router())
         .merge(members::router())
+        .merge(invites::router())
+        .merge(invite_links::router())
         .merge(dms::router())
         .merge(events::router())
         .merge(messages::router())
+        .merge(moderation::router())
         .merge(attachments::router())
         .merge(search::router())
         .merge(admin::router())

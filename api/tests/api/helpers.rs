@@ -190,6 +190,35 @@ impl TestApi {
         page["events"].as_array().unwrap().clone()
     }
 
+    /// `by` invites `user` into `room` and `user` accepts: returns the
+    /// `member_joined` event (what adding someone takes since invitations
+    /// wait for consent).
+    pub async fn add(&self, by: &TestUser, room: &str, user: &TestUser) -> Value {
+        let response = self
+            .post(
+                &format!("/v1/rooms/{room}/members"),
+                by,
+                json!({ "user_id": user.user.id }),
+            )
+            .await;
+        let invited = expect_status(response, StatusCode::CREATED).await;
+        assert_eq!(invited["type"], "member_invited", "{invited}");
+        let invites = expect_status(self.get("/v1/invites", user).await, StatusCode::OK).await;
+        let id = invites
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["room"]["id"] == room)
+            .expect("the invitation is pending")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let response = self
+            .post(&format!("/v1/invites/{id}/accept"), user, json!({}))
+            .await;
+        expect_status(response, StatusCode::OK).await
+    }
+
     /// Sends a message over REST and returns the stored event.
     pub async fn send(&self, user: &TestUser, room: &str, client_id: &str, body: &str) -> Value {
         let response = self

@@ -62,13 +62,28 @@ async fn ban(api: &TestApi, by: &TestUser, room: &str, user: &TestUser) -> Respo
         .await
 }
 
-/// A private room owned by `owner` with `members` invited, in order.
+/// A private room owned by `owner` with `members` invited (and each
+/// accepting), in order: two events each.
 async fn private_room(api: &TestApi, owner: &TestUser, members: &[&TestUser]) -> String {
     let room = api.room(owner, "secret", "private").await.id.to_string();
     for member in members {
-        expect_status(invite(api, owner, &room, member).await, StatusCode::CREATED).await;
+        api.add(owner, &room, member).await;
     }
     room
+}
+
+/// The id of `user`'s pending invitation into `room`.
+async fn invitation(api: &TestApi, user: &TestUser, room: &str) -> String {
+    let invites = expect_status(api.get("/v1/invites", user).await, StatusCode::OK).await;
+    invites
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["room"]["id"] == room)
+        .unwrap_or_else(|| panic!("no invitation into {room}: {invites}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// The members of `room` as (username, role), in join order.
@@ -141,11 +156,33 @@ async fn owners_and_admins_invite_into_private_rooms(backend: Backend) {
     let dave = api.user("dave").await;
     let room = api.room(&alice, "secret", "private").await.id.to_string();
 
-    let joined = expect_status(invite(&api, &alice, &room, &bob).await, StatusCode::CREATED).await;
+    let invited = expect_status(invite(&api, &alice, &room, &bob).await, StatusCode::CREATED).await;
+    assert_eq!(invited["type"], "member_invited");
+    assert_eq!(invited["seq"], 2);
+    assert_eq!(invited["user"], json!(bob.user.id));
+    assert_eq!(invited["sender"], json!(alice.user.id));
+    // Not in until he says yes.
+    expect_error(
+        api.get(&format!("/v1/rooms/{room}"), &bob).await,
+        StatusCode::FORBIDDEN,
+        "not_member",
+    )
+    .await;
+    let pending = expect_status(api.get("/v1/invites", &bob).await, StatusCode::OK).await;
+    assert_eq!(pending[0]["room"]["id"], room.as_str());
+    assert_eq!(pending[0]["room"]["name"], "secret");
+    assert_eq!(pending[0]["invited_by"]["id"], json!(alice.user.id));
+    let id = pending[0]["id"].as_str().unwrap();
+    let joined = expect_status(
+        api.post(&format!("/v1/invites/{id}/accept"), &bob, json!({}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(joined["type"], "member_joined");
-    assert_eq!(joined["seq"], 2);
+    assert_eq!(joined["seq"], 3);
     assert_eq!(joined["user"], json!(bob.user.id));
-    assert_eq!(joined["sender"], json!(alice.user.id));
+    assert_eq!(joined["sender"], json!(bob.user.id));
     // Bob can now see the room and its log.
     expect_status(
         api.get(&format!("/v1/rooms/{room}"), &bob).await,
@@ -170,9 +207,9 @@ async fn owners_and_admins_invite_into_private_rooms(backend: Backend) {
         StatusCode::OK,
     )
     .await;
-    let joined = expect_status(invite(&api, &bob, &room, &carol).await, StatusCode::CREATED).await;
-    assert_eq!(joined["user"], json!(carol.user.id));
-    assert_eq!(joined["sender"], json!(bob.user.id));
+    let invited = expect_status(invite(&api, &bob, &room, &carol).await, StatusCode::CREATED).await;
+    assert_eq!(invited["user"], json!(carol.user.id));
+    assert_eq!(invited["sender"], json!(bob.user.id));
 
     // Outsiders cannot invite at all.
     let before = api.snapshot().await;
@@ -193,11 +230,25 @@ async fn any_member_invites_into_a_public_room(backend: Backend) {
     let room = api.room(&alice, "books", "public").await.id.to_string();
     api.join(&bob, &room).await;
 
-    let joined = expect_status(invite(&api, &bob, &room, &carol).await, StatusCode::CREATED).await;
-    assert_eq!(joined["type"], "member_joined");
-    assert_eq!(joined["seq"], 3);
-    assert_eq!(joined["user"], json!(carol.user.id));
-    assert_eq!(joined["sender"], json!(bob.user.id));
+    // In a public room too, an invitation waits for consent: nobody is
+    // shown to a room's members (their presence, their typing) unasked.
+    let invited = expect_status(invite(&api, &bob, &room, &carol).await, StatusCode::CREATED).await;
+    assert_eq!(invited["type"], "member_invited");
+    assert_eq!(invited["seq"], 3);
+    assert_eq!(invited["user"], json!(carol.user.id));
+    assert_eq!(invited["sender"], json!(bob.user.id));
+    assert_eq!(
+        roles(&api, &bob, &room).await,
+        pairs(&[("alice", "owner"), ("bob", "member")])
+    );
+    let id = invitation(&api, &carol, &room).await;
+    let joined = expect_status(
+        api.post(&format!("/v1/invites/{id}/accept"), &carol, json!({}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(joined["seq"], 4);
     assert_eq!(
         roles(&api, &carol, &room).await,
         pairs(&[("alice", "owner"), ("bob", "member"), ("carol", "member")])
@@ -229,6 +280,22 @@ async fn invitations_need_a_user_who_is_not_in_yet(backend: Backend) {
     )
     .await;
     assert_eq!(api.snapshot().await, before);
+
+    // One pending invitation per person and room.
+    let carol = api.user("carol").await;
+    expect_status(
+        invite(&api, &alice, &room, &carol).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let before = api.snapshot().await;
+    expect_error(
+        invite(&api, &alice, &room, &carol).await,
+        StatusCode::CONFLICT,
+        "already_invited",
+    )
+    .await;
+    assert_eq!(api.snapshot().await, before);
 }
 
 async fn a_kicked_member_loses_history_and_sending(backend: Backend) {
@@ -246,7 +313,7 @@ async fn a_kicked_member_loses_history_and_sending(backend: Backend) {
 
     let left = expect_status(kick(&api, &bob, &room, &carol).await, StatusCode::OK).await;
     assert_eq!(left["type"], "member_left");
-    assert_eq!(left["seq"], 6);
+    assert_eq!(left["seq"], 8);
     assert_eq!(left["user"], json!(carol.user.id));
     assert_eq!(left["sender"], json!(bob.user.id));
     assert_eq!(left["reason"], "kicked");
@@ -411,11 +478,11 @@ async fn handing_over_ownership_demotes_the_old_owner(backend: Backend) {
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0]["type"], "role_changed");
-    assert_eq!(events[0]["seq"], 3);
+    assert_eq!(events[0]["seq"], 4);
     assert_eq!(events[0]["user"], json!(bob.user.id));
     assert_eq!(events[0]["role"], "owner");
     assert_eq!(events[1]["type"], "role_changed");
-    assert_eq!(events[1]["seq"], 4);
+    assert_eq!(events[1]["seq"], 5);
     assert_eq!(events[1]["user"], json!(alice.user.id));
     assert_eq!(events[1]["role"], "admin");
     assert_eq!(

@@ -27,14 +27,7 @@ async fn room_of_two(backend: Backend) -> (TestApi, TestUser, TestUser, String) 
     let api = TestApi::start(backend).await;
     let (alice, bob) = (api.user("alice").await, api.user("bob").await);
     let room = api.room(&alice, "team", "private").await.id.to_string();
-    let response = api
-        .post(
-            &format!("/v1/rooms/{room}/members"),
-            &alice,
-            json!({ "user_id": bob.user.id }),
-        )
-        .await;
-    expect_status(response, StatusCode::CREATED).await;
+    api.add(&alice, &room, &bob).await;
     (api, alice, bob, room)
 }
 

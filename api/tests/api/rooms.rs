@@ -319,14 +319,7 @@ async fn only_the_owner_deletes_a_room(backend: Backend) {
     let alice = api.user("alice").await;
     let bob = api.user("bob").await;
     let room = api.room(&alice, "books", "private").await.id.to_string();
-    let response = api
-        .post(
-            &format!("/v1/rooms/{room}/members"),
-            &alice,
-            json!({ "user_id": bob.user.id }),
-        )
-        .await;
-    expect_status(response, StatusCode::CREATED).await;
+    api.add(&alice, &room, &bob).await;
     let response = api
         .call(
             Method::PUT,

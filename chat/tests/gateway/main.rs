@@ -25,6 +25,7 @@ mod ephemeral;
 mod faults;
 mod messages;
 mod metrics;
+mod moderation;
 mod password_change;
 mod presence;
 mod profile_updates;

@@ -230,7 +230,7 @@ async fn an_invitation_to_a_private_room_starts_live_delivery(setup: Setup) {
     let mut c = cluster.connect(&carol, 0).await;
 
     for (user, client) in [(&bob, &mut b), (&carol, &mut c)] {
-        let (status, event) = cluster
+        let (status, invited) = cluster
             .rest(
                 &alice,
                 "POST",
@@ -238,8 +238,23 @@ async fn an_invitation_to_a_private_room_starts_live_delivery(setup: Setup) {
                 json!({ "user_id": user.id }),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{event}");
-        assert_eq!(event["sender"], alice.id.as_str());
+        assert_eq!(status, StatusCode::CREATED, "{invited}");
+        assert_eq!(invited["type"], "member_invited");
+        assert_eq!(invited["sender"], alice.id.as_str());
+        // The invitee hears of the invitation on their own topic; the room
+        // is not theirs until they accept it.
+        let frame = client.recv_until(|f| f["type"] == "invite").await;
+        assert_eq!(frame["invite"]["room"]["id"], room.as_str());
+        assert_eq!(frame["invite"]["invited_by"]["id"], alice.id.as_str());
+        let id = frame["invite"]["id"].as_str().unwrap().to_owned();
+        let (status, event) = cluster
+            .rest(user, "POST", &format!("/v1/invites/{id}/accept"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{event}");
+        assert_eq!(event["sender"], user.id.as_str());
+        client
+            .recv_until(|f| f["type"] == "invite_removed" && f["invite_id"] == id.as_str())
+            .await;
         picks_up_live(client, &mut a, &room, user, &event).await;
     }
 }

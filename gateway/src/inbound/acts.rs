@@ -47,6 +47,10 @@ impl Handler {
             .store
             .change_message(room, self.connection.user, target, Some(&client_id), change)
             .await;
+        if let Err(e @ chat_shared::Error::Muted(_)) = &changed {
+            let (code, text) = e.moderation_refusal().expect("a refusal");
+            return self.error(code, text, reference).await;
+        }
         let (code, message) = match changed {
             Ok(appended) => {
                 let outbox = &self.connection.outbox;
@@ -211,7 +215,11 @@ impl Handler {
             return;
         }
         self.ctx.ephemeral.typed(room, user, now);
-        match self.ctx.store.role(room, self.connection.user).await {
+        match self.ctx.store.standing(room, self.connection.user).await {
+            // A muted member's typing is dropped, silently: typing is
+            // ephemeral, and their client has already been told of the
+            // mute (and disables its composer).
+            Ok(Some(standing)) if standing.muted_until.is_some() => {}
             Ok(Some(_)) => {
                 let frame = ServerFrame::Typing {
                     room_id: room,

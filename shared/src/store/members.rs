@@ -16,6 +16,7 @@ use super::accounts::UserRow;
 use super::adapter::SqlStore;
 use super::dialect::{now, Dialect, RowsAffected, Timestamp};
 use super::driver_error::{corrupt, missing_reference};
+use super::moderation::in_force;
 use super::{Error, Result};
 use crate::model::{Ban, EventBody, LeaveReason, Member, Role, RoomEvent, RoomId, UserId};
 
@@ -26,7 +27,7 @@ const SHARE_A_ROOM: &str = "SELECT 1 FROM room_members a \
      WHERE a.user_id = $1 AND b.user_id = $2 LIMIT 1";
 
 const MEMBERS: &str = "SELECT u.id, u.username, u.display_name, u.created_at, u.avatar, \
-     m.role, m.joined_at, m.last_read_seq \
+     m.role, m.joined_at, m.last_read_seq, m.muted_until \
      FROM room_members m JOIN users u ON u.id = m.user_id \
      WHERE m.room_id = $1 ORDER BY m.joined_at, u.id";
 
@@ -286,6 +287,7 @@ struct MemberRow {
     role: String,
     joined_at: OffsetDateTime,
     last_read_seq: i64,
+    muted_until: Option<OffsetDateTime>,
 }
 
 impl TryFrom<MemberRow> for Member {
@@ -296,6 +298,7 @@ impl TryFrom<MemberRow> for Member {
             user: row.user.into(),
             joined_at: row.joined_at,
             last_read_seq: row.last_read_seq,
+            muted_until: in_force(row.muted_until),
         })
     }
 }

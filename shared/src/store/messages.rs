@@ -120,6 +120,17 @@ where
         // The actor's role as it is at the commit, server roles included.
         let standing = SqlStore::standing(&mut **tx, room, actor).await?;
         let role = standing.effective().ok_or(Error::NotMember)?;
+        // A muted member may not speak through an edit or a reaction
+        // either; taking a reaction back, deleting their own message and
+        // pins stay theirs.
+        let muted_until = Self::standing_in(&mut **tx, room, actor)
+            .await?
+            .and_then(|member| member.muted_until);
+        if let (Some(until), MessageChange::Edit { .. } | MessageChange::React { .. }) =
+            (muted_until, &change)
+        {
+            return Err(Error::Muted(until));
+        }
         // In a DM nobody moderates: either of the two may pin.
         let moderator = role >= Role::Admin || kind == RoomKind::Direct.as_str();
         let message: Option<TargetRow> = sqlx::query_as(TARGET)

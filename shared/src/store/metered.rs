@@ -10,15 +10,16 @@ use time::OffsetDateTime;
 
 use super::{
     AdminStore, Appended, AttachmentStore, BlockStore, Credentials, DirectSend, DmStore, Health,
-    MessageChange, MessageStore, NewAttachment, NewMessage, NewRoom, NewUser, Page, ProfileStore,
-    ReadMark, RefreshToken, Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session,
-    SessionStore, Store, StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
+    InviteLinkStore, InviteStore, MessageChange, MessageStore, ModerationStore, NewAttachment,
+    NewInviteLink, NewMessage, NewRoom, NewUser, Page, ProfileStore, ReadMark, RefreshToken,
+    Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Standing,
+    Store, StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
 };
 use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
 use crate::metrics::store_call;
 use crate::model::{
-    AttachmentId, AuditId, Ban, BlockedUser, EventId, LeaveReason, Member, MyRoom, ReportId, Role,
-    Room, RoomEvent, RoomId, SessionId, User, UserId,
+    AttachmentId, AuditId, Ban, BlockedUser, EventId, Invite, InviteId, InviteLink, LeaveReason,
+    Member, MyRoom, ReportId, Role, Room, RoomEvent, RoomId, SessionId, User, UserId,
 };
 use crate::search::{SearchHit, SearchQuery};
 
@@ -357,6 +358,36 @@ impl<S: AdminStore> AdminStore for Metered<S> {
 }
 
 #[async_trait]
+impl<S: ModerationStore> ModerationStore for Metered<S> {
+    async fn mute(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        until: OffsetDateTime,
+    ) -> Result<RoomEvent> {
+        store_call("mute", self.0.mute(room, user, by, until)).await
+    }
+
+    async fn unmute(&self, room: RoomId, user: UserId, by: UserId) -> Result<RoomEvent> {
+        store_call("unmute", self.0.unmute(room, user, by)).await
+    }
+
+    async fn standing(&self, room: RoomId, user: UserId) -> Result<Option<Standing>> {
+        store_call("standing", self.0.standing(room, user)).await
+    }
+
+    async fn set_slow_mode(
+        &self,
+        room: RoomId,
+        by: UserId,
+        seconds: u32,
+    ) -> Result<(Room, Option<RoomEvent>)> {
+        store_call("set_slow_mode", self.0.set_slow_mode(room, by, seconds)).await
+    }
+}
+
+#[async_trait]
 impl<S: BlockStore> BlockStore for Metered<S> {
     async fn block(&self, blocker: UserId, blocked: UserId) -> Result<bool> {
         store_call("block", self.0.block(blocker, blocked)).await
@@ -384,6 +415,47 @@ impl<S: BlockStore> BlockStore for Metered<S> {
 
     async fn direct_send(&self, room: RoomId, sender: UserId) -> Result<DirectSend> {
         store_call("direct_send", self.0.direct_send(room, sender)).await
+    }
+}
+
+#[async_trait]
+impl<S: InviteStore> InviteStore for Metered<S> {
+    async fn create_invite(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(Invite, RoomEvent)> {
+        store_call("create_invite", self.0.create_invite(room, user, by)).await
+    }
+
+    async fn invites(&self, user: UserId) -> Result<Vec<Invite>> {
+        store_call("invites", self.0.invites(user)).await
+    }
+
+    async fn room_invites(&self, room: RoomId) -> Result<Vec<Invite>> {
+        store_call("room_invites", self.0.room_invites(room)).await
+    }
+
+    async fn invite(&self, id: InviteId) -> Result<Option<Invite>> {
+        store_call("invite", self.0.invite(id)).await
+    }
+
+    async fn accept_invite(&self, id: InviteId, user: UserId) -> Result<RoomEvent> {
+        store_call("accept_invite", self.0.accept_invite(id, user)).await
+    }
+
+    async fn decline_invite(&self, id: InviteId, user: UserId) -> Result<RoomEvent> {
+        store_call("decline_invite", self.0.decline_invite(id, user)).await
+    }
+
+    async fn cancel_invite(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(InviteId, RoomEvent)> {
+        store_call("cancel_invite", self.0.cancel_invite(room, user, by)).await
     }
 }
 
@@ -438,6 +510,34 @@ impl<S: DmStore> DmStore for Metered<S> {
 
     async fn close_dm(&self, room: RoomId, user: UserId) -> Result<()> {
         store_call("close_dm", self.0.close_dm(room, user)).await
+    }
+}
+
+#[async_trait]
+impl<S: InviteLinkStore> InviteLinkStore for Metered<S> {
+    async fn create_invite_link(
+        &self,
+        room: RoomId,
+        by: UserId,
+        link: NewInviteLink,
+    ) -> Result<InviteLink> {
+        store_call(
+            "create_invite_link",
+            self.0.create_invite_link(room, by, link),
+        )
+        .await
+    }
+
+    async fn invite_links(&self, room: RoomId) -> Result<Vec<InviteLink>> {
+        store_call("invite_links", self.0.invite_links(room)).await
+    }
+
+    async fn revoke_invite_link(&self, room: RoomId, code: &str) -> Result<bool> {
+        store_call("revoke_invite_link", self.0.revoke_invite_link(room, code)).await
+    }
+
+    async fn join_by_link(&self, code: &str, user: UserId) -> Result<RoomEvent> {
+        store_call("join_by_link", self.0.join_by_link(code, user)).await
     }
 }
 

@@ -16,8 +16,10 @@
 //! `timeline`, `references` (what a message points at), `search` (the
 //! full-text search of messages as they are now), `admin` (server
 //! roles, deactivated accounts, reports, the audit log), `profile` (what
-//! users change of their own account), `blocks` (who blocks whom) and
-//! `dms` (DM requests and closed DMs). `dialect` says
+//! users change of their own account), `blocks` (who blocks whom),
+//! `dms` (DM requests and closed DMs), `moderation` (timeouts and slow
+//! mode, enforced by the appends), `invites` (invitations with consent)
+//! and `invite_links`. `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -34,10 +36,13 @@ mod driver_error;
 mod durability;
 mod erasure;
 mod group_commit;
+mod invite_links;
+mod invites;
 mod log;
 mod members;
 mod messages;
 mod metered;
+mod moderation;
 mod postgres;
 mod profile;
 mod references;
@@ -55,8 +60,9 @@ use time::OffsetDateTime;
 
 use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
 use crate::model::{
-    Attachment, AttachmentId, AuditId, Ban, BlockedUser, EventId, LeaveReason, Member, MyRoom,
-    ReportId, Role, Room, RoomEvent, RoomId, RoomKind, SessionId, TimelineItem, User, UserId,
+    Attachment, AttachmentId, AuditId, Ban, BlockedUser, EventId, Invite, InviteId, InviteLink,
+    LeaveReason, Member, MyRoom, ReportId, Role, Room, RoomEvent, RoomId, RoomKind, SessionId,
+    TimelineItem, User, UserId,
 };
 
 pub use postgres::PgStore;
@@ -730,6 +736,129 @@ pub trait DmStore: Send + Sync {
     async fn close_dm(&self, room: RoomId, user: UserId) -> Result<()>;
 }
 
+/// A member's place in a room as moderation sees it (see
+/// [`ModerationStore::standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Their role.
+    pub role: Role,
+    /// Until when they are muted, if a mute is in force now.
+    pub muted_until: Option<OffsetDateTime>,
+}
+
+/// Timeouts and slow mode. Each change is decided under the room's lock
+/// on the roles as they are at the commit and recorded in the room's log
+/// in the same transaction; the message append enforces both at its own
+/// commit (`group_commit`), so a mute that committed first is seen and two
+/// racing sends cannot both pass slow mode.
+#[async_trait]
+pub trait ModerationStore: Send + Sync {
+    /// Mutes `user` in `room` until `until` (replacing a mute in force),
+    /// recording `member_muted`. `NotMember` if `user` is not in the room;
+    /// `NotAllowed` unless `by` is an owner or admin ranked above `user`.
+    async fn mute(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+        until: OffsetDateTime,
+    ) -> Result<RoomEvent>;
+    /// Lifts `user`'s mute before it ends, recording `member_unmuted`;
+    /// `Conflict("not_muted")` if no mute is in force, and the refusals of
+    /// [`mute`](Self::mute).
+    async fn unmute(&self, room: RoomId, user: UserId, by: UserId) -> Result<RoomEvent>;
+    /// `user`'s role and mute in `room`, if a member (one read: what a
+    /// typing notice checks).
+    async fn standing(&self, room: RoomId, user: UserId) -> Result<Option<Standing>>;
+    /// Sets the room's slow mode (0 turns it off), recording
+    /// `slow_mode_changed`; a change starts every member's interval afresh
+    /// (their first message after it passes). When it is already that,
+    /// nothing is written and no event comes back. `NotFound` without the room, `NotMember` if
+    /// `by` is not in it, `NotAllowed` unless `by` is an owner or admin.
+    async fn set_slow_mode(
+        &self,
+        room: RoomId,
+        by: UserId,
+        seconds: u32,
+    ) -> Result<(Room, Option<RoomEvent>)>;
+}
+
+/// Invitations with consent (see `invites`). Each outcome deletes the
+/// invitation and is an event in the room's log, in the same transaction,
+/// under the room's lock.
+#[async_trait]
+pub trait InviteStore: Send + Sync {
+    /// `by` (a member) invites `user`, recording `member_invited`:
+    /// `NotFound` without the room or the user, `NotMember` if `by` is not
+    /// in it, `Banned` if `user` is banned from it, `Conflict("member")` if
+    /// they are in it, `Conflict("invited")` if already invited. Who may
+    /// invite into which kind of room is the caller's rule.
+    async fn create_invite(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(Invite, RoomEvent)>;
+    /// `user`'s pending invitations, newest first (at most 100).
+    async fn invites(&self, user: UserId) -> Result<Vec<Invite>>;
+    /// The pending invitations into `room`, oldest first (at most 200).
+    async fn room_invites(&self, room: RoomId) -> Result<Vec<Invite>>;
+    /// An invitation by id, if pending.
+    async fn invite(&self, id: InviteId) -> Result<Option<Invite>>;
+    /// The invitee accepts: they join as a member (`member_joined`, sent
+    /// by them). `NotFound` if it is not their pending invitation, `Banned`
+    /// if they were banned since, `Conflict("member")` if they joined
+    /// meanwhile (the invitation is then spent).
+    async fn accept_invite(&self, id: InviteId, user: UserId) -> Result<RoomEvent>;
+    /// The invitee declines (`invite_declined`); `NotFound` as above.
+    async fn decline_invite(&self, id: InviteId, user: UserId) -> Result<RoomEvent>;
+    /// The inviter (still a member) or an owner or admin withdraws the
+    /// invitation of `user` (`invite_cancelled`): `NotFound` if there is
+    /// none, `NotAllowed` for anyone else.
+    async fn cancel_invite(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(InviteId, RoomEvent)>;
+}
+
+/// An invite link to create (see [`InviteLinkStore`]).
+#[derive(Debug, Clone)]
+pub struct NewInviteLink {
+    /// The secret code (made by the caller: 128 random bits).
+    pub code: String,
+    /// When it stops working; `None`: never.
+    pub expires_at: Option<OffsetDateTime>,
+    /// How many joins it allows; `None`: no limit.
+    pub max_uses: Option<u32>,
+}
+
+/// Invite links (see `invites`): whoever has the code joins the room.
+#[async_trait]
+pub trait InviteLinkStore: Send + Sync {
+    /// Creates a link into `room`; `by` must be its owner or admin at the
+    /// commit (`NotAllowed`; `NotMember`, `NotFound` without the room).
+    async fn create_invite_link(
+        &self,
+        room: RoomId,
+        by: UserId,
+        link: NewInviteLink,
+    ) -> Result<InviteLink>;
+    /// The room's links, revoked ones included, newest first.
+    async fn invite_links(&self, room: RoomId) -> Result<Vec<InviteLink>>;
+    /// Revokes a link of `room`; false if it has none by that code (or it
+    /// was revoked already).
+    async fn revoke_invite_link(&self, room: RoomId, code: &str) -> Result<bool>;
+    /// `user` joins by a link: `member_joined` (sent by them), and a use
+    /// counted in the same transaction, guarded so that of two joins on
+    /// the last use one wins. `NotFound` for an unknown code,
+    /// `Conflict("link_revoked" | "link_expired" | "link_used_up")`,
+    /// `Banned`, `Conflict("member")` if already in (no use is counted on
+    /// a refusal). A pending invitation of theirs into the room is spent.
+    async fn join_by_link(&self, code: &str, user: UserId) -> Result<RoomEvent>;
+}
+
 /// What the store can do now, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -755,6 +884,9 @@ pub trait Store:
     + ProfileStore
     + BlockStore
     + DmStore
+    + ModerationStore
+    + InviteStore
+    + InviteLinkStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of

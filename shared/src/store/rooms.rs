@@ -15,6 +15,7 @@ use super::attachments::DELETE_ROOM_ATTACHMENTS;
 use super::dialect::{now, Dialect, RowsAffected, Timestamp};
 use super::driver_error::{corrupt, is_unique_violation, missing_reference};
 use super::members::{parse_role, Members, INSERT_MEMBER};
+use super::moderation::in_force;
 use super::{Error, NewRoom, Result, RoomStore};
 use crate::model::{
     Ban, EventBody, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind, UserId,
@@ -23,8 +24,9 @@ use crate::model::{
 const INSERT_ROOM: &str = "INSERT INTO rooms (id, kind, name, topic, created_by, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, kind, name, topic, created_by, created_at, last_seq";
 
-const ROOM_BY_ID: &str =
-    "SELECT id, kind, name, topic, created_by, created_at, last_seq FROM rooms WHERE id = $1";
+pub(super) const ROOM_BY_ID: &str = "SELECT id, kind, name, topic, created_by, created_at, \
+     last_seq, COALESCE((SELECT s.seconds FROM room_slow_modes s WHERE s.room_id = rooms.id), 0) \
+     AS slow_mode_seconds FROM rooms WHERE id = $1";
 
 const UPDATE_ROOM: &str = "UPDATE rooms SET name = $2, topic = $3 WHERE id = $1 \
      RETURNING id, kind, name, topic, created_by, created_at, last_seq";
@@ -40,7 +42,9 @@ const DELETE_ROOM: &str = "DELETE FROM rooms WHERE id = $1";
 /// listed only once a message follows it; a DM opened to me by someone
 /// who shared no room with me is flagged a `request` until I accept it.
 const MY_ROOMS: &str = "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at, \
-     r.last_seq, m.role, m.last_read_seq, \
+     r.last_seq, m.role, m.last_read_seq, m.muted_until, \
+     COALESCE((SELECT s.seconds FROM room_slow_modes s WHERE s.room_id = r.id), 0) \
+         AS slow_mode_seconds, \
      (SELECT COUNT(*) FROM room_events e WHERE e.room_id = r.id \
          AND e.seq > m.last_read_seq AND e.seq <= m.last_read_seq + $2 \
          AND e.kind = 'message' AND e.sender <> m.user_id \
@@ -60,7 +64,9 @@ const MY_ROOMS: &str = "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.cr
          WHERE e.room_id = r.id AND e.seq > m.closed_seq AND e.kind = 'message')) \
      ORDER BY r.kind, r.name, r.id";
 
-const PUBLIC_ROOMS: &str = "SELECT id, kind, name, topic, created_by, created_at, last_seq \
+const PUBLIC_ROOMS: &str = "SELECT id, kind, name, topic, created_by, created_at, last_seq, \
+     COALESCE((SELECT s.seconds FROM room_slow_modes s WHERE s.room_id = rooms.id), 0) \
+         AS slow_mode_seconds \
      FROM rooms WHERE kind = 'public' ORDER BY name, id";
 
 const DIRECT_ROOM_ID: &str =
@@ -162,6 +168,7 @@ where
             .await?
             .ok_or(Error::NotFound)?;
         let mut room = Room::try_from(row)?;
+        room.slow_mode_seconds = current.slow_mode_seconds;
         let event = Self::record(&mut tx, id, by, EventBody::RoomUpdated { name, topic }).await?;
         tx.commit().await?;
         room.last_seq = event.seq;
@@ -350,7 +357,7 @@ fn ordered_pair(a: UserId, b: UserId) -> (UserId, UserId) {
 
 /// A `rooms` row.
 #[derive(sqlx::FromRow)]
-struct RoomRow {
+pub(super) struct RoomRow {
     id: Uuid,
     kind: String,
     name: String,
@@ -358,6 +365,10 @@ struct RoomRow {
     created_by: Option<Uuid>,
     created_at: OffsetDateTime,
     last_seq: i64,
+    /// Absent from what an insert or an update of `rooms` returns: the
+    /// caller knows it (none for a new room).
+    #[sqlx(default)]
+    slow_mode_seconds: i32,
 }
 
 impl TryFrom<RoomRow> for Room {
@@ -371,6 +382,12 @@ impl TryFrom<RoomRow> for Room {
             created_by: row.created_by.map(UserId),
             created_at: row.created_at,
             last_seq: row.last_seq,
+            slow_mode_seconds: u32::try_from(row.slow_mode_seconds).map_err(|_| {
+                corrupt(
+                    "rooms.slow_mode_seconds",
+                    &row.slow_mode_seconds.to_string(),
+                )
+            })?,
         })
     }
 }
@@ -385,6 +402,7 @@ struct MyRoomRow {
     unread: i64,
     unread_mentions: i64,
     request: i32,
+    muted_until: Option<OffsetDateTime>,
 }
 
 impl TryFrom<MyRoomRow> for MyRoom {
@@ -397,6 +415,7 @@ impl TryFrom<MyRoomRow> for MyRoom {
             unread: row.unread,
             unread_mentions: row.unread_mentions,
             request: row.request != 0,
+            muted_until: in_force(row.muted_until),
         })
     }
 }

@@ -599,6 +599,7 @@ async fn my_rooms_show_the_head_and_read_marker(backend: Backend) {
             unread: 0,
             unread_mentions: 0,
             request: false,
+            muted_until: None,
         }]
     );
     assert_eq!(alices[0].room.last_seq, 5);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
 use sqlx::Row as _;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
@@ -24,6 +25,7 @@ use crate::store::driver_error::corrupt;
 use crate::store::durability::WriteHealth;
 use crate::store::log::{event_columns, EventRow, EVENT_BY_CLIENT_ID};
 use crate::store::members::parse_role;
+use crate::store::moderation::may_send;
 use crate::store::references::{PreviewRow, PREVIEWS_PREFIX};
 use crate::store::{Appended, Error, PgStore, Result};
 
@@ -41,12 +43,20 @@ const LOCK_ROOMS: &str =
 // appended row, whatever the sizes (test below). Not `EXISTS`: PostgreSQL
 // may answer that from a hash of the whole table, and with 10 rows it does.
 
-/// Per append (by position, from 1): the sender's role, if a member, and
+/// Per append (by position, from 1): the sender's role, if a member, their
+/// mute and last message and the room's slow mode (for `may_send`), and
 /// the seq its client_id already has, if any. Asked after [`LOCK_ROOMS`],
-/// so it sees every change committed to those rooms.
+/// so it sees every change committed to those rooms (a mute and a change
+/// of slow mode too). The member's three columns are three lookups of the
+/// same index entry, whose page the first has just read.
 const CHECK: &str = "SELECT t.i, \
          (SELECT m.role FROM room_members m \
              WHERE m.room_id = t.room_id AND m.user_id = t.sender) AS role, \
+         (SELECT m.muted_until FROM room_members m \
+             WHERE m.room_id = t.room_id AND m.user_id = t.sender) AS muted_until, \
+         (SELECT m.last_message_at FROM room_members m \
+             WHERE m.room_id = t.room_id AND m.user_id = t.sender) AS last_message_at, \
+         (SELECT s.seconds FROM room_slow_modes s WHERE s.room_id = t.room_id) AS slow_mode, \
          (SELECT e.seq FROM room_events e WHERE e.room_id = t.room_id \
              AND e.sender = t.sender AND e.client_id = t.client_id) AS existing \
      FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(room_id, sender, client_id, i)";
@@ -84,6 +94,14 @@ const INSERT_AND_BUMP: &str = "WITH inserted AS ( \
      UPDATE rooms SET last_seq = heads.last_seq \
      FROM unnest($9::uuid[], $10::int8[]) AS heads(id, last_seq) \
      WHERE rooms.id = ANY($9::uuid[]) AND rooms.id = heads.id";
+
+/// Records when the batch's senders in rooms with slow mode on sent (the
+/// batch's time, `$3`): a statement of its own, sent only when there are
+/// some, so a batch in rooms without slow mode writes what it did before.
+const MARK_PACED: &str = "UPDATE room_members SET last_message_at = $3 \
+     FROM unnest($1::uuid[], $2::uuid[]) AS t(room_id, user_id) \
+     WHERE room_members.room_id = ANY($1::uuid[]) AND room_members.user_id = ANY($2::uuid[]) \
+         AND room_members.room_id = t.room_id AND room_members.user_id = t.user_id";
 
 /// Records who the batch's messages mention: a statement of its own, sent
 /// only when some message mentions someone. As a CTE of [`INSERT_AND_BUMP`]
@@ -126,6 +144,11 @@ enum Outcome {
     /// Its attachments are not all the sender's, ready, in the room and
     /// free.
     BadAttachments,
+    /// The sender is muted in the room until then.
+    Muted(OffsetDateTime),
+    /// The room's slow mode: the sender may send again in this many
+    /// seconds.
+    SlowMode(u32),
 }
 
 /// The batch committer on a PostgreSQL pool.
@@ -181,17 +204,20 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
         )
         .fetch_all(&mut *tx)
         .await?;
-    // (role, existing seq) by position: one row per append, in an order
-    // not promised.
-    let mut checked: Vec<(Option<Role>, Option<i64>)> = vec![(None, None); batch.len()];
+    // By position: one row per append, in an order not promised.
+    let mut checked: Vec<Checked> = vec![Checked::default(); batch.len()];
     for row in &checks {
         let i: i64 = row.try_get("i")?;
         let at = usize::try_from(i - 1).map_err(|_| corrupt("batch position", &i.to_string()))?;
         let role: Option<String> = row.try_get("role")?;
-        checked[at] = (
-            role.as_deref().map(parse_role).transpose()?,
-            row.try_get("existing")?,
-        );
+        let slow_mode: Option<i32> = row.try_get("slow_mode")?;
+        checked[at] = Checked {
+            role: role.as_deref().map(parse_role).transpose()?,
+            slow_mode: slow_mode.and_then(|s| u32::try_from(s).ok()).unwrap_or(0),
+            muted_until: row.try_get("muted_until")?,
+            last_message_at: row.try_get("last_message_at")?,
+            existing: row.try_get("existing")?,
+        };
     }
     let replied: Vec<EventId> = batch.iter().filter_map(|p| p.message.reply_to).collect();
     let previews = previews_postgres(&mut tx, &replied).await?;
@@ -201,9 +227,23 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
 
     let ts = now();
     let mut first_of: HashMap<(Uuid, Uuid, &str), usize> = HashMap::new();
+    // Senders of this batch's new messages in rooms with slow mode on: a
+    // second message of theirs in the same batch is as early as can be.
+    let mut paced: HashMap<(Uuid, Uuid), OffsetDateTime> = HashMap::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     for (i, pending) in batch.iter().enumerate() {
-        let (role, existing) = checked[i];
+        let Checked {
+            role,
+            muted_until,
+            last_message_at,
+            slow_mode: slow,
+            existing,
+        } = checked[i];
+        let sender = (pending.room.0, pending.sender.0);
+        let gate = role.map(|role| {
+            let last = paced.get(&sender).copied().or(last_message_at);
+            may_send(role, muted_until, last, slow, ts)
+        });
         let key = (
             pending.room.0,
             pending.sender.0,
@@ -218,13 +258,18 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
             (Some(_), _) if existing.is_some() => Outcome::Existing,
             (Some(_), None) => Outcome::NotMember,
             (Some(_), Some(_)) if preview.is_some_and(|p| p.is_none()) => Outcome::BadReply,
-            (Some((last_seq, kind)), Some(role)) => match first_of.get(&key) {
-                Some(&first) => Outcome::SameAs(first),
-                None => match claim(pending, &ready, &mut taken) {
+            (Some((last_seq, kind)), Some(role)) => match (first_of.get(&key), gate) {
+                (Some(&first), _) => Outcome::SameAs(first),
+                (None, Some(Err(Error::Muted(until)))) => Outcome::Muted(until),
+                (None, Some(Err(Error::SlowMode(wait)))) => Outcome::SlowMode(wait),
+                (None, _) => match claim(pending, &ready, &mut taken) {
                     None => Outcome::BadAttachments,
                     Some(attachments) => {
                         *last_seq += 1;
                         first_of.insert(key, i);
+                        if slow > 0 {
+                            paced.insert(sender, ts);
+                        }
                         Outcome::New(Box::new(pending.event(
                             *last_seq,
                             ts,
@@ -302,6 +347,15 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
                 .execute(&mut *tx)
                 .await?;
         }
+        if !paced.is_empty() {
+            let (rooms, senders): (Vec<Uuid>, Vec<Uuid>) = paced.keys().copied().unzip();
+            sqlx::query(MARK_PACED)
+                .bind(rooms)
+                .bind(senders)
+                .bind(ts)
+                .execute(&mut *tx)
+                .await?;
+        }
         let carried: (Vec<Uuid>, Vec<i64>) = new
             .iter()
             .flat_map(|(e, p)| p.message.attachments.iter().map(|id| (id.0, e.seq)))
@@ -354,10 +408,27 @@ async fn commit_postgres(pool: &PgPool, batch: &[Append]) -> Result<Vec<Result<A
             Outcome::NotMember => Err(Error::NotMember),
             Outcome::BadReply => Err(bad_reply()),
             Outcome::BadAttachments => Err(bad_attachments()),
+            Outcome::Muted(until) => Err(Error::Muted(*until)),
+            Outcome::SlowMode(wait) => Err(Error::SlowMode(*wait)),
         });
     }
     tx.commit().await?;
     Ok(answers)
+}
+
+/// What [`CHECK`] found for one append.
+#[derive(Debug, Clone, Copy, Default)]
+struct Checked {
+    /// The sender's role, if a member.
+    role: Option<Role>,
+    /// Their mute, as stored (`may_send` compares it with the batch's time).
+    muted_until: Option<OffsetDateTime>,
+    /// Their last message, as stored (only kept while slow mode is on).
+    last_message_at: Option<OffsetDateTime>,
+    /// The room's slow mode in seconds; 0 is off.
+    slow_mode: u32,
+    /// The seq its client_id already has.
+    existing: Option<i64>,
 }
 
 /// The previews of messages by id, in a batch.
@@ -456,7 +527,7 @@ mod tests {
 
     use super::{
         previews_statement, ready_attachments_statement, CARRY_ATTACHMENTS, CHECK, INSERT_AND_BUMP,
-        INSERT_MENTIONS, LOCK_ROOMS, MENTIONED,
+        INSERT_MENTIONS, LOCK_ROOMS, MARK_PACED, MENTIONED,
     };
     use crate::testing::{Backend, TestDatabase};
 
@@ -495,6 +566,7 @@ mod tests {
             ("batch_previews", &previews),
             ("batch_ready_attachments", &ready),
             ("batch_carry_attachments", CARRY_ATTACHMENTS),
+            ("batch_mark_paced", MARK_PACED),
         ] {
             conn.execute(format!("PREPARE {name} AS {statement}").as_str())
                 .await

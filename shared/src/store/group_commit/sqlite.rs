@@ -15,7 +15,8 @@ use crate::store::durability::{WriteHealth, SQLITE_BEGIN};
 use crate::store::log::{
     event_columns, EventRow, EVENT_BY_CLIENT_ID, INSERT_EVENT, NEXT_SEQ_AND_KIND, ROOM_LAST_SEQ,
 };
-use crate::store::members::{parse_role, ROLE};
+use crate::store::members::parse_role;
+use crate::store::moderation::may_send;
 use crate::store::references::INSERT_MENTION;
 use crate::store::{Appended, Error, Result, SqliteStore};
 
@@ -31,9 +32,29 @@ use crate::store::{Appended, Error, Result, SqliteStore};
 /// data as of before the wait, so the check must be a statement of its own
 /// after it; every membership change holds that lock until it commits
 /// (`lock_room` in `log`), so a kick and a send cannot interleave.
+/// In a room with slow mode on it also records the message's time (`$3`;
+/// NULL leaves it), the only reader being the next append's [`SENDER`].
 const MARK_SENDER: &str = "UPDATE room_members \
-     SET last_read_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
+     SET last_read_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1), \
+     last_message_at = COALESCE($3, last_message_at) \
      WHERE room_id = $1 AND user_id = $2 RETURNING role";
+
+/// What decides whether the sender may send now (`may_send`): their role,
+/// mute and last message, and the room's slow mode. Read before anything
+/// of the append is written, so a refusal leaves nothing behind.
+const SENDER: &str = "SELECT m.role, m.muted_until, m.last_message_at, \
+     COALESCE((SELECT s.seconds FROM room_slow_modes s WHERE s.room_id = m.room_id), 0) \
+         AS slow_mode_seconds \
+     FROM room_members m WHERE m.room_id = $1 AND m.user_id = $2";
+
+/// A [`SENDER`] row.
+#[derive(sqlx::FromRow)]
+struct SenderRow {
+    role: String,
+    muted_until: Option<time::OffsetDateTime>,
+    last_message_at: Option<time::OffsetDateTime>,
+    slow_mode_seconds: i32,
+}
 
 /// Marks an attachment with the seq of the message that carries it.
 const CARRY_ATTACHMENT: &str = "UPDATE attachments SET seq = $2 WHERE id = $1";
@@ -98,17 +119,29 @@ async fn append_sqlite(
             created: false,
         }));
     }
+    // Membership, the mute and slow mode first: the rest is only read
+    // for a sender who may send.
+    let sender: Option<SenderRow> = sqlx::query_as(SENDER)
+        .bind(append.room.0)
+        .bind(append.sender.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(sender) = sender else {
+        return Ok(Err(not_in(tx, append.room).await?));
+    };
+    let slow_mode_seconds = u32::try_from(sender.slow_mode_seconds).unwrap_or(0);
+    let gate = may_send(
+        parse_role(&sender.role)?,
+        sender.muted_until,
+        sender.last_message_at,
+        slow_mode_seconds,
+        ts,
+    );
+    if let Err(refused) = gate {
+        return Ok(Err(refused));
+    }
     let mut preview = None;
     if let Some(id) = append.message.reply_to {
-        // Checked before the marker moves below, which stays if it passes.
-        let role: Option<String> = sqlx::query_scalar(ROLE)
-            .bind(append.room.0)
-            .bind(append.sender.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if role.is_none() {
-            return Ok(Err(not_in(tx, append.room).await?));
-        }
         let mut found = SqliteStore::previews(&mut *tx, append.room, &[id]).await?;
         match found.remove(&id) {
             Some(p) => preview = Some(p),
@@ -123,6 +156,7 @@ async fn append_sqlite(
     let role: Option<String> = sqlx::query_scalar(MARK_SENDER)
         .bind(append.room.0)
         .bind(append.sender.0)
+        .bind((slow_mode_seconds > 0).then_some(Timestamp(ts)))
         .fetch_optional(&mut *tx)
         .await?;
     let Some(role) = role else {
@@ -177,8 +211,8 @@ async fn append_sqlite(
     }))
 }
 
-/// The attachments `append` carries, if the sender is a member and each is
-/// theirs, ready, in the room and carried by nothing (an earlier append of
+/// The attachments `append` carries (its sender known to be a member), if
+/// each is theirs, ready, in the room and carried by nothing (an earlier append of
 /// the batch has already marked the ones it carries). Read before anything
 /// of the append is written, so a refusal leaves nothing behind.
 async fn attachments_sqlite(
@@ -188,15 +222,6 @@ async fn attachments_sqlite(
     let ids = &append.message.attachments;
     if ids.is_empty() {
         return Ok(Ok(Vec::new()));
-    }
-    // A former member hears that, not that their files are not ready.
-    let role: Option<String> = sqlx::query_scalar(ROLE)
-        .bind(append.room.0)
-        .bind(append.sender.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if role.is_none() {
-        return Ok(Err(not_in(tx, append.room).await?));
     }
     let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let statement = format!(
