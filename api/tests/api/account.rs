@@ -481,8 +481,8 @@ async fn a_deleted_accounts_rooms_are_handed_over_or_deleted(backend: Backend) {
     let oli = api.user("oli").await;
     // A room with a member (ned, first in) and an admin (oli, later).
     let shared = api.room(&max, "shared", "private").await.id.to_string();
-    expect_status(invite(&api, &max, &shared, &ned).await, StatusCode::CREATED).await;
-    expect_status(invite(&api, &max, &shared, &oli).await, StatusCode::CREATED).await;
+    api.add(&max, &shared, &ned).await;
+    api.add(&max, &shared, &oli).await;
     let path = format!("/v1/rooms/{shared}/members/{}/role", oli.user.id);
     let response = api
         .call(Method::PUT, &path, &max, Some(json!({ "role": "admin" })))
@@ -490,7 +490,7 @@ async fn a_deleted_accounts_rooms_are_handed_over_or_deleted(backend: Backend) {
     expect_status(response, StatusCode::OK).await;
     // A room with only ned besides max: ned, a plain member, takes it.
     let pair = api.room(&max, "pair", "private").await.id.to_string();
-    expect_status(invite(&api, &max, &pair, &ned).await, StatusCode::CREATED).await;
+    api.add(&max, &pair, &ned).await;
     // A room with nobody else.
     let alone = api.room(&max, "alone", "public").await.id.to_string();
     // A direct room with ned.

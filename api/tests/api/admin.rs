@@ -321,11 +321,7 @@ async fn server_roles_moderate_rooms_they_are_not_in(backend: Backend) {
     );
     let room = api.room(&alice, "secret", "private").await.id.to_string();
     for user in [&bob, &carol] {
-        let path = format!("/v1/rooms/{room}/members");
-        let invited = api
-            .post(&path, &alice, json!({ "user_id": user.user.id }))
-            .await;
-        expect_status(invited, StatusCode::CREATED).await;
+        api.add(&alice, &room, user).await;
     }
     let message = api.send(&bob, &room, "c1", "buy cheap pills").await;
     let message_id = message["id"].as_str().unwrap();
@@ -360,11 +356,7 @@ async fn server_roles_moderate_rooms_they_are_not_in(backend: Backend) {
     .await;
 
     // A room's admin does not kick a server moderator who is a member.
-    let path = format!("/v1/rooms/{room}/members");
-    let invited = api
-        .post(&path, &carol, json!({ "user_id": modo.user.id }))
-        .await;
-    expect_status(invited, StatusCode::CREATED).await;
+    api.add(&carol, &room, &modo).await;
     let path = format!("/v1/rooms/{room}/members/{}", modo.user.id);
     let refused = api.call(Method::DELETE, &path, &alice, None).await;
     expect_error(refused, StatusCode::FORBIDDEN, "insufficient_role").await;
@@ -424,14 +416,7 @@ async fn reports_land_in_the_queue_once_and_are_resolved(backend: Backend) {
         api.user("eve").await,
     );
     let room = api.room(&alice, "secret", "private").await.id.to_string();
-    let invited = api
-        .post(
-            &format!("/v1/rooms/{room}/members"),
-            &alice,
-            json!({ "user_id": bob.user.id }),
-        )
-        .await;
-    expect_status(invited, StatusCode::CREATED).await;
+    api.add(&alice, &room, &bob).await;
     let message = api.send(&bob, &room, "c1", "rude words").await;
     let of_message = json!({ "kind": "message", "room_id": room, "event_id": message["id"] });
 
