@@ -61,7 +61,7 @@ impl AppState {
         self.tell(
             invite.user_id,
             &ServerFrame::Invite {
-                invite: invite.clone(),
+                invite: Box::new(invite.clone()),
             },
         );
     }

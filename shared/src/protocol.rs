@@ -305,8 +305,9 @@ pub enum ServerFrame {
     /// I was invited into a room: it waits for my accept or decline
     /// (`POST /v1/invites/{id}/accept`).
     Invite {
-        /// The invitation.
-        invite: Invite,
+        /// The invitation (boxed: the largest of the frames by far, it
+        /// would make every frame its size).
+        invite: Box<Invite>,
     },
     /// An invitation of mine is gone: accepted or declined (in any of my
     /// sessions) or withdrawn.
