@@ -16,7 +16,6 @@ use super::accounts::UserRow;
 use super::adapter::SqlStore;
 use super::dialect::{now, Dialect, RowsAffected, Timestamp};
 use super::driver_error::{corrupt, missing_reference};
-use super::moderation::in_force;
 use super::{Error, Result};
 use crate::model::{Ban, EventBody, LeaveReason, Member, Role, RoomEvent, RoomId, UserId};
 
@@ -268,6 +267,12 @@ where
             .await?;
         Ok(rows.into_iter().map(Ban::from).collect())
     }
+}
+
+/// A mute that has ended is no mute: the member row keeps its time until
+/// the next one, and every reader looks through this.
+pub(super) fn in_force(until: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+    until.filter(|t| *t > now())
 }
 
 pub(super) fn parse_role(s: &str) -> Result<Role> {

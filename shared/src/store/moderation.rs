@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::adapter::SqlStore;
-use super::dialect::{now, Dialect, RowsAffected, Timestamp};
-use super::members::parse_role;
+use super::dialect::{Dialect, RowsAffected, Timestamp};
+use super::members::{in_force, parse_role};
 use super::rooms::{RoomRow, ROOM_BY_ID};
 use super::{Error, ModerationStore, Result, Standing};
 use crate::model::{EventBody, Role, Room, RoomEvent, RoomId, UserId};
@@ -44,12 +44,6 @@ const CLEAR_SLOW_MODE: &str = "DELETE FROM room_slow_modes WHERE room_id = $1";
 /// first message after the change).
 const FORGET_MESSAGE_TIMES: &str = "UPDATE room_members SET last_message_at = NULL \
      WHERE room_id = $1 AND last_message_at IS NOT NULL";
-
-/// A mute that has ended is no mute: the column keeps its time until the
-/// next one, and every reader looks through this.
-pub(super) fn in_force(until: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
-    until.filter(|t| *t > now())
-}
 
 /// Whether a member may send a message at `ts` (the commit's time): not
 /// while muted, and, in a room with slow mode on, not sooner than its

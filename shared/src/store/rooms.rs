@@ -14,8 +14,7 @@ use super::adapter::SqlStore;
 use super::attachments::DELETE_ROOM_ATTACHMENTS;
 use super::dialect::{now, Dialect, RowsAffected, Timestamp};
 use super::driver_error::{corrupt, is_unique_violation, missing_reference};
-use super::members::{parse_role, Members, INSERT_MEMBER};
-use super::moderation::in_force;
+use super::members::{in_force, parse_role, Members, INSERT_MEMBER};
 use super::{Error, NewRoom, Result, RoomStore};
 use crate::model::{
     Ban, EventBody, LeaveReason, Member, MyRoom, Role, Room, RoomEvent, RoomId, RoomKind, UserId,
