@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod blobs;
+pub mod calls;
 pub mod bus;
 pub mod config;
 pub mod error;

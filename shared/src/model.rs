@@ -80,6 +80,15 @@ id_type!(
     /// Identifies an entry of the audit log (time-ordered: the log's cursor).
     AuditId
 );
+id_type!(
+    /// Identifies a call (see [`crate::calls`]).
+    CallId
+);
+id_type!(
+    /// Identifies one WebSocket connection, across every gateway: its
+    /// `hello`'s `session_id`, and the party of a call it takes part in.
+    ConnectionId
+);
 
 /// A registered person, as others see them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -485,6 +494,34 @@ pub enum EventBody {
         /// Who was invited.
         user: UserId,
     },
+    /// `sender` (the caller) placed a call; it rings until accepted,
+    /// declined or missed (see [`crate::calls`]).
+    CallStarted {
+        /// The call.
+        call_id: CallId,
+        /// Who called (the sender).
+        caller: UserId,
+        /// Who was called.
+        callee: UserId,
+        /// With video, or voice only.
+        video: bool,
+    },
+    /// A call ended; `sender` is the party who ended it (the caller when
+    /// the server did: missed, failed).
+    CallEnded {
+        /// The call.
+        call_id: CallId,
+        /// Who called.
+        caller: UserId,
+        /// Who was called.
+        callee: UserId,
+        /// Why it ended.
+        reason: crate::calls::CallEndReason,
+        /// How long it lasted from its accept, in whole seconds; absent
+        /// when it was never accepted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_secs: Option<u64>,
+    },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -525,6 +562,8 @@ impl EventBody {
             Self::MemberInvited { .. } => "member_invited",
             Self::InviteDeclined { .. } => "invite_declined",
             Self::InviteCancelled { .. } => "invite_cancelled",
+            Self::CallStarted { .. } => "call_started",
+            Self::CallEnded { .. } => "call_ended",
         }
     }
 

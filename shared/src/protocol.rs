@@ -4,7 +4,7 @@
 //! Room events (`message`, the changes of a message, `member_joined`,
 //! `member_left`, `role_changed`, `room_updated`, `member_muted`,
 //! `member_unmuted`, `slow_mode_changed`, `member_invited`, `invite_declined`,
-//! `invite_cancelled`) travel as
+//! `invite_cancelled`, `call_started`, `call_ended`) travel as
 //! [`RoomEvent`](crate::model::RoomEvent) JSON, the same bytes as in a
 //! history page; the other server frames are [`ServerFrame`]s.
 
@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::model::{AttachmentId, EventId, Invite, InviteId, Room, RoomId, User, UserId};
+use crate::calls::Call;
+use crate::model::{
+    AttachmentId, CallId, ConnectionId, EventId, Invite, InviteId, Room, RoomId, User, UserId,
+};
 
 /// The subprotocol a client must offer (and the server echoes).
 pub const SUBPROTOCOL: &str = "chat.v1";
@@ -119,15 +122,40 @@ pub enum ClientFrame {
         /// The newest seq seen.
         seq: i64,
     },
-    /// A WebRTC signalling message for every session of `to_user`.
+    /// Call the other member of a DM (or private room of two): answered
+    /// by a `call` frame (ringing, or already ended: `busy`, `missed`).
+    CallPlace {
+        /// Where.
+        room_id: RoomId,
+        /// With video, or voice only.
+        #[serde(default)]
+        video: bool,
+    },
+    /// Take a call ringing for me, on this connection (the only one of
+    /// mine that takes part from then on).
+    CallAccept {
+        /// The call.
+        call_id: CallId,
+    },
+    /// Turn down a call ringing for me, on every connection of mine.
+    CallDecline {
+        /// The call.
+        call_id: CallId,
+    },
+    /// End a call of mine (while it rings: cancel or decline it).
+    CallHangup {
+        /// The call.
+        call_id: CallId,
+    },
+    /// A WebRTC signalling message for the other party's connection in a
+    /// call (every connection of the callee while it rings).
     Signal {
-        /// Recipient; must share a room with the sender.
-        to_user: UserId,
-        /// Groups the messages of one call.
-        call_id: String,
-        /// Offer, answer, ICE candidate or hang-up.
+        /// The call.
+        call_id: CallId,
+        /// Offer, answer or ICE candidate.
         kind: SignalKind,
-        /// Opaque to the server (SDP, candidate…).
+        /// Opaque to the server (SDP, candidate…), at most
+        /// [`MAX_SIGNAL_PAYLOAD_BYTES`] as JSON.
         #[serde(default)]
         payload: serde_json::Value,
     },
@@ -142,9 +170,24 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// Every frame type, as its `type` says it.
-    pub const KINDS: [&'static str; 13] = [
-        "send", "edit", "delete", "react", "unreact", "pin", "unpin", "sync", "typing", "read",
-        "signal", "auth", "ping",
+    pub const KINDS: [&'static str; 17] = [
+        "send",
+        "edit",
+        "delete",
+        "react",
+        "unreact",
+        "pin",
+        "unpin",
+        "sync",
+        "typing",
+        "read",
+        "call_place",
+        "call_accept",
+        "call_decline",
+        "call_hangup",
+        "signal",
+        "auth",
+        "ping",
     ];
 
     /// This frame's `type`.
@@ -160,6 +203,10 @@ impl ClientFrame {
             Self::Sync { .. } => "sync",
             Self::Typing { .. } => "typing",
             Self::Read { .. } => "read",
+            Self::CallPlace { .. } => "call_place",
+            Self::CallAccept { .. } => "call_accept",
+            Self::CallDecline { .. } => "call_decline",
+            Self::CallHangup { .. } => "call_hangup",
             Self::Signal { .. } => "signal",
             Self::Auth { .. } => "auth",
             Self::Ping => "ping",
@@ -177,9 +224,11 @@ pub enum SignalKind {
     Answer,
     /// ICE candidate.
     Ice,
-    /// The call ended.
-    Hangup,
 }
+
+/// The largest `payload` of a `signal`, as JSON: an SDP with audio, video
+/// and a data channel is a few KiB.
+pub const MAX_SIGNAL_PAYLOAD_BYTES: usize = 16 * 1024;
 
 /// A room and the head of its log, as listed in `hello`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,8 +255,10 @@ pub enum PresenceStatus {
 pub enum ServerFrame {
     /// First frame of every session.
     Hello {
-        /// This connection's id (for logs and support).
-        session_id: String,
+        /// This connection's id, unique across gateways: the party of a
+        /// call it takes part in (`caller_session`, `callee_session`), and
+        /// what to quote to support.
+        session_id: ConnectionId,
         /// Who is connected.
         user: User,
         /// My rooms and their heads.
@@ -271,12 +322,22 @@ pub enum ServerFrame {
         /// Their status.
         status: PresenceStatus,
     },
-    /// A relayed WebRTC signalling message.
+    /// A call of mine changed (placed, accepted, ended): sent to every
+    /// connection of both parties, and to a connection that opens while a
+    /// call rings for its user.
+    Call {
+        /// The call as it is now (boxed: it would make every frame its
+        /// size).
+        call: Box<Call>,
+    },
+    /// A relayed WebRTC signalling message of a call.
     Signal {
+        /// The call.
+        call_id: CallId,
         /// Sender.
         from_user: UserId,
-        /// The call.
-        call_id: String,
+        /// The connection it is for (the gateways route by it).
+        to_session: ConnectionId,
         /// What it is.
         kind: SignalKind,
         /// Opaque payload.

@@ -180,7 +180,7 @@ async fn open(
         )
         .await;
     let hello = ServerFrame::Hello {
-        session_id: key.to_string(),
+        session_id: chat_shared::model::ConnectionId::new(),
         user: user.clone(),
         rooms: heads,
         heartbeat_ms: ctx.config.heartbeat_interval.as_millis() as u64,

@@ -56,11 +56,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 use time::OffsetDateTime;
 
+use crate::calls::{Call, CallEnd, NewCall};
 use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
 use crate::model::{
-    Attachment, AttachmentId, AuditId, Ban, BlockedUser, EventId, Invite, InviteId, InviteLink,
+    Attachment, AttachmentId, AuditId, Ban, BlockedUser, CallId, ConnectionId, EventId, Invite, InviteId, InviteLink,
     LeaveReason, Member, MyRoom, ReportId, Role, Room, RoomEvent, RoomId, RoomKind, SessionId,
     TimelineItem, User, UserId,
 };
@@ -857,6 +859,73 @@ pub trait InviteLinkStore: Send + Sync {
     /// `Banned`, `Conflict("member")` if already in (no use is counted on
     /// a refusal). A pending invitation of theirs into the room is spent.
     async fn join_by_link(&self, code: &str, user: UserId) -> Result<RoomEvent>;
+}
+
+/// Calls (`calls`): each change of a call's state is decided at the commit
+/// on the call as it is then (a conditional update: of two accepts, or a
+/// hangup and the sweep, one wins), and its start and end are events in
+/// the room's log committed with it, under the room's lock. Gateways keep
+/// leases (`gateway_alive`), so a call whose party's gateway died is ended
+/// by any other gateway's sweep.
+#[async_trait]
+pub trait CallStore: Send + Sync {
+    /// Places a call to the other member of a DM, or of a private room of
+    /// exactly two, recording `call_started`. If the callee is in another
+    /// call (ringing or accepted) it ends at once as `busy`, recording
+    /// `call_ended` too. Refusals: `NotFound` without the room,
+    /// `NotMember` if the caller is not in it, `Conflict("not_direct")`
+    /// for any other room, `Conflict("blocked")` if either blocks the
+    /// other, `Conflict("dm_request")` in a DM request the callee has not
+    /// accepted (or declined), `Conflict("in_call")` if the caller is in a
+    /// call already. Returns the call and its events, in order.
+    async fn place_call(&self, call: NewCall) -> Result<(Call, Vec<RoomEvent>)>;
+    /// The callee takes the ringing call on `session` (of `gateway`):
+    /// `NotFound` unless `user` is its callee, `Conflict("call_not_ringing")`
+    /// once accepted (by another connection, say) or ended,
+    /// `Conflict("in_call")` if they are in another accepted call.
+    /// No event: the log records the start and the end.
+    async fn accept_call(
+        &self,
+        id: CallId,
+        user: UserId,
+        session: ConnectionId,
+        gateway: Uuid,
+    ) -> Result<Call>;
+    /// Ends a call as `end` says (see [`CallEnd`]), recording `call_ended`
+    /// (with its duration once accepted). `NotFound` unless the user
+    /// named is a party (any call, for `Unreachable`),
+    /// `Conflict("call_ended")` if it has ended, `Conflict("call_not_ringing")`
+    /// for a decline (or `Unreachable`) of a call no longer ringing.
+    async fn end_call(&self, id: CallId, end: CallEnd) -> Result<(Call, RoomEvent)>;
+    /// A call by id.
+    async fn call(&self, id: CallId) -> Result<Option<Call>>;
+    /// `user`'s calls that ring or are accepted, oldest first.
+    async fn active_calls(&self, user: UserId) -> Result<Vec<Call>>;
+    /// The connection `session` of `user` closed: each call it takes part
+    /// in ends (`cancelled` when it was the caller's and ringing, `failed`
+    /// once accepted). A callee's connection that only rang ends nothing.
+    async fn connection_closed(
+        &self,
+        user: UserId,
+        session: ConnectionId,
+    ) -> Result<Vec<(Call, RoomEvent)>>;
+    /// Renews `gateway`'s lease (at `now`): its calls live while it does.
+    async fn gateway_alive(&self, gateway: Uuid) -> Result<()>;
+    /// Gives `gateway`'s lease up (it is stopping): its calls end at the
+    /// next sweep.
+    async fn gateway_stopped(&self, gateway: Uuid) -> Result<()>;
+    /// Ends what must end, each as if by its own `end_call` (so sweeps of
+    /// several gateways at once end each call once): ringing calls placed
+    /// more than `ring_timeout` ago (`missed`); calls with a party on a
+    /// gateway whose lease was last renewed more than `lease` ago, or
+    /// never (`failed`); calls of a party no longer in the room, or
+    /// between users one of whom now blocks the other (`failed`). Leases
+    /// silent for long are forgotten.
+    async fn sweep_calls(
+        &self,
+        ring_timeout: std::time::Duration,
+        lease: std::time::Duration,
+    ) -> Result<Vec<(Call, RoomEvent)>>;
 }
 
 /// What the store can do now, for `/readyz`.
