@@ -336,8 +336,11 @@ pub enum ServerFrame {
         call_id: CallId,
         /// Sender.
         from_user: UserId,
-        /// The connection it is for (the gateways route by it).
-        to_session: ConnectionId,
+        /// The connection it is for (the gateways route by it); absent
+        /// for a ringing call's caller signalling every connection of the
+        /// callee.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_session: Option<ConnectionId>,
         /// What it is.
         kind: SignalKind,
         /// Opaque payload.
