@@ -20,6 +20,7 @@ conformance!(
     calls_are_only_between_the_two_members_of_a_dm_or_private_room,
     a_caller_in_a_call_is_refused_and_a_busy_callee_ends_the_call_at_once,
     of_two_accepts_exactly_one_wins,
+    of_an_accept_and_the_ring_timeout_exactly_one_wins,
     only_the_callee_accepts,
     a_hangup_ends_a_call_by_its_state,
     a_call_ends_once,
@@ -315,6 +316,43 @@ async fn of_two_accepts_exactly_one_wins(backend: Backend) {
         pair.fx.log(pair.room).await.last().unwrap().body,
         EventBody::CallStarted { .. }
     ));
+}
+
+async fn of_an_accept_and_the_ring_timeout_exactly_one_wins(backend: Backend) {
+    let pair = Pair::new(backend).await;
+    let fx = &pair.fx;
+    for _ in 0..5 {
+        let call = pair.call().await;
+        let store = fx.store.clone();
+        let accept = tokio::spawn({
+            let store = store.clone();
+            let (bob, gateway) = (pair.bob.id, pair.gateway);
+            async move {
+                store
+                    .accept_call(call.id, bob, ConnectionId::new(), gateway)
+                    .await
+            }
+        });
+        let sweep = tokio::spawn(async move { store.sweep_calls(Duration::ZERO, LONG).await });
+        let accepted = match accept.await.unwrap() {
+            Ok(_) => true,
+            Err(Error::Conflict("call_not_ringing")) => false,
+            Err(e) => panic!("unexpected {e:?}"),
+        };
+        let missed = sweep.await.unwrap().unwrap();
+        assert_eq!(accepted, missed.is_empty(), "one wins: {missed:?}");
+        let now = fx.call(call.id).await.unwrap().unwrap();
+        if accepted {
+            assert_eq!(now.state, CallState::Accepted);
+            assert!(ends_logged(fx, &call).await.is_empty());
+            fx.end_call(call.id, CallEnd::Hangup(pair.alice.id))
+                .await
+                .unwrap();
+        } else {
+            assert_eq!(now.reason, Some(CallEndReason::Missed));
+            assert_eq!(ends_logged(fx, &call).await.len(), 1);
+        }
+    }
 }
 
 async fn only_the_callee_accepts(backend: Backend) {
