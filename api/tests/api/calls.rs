@@ -1,7 +1,7 @@
 //! `GET /v1/calls/ice-servers`: logged in only; nothing configured, no
 //! servers; STUN then TURN with credentials in the TURN REST API scheme,
 //! recomputed here from the shared secret as coturn does; the relay policy
-//! passed through; and the action budget it draws on.
+//! passed through; the action budget it draws on; its OpenAPI schema.
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ both_stores!(
     stun_then_turn_with_credentials_the_turn_server_can_recompute,
     the_relay_policy_is_passed_through,
     each_request_spends_the_action_budget,
+    the_openapi_document_describes_the_answer,
 );
 
 const PATH: &str = "/v1/calls/ice-servers";
@@ -150,4 +151,25 @@ async fn each_request_spends_the_action_budget(backend: Backend) {
     .await;
     // Budgets are per user.
     ice_servers(&api, &bob).await;
+}
+
+async fn the_openapi_document_describes_the_answer(backend: Backend) {
+    let api = TestApi::start(backend).await;
+    let response = api
+        .request(Method::GET, "/v1/openapi.json", None)
+        .send()
+        .await
+        .unwrap();
+    let doc = expect_status(response, StatusCode::OK).await;
+    let schemas = &doc["components"]["schemas"];
+    let answer = &schemas["IceServers"]["properties"];
+    for field in ["ice_servers", "ice_transport_policy", "ttl_secs"] {
+        assert!(answer[field].is_object(), "{field}: {answer}");
+    }
+    assert_eq!(
+        schemas["IceTransportPolicy"]["enum"],
+        json!(["all", "relay"]),
+        "{schemas}"
+    );
+    assert!(schemas["IceServer"]["properties"]["credential"].is_object());
 }
