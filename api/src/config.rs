@@ -57,7 +57,8 @@ pub struct ApiConfig {
     /// `CHAT_MAX_WAITING_HASHES`: logins and registrations queued for a
     /// hashing slot; more get 503 with `Retry-After` at once.
     pub max_waiting_hashes: usize,
-    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM opens, uploads and profile changes
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM opens
+    /// (with requests for calls' ICE servers), uploads and profile changes
     /// per user per minute, each a budget of its own.
     pub action_rate_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
