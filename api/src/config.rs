@@ -27,8 +27,8 @@ pub struct ApiConfig {
     #[serde(skip)]
     pub blobs: BlobsConfig,
     /// `CHAT_STUN_URLS`, `CHAT_TURN_*` and `CHAT_ICE_TRANSPORT_POLICY`:
-    /// the ICE servers handed to calls, parsed on their own so the TURN
-    /// secret stays out of this struct's `Debug`.
+    /// the ICE servers handed to calls, parsed on their own like `blobs`,
+    /// with a `Debug` that hides the TURN secret.
     #[serde(skip)]
     pub ice: IceConfig,
     /// `CHAT_API_ADDR`: where to listen.
