@@ -334,3 +334,21 @@ async fn a_dead_gateways_calls_end_as_failed_within_its_lease() {
     let took = killed.elapsed();
     assert!(took <= lease + Duration::from_secs(4), "{took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drained_gateways_calls_end_as_its_connections_close() {
+    let mut cluster = TestCluster::start(Setup::SCALED).await;
+    let Pair { alice, bob, dm } = pair(&cluster).await;
+    let mut a = cluster.connect(&alice, 0).await;
+    let mut b = cluster.connect(&bob, 1).await;
+    sees_online(&mut a, &bob).await;
+    place(&mut a, &dm).await;
+    let call = call_in(&mut b, "ringing").await;
+    act(&mut b, "call_accept", &call).await;
+    call_in(&mut a, "accepted").await;
+
+    // SIGTERM: bob's connection closes with 1012, and its call with it.
+    cluster.stop_gateway(1);
+    assert_eq!(b.closed().await.0, 1012);
+    assert_eq!(ended(&mut a, "failed").await["id"], call["id"]);
+}
