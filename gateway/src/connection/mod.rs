@@ -87,7 +87,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
     // Known to clients (`hello`'s `session_id`) and to every gateway (a
     // call's parties); the key stays this hub's own.
     let id = ConnectionId::new();
-    tracing::Span::current().record("session", key);
+    tracing::Span::current().record("session", tracing::field::display(id));
     let mut connection = crate::metrics::Connection::opened();
     let (read, write) = tokio::io::split(socket);
     let read = FrameReader::new(read, ctx.config.max_message_bytes);
@@ -142,7 +142,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
 impl Live {
     async fn run(&mut self, queue: Queue) {
         let (code, reason) = self.writer.run(queue).await;
-        tracing::debug!(session = self.key, code, reason, "session ended");
+        tracing::debug!(session = %self.id, code, reason, "session ended");
         // Bounded like every write: a client that stopped reading (the
         // usual reason to close) must not keep the connection, its slot and
         // its hub entry forever. After a failed write the stream may end
@@ -226,7 +226,7 @@ async fn open(
         return None;
     }
     crate::metrics::frame_out(FrameKind::Hello);
-    tracing::debug!(session = key, user_id = %user.id, "session started");
+    tracing::debug!(session = %id, user_id = %user.id, "session started");
     // A reload keeps ringing: the calls ringing for the user are told to
     // this connection (after `hello`, through its queue).
     crate::calls::ringing_for(ctx, user.id, outbox).await;
