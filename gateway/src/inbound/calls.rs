@@ -18,8 +18,11 @@ use crate::wire::frame_bytes;
 
 /// What a client does to a call of theirs.
 pub(super) enum Change {
+    /// `call_accept`: take it on this connection.
     Accept,
+    /// `call_decline`: turn it down, for all of the callee's connections.
     Decline,
+    /// `call_hangup`: end it, whatever its state.
     Hangup,
 }
 
