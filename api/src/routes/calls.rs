@@ -80,18 +80,16 @@ impl IceServers {
     responses(
         (status = 200, body = IceServers),
         (status = 401, body = ErrorBody),
-        (status = 429, description = "over CHAT_ACTION_RATE_PER_MINUTE", body = ErrorBody)))]
+        (status = 429, description = "over CHAT_CALL_RATE_PER_MINUTE", body = ErrorBody)))]
 async fn ice_servers(
     State(state): State<AppState>,
     me: AuthUser,
 ) -> Result<Json<IceServers>, ApiError> {
-    // The DM-opening budget, sized like invites: a client asks once per
-    // call it places or answers, and every call is a DM's, so a person
-    // calling spends it at the pace they start conversations, while a
-    // script minting TURN credentials (each a way into the relay) is held
-    // to the same few a minute. The gateway's call budget is for the
-    // socket frames.
-    state.spend(me.id, Action::OpenDm)?;
+    // The call budget, which the socket's call frames spend too: a client
+    // asks once per call it places or answers, so a person calling never
+    // meets it, while a script minting TURN credentials (each a way into
+    // the relay) is held to a few a minute.
+    state.spend(me.id, Action::Call)?;
     Ok(Json(IceServers::for_user(
         &state.config.ice,
         me.id,

@@ -1,7 +1,7 @@
 //! `GET /v1/calls/ice-servers`: logged in only; nothing configured, no
 //! servers; STUN then TURN with credentials in the TURN REST API scheme,
 //! recomputed here from the shared secret as coturn does; the relay policy
-//! passed through; the action budget it draws on; its OpenAPI schema.
+//! passed through; the call budget it draws on; its OpenAPI schema.
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ both_stores!(
     nothing_configured_gives_no_servers,
     stun_then_turn_with_credentials_the_turn_server_can_recompute,
     the_relay_policy_is_passed_through,
-    each_request_spends_the_action_budget,
+    each_request_spends_the_call_budget,
     the_openapi_document_describes_the_answer,
 );
 
@@ -133,10 +133,10 @@ async fn the_relay_policy_is_passed_through(backend: Backend) {
     assert!(servers[0]["credential"].is_string());
 }
 
-async fn each_request_spends_the_action_budget(backend: Backend) {
+async fn each_request_spends_the_call_budget(backend: Backend) {
     let api = TestApi::start_with(backend, |config| {
-        config.action_rate_per_minute = 1;
-        config.action_burst = 2;
+        config.common.call_rate_per_minute = 1;
+        config.common.call_burst = 2;
     })
     .await;
     let alice = api.user("alice").await;

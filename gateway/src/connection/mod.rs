@@ -8,11 +8,11 @@
 //! its per-room cursors (so each event is written once, in seq order, with
 //! gaps filled from the store), heartbeats, token expiry, and closing.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use chat_shared::auth::Claims;
-use chat_shared::model::{RoomId, SessionId, User, UserId};
+use chat_shared::model::{ConnectionId, RoomId, SessionId, User, UserId};
 use chat_shared::protocol::{RoomHead, ServerFrame};
 use fastwebsockets::{Frame, Payload};
 use tokio::sync::OwnedSemaphorePermit;
@@ -55,6 +55,12 @@ pub async fn run(start: Box<Start>) {
 struct Live {
     ctx: Arc<Context>,
     key: ConnectionKey,
+    /// Its id across gateways: the calls it takes part in end with it.
+    id: ConnectionId,
+    user: UserId,
+    /// Whether it ever placed or accepted a call (see
+    /// [`inbound::Connection::in_calls`]).
+    in_calls: Arc<AtomicBool>,
     connection: crate::metrics::Connection,
     writer: Writer,
     inbound: tokio::task::JoinHandle<()>,
@@ -78,7 +84,10 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
         }
     };
     let key = ctx.next_session_key();
-    tracing::Span::current().record("session", key);
+    // Known to clients (`hello`'s `session_id`) and to every gateway (a
+    // call's parties); the key stays this hub's own.
+    let id = ConnectionId::new();
+    tracing::Span::current().record("session", tracing::field::display(id));
     let mut connection = crate::metrics::Connection::opened();
     let (read, write) = tokio::io::split(socket);
     let read = FrameReader::new(read, ctx.config.max_message_bytes);
@@ -89,8 +98,17 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
         login,
         rooms,
         expires_at,
-    } = open(&ctx, key, claims, &outbox, &mut write, &mut connection).await?;
+    } = open(
+        &ctx,
+        (key, id),
+        claims,
+        &outbox,
+        &mut write,
+        &mut connection,
+    )
+    .await?;
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
+    let in_calls = Arc::new(AtomicBool::new(false));
     let inbound = ctx
         .home
         .spawn(tracing::Instrument::in_current_span(inbound::run(
@@ -98,16 +116,21 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
             read,
             inbound::Connection {
                 key,
+                id,
                 user,
                 login,
                 outbox,
                 last_heard: last_heard.clone(),
+                in_calls: in_calls.clone(),
             },
         )));
     let writer = Writer::new(ctx.clone(), write, rooms, expires_at, last_heard);
     let live = Live {
         ctx,
         key,
+        id,
+        user,
+        in_calls,
         connection,
         writer,
         inbound,
@@ -119,7 +142,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
 impl Live {
     async fn run(&mut self, queue: Queue) {
         let (code, reason) = self.writer.run(queue).await;
-        tracing::debug!(session = self.key, code, reason, "session ended");
+        tracing::debug!(session = %self.id, code, reason, "session ended");
         // Bounded like every write: a client that stopped reading (the
         // usual reason to close) must not keep the connection, its slot and
         // its hub entry forever. After a failed write the stream may end
@@ -131,6 +154,19 @@ impl Live {
         }
         self.inbound.abort();
         self.ctx.hub.detach(self.key).await;
+        // However it ended (the client went, a revoked session, a drain):
+        // its calls cannot go on, and their peers are told. On the home
+        // runtime, where the store is called; only for a connection that
+        // took part in one, so a crowd reconnecting costs the store nothing.
+        if !self.in_calls.load(Ordering::Relaxed) {
+            return;
+        }
+        let (ctx, user, id) = (self.ctx.clone(), self.user, self.id);
+        let ended = self
+            .ctx
+            .home
+            .spawn(async move { crate::calls::connection_closed(&ctx, user, id).await });
+        let _ = ended.await;
     }
 }
 
@@ -150,7 +186,7 @@ struct Opened {
 /// gone).
 async fn open(
     ctx: &Context,
-    key: ConnectionKey,
+    (key, id): (ConnectionKey, ConnectionId),
     claims: Claims,
     outbox: &Outbox,
     write: &mut Sink,
@@ -171,7 +207,7 @@ async fn open(
     let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
     ctx.hub
         .attach(
-            key,
+            (key, id),
             user.id,
             claims.sid,
             rooms.clone(),
@@ -180,7 +216,7 @@ async fn open(
         )
         .await;
     let hello = ServerFrame::Hello {
-        session_id: chat_shared::model::ConnectionId::new(),
+        session_id: id,
         user: user.clone(),
         rooms: heads,
         heartbeat_ms: ctx.config.heartbeat_interval.as_millis() as u64,
@@ -190,7 +226,10 @@ async fn open(
         return None;
     }
     crate::metrics::frame_out(FrameKind::Hello);
-    tracing::debug!(session = key, user_id = %user.id, "session started");
+    tracing::debug!(session = %id, user_id = %user.id, "session started");
+    // A reload keeps ringing: the calls ringing for the user are told to
+    // this connection (after `hello`, through its queue).
+    crate::calls::ringing_for(ctx, user.id, outbox).await;
     Some(Opened {
         user: user.id,
         rooms,
