@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { callErrorText, callPhase, rtcConfiguration } from '../calls.js';
+import { callablePeer, statusLine } from '../view-call.js';
 
 const ALICE = 'alice';
 const BOB = 'bob';
@@ -69,4 +70,23 @@ test('refusals of call frames are told in words, unknown codes with the server�
   assert.match(callErrorText('blocked'), /blocks/);
   assert.match(callErrorText('dm_request'), /not accepted/);
   assert.equal(callErrorText('something_new', 'the reason'), 'The call did not work: the reason');
+});
+
+test('the call panel’s state line: ringing, connecting, the running clock, and how it ended', () => {
+  assert.equal(statusLine({ status: 'incoming' }), 'Ringing…');
+  assert.equal(statusLine({ status: 'outgoing' }), 'Ringing…');
+  assert.equal(statusLine({ status: 'connecting' }), 'Connecting…');
+  assert.equal(statusLine({ status: 'connected', connectedAt: 1_000 }, 13_500), 'Connected 00:12');
+  assert.equal(statusLine({ status: 'ended', reason: 'declined' }), 'Call ended: declined');
+  assert.equal(statusLine({ status: 'ended', reason: 'lost' }), 'Call ended: connection lost');
+});
+
+test('calls are offered in a DM and in a private room of two, nowhere else', () => {
+  const state = { me: { id: ALICE }, members: new Map([['dm', new Map([[ALICE, 'member'], [BOB, 'member']])], ['two', new Map([[ALICE, 'owner'], [BOB, 'member']])], ['three', new Map([[ALICE, 'owner'], [BOB, 'member'], ['carol', 'member']])]]) };
+  assert.equal(callablePeer(state, { id: 'dm', kind: 'direct' }), BOB);
+  assert.equal(callablePeer(state, { id: 'dm', kind: 'direct', request: true }), null, 'a request waits for an answer first');
+  assert.equal(callablePeer(state, { id: 'two', kind: 'private' }), BOB);
+  assert.equal(callablePeer(state, { id: 'three', kind: 'private' }), null);
+  assert.equal(callablePeer(state, { id: 'two', kind: 'public' }), null);
+  assert.equal(callablePeer(state, null), null);
 });
