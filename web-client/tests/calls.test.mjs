@@ -1,11 +1,13 @@
-// Unit tests of the call engine's pure half (calls.js): what a `call`
-// frame means for this connection, the RTCConfiguration from the api's ICE
-// servers, and the words for refusals. No browser, no WebRTC.
+// Unit tests of the call engine (calls.js): what a `call` frame means for
+// this connection, the RTCConfiguration from the api's ICE servers, the
+// words for refusals, and the engine's lifecycle of a call against a
+// scripted protocol client and a recording stand-in for RTCPeerConnection
+// (no browser here; tests/e2e-calls.mjs runs the real thing in Chromium).
 // Run: node --test web-client/tests/calls.test.mjs
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { callErrorText, callPhase, rtcConfiguration } from '../calls.js';
+import { CallEngine, callErrorText, callPhase, rtcConfiguration } from '../calls.js';
 import { callablePeer, statusLine } from '../view-call.js';
 
 const ALICE = 'alice';
@@ -89,4 +91,232 @@ test('calls are offered in a DM and in a private room of two, nowhere else', () 
   assert.equal(callablePeer(state, { id: 'three', kind: 'private' }), null);
   assert.equal(callablePeer(state, { id: 'two', kind: 'public' }), null);
   assert.equal(callablePeer(state, null), null);
+});
+
+// --- the engine ---------------------------------------------------------------------------
+
+/** A protocol client as the engine uses it: frames out are recorded, frames in are scripted. */
+class FakeClient {
+  constructor(userId, sessionId) {
+    this.user = { id: userId };
+    this.sessionId = sessionId;
+    this.sent = [];
+    this.handlers = new Map();
+  }
+  on(type, handler) {
+    this.handlers.set(type, handler);
+    return () => this.handlers.delete(type);
+  }
+  receive(type, detail) {
+    return this.handlers.get(type)?.(detail);
+  }
+  callFrame(type, fields) {
+    this.sent.push({ type, ...fields });
+    return true;
+  }
+  signal(callId, kind, payload) {
+    this.sent.push({ type: 'signal', call_id: callId, kind, payload });
+    return true;
+  }
+  sentOf(type) {
+    return this.sent.filter((frame) => frame.type === type);
+  }
+}
+
+class FakeTrack {
+  constructor(kind) {
+    this.kind = kind;
+    this.enabled = true;
+    this.stopped = false;
+  }
+  stop() {
+    this.stopped = true;
+  }
+}
+
+class FakeStream {
+  constructor(tracks = []) {
+    this.tracks = tracks;
+  }
+  getTracks() {
+    return this.tracks;
+  }
+  getAudioTracks() {
+    return this.tracks.filter((t) => t.kind === 'audio');
+  }
+  getVideoTracks() {
+    return this.tracks.filter((t) => t.kind === 'video');
+  }
+  addTrack(track) {
+    this.tracks.push(track);
+  }
+}
+
+/** Records what the engine does to its peer connection. */
+class FakePeerConnection {
+  static made = [];
+  constructor(config) {
+    this.config = config;
+    this.added = [];
+    this.candidates = [];
+    this.remoteDescription = null;
+    this.localDescription = null;
+    this.connectionState = 'new';
+    this.closed = false;
+    FakePeerConnection.made.push(this);
+  }
+  addTrack(track) {
+    this.added.push(track.kind);
+  }
+  async createOffer() {
+    return { type: 'offer', sdp: 'o' };
+  }
+  async createAnswer() {
+    return { type: 'answer', sdp: 'a' };
+  }
+  async setLocalDescription(description) {
+    this.localDescription = { ...description, toJSON: () => description };
+  }
+  async setRemoteDescription(description) {
+    this.remoteDescription = description;
+  }
+  async addIceCandidate(candidate) {
+    this.candidates.push(candidate);
+  }
+  close() {
+    this.closed = true;
+  }
+  /** The browser reports a new connection state. */
+  become(state) {
+    this.connectionState = state;
+    this.onconnectionstatechange?.();
+  }
+}
+
+globalThis.RTCPeerConnection = FakePeerConnection;
+globalThis.MediaStream = FakeStream;
+
+const settle = () => new Promise((done) => setTimeout(done, 0));
+const ICE = { ice_servers: [{ urls: ['turn:t:3478'], username: 'u', credential: 'c' }], ice_transport_policy: 'relay' };
+
+function engineFor(userId, sessionId) {
+  const client = new FakeClient(userId, sessionId);
+  const notices = [];
+  const asked = [];
+  const engine = new CallEngine({
+    iceServers: async () => ICE,
+    notify: (text) => notices.push(text),
+    getUserMedia: async (constraints) => {
+      asked.push(constraints);
+      return new FakeStream([new FakeTrack('audio'), ...(constraints.video ? [new FakeTrack('video')] : [])]);
+    },
+  });
+  engine.attach(client);
+  return { engine, client, notices, asked };
+}
+
+test('the caller: media first, then call_place; the offer once accepted; candidates wait for the answer; hang up', async (t) => {
+  const { engine, client, asked } = engineFor(ALICE, 'a1');
+  t.after(() => engine.detach());
+  await engine.place('r', BOB, true);
+  assert.deepEqual(asked, [{ audio: true, video: true }]);
+  assert.deepEqual(client.sentOf('call_place'), [{ type: 'call_place', room_id: 'r', video: true }]);
+  client.receive('call', { call: call() });
+  assert.equal(engine.view.status, 'outgoing');
+  assert.equal(FakePeerConnection.made.length, 0, 'no connection while it rings');
+
+  FakePeerConnection.made = [];
+  client.receive('call', { call: call({ state: 'accepted', callee_session: 'b1' }) });
+  await settle();
+  const [pc] = FakePeerConnection.made;
+  assert.deepEqual(pc.config, { iceServers: ICE.ice_servers, iceTransportPolicy: 'relay' });
+  assert.deepEqual(pc.added, ['audio', 'video']);
+  assert.deepEqual(client.sentOf('signal').map((s) => s.kind), ['offer']);
+  assert.equal(engine.view.status, 'connecting');
+
+  // A candidate before the answer waits for it; signals of other calls or connections are not ours.
+  await client.receive('signal', { call_id: 'c1', from_user: BOB, to_session: 'a1', kind: 'ice', payload: { candidate: 'x' } });
+  await client.receive('signal', { call_id: 'other', from_user: BOB, kind: 'ice', payload: { candidate: 'y' } });
+  await client.receive('signal', { call_id: 'c1', from_user: BOB, to_session: 'a2', kind: 'ice', payload: { candidate: 'z' } });
+  assert.deepEqual(pc.candidates, []);
+  await client.receive('signal', { call_id: 'c1', from_user: BOB, to_session: 'a1', kind: 'answer', payload: { type: 'answer', sdp: 'a' } });
+  assert.deepEqual(pc.remoteDescription, { type: 'answer', sdp: 'a' });
+  assert.deepEqual(pc.candidates, [{ candidate: 'x' }]);
+  pc.onicecandidate({ candidate: { toJSON: () => ({ candidate: 'mine' }) } });
+  pc.onicecandidate({ candidate: null });
+  assert.deepEqual(client.sentOf('signal').map((s) => s.kind), ['offer', 'ice']);
+
+  pc.become('connected');
+  assert.equal(engine.view.status, 'connected');
+  engine.toggleMute();
+  assert.equal(engine.view.localStream.getAudioTracks()[0].enabled, false);
+  engine.toggleCamera();
+  assert.equal(engine.view.localStream.getVideoTracks()[0].enabled, false);
+  const tracks = engine.view.localStream.getTracks();
+  engine.hangUp();
+  assert.deepEqual(client.sentOf('call_hangup'), [{ type: 'call_hangup', call_id: 'c1' }]);
+  assert.ok(pc.closed && tracks.every((track) => track.stopped), 'connection closed, camera and microphone released');
+  assert.equal(engine.view.status, 'ending');
+  client.receive('call', { call: call({ state: 'ended', reason: 'completed', callee_session: 'b1' }) });
+  assert.equal(engine.view.status, 'ended');
+  assert.equal(engine.view.reason, 'completed');
+  assert.equal(engine.busy, false, 'a new call may be placed');
+});
+
+test('the callee: it rings; accepting makes the connection before call_accept, and answers the offer', async (t) => {
+  const { engine, client } = engineFor(BOB, 'b1');
+  t.after(() => engine.detach());
+  client.receive('call', { call: call({ video: false }) });
+  assert.equal(engine.view.status, 'incoming');
+  assert.equal(engine.view.peer, ALICE);
+  FakePeerConnection.made = [];
+  await engine.accept();
+  assert.equal(FakePeerConnection.made.length, 1);
+  assert.deepEqual(client.sentOf('call_accept'), [{ type: 'call_accept', call_id: 'c1' }]);
+  client.receive('call', { call: call({ video: false, state: 'accepted', callee_session: 'b1' }) });
+  assert.equal(engine.view.status, 'connecting');
+  const [pc] = FakePeerConnection.made;
+  await client.receive('signal', { call_id: 'c1', from_user: ALICE, to_session: 'b1', kind: 'offer', payload: { type: 'offer', sdp: 'o' } });
+  assert.deepEqual(pc.remoteDescription, { type: 'offer', sdp: 'o' });
+  assert.deepEqual(client.sentOf('signal').map((s) => [s.kind, s.payload]), [['answer', { type: 'answer', sdp: 'a' }]]);
+  // The socket goes: the server ends the call; here it ends at once.
+  client.receive('status', { state: 'waiting' });
+  assert.equal(engine.view.status, 'ended');
+  assert.equal(engine.view.reason, 'lost');
+  assert.ok(pc.closed);
+});
+
+test('a ring stops where another connection took the call, and a lost socket only hides it (it rings again after hello)', (t) => {
+  const { engine, client } = engineFor(BOB, 'b2');
+  t.after(() => engine.detach());
+  client.receive('call', { call: call() });
+  assert.equal(engine.view.status, 'incoming');
+  client.receive('call', { call: call({ state: 'accepted', callee_session: 'b1' }) });
+  assert.equal(engine.view, null);
+  client.receive('call', { call: call({ id: 'c2' }) });
+  assert.equal(engine.view.status, 'incoming');
+  client.receive('status', { state: 'waiting' });
+  assert.equal(engine.view, null);
+});
+
+test('a refused call_place is told in words and leaves nothing behind', async (t) => {
+  const { engine, client, notices } = engineFor(ALICE, 'a1');
+  t.after(() => engine.detach());
+  await engine.place('r', BOB, false);
+  client.receive('error', { code: 'in_call', message: 'in a call', ref: 'other-room' });
+  assert.equal(engine.view.status, 'placing', 'another room’s refusal is not this one');
+  const [stream] = [engine.view.localStream];
+  client.receive('error', { code: 'in_call', message: 'in a call', ref: 'r' });
+  assert.equal(engine.view, null);
+  assert.ok(stream.getTracks().every((track) => track.stopped));
+  assert.match(notices.at(-1), /already in a call/);
+});
+
+test('a call placed to someone unreachable ends at once, as the server says', async (t) => {
+  const { engine, client } = engineFor(ALICE, 'a1');
+  t.after(() => engine.detach());
+  await engine.place('r', BOB, false);
+  client.receive('call', { call: call({ state: 'ended', reason: 'missed' }) });
+  assert.equal(engine.view.status, 'ended');
+  assert.equal(engine.view.reason, 'missed');
 });
