@@ -268,9 +268,9 @@ export class CallEngine {
     this.#update({ cameraOff });
   }
 
-  /** Hides an ended call. */
+  /** Hides an ended call (or one hung up here whose end is still to be confirmed). */
   dismiss() {
-    if (this.#view?.status === 'ended') this.#setView(null);
+    if (this.#view?.status === 'ended' || this.#view?.status === 'ending') this.#setView(null);
   }
 
   // --- what the server says ----------------------------------------------------------------

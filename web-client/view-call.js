@@ -106,7 +106,8 @@ export function mountCall({ store, calls }) {
     el.camera.hidden = !live || !view.localStream?.getVideoTracks().length;
     el.camera.textContent = view.cameraOff ? 'Camera on' : 'Camera off';
     el.camera.setAttribute('aria-pressed', String(view.cameraOff));
-    el.close.hidden = status !== 'ended';
+    // A hang-up whose end the server has yet to confirm can be put away too.
+    el.close.hidden = status !== 'ended' && status !== 'ending';
   }
 
   /** Gives a media element its stream, only when it changed (a new one restarts playback). */
