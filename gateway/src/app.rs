@@ -24,6 +24,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::calls::sweeper::Sweeper;
 use crate::config::GatewayConfig;
 use crate::connection;
 use crate::context::Context;
@@ -88,6 +89,8 @@ impl GatewayService {
             );
         }
         let ctx = Context::new(config, store, verifier, hub, publisher, writers, limits)?;
+        // Before any connection: a call placed here must be under a lease.
+        Sweeper::start(&ctx).await?;
         tokio::spawn(prune_limits(Arc::downgrade(&ctx)));
         Ok(Self { ctx })
     }
@@ -225,6 +228,8 @@ async fn drain(ctx: &Context, http: TaskTracker) {
     // The closed connections' users are leaving under the departure grace,
     // which this process will not see out.
     ctx.hub.depart_all().await;
+    // Their calls have ended as they closed; the lease goes last.
+    ctx.sweeper.stop().await;
 }
 
 /// The body of every response the gateway makes itself.

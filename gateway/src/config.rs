@@ -72,6 +72,16 @@ pub struct GatewayConfig {
     /// serves the connections whose key falls to it); `0`, one per core
     /// the process may use.
     pub hub_shards: usize,
+    /// `CHAT_CALL_RING_TIMEOUT`: how long a call rings unanswered before
+    /// it ends as `missed`.
+    #[serde(with = "humantime_serde")]
+    pub call_ring_timeout: Duration,
+    /// `CHAT_GATEWAY_LEASE`: how long this gateway's lease on its calls
+    /// lasts unrenewed (it renews it every quarter of that); a gateway
+    /// silent for longer is taken for dead, and its calls end as `failed`
+    /// at another's sweep.
+    #[serde(with = "humantime_serde")]
+    pub gateway_lease: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -92,6 +102,8 @@ impl Default for GatewayConfig {
             head_check_interval: Duration::from_secs(5),
             websocket_grace: Duration::from_secs(10),
             hub_shards: 0,
+            call_ring_timeout: Duration::from_secs(45),
+            gateway_lease: Duration::from_secs(15),
         }
     }
 }
@@ -155,6 +167,20 @@ impl GatewayConfig {
             "CHAT_FANOUT_INTERVAL",
             self.fanout_interval,
             "must be at most 1s",
+        )?;
+        check(
+            self.call_ring_timeout >= Duration::from_secs(1),
+            "CHAT_CALL_RING_TIMEOUT",
+            self.call_ring_timeout,
+            "must be at least 1s",
+        )?;
+        // Renewed every quarter of it, and swept every second: shorter
+        // would take a gateway with a slow database for dead.
+        check(
+            self.gateway_lease >= Duration::from_secs(2),
+            "CHAT_GATEWAY_LEASE",
+            self.gateway_lease,
+            "must be at least 2s",
         )
     }
 
@@ -211,6 +237,8 @@ mod tests {
         assert_eq!(config.fanout_interval, Duration::from_millis(10));
         assert_eq!(config.head_check_interval, Duration::from_secs(5));
         assert_eq!(config.websocket_grace, Duration::from_secs(10));
+        assert_eq!(config.call_ring_timeout, Duration::from_secs(45));
+        assert_eq!(config.gateway_lease, Duration::from_secs(15));
     }
 
     #[test]
@@ -259,6 +287,9 @@ mod tests {
             ("CHAT_ALLOWED_ORIGINS", "example.com"),
             ("CHAT_PUBLIC_ORIGIN", "chat"),
             ("CHAT_READ_BURST", "0"),
+            ("CHAT_CALL_BURST", "0"),
+            ("CHAT_CALL_RING_TIMEOUT", "10ms"),
+            ("CHAT_GATEWAY_LEASE", "1s"),
         ] {
             let err = GatewayConfig::from_env(&env(&[(name, value)]))
                 .unwrap_err()

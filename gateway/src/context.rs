@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::calls::sweeper::Sweeper;
 use crate::config::GatewayConfig;
 use crate::ephemeral::Ephemeral;
 use crate::hub::Hub;
@@ -54,6 +55,12 @@ pub struct Context {
     /// The runtime the gateway started on, where each connection's inbound
     /// task runs, with the hub and the store.
     pub home: tokio::runtime::Handle,
+    /// This process among the gateways: the lease that keeps the calls of
+    /// its connections (a call whose party's gateway stops renewing it is
+    /// ended by another's sweep).
+    pub gateway: uuid::Uuid,
+    /// Renews that lease and ends the calls nobody ends.
+    pub sweeper: Sweeper,
     next_key: AtomicU64,
 }
 
@@ -84,6 +91,8 @@ impl Context {
             connections: TaskTracker::new(),
             writers,
             home: tokio::runtime::Handle::current(),
+            gateway: uuid::Uuid::now_v7(),
+            sweeper: Sweeper::default(),
             next_key: AtomicU64::new(1),
         }))
     }

@@ -8,6 +8,7 @@
 //! in-process.
 
 mod app;
+mod calls;
 mod config;
 mod connection;
 mod context;

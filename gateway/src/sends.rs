@@ -238,8 +238,16 @@ pub async fn deliver(ctx: &Context, outbox: &Outbox, client_id: String, event: R
     // Also on a retry: if the first attempt's publish was lost (the gateway
     // died after the commit), this one heals it; receivers drop the
     // duplicate by seq.
+    publish_committed(ctx, &event, frame).await;
+}
+
+/// Hands an event this gateway committed (`frame` is its JSON) to its hub
+/// and publishes it to the others: what every committed event goes
+/// through, acknowledged (a send) or not (a call's start and end).
+pub async fn publish_committed(ctx: &Context, event: &RoomEvent, frame: Bytes) {
+    let room = event.room_id;
     ctx.hub
-        .committed(room, LogEvent::with_frame(&event, frame.clone()))
+        .committed(room, LogEvent::with_frame(event, frame.clone()))
         .await;
     Span::current().record("chat.seq", event.seq);
     ctx.publisher.publish_traced(Topic::Room(room), frame);

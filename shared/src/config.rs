@@ -189,6 +189,11 @@ pub struct CommonConfig {
     pub read_rate_per_second: u32,
     /// `CHAT_READ_BURST`: read markers a user may set at once.
     pub read_burst: u32,
+    /// `CHAT_CALL_RATE_PER_MINUTE`: call frames (placing, accepting,
+    /// declining, hanging up) per user per minute, per process.
+    pub call_rate_per_minute: u32,
+    /// `CHAT_CALL_BURST`: call frames a user may send at once.
+    pub call_burst: u32,
     /// `CHAT_MAX_BODY_CHARS`: longest message text, in characters.
     pub max_body_chars: usize,
     /// `CHAT_HEADER_READ_TIMEOUT`: how long a connection has to send a
@@ -222,6 +227,8 @@ impl Default for CommonConfig {
             send_burst: budgets.send_burst,
             read_rate_per_second: budgets.read_per_second,
             read_burst: budgets.read_burst,
+            call_rate_per_minute: budgets.call_per_minute,
+            call_burst: budgets.call_burst,
             max_body_chars: 4000,
             header_read_timeout: Duration::from_secs(10),
             max_connections_per_address: 256,
@@ -255,6 +262,8 @@ impl CommonConfig {
             ("CHAT_SEND_BURST", self.send_burst),
             ("CHAT_READ_RATE_PER_SECOND", self.read_rate_per_second),
             ("CHAT_READ_BURST", self.read_burst),
+            ("CHAT_CALL_RATE_PER_MINUTE", self.call_rate_per_minute),
+            ("CHAT_CALL_BURST", self.call_burst),
         ] {
             check(value > 0, variable, value, at_least_one)?;
         }
@@ -273,7 +282,7 @@ impl CommonConfig {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chat.db").display()))
     }
 
-    /// The sizes of the send and read budgets; the api adds its own for
+    /// The sizes of the send, read and call budgets; the api adds its own for
     /// invites, room creations and DM opens.
     pub fn budgets(&self) -> Budgets {
         Budgets {
@@ -281,6 +290,8 @@ impl CommonConfig {
             send_burst: self.send_burst,
             read_per_second: self.read_rate_per_second,
             read_burst: self.read_burst,
+            call_per_minute: self.call_rate_per_minute,
+            call_burst: self.call_burst,
             ..Budgets::default()
         }
     }

@@ -7,8 +7,8 @@
 pub mod admin;
 pub mod auth;
 pub mod blobs;
-pub mod calls;
 pub mod bus;
+pub mod calls;
 pub mod config;
 pub mod error;
 pub mod http_server;

@@ -67,6 +67,9 @@ pub enum Action {
     /// change of slow mode (each one event fanned out to the whole room),
     /// sized like invites.
     Moderate,
+    /// Placing, accepting, declining or hanging up a call: each rings or
+    /// tells both parties' every connection and writes to the room's log.
+    Call,
 }
 
 impl Action {
@@ -83,6 +86,7 @@ impl Action {
             Self::Profile => metrics::scope::PROFILE,
             Self::Block => metrics::scope::BLOCKS,
             Self::Moderate => metrics::scope::MODERATION,
+            Self::Call => metrics::scope::CALLS,
         }
     }
 }
@@ -113,6 +117,11 @@ pub struct Budgets {
     pub search_per_minute: u32,
     /// `CHAT_SEARCH_BURST`: searches at once.
     pub search_burst: u32,
+    /// `CHAT_CALL_RATE_PER_MINUTE`: call frames (`call_place`,
+    /// `call_accept`, `call_decline`, `call_hangup`) per user per minute.
+    pub call_per_minute: u32,
+    /// `CHAT_CALL_BURST`: call frames at once.
+    pub call_burst: u32,
 }
 
 impl Default for Budgets {
@@ -126,6 +135,8 @@ impl Default for Budgets {
             read_burst: 200,
             search_per_minute: 30,
             search_burst: 10,
+            call_per_minute: 20,
+            call_burst: 10,
         }
     }
 }
@@ -144,6 +155,7 @@ pub struct UserLimits {
     block: DefaultKeyedRateLimiter<UserId>,
     sync: DefaultKeyedRateLimiter<UserId>,
     moderate: DefaultKeyedRateLimiter<UserId>,
+    call: DefaultKeyedRateLimiter<UserId>,
 }
 
 impl UserLimits {
@@ -173,6 +185,9 @@ impl UserLimits {
             sync: RateLimiter::keyed(
                 Quota::per_minute(n(SYNC_PER_MINUTE)).allow_burst(n(SYNC_BURST)),
             ),
+            call: RateLimiter::keyed(
+                Quota::per_minute(n(budgets.call_per_minute)).allow_burst(n(budgets.call_burst)),
+            ),
         }
     }
 
@@ -199,6 +214,7 @@ impl UserLimits {
             Action::Profile => &self.profile,
             Action::Block => &self.block,
             Action::Moderate => &self.moderate,
+            Action::Call => &self.call,
         };
         limiter.check_key(&user).map_err(|not_until| {
             metrics::rate_limited(action.scope());
@@ -221,6 +237,7 @@ impl UserLimits {
             &self.block,
             &self.sync,
             &self.moderate,
+            &self.call,
         ];
         for limiter in all {
             limiter.retain_recent();
@@ -247,6 +264,8 @@ mod tests {
             read_burst: 1,
             search_per_minute: 1,
             search_burst: 1,
+            call_per_minute: 1,
+            call_burst: 1,
         });
         let (alice, bob) = (UserId::new(), UserId::new());
         assert!(limits.check(alice, Action::Send).is_ok());
@@ -262,6 +281,7 @@ mod tests {
             Action::Upload,
             Action::Search,
             Action::Report,
+            Action::Call,
         ] {
             assert!(limits.check(alice, action).is_ok(), "{action:?}");
             assert!(limits.check(alice, action).is_err(), "{action:?}");

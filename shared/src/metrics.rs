@@ -117,6 +117,8 @@ pub mod scope {
     pub const BLOCKS: &str = "blocks";
     /// A user's mutes, unmutes and slow-mode changes.
     pub const MODERATION: &str = "moderation";
+    /// A user's call frames (placing, accepting, declining, hanging up).
+    pub const CALLS: &str = "calls";
     /// A gateway's `CHAT_MAX_CONNECTIONS`.
     pub const CONNECTIONS: &str = "connections";
     /// The api's register/login/refresh limit per client address.

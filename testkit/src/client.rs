@@ -291,6 +291,29 @@ impl TestClient {
         self.closed.clone().unwrap()
     }
 
+    /// This connection's id, its `hello`'s `session_id` (a call's
+    /// `caller_session` or `callee_session` when it takes part).
+    pub fn session_id(&self) -> &str {
+        self.hello["session_id"]
+            .as_str()
+            .expect("hello has a session_id")
+    }
+
+    /// Sends `ping` and returns every frame that came before its `pong`
+    /// (those read earlier and not yet taken included): what reached this
+    /// connection so far, to check what did not, bounded by a round trip.
+    pub async fn frames_until_pong(&mut self) -> Vec<Value> {
+        self.send(json!({ "type": "ping" })).await;
+        let mut frames: Vec<Value> = self.backlog.drain(..).collect();
+        loop {
+            match self.read().await {
+                Some(frame) if frame["type"] == "pong" => return frames,
+                Some(frame) => frames.push(frame),
+                None => panic!("socket closed ({:?}) before the pong", self.closed),
+            }
+        }
+    }
+
     /// The room heads from `hello`.
     pub fn heads(&self) -> HashMap<String, i64> {
         self.hello["rooms"]

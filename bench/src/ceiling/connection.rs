@@ -98,7 +98,7 @@ async fn run(socket: Socket, room: RoomId, rooms: Arc<Rooms>, key: u64) {
     };
     rooms.join(room, key, &connection.outbox, |last_seq| {
         let hello = ServerFrame::Hello {
-            session_id: key.to_string(),
+            session_id: chat_shared::model::ConnectionId::new(),
             user,
             rooms: vec![RoomHead {
                 room_id: room,

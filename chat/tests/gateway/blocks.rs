@@ -105,15 +105,13 @@ async fn a_block_refuses_dm_sends_and_calls_on_the_socket_both_ways(setup: Setup
         assert_eq!(answer["type"], "error", "{answer}");
         assert_eq!(answer["code"], "blocked", "{answer}");
     }
-    for (client, to) in [(&mut b, &alice), (&mut a, &bob)] {
+    for client in [&mut b, &mut a] {
         client
-            .send(json!({
-                "type": "signal", "to_user": to.id, "call_id": "call-1", "kind": "offer",
-                "payload": { "sdp": "v=0" },
-            }))
+            .send(json!({ "type": "call_place", "room_id": dm, "video": false }))
             .await;
         let answer = client.recv_until(|f| f["type"] == "error").await;
         assert_eq!(answer["code"], "blocked", "{answer}");
+        assert_eq!(answer["ref"], dm.as_str(), "{answer}");
     }
     let stored = cluster
         .store
@@ -131,14 +129,11 @@ async fn a_block_refuses_dm_sends_and_calls_on_the_socket_both_ways(setup: Setup
 
     set_block(&cluster, &alice, &bob, false).await;
     b.send_message(&dm, "after", "hi again").await;
-    b.send(json!({
-        "type": "signal", "to_user": alice.id, "call_id": "call-2", "kind": "offer",
-        "payload": { "sdp": "v=0" },
-    }))
-    .await;
-    // Alice gets the call, and no signal before it got through.
-    let signal = a.recv_until(|f| f["type"] == "signal").await;
-    assert_eq!(signal["call_id"], "call-2");
+    b.send(json!({ "type": "call_place", "room_id": dm, "video": false }))
+        .await;
+    // Alice's phone rings, and no call before it got through.
+    let call = a.recv_until(|f| f["type"] == "call").await;
+    assert_eq!(call["call"]["caller"], bob.id.as_str());
     let message = a
         .recv_until(|f| f["type"] == "message" && f["client_id"] == "after")
         .await;

@@ -375,6 +375,12 @@ impl TestCluster {
     /// recorder is its own, so what it counts is exactly what its clients
     /// did. Returns it (stopped when dropped) and its WebSocket URL.
     pub async fn gateway_process(&self) -> (Service, String) {
+        self.gateway_process_with(&[]).await
+    }
+
+    /// [`gateway_process`](Self::gateway_process) with further `CHAT_*`
+    /// variables (a short lease, say).
+    pub async fn gateway_process_with(&self, vars: &[(&str, &str)]) -> (Service, String) {
         assert_eq!(self.setup.bus, BusKind::Redis, "a process needs Redis");
         let addr = free_addr().unwrap();
         let data = self.db.dir().join(format!("gateway-{}", addr.port()));
@@ -390,7 +396,8 @@ impl TestCluster {
         .env("DATABASE_URL", self.db.url())
         .env("REDIS_URL", &self.redis_url)
         .env("CHAT_BUS_PREFIX", &self.prefix)
-        .env("CHAT_LOG", "warn");
+        .env("CHAT_LOG", "warn")
+        .envs(vars.iter().copied());
         gateway.start().unwrap();
         gateway
             .wait_ready(&self.http, Duration::from_secs(30))

@@ -17,6 +17,7 @@ mod account_deletion;
 mod attachments;
 mod bad_input;
 mod blocks;
+mod calls;
 mod connections_gauge;
 mod deactivation;
 mod delivery;

@@ -1,6 +1,6 @@
 //! Rooms as connected clients live them: joins, invitations, DMs, leaves,
 //! kicks, bans and deletions made over REST take effect on open sessions at
-//! once; typing, read markers and call signalling are relayed; the api's
+//! once; typing and read markers are relayed (calls: calls.rs); the api's
 //! room events arrive in seq order with the messages.
 
 use reqwest::StatusCode;
@@ -16,7 +16,6 @@ both_shapes!(
     leaving_banning_and_deleting_remove_the_room,
     typing_is_relayed_to_the_other_members,
     read_markers_are_stored_relayed_and_capped,
-    signals_reach_every_session_of_a_room_mate_only,
     api_room_events_arrive_live_in_seq_order,
 );
 
@@ -374,53 +373,6 @@ async fn read_markers_are_stored_relayed_and_capped(setup: Setup) {
     let ack = a.send_message(&room, "next", "after reading").await;
     assert_eq!(ack["seq"], head + 1);
     assert_eq!(b.messages(&room, 1).await[0]["seq"], head + 1);
-}
-
-async fn signals_reach_every_session_of_a_room_mate_only(setup: Setup) {
-    let cluster = TestCluster::start(setup).await;
-    let alice = cluster.user("alice").await;
-    let bob = cluster.user("bob").await;
-    let carol = cluster.user("carol").await;
-    let dave = cluster.user("dave").await;
-    cluster.room(&alice, &[&bob]).await;
-    cluster.room(&dave, &[&carol]).await;
-    let mut a = cluster.connect(&alice, spread(&cluster, 1)).await;
-    let mut b1 = cluster.connect(&bob, 0).await;
-    let mut b2 = cluster.connect(&bob, spread(&cluster, 1)).await;
-    let mut c = cluster.connect(&carol, 0).await;
-    let mut d = cluster.connect(&dave, spread(&cluster, 1)).await;
-
-    let payload = json!({ "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n" });
-    a.send(json!({
-        "type": "signal", "to_user": bob.id, "call_id": "call-1",
-        "kind": "offer", "payload": payload,
-    }))
-    .await;
-    for client in [&mut b1, &mut b2] {
-        let signal = client.recv_until(|f| f["type"] == "signal").await;
-        assert_eq!(signal["from_user"], alice.id.as_str());
-        assert_eq!(signal["call_id"], "call-1");
-        assert_eq!(signal["kind"], "offer");
-        assert_eq!(signal["payload"], payload);
-    }
-
-    // Alice shares no room with carol.
-    a.send(json!({
-        "type": "signal", "to_user": carol.id, "call_id": "call-2",
-        "kind": "offer", "payload": payload,
-    }))
-    .await;
-    let answer = a.recv_until(|f| f["type"] == "error").await;
-    assert_eq!(answer["code"], "forbidden");
-    // Carol's first signal is the one dave, a room mate, sends after that.
-    d.send(json!({
-        "type": "signal", "to_user": carol.id, "call_id": "call-3",
-        "kind": "hangup",
-    }))
-    .await;
-    let signal = c.recv_until(|f| f["type"] == "signal").await;
-    assert_eq!(signal["from_user"], dave.id.as_str());
-    assert_eq!(signal["call_id"], "call-3");
 }
 
 async fn api_room_events_arrive_live_in_seq_order(setup: Setup) {

@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use chat_shared::auth::Claims;
-use chat_shared::model::{RoomId, SessionId, User, UserId};
+use chat_shared::model::{ConnectionId, RoomId, SessionId, User, UserId};
 use chat_shared::protocol::{RoomHead, ServerFrame};
 use fastwebsockets::{Frame, Payload};
 use tokio::sync::OwnedSemaphorePermit;
@@ -55,6 +55,9 @@ pub async fn run(start: Box<Start>) {
 struct Live {
     ctx: Arc<Context>,
     key: ConnectionKey,
+    /// Its id across gateways: the calls it takes part in end with it.
+    id: ConnectionId,
+    user: UserId,
     connection: crate::metrics::Connection,
     writer: Writer,
     inbound: tokio::task::JoinHandle<()>,
@@ -78,6 +81,9 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
         }
     };
     let key = ctx.next_session_key();
+    // Known to clients (`hello`'s `session_id`) and to every gateway (a
+    // call's parties); the key stays this hub's own.
+    let id = ConnectionId::new();
     tracing::Span::current().record("session", key);
     let mut connection = crate::metrics::Connection::opened();
     let (read, write) = tokio::io::split(socket);
@@ -89,7 +95,15 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
         login,
         rooms,
         expires_at,
-    } = open(&ctx, key, claims, &outbox, &mut write, &mut connection).await?;
+    } = open(
+        &ctx,
+        (key, id),
+        claims,
+        &outbox,
+        &mut write,
+        &mut connection,
+    )
+    .await?;
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
     let inbound = ctx
         .home
@@ -98,6 +112,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
             read,
             inbound::Connection {
                 key,
+                id,
                 user,
                 login,
                 outbox,
@@ -108,6 +123,8 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
     let live = Live {
         ctx,
         key,
+        id,
+        user,
         connection,
         writer,
         inbound,
@@ -131,6 +148,15 @@ impl Live {
         }
         self.inbound.abort();
         self.ctx.hub.detach(self.key).await;
+        // However it ended (the client went, a revoked session, a drain):
+        // its calls cannot go on, and their peers are told. On the home
+        // runtime, where the store is called.
+        let (ctx, user, id) = (self.ctx.clone(), self.user, self.id);
+        let ended = self
+            .ctx
+            .home
+            .spawn(async move { crate::calls::connection_closed(&ctx, user, id).await });
+        let _ = ended.await;
     }
 }
 
@@ -150,7 +176,7 @@ struct Opened {
 /// gone).
 async fn open(
     ctx: &Context,
-    key: ConnectionKey,
+    (key, id): (ConnectionKey, ConnectionId),
     claims: Claims,
     outbox: &Outbox,
     write: &mut Sink,
@@ -171,7 +197,7 @@ async fn open(
     let rooms: Vec<(RoomId, i64)> = heads.iter().map(|h| (h.room_id, h.last_seq)).collect();
     ctx.hub
         .attach(
-            key,
+            (key, id),
             user.id,
             claims.sid,
             rooms.clone(),
@@ -180,7 +206,7 @@ async fn open(
         )
         .await;
     let hello = ServerFrame::Hello {
-        session_id: chat_shared::model::ConnectionId::new(),
+        session_id: id,
         user: user.clone(),
         rooms: heads,
         heartbeat_ms: ctx.config.heartbeat_interval.as_millis() as u64,
@@ -191,6 +217,9 @@ async fn open(
     }
     crate::metrics::frame_out(FrameKind::Hello);
     tracing::debug!(session = key, user_id = %user.id, "session started");
+    // A reload keeps ringing: the calls ringing for the user are told to
+    // this connection (after `hello`, through its queue).
+    crate::calls::ringing_for(ctx, user.id, outbox).await;
     Some(Opened {
         user: user.id,
         rooms,

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use chat_shared::bus::{SessionEnded, Topic};
-use chat_shared::model::{RoomEvent, RoomId, SessionId, UserId};
+use chat_shared::model::{ConnectionId, RoomEvent, RoomId, SessionId, UserId};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -33,6 +33,7 @@ pub enum FrameKind {
     Typing,
     Read,
     Presence,
+    Call,
     Signal,
     RoomAdded,
     RoomRemoved,
@@ -43,7 +44,7 @@ pub enum FrameKind {
 
 impl FrameKind {
     /// Every kind, in order.
-    pub const ALL: [FrameKind; 17] = [
+    pub const ALL: [FrameKind; 18] = [
         Self::Message,
         Self::MemberJoined,
         Self::MemberLeft,
@@ -56,6 +57,7 @@ impl FrameKind {
         Self::Typing,
         Self::Read,
         Self::Presence,
+        Self::Call,
         Self::Signal,
         Self::RoomAdded,
         Self::RoomRemoved,
@@ -86,6 +88,7 @@ impl FrameKind {
             Self::Typing => "typing",
             Self::Read => "read",
             Self::Presence => "presence",
+            Self::Call => "call",
             Self::Signal => "signal",
             Self::RoomAdded => "room_added",
             Self::RoomRemoved => "room_removed",
@@ -232,12 +235,15 @@ pub enum Envelope {
         /// Blocks them now?
         blocked: bool,
     },
-    /// Any other frame for a user (a signal, say).
+    /// Any other frame for a user (a call, a signal).
     ToUser {
         /// Its type.
         kind: FrameKind,
         /// The room it is about, if it names one.
         room: Option<RoomId>,
+        /// The one connection of the user it is for (a call's signal), or
+        /// `None` for all of them.
+        to_session: Option<ConnectionId>,
         /// The frame.
         frame: Bytes,
     },
@@ -259,6 +265,7 @@ struct Head<'a> {
     blocker: Option<UserId>,
     user_id: Option<UserId>,
     blocked: Option<bool>,
+    to_session: Option<ConnectionId>,
 }
 
 #[derive(Deserialize)]
@@ -318,6 +325,7 @@ impl Envelope {
                 (name, room, room_id, _) => Self::ToUser {
                     kind: FrameKind::of(name),
                     room: room_id.or(room.map(|room| room.id)),
+                    to_session: head.to_session,
                     frame,
                 },
             },
@@ -427,8 +435,19 @@ mod tests {
             Some(Envelope::ToUser {
                 kind: FrameKind::Signal,
                 room: None,
+                to_session: None,
                 ..
             })
+        ));
+        let to = ConnectionId::new();
+        let json = format!(r#"{{"type":"signal","to_session":"{}"}}"#, to.0);
+        assert!(matches!(
+            read(user, &json),
+            Some(Envelope::ToUser {
+                kind: FrameKind::Signal,
+                to_session: Some(session),
+                ..
+            }) if session == to
         ));
     }
 

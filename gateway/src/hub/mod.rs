@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_shared::bus::{Delivery, Publisher, Subscriber};
-use chat_shared::model::{RoomId, SessionId, UserId};
+use chat_shared::model::{ConnectionId, RoomId, SessionId, UserId};
 use chat_shared::store::Store;
 use chat_shared::telemetry;
 use tokio::sync::{mpsc, oneshot};
@@ -89,6 +89,9 @@ enum Command {
     /// A connection opened: deliver `rooms` (each known up to the seq given).
     Attach {
         key: ConnectionKey,
+        /// Its id across gateways: frames on the user's topic naming
+        /// another connection (a call's signals) are not pushed to it.
+        id: ConnectionId,
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
@@ -117,6 +120,11 @@ enum Command {
         event: LogEvent,
         /// The send's span, parent of the `deliver` span.
         trace: Span,
+    },
+    /// Is `user` connected anywhere, as this shard knows?
+    IsOnline {
+        user: UserId,
+        answer: oneshot::Sender<bool>,
     },
 }
 
@@ -173,12 +181,13 @@ impl Hub {
         }
     }
 
-    /// Registers a connection, the rooms it starts with, who blocks its
-    /// user and whom they block; returns once the hub routes to it, so whatever is published
-    /// after that reaches it (the connection says `hello` only then).
+    /// Registers a connection (its key here and its id across gateways),
+    /// the rooms it starts with, who blocks its user and whom they block;
+    /// returns once the hub routes to it, so whatever is published after
+    /// that reaches it (the connection says `hello` only then).
     pub async fn attach(
         &self,
-        key: ConnectionKey,
+        (key, id): (ConnectionKey, ConnectionId),
         user: UserId,
         login: SessionId,
         rooms: Vec<(RoomId, i64)>,
@@ -190,6 +199,7 @@ impl Hub {
             key,
             Command::Attach {
                 key,
+                id,
                 user,
                 login,
                 rooms,
@@ -260,6 +270,17 @@ impl Hub {
             // Only fails once the hub has stopped, i.e. during shutdown.
             let _ = shard.send(committed).await;
         }
+    }
+
+    /// Whether `user` has a connection anywhere (or had one within the
+    /// departure grace), as the shard of connection `key` knows: it hears
+    /// the presence of everyone in the rooms that connection follows, so
+    /// of the other member of any DM of its user. False once the hub has
+    /// stopped.
+    pub async fn is_online(&self, key: ConnectionKey, user: UserId) -> bool {
+        let (answer, online) = oneshot::channel();
+        self.send(key, Command::IsOnline { user, answer }).await;
+        online.await.unwrap_or(false)
     }
 
     /// Tells the shard of connection `key`.

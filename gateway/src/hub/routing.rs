@@ -131,7 +131,9 @@ impl HubTask {
                     }
                 }
             }
-            Envelope::ToUser { frame, .. } => self.push_to_user(user, &frame),
+            Envelope::ToUser {
+                frame, to_session, ..
+            } => self.push_to_session(user, to_session, &frame),
             Envelope::Event(_) | Envelope::Ephemeral { .. } | Envelope::Presence(_) => {
                 tracing::debug!("a room frame on a user's topic dropped");
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_shared::bus::Publisher;
-use chat_shared::model::{RoomId, SessionId, UserId};
+use chat_shared::model::{ConnectionId, RoomId, SessionId, UserId};
 use chat_shared::store::Store;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -41,6 +41,8 @@ pub(super) struct Room {
 }
 
 pub(super) struct ConnectionEntry {
+    /// Its id across gateways, which signals on the user's topic name.
+    pub(super) id: ConnectionId,
     pub(super) user: UserId,
     /// The login session its token belongs to.
     pub(super) login: SessionId,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_shared::bus::{Publisher, Topic};
-use chat_shared::model::{RoomId, UserId};
+use chat_shared::model::{ConnectionId, RoomId, UserId};
 use chat_shared::store::Store;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -112,6 +112,7 @@ impl HubTask {
         match command {
             Command::Attach {
                 key,
+                id,
                 user,
                 login,
                 rooms,
@@ -127,6 +128,7 @@ impl HubTask {
                 self.connections.insert(
                     key,
                     ConnectionEntry {
+                        id,
                         user,
                         login,
                         outbox,
@@ -183,6 +185,9 @@ impl HubTask {
                 self.add_follower(key, room, after);
             }
             Command::Committed { room, event, trace } => self.offer(room, event, trace),
+            Command::IsOnline { user, answer } => {
+                let _ = answer.send(self.presence.is_online(user));
+            }
         }
     }
 
@@ -195,8 +200,19 @@ impl HubTask {
 
     /// Pushes a frame to every connection of `user` here.
     pub(super) fn push_to_user(&self, user: UserId, frame: &Bytes) {
+        self.push_to_session(user, None, frame);
+    }
+
+    /// Pushes a frame to the connection `to` of `user`, if it is here, or
+    /// with `None` to every connection of theirs here.
+    pub(super) fn push_to_session(&self, user: UserId, to: Option<ConnectionId>, frame: &Bytes) {
         for key in self.connections_of(user) {
-            self.push(key, Outbound::Frame(frame.clone()));
+            let Some(session) = self.connections.get(&key) else {
+                continue;
+            };
+            if to.is_none_or(|to| to == session.id) {
+                session.outbox.push(Outbound::Frame(frame.clone()));
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! What each client frame does, once read and checked: sends, changes of
-//! messages, `sync`, typing, read markers, signals and token renewals,
+//! messages, `sync`, typing, read markers and token renewals (calls and
+//! their signals are `calls`'),
 //! each authorised against the store as it is now.
 
 use chat_shared::bus::Topic;
@@ -275,40 +276,6 @@ impl Handler {
                 });
             }
             Read::Folded => {}
-        }
-    }
-
-    pub(super) async fn signal(&self, to: UserId, frame: ServerFrame) {
-        if self.limited() {
-            return self
-                .error("rate_limited", "signalling too fast", None)
-                .await;
-        }
-        let me = self.connection.user;
-        let checked = async {
-            if !self.ctx.store.share_a_room(me, to).await? {
-                return Ok(Some((
-                    "forbidden",
-                    "you can only signal users you share a room with",
-                )));
-            }
-            // Either way round: the blocked user cannot call the blocker,
-            // and the blocker does not call whom they block.
-            if self.ctx.store.blocked_between(me, to).await? {
-                return Ok(Some((
-                    "blocked",
-                    "you cannot call this user: one of you blocks the other",
-                )));
-            }
-            Ok::<_, chat_shared::Error>(None)
-        };
-        match checked.await {
-            Ok(None) => self
-                .ctx
-                .publisher
-                .publish(Topic::User(to), frame_bytes(&frame)),
-            Ok(Some((code, message))) => self.error(code, message, None).await,
-            Err(e) => tracing::warn!(error = %e, "signal check failed"),
         }
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chat_shared::limits::Action;
 use chat_shared::message_text;
-use chat_shared::model::{check_message_body, RoomId, SessionId, UserId};
+use chat_shared::model::{check_message_body, ConnectionId, RoomId, SessionId, UserId};
 use chat_shared::protocol::{ClientFrame, ServerFrame};
 use chat_shared::store::{MessageChange, NewMessage};
 use fastwebsockets::OpCode;
@@ -25,11 +25,17 @@ use crate::sends::InFlight;
 use crate::wire::{close, frame_bytes, FrameReader, ReadError, Socket};
 
 mod acts;
+mod calls;
+
+use calls::Change;
 
 /// What the inbound task knows of its connection.
 pub struct Connection {
     /// This connection.
     pub key: u64,
+    /// This connection across gateways: its `hello`'s `session_id`, the
+    /// party of the calls it takes part in.
+    pub id: ConnectionId,
     /// Whose it is.
     pub user: UserId,
     /// The login session its token belongs to: an `auth` must renew this
@@ -294,20 +300,17 @@ impl Handler {
             }
             ClientFrame::Typing { room_id } => self.typing(room_id).await,
             ClientFrame::Read { room_id, seq } => self.read(room_id, seq).await,
+            ClientFrame::CallPlace { room_id, video } => self.place_call(room_id, video).await,
+            ClientFrame::CallAccept { call_id } => self.change_call(call_id, Change::Accept).await,
+            ClientFrame::CallDecline { call_id } => {
+                self.change_call(call_id, Change::Decline).await
+            }
+            ClientFrame::CallHangup { call_id } => self.change_call(call_id, Change::Hangup).await,
             ClientFrame::Signal {
-                to_user,
                 call_id,
                 kind,
                 payload,
-            } => {
-                let frame = ServerFrame::Signal {
-                    from_user: self.connection.user,
-                    call_id,
-                    kind,
-                    payload,
-                };
-                self.signal(to_user, frame).await;
-            }
+            } => self.signal(call_id, kind, payload).await,
             ClientFrame::Auth { token } => self.renew(&token).await,
             ClientFrame::Ping => self.reply(ServerFrame::Pong).await,
         }

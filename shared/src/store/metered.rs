@@ -7,19 +7,22 @@
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::{
-    AdminStore, Appended, AttachmentStore, BlockStore, Credentials, DirectSend, DmStore, Health,
-    InviteLinkStore, InviteStore, MessageChange, MessageStore, ModerationStore, NewAttachment,
-    NewInviteLink, NewMessage, NewRoom, NewUser, Page, ProfileStore, ReadMark, RefreshToken,
-    Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session, SessionStore, Standing,
-    Store, StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
+    AdminStore, Appended, AttachmentStore, BlockStore, CallStore, Credentials, DirectSend, DmStore,
+    Health, InviteLinkStore, InviteStore, MessageChange, MessageStore, ModerationStore,
+    NewAttachment, NewInviteLink, NewMessage, NewRoom, NewUser, Page, ProfileStore, ReadMark,
+    RefreshToken, Result, RoomLog, RoomStore, Rotation, SearchPage, SearchStore, Session,
+    SessionStore, Standing, Store, StoredAttachment, Submitted, Timeline, Uploaded, UserStore,
 };
 use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
+use crate::calls::{Call, CallEnd, NewCall};
 use crate::metrics::store_call;
 use crate::model::{
-    AttachmentId, AuditId, Ban, BlockedUser, EventId, Invite, InviteId, InviteLink, LeaveReason,
-    Member, MyRoom, ReportId, Role, Room, RoomEvent, RoomId, SessionId, User, UserId,
+    AttachmentId, AuditId, Ban, BlockedUser, CallId, ConnectionId, EventId, Invite, InviteId,
+    InviteLink, LeaveReason, Member, MyRoom, ReportId, Role, Room, RoomEvent, RoomId, SessionId,
+    User, UserId,
 };
 use crate::search::{SearchHit, SearchQuery};
 
@@ -538,6 +541,62 @@ impl<S: InviteLinkStore> InviteLinkStore for Metered<S> {
 
     async fn join_by_link(&self, code: &str, user: UserId) -> Result<RoomEvent> {
         store_call("join_by_link", self.0.join_by_link(code, user)).await
+    }
+}
+
+#[async_trait]
+impl<S: CallStore> CallStore for Metered<S> {
+    async fn place_call(&self, call: NewCall) -> Result<(Call, Vec<RoomEvent>)> {
+        store_call("place_call", self.0.place_call(call)).await
+    }
+
+    async fn accept_call(
+        &self,
+        id: CallId,
+        user: UserId,
+        session: ConnectionId,
+        gateway: Uuid,
+    ) -> Result<Call> {
+        let call = self.0.accept_call(id, user, session, gateway);
+        store_call("accept_call", call).await
+    }
+
+    async fn end_call(&self, id: CallId, end: CallEnd) -> Result<(Call, RoomEvent)> {
+        store_call("end_call", self.0.end_call(id, end)).await
+    }
+
+    async fn call(&self, id: CallId) -> Result<Option<Call>> {
+        store_call("call", self.0.call(id)).await
+    }
+
+    async fn active_calls(&self, user: UserId) -> Result<Vec<Call>> {
+        store_call("active_calls", self.0.active_calls(user)).await
+    }
+
+    async fn connection_closed(
+        &self,
+        user: UserId,
+        session: ConnectionId,
+    ) -> Result<Vec<(Call, RoomEvent)>> {
+        let call = self.0.connection_closed(user, session);
+        store_call("connection_closed", call).await
+    }
+
+    async fn gateway_alive(&self, gateway: Uuid) -> Result<()> {
+        store_call("gateway_alive", self.0.gateway_alive(gateway)).await
+    }
+
+    async fn gateway_stopped(&self, gateway: Uuid) -> Result<()> {
+        store_call("gateway_stopped", self.0.gateway_stopped(gateway)).await
+    }
+
+    async fn sweep_calls(
+        &self,
+        ring_timeout: std::time::Duration,
+        lease: std::time::Duration,
+    ) -> Result<Vec<(Call, RoomEvent)>> {
+        let call = self.0.sweep_calls(ring_timeout, lease);
+        store_call("sweep_calls", call).await
     }
 }
 

@@ -18,8 +18,9 @@
 //! roles, deactivated accounts, reports, the audit log), `profile` (what
 //! users change of their own account), `blocks` (who blocks whom),
 //! `dms` (DM requests and closed DMs), `moderation` (timeouts and slow
-//! mode, enforced by the appends), `invites` (invitations with consent)
-//! and `invite_links`. `dialect` says
+//! mode, enforced by the appends), `invites` (invitations with consent),
+//! `invite_links` and `calls` (one-to-one calls and the gateways' leases
+//! that keep them). `dialect` says
 //! what differs between the databases, `postgres` and `sqlite` open them,
 //! `durability` keeps failed writes from passing for committed ones,
 //! `driver_error` turns the driver's errors into [`Error`], and `metered`
@@ -30,6 +31,7 @@ mod adapter;
 mod admin;
 mod attachments;
 mod blocks;
+mod calls;
 mod dialect;
 mod dms;
 mod driver_error;
@@ -56,15 +58,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use uuid::Uuid;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
-use crate::calls::{Call, CallEnd, NewCall};
 use crate::admin::{Account, AuditAction, AuditEntry, NewAudit, NewReport, Report, ServerRole};
+use crate::calls::{Call, CallEnd, NewCall};
 use crate::model::{
-    Attachment, AttachmentId, AuditId, Ban, BlockedUser, CallId, ConnectionId, EventId, Invite, InviteId, InviteLink,
-    LeaveReason, Member, MyRoom, ReportId, Role, Room, RoomEvent, RoomId, RoomKind, SessionId,
-    TimelineItem, User, UserId,
+    Attachment, AttachmentId, AuditId, Ban, BlockedUser, CallId, ConnectionId, EventId, Invite,
+    InviteId, InviteLink, LeaveReason, Member, MyRoom, ReportId, Role, Room, RoomEvent, RoomId,
+    RoomKind, SessionId, TimelineItem, User, UserId,
 };
 
 pub use postgres::PgStore;
@@ -956,6 +958,7 @@ pub trait Store:
     + ModerationStore
     + InviteStore
     + InviteLinkStore
+    + CallStore
 {
     /// Checks that the database answers (an error if it does not) and
     /// whether it takes writes: refusing from the moment a batch of
