@@ -1,15 +1,17 @@
 //! `chat-api` configuration: the [`CommonConfig`] every binary shares, the
-//! api's own `CHAT_*` variables and where attachments are kept
-//! ([`BlobsConfig`]), parsed from one [`Env`]. Names and defaults are
-//! listed in the README.
+//! api's own `CHAT_*` variables, where attachments are kept
+//! ([`BlobsConfig`]) and the ICE servers calls are given ([`IceConfig`]),
+//! parsed from one [`Env`]. Names and defaults are listed in the README.
 
+use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_shared::config::{check, BlobsConfig, CommonConfig, Env};
 use chat_shared::limits::Budgets;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Everything `chat-api` can be told.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -24,6 +26,11 @@ pub struct ApiConfig {
     /// port it configures, and parsed with the api's own settings.
     #[serde(skip)]
     pub blobs: BlobsConfig,
+    /// `CHAT_STUN_URLS`, `CHAT_TURN_*` and `CHAT_ICE_TRANSPORT_POLICY`:
+    /// the ICE servers handed to calls, parsed on their own like `blobs`,
+    /// with a `Debug` that hides the TURN secret.
+    #[serde(skip)]
+    pub ice: IceConfig,
     /// `CHAT_API_ADDR`: where to listen.
     pub api_addr: SocketAddr,
     /// `CHAT_JWT_PRIVATE_KEY`: PEM file of the Ed25519 signing key, set
@@ -50,7 +57,8 @@ pub struct ApiConfig {
     /// `CHAT_MAX_WAITING_HASHES`: logins and registrations queued for a
     /// hashing slot; more get 503 with `Retry-After` at once.
     pub max_waiting_hashes: usize,
-    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM opens, uploads and profile changes
+    /// `CHAT_ACTION_RATE_PER_MINUTE`: invites, room creations, DM opens
+    /// (with requests for calls' ICE servers), uploads and profile changes
     /// per user per minute, each a budget of its own.
     pub action_rate_per_minute: u32,
     /// `CHAT_ACTION_BURST`: how many of each at once.
@@ -88,6 +96,7 @@ impl Default for ApiConfig {
         Self {
             common: CommonConfig::default(),
             blobs: BlobsConfig::default(),
+            ice: IceConfig::default(),
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             jwt_private_key: None,
             access_token_ttl: Duration::from_secs(15 * 60),
@@ -125,6 +134,7 @@ impl ApiConfig {
         let config = Self {
             common,
             blobs: BlobsConfig::from_env(env)?,
+            ice: IceConfig::from_env(env)?,
             ..env.parse()?
         };
         config.validate()?;
@@ -211,6 +221,154 @@ impl ApiConfig {
             _ => Ok(()),
         }
     }
+}
+
+/// The ICE servers `GET /v1/calls/ice-servers` hands out (see
+/// `docs/protocol.md`, "ICE servers", and `docs/operations.md`, "Calls:
+/// STUN and TURN"). With nothing set, calls get no ICE server at all:
+/// enough between two hosts that reach each other directly.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct IceConfig {
+    /// `CHAT_STUN_URLS`: comma-separated `stun:` URLs.
+    pub stun_urls: String,
+    /// `CHAT_TURN_URLS`: comma-separated `turn:` / `turns:` URLs, handed
+    /// out with credentials derived from [`IceConfig::turn_secret`].
+    pub turn_urls: String,
+    /// `CHAT_TURN_SECRET`: the secret shared with the TURN server
+    /// (coturn's `static-auth-secret`); it signs every credential.
+    pub turn_secret: Option<String>,
+    /// `CHAT_TURN_TTL`: how long TURN credentials stay valid.
+    #[serde(with = "humantime_serde")]
+    pub turn_ttl: Duration,
+    /// `CHAT_ICE_TRANSPORT_POLICY`: `all`, or `relay` to send all media
+    /// through TURN.
+    pub ice_transport_policy: IceTransportPolicy,
+}
+
+/// Which candidates `RTCPeerConnection` may use (`iceTransportPolicy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IceTransportPolicy {
+    /// Direct, STUN-found and relayed alike.
+    #[default]
+    All,
+    /// Relayed only: media always goes through TURN, so neither party
+    /// learns the other's addresses.
+    Relay,
+}
+
+impl Default for IceConfig {
+    fn default() -> Self {
+        Self {
+            stun_urls: String::new(),
+            turn_urls: String::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(12 * 3600),
+            ice_transport_policy: IceTransportPolicy::All,
+        }
+    }
+}
+
+/// By hand, so the secret never reaches a log.
+impl Debug for IceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceConfig")
+            .field("stun_urls", &self.stun_urls)
+            .field("turn_urls", &self.turn_urls)
+            .field(
+                "turn_secret",
+                &self.turn_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("turn_ttl", &self.turn_ttl)
+            .field("ice_transport_policy", &self.ice_transport_policy)
+            .finish()
+    }
+}
+
+impl IceConfig {
+    /// Parses the ICE settings from `env` and checks them.
+    pub fn from_env(env: &Env) -> chat_shared::Result<Self> {
+        let config: Self = env.parse()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The STUN URLs, in the order given.
+    pub fn stun(&self) -> Vec<String> {
+        split_urls(&self.stun_urls)
+    }
+
+    /// The TURN URLs and the secret their credentials are signed with,
+    /// when TURN is configured.
+    pub fn turn(&self) -> Option<(Vec<String>, &str)> {
+        let urls = split_urls(&self.turn_urls);
+        let secret = self.turn_secret.as_deref().filter(|s| !s.is_empty())?;
+        (!urls.is_empty()).then_some((urls, secret))
+    }
+
+    /// Rejects what would hand browsers servers they cannot use: a URL of
+    /// the wrong scheme, TURN without the secret its credentials need,
+    /// credentials that expire at once or outlive any sane call, and
+    /// relay-only calls with nothing to relay them.
+    pub fn validate(&self) -> chat_shared::Result<()> {
+        for url in self.stun() {
+            check(
+                has_scheme(&url, &["stun:"]),
+                "CHAT_STUN_URLS",
+                &url,
+                "each URL must be stun:<host>[:<port>]",
+            )?;
+        }
+        let turn_urls = split_urls(&self.turn_urls);
+        for url in &turn_urls {
+            check(
+                has_scheme(url, &["turn:", "turns:"]),
+                "CHAT_TURN_URLS",
+                url,
+                "each URL must be turn:<host>[:<port>][?transport=udp|tcp] or turns:…",
+            )?;
+        }
+        let has_secret = self.turn_secret.as_deref().is_some_and(|s| !s.is_empty());
+        check(
+            turn_urls.is_empty() || has_secret,
+            "CHAT_TURN_URLS",
+            &self.turn_urls,
+            "CHAT_TURN_SECRET must be set with it: TURN servers refuse clients without \
+             credentials, which are signed with that secret",
+        )?;
+        check(
+            self.turn_ttl >= Duration::from_secs(1)
+                && self.turn_ttl <= Duration::from_secs(7 * 24 * 3600),
+            "CHAT_TURN_TTL",
+            self.turn_ttl,
+            "must be between 1s and 7d",
+        )?;
+        check(
+            self.ice_transport_policy == IceTransportPolicy::All || self.turn().is_some(),
+            "CHAT_ICE_TRANSPORT_POLICY",
+            "relay",
+            "needs CHAT_TURN_URLS and CHAT_TURN_SECRET: relay-only calls need a TURN server",
+        )
+    }
+}
+
+/// The non-empty entries of a comma-separated list, trimmed.
+fn split_urls(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `url` is one of `schemes` followed by a host (and nothing a
+/// browser would choke on: no spaces).
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    schemes.iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with([':', '?', '/']))
+    }) && !url.contains(char::is_whitespace)
 }
 
 #[cfg(test)]
@@ -314,6 +472,15 @@ mod tests {
             ("CHAT_SEARCH_RATE_PER_MINUTE", "many"),
             ("CHAT_CORS_ORIGINS", "*"),
             ("CHAT_CORS_ORIGINS", "https://app.example.org/"),
+            ("CHAT_STUN_URLS", "turn:turn.example.org"),
+            ("CHAT_STUN_URLS", "stun.example.org:3478"),
+            ("CHAT_TURN_URLS", "https://turn.example.org"),
+            ("CHAT_TURN_URLS", "turn:turn.example.org"),
+            ("CHAT_TURN_TTL", "0s"),
+            ("CHAT_TURN_TTL", "8d"),
+            ("CHAT_TURN_TTL", "forever"),
+            ("CHAT_ICE_TRANSPORT_POLICY", "relay"),
+            ("CHAT_ICE_TRANSPORT_POLICY", "none"),
         ] {
             let err = ApiConfig::from_env(&env(&[(name, value)]))
                 .unwrap_err()
@@ -322,6 +489,86 @@ mod tests {
                 err.starts_with(&format!("{name}=")),
                 "{name}={value}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn ice_servers_are_read_in_order_and_the_secret_is_never_shown() {
+        let config = ApiConfig::from_env(&env(&[
+            (
+                "CHAT_STUN_URLS",
+                "stun:stun.example.org:3478, stun:[2001:db8::1]",
+            ),
+            (
+                "CHAT_TURN_URLS",
+                "turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349?transport=tcp",
+            ),
+            ("CHAT_TURN_SECRET", "north-wind"),
+            ("CHAT_TURN_TTL", "1h"),
+            ("CHAT_ICE_TRANSPORT_POLICY", "relay"),
+        ]))
+        .unwrap();
+        let ice = &config.ice;
+        assert_eq!(
+            ice.stun(),
+            ["stun:stun.example.org:3478", "stun:[2001:db8::1]"]
+        );
+        let (urls, secret) = ice.turn().unwrap();
+        assert_eq!(
+            urls,
+            [
+                "turn:turn.example.org:3478?transport=udp",
+                "turns:turn.example.org:5349?transport=tcp"
+            ]
+        );
+        assert_eq!(secret, "north-wind");
+        assert_eq!(ice.turn_ttl, Duration::from_secs(3600));
+        assert_eq!(ice.ice_transport_policy, IceTransportPolicy::Relay);
+        assert!(!format!("{config:?}").contains("north-wind"));
+    }
+
+    #[test]
+    fn no_ice_servers_by_default() {
+        let ice = ApiConfig::from_env(&Env::default()).unwrap().ice;
+        assert!(ice.stun().is_empty());
+        assert!(ice.turn().is_none());
+        assert_eq!(ice.turn_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(ice.ice_transport_policy, IceTransportPolicy::All);
+    }
+
+    #[test]
+    fn turn_without_a_secret_and_relay_without_turn_say_what_is_missing() {
+        let turn_only = env(&[("CHAT_TURN_URLS", "turn:turn.example.org")]);
+        let err = ApiConfig::from_env(&turn_only).unwrap_err().to_string();
+        assert!(err.contains("CHAT_TURN_SECRET must be set"), "{err}");
+        // A secret alone does not make TURN: relay-only still has no relay.
+        let no_urls = env(&[
+            ("CHAT_TURN_SECRET", "north-wind"),
+            ("CHAT_ICE_TRANSPORT_POLICY", "relay"),
+        ]);
+        let err = ApiConfig::from_env(&no_urls).unwrap_err().to_string();
+        assert!(err.starts_with("CHAT_ICE_TRANSPORT_POLICY="), "{err}");
+        assert!(err.contains("needs CHAT_TURN_URLS"), "{err}");
+        assert!(!err.contains("north-wind"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_is_named_and_the_scheme_is_checked_per_list() {
+        for (name, value) in [
+            ("CHAT_STUN_URLS", "stun:ok.example.org,stun:"),
+            ("CHAT_STUN_URLS", "stuns:stun.example.org"),
+            ("CHAT_STUN_URLS", "stun:bad host"),
+            (
+                "CHAT_TURN_URLS",
+                "turn:ok.example.org,stun:stun.example.org",
+            ),
+            ("CHAT_TURN_URLS", "turn://turn.example.org"),
+        ] {
+            let err = ApiConfig::from_env(&env(&[(name, value), ("CHAT_TURN_SECRET", "s")]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("{name}=")), "{value}: {err}");
+            assert!(err.contains("each URL must be"), "{value}: {err}");
         }
     }
 }

@@ -24,6 +24,6 @@ mod validate;
 
 pub use admin_cli::{admin, admin_command, ADMIN_USAGE};
 pub use app::{router, routes_with, App};
-pub use config::ApiConfig;
+pub use config::{ApiConfig, IceConfig, IceTransportPolicy};
 pub use error::ApiError;
 pub use state::AppState;

@@ -207,6 +207,8 @@ mod tests {
             ("CHAT_OUTBOUND_QUEUE", "32"),
             ("CHAT_REQUEST_GRACE", "3s"),
             ("CHAT_WEBSOCKET_GRACE", "20s"),
+            ("CHAT_TURN_URLS", "turn:turn.example.org:3478"),
+            ("CHAT_TURN_SECRET", "north-wind"),
         ]))
         .unwrap();
         assert_eq!(settings.chat.addr, "0.0.0.0:9000".parse().unwrap());
@@ -220,6 +222,9 @@ mod tests {
         assert_eq!(settings.gateway.outbound_queue, 32);
         assert_eq!(settings.api.request_grace, Duration::from_secs(3));
         assert_eq!(settings.gateway.websocket_grace, Duration::from_secs(20));
+        // Calls' ICE servers are the api's (`GET /v1/calls/ice-servers`).
+        let (turn_urls, _) = settings.api.ice.turn().unwrap();
+        assert_eq!(turn_urls, ["turn:turn.example.org:3478"]);
     }
 
     #[test]
@@ -236,6 +241,7 @@ mod tests {
             ("CHAT_LOG_FORMAT", "yaml"),
             ("CHAT_MAX_WAITING_HASHES", "some"),
             ("CHAT_GAP_WAIT", "-1s"),
+            ("CHAT_TURN_TTL", "0s"),
         ] {
             let err = Settings::from_env(&env(&[(name, value)]))
                 .unwrap_err()

@@ -7,6 +7,7 @@ mod attachments;
 mod auth;
 mod avatar;
 mod blocks;
+mod calls;
 mod dms;
 mod events;
 mod health;
@@ -67,6 +68,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(account::router())
         .merge(avatar::router())
         .merge(blocks::router())
+        .merge(calls::router())
         .merge(rooms::router())
         .merge(members::router())
         .merge(invites::router())

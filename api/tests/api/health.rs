@@ -90,6 +90,7 @@ async fn openapi_describes_every_route(backend: Backend) {
         ("/v1/rooms/{id}/pins/{message_id}", "delete"),
         ("/v1/rooms/{id}/timeline", "get"),
         ("/v1/search", "get"),
+        ("/v1/calls/ice-servers", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {

@@ -11,6 +11,7 @@ mod auth;
 mod avatar;
 mod bad_input;
 mod blocks;
+mod calls;
 mod cors;
 mod dm_requests;
 mod dms;
