@@ -69,6 +69,12 @@ async function openDm(a, b, bName, aName) {
   await waitRoomTitle(a.page, bName);
   await send(a.page, `hi ${b.name}`);
   await waitForMessage(a.page, `hi ${b.name}`, 'delivered');
+  // The gateway rings only a callee its presence has heard of: announced
+  // when a connection opens, on the rooms it has then. These two met
+  // after connecting, so `b` comes back once to be heard of in them.
+  await b.page.reload();
+  await waitOnline(b.page);
+  await a.page.locator('#dm-list button', { hasText: bName }).locator('.presence.online').waitFor();
   await openDmWith(b.page, aName);
 }
 
