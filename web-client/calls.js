@@ -349,7 +349,8 @@ export class CallEngine {
 
   #onError(error) {
     const view = this.#view;
-    if (!view || !error.ref) return;
+    // A refusal of a call shown as ended (both hung up at once, say) adds nothing.
+    if (!view || !error.ref || view.status === 'ended') return;
     const aboutPlacing = view.status === 'placing' && error.ref === view.roomId;
     const aboutCall = view.call && error.ref === view.call.id;
     if (!aboutPlacing && !aboutCall) return;

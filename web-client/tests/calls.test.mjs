@@ -260,6 +260,8 @@ test('the caller: media first, then call_place; the offer once accepted; candida
   client.receive('call', { call: call({ state: 'ended', reason: 'completed', callee_session: 'b1' }) });
   assert.equal(engine.view.status, 'ended');
   assert.equal(engine.view.reason, 'completed');
+  client.receive('error', { code: 'call_ended', message: 'ended', ref: 'c1' });
+  assert.equal(engine.view.status, 'ended', 'a refusal of an ended call changes nothing on screen');
   assert.equal(engine.busy, false, 'a new call may be placed');
 });
 
