@@ -4,7 +4,8 @@
 // flows both ways), mutes, turns the camera off and hangs up, and both
 // timelines show it with its length; a declined call; a call nobody
 // answers (missed); a call to someone with no connection (missed at once);
-// a reload during a call (the other side sees it end, nothing is stuck);
+// a reload during a call (the other side sees it end, nothing is stuck); a
+// call refused (a block) told as a notice;
 // then, on a second server whose ICE policy is `relay`, a call whose media
 // goes through a local coturn.
 //
@@ -29,6 +30,7 @@ import {
   startChat,
   freePort,
   sleep,
+  apiAs,
   expect,
   step,
   run,
@@ -255,6 +257,16 @@ async function scenario(browser, server, people) {
     expect(await bob.page.locator('#call-panel').isHidden(), 'no call panel after the reload');
     await alice.page.click('#call-close');
     await alice.page.locator('#call-video:not([disabled])').waitFor();
+  });
+
+  await step('a refused call is told as a notice: one of the two blocks the other', async () => {
+    const aliceId = await alice.page.evaluate(() => JSON.parse(localStorage.getItem(`chat.session:${location.origin}`)).user.id);
+    expect((await apiAs(bob.page, 'PUT', `/v1/users/me/blocks/${aliceId}`)).status < 300, 'bob blocks alice');
+    await alice.page.click('#call-voice');
+    await alice.page.locator('#toasts .toast', { hasText: 'blocks' }).waitFor();
+    await waitPanelHidden(alice.page);
+    expect(await bob.page.locator('#call-panel').isHidden(), 'nothing rang');
+    expect((await apiAs(bob.page, 'DELETE', `/v1/users/me/blocks/${aliceId}`)).status < 300, 'and unblocks her');
     expect(alice.errors.length === 0 && bob.errors.length === 0, `no page errors: ${[...alice.errors, ...bob.errors].join('; ')}`);
   });
 }
