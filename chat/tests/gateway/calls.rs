@@ -20,6 +20,7 @@ both_shapes!(
     a_callee_nobody_can_reach_or_who_does_not_answer_misses_it,
     calls_outside_a_dm_of_two_and_bad_signals_are_refused,
     a_closed_connection_ends_its_accepted_call_as_failed,
+    call_frames_draw_on_a_budget_of_their_own,
 );
 
 /// Alice and Bob, who share a room (so their DM is no request), and the
@@ -333,4 +334,43 @@ async fn a_dead_gateways_calls_end_as_failed_within_its_lease() {
     assert_eq!(ended(&mut a, "failed").await["id"], call["id"]);
     let took = killed.elapsed();
     assert!(took <= lease + Duration::from_secs(4), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drained_gateways_calls_end_as_its_connections_close() {
+    let mut cluster = TestCluster::start(Setup::SCALED).await;
+    let Pair { alice, bob, dm } = pair(&cluster).await;
+    let mut a = cluster.connect(&alice, 0).await;
+    let mut b = cluster.connect(&bob, 1).await;
+    sees_online(&mut a, &bob).await;
+    place(&mut a, &dm).await;
+    let call = call_in(&mut b, "ringing").await;
+    act(&mut b, "call_accept", &call).await;
+    call_in(&mut a, "accepted").await;
+
+    // SIGTERM: bob's connection closes with 1012, and its call with it.
+    cluster.stop_gateway(1);
+    assert_eq!(b.closed().await.0, 1012);
+    assert_eq!(ended(&mut a, "failed").await["id"], call["id"]);
+}
+
+async fn call_frames_draw_on_a_budget_of_their_own(setup: Setup) {
+    let cluster = TestCluster::start_with(setup, |c| {
+        c.common.call_rate_per_minute = 1;
+        c.common.call_burst = 2;
+    })
+    .await;
+    let Pair { alice, bob, dm } = pair(&cluster).await;
+    let mut a = cluster.connect(&alice, 0).await;
+    let mut b = cluster.connect(&bob, cluster.gateways.len() - 1).await;
+    sees_online(&mut a, &bob).await;
+    place(&mut a, &dm).await;
+    let call = call_in(&mut b, "ringing").await;
+    act(&mut a, "call_hangup", &call).await;
+    ended(&mut b, "cancelled").await;
+    place(&mut a, &dm).await;
+    assert_eq!(error_for(&mut a, &dm).await["code"], "rate_limited");
+    // Bob's budget is his own.
+    place(&mut b, &dm).await;
+    call_in(&mut a, "ringing").await;
 }

@@ -22,6 +22,10 @@ use crate::context::Context;
 /// How often ringing calls and lapsed leases are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// How long stopping waits for the sweep under way and the lease's
+/// release.
+const STOP_WAIT: Duration = Duration::from_secs(3);
+
 /// The running lease and sweep, as the context holds them.
 #[derive(Default)]
 pub struct Sweeper {
@@ -48,10 +52,16 @@ impl Sweeper {
 
     /// Stops renewing and sweeping, and gives the lease up: whatever calls
     /// of this gateway the closing connections did not end, the next sweep
-    /// elsewhere does.
+    /// elsewhere does. Waits at most [`STOP_WAIT`] for a store that does
+    /// not answer: the lease then lapses on its own.
     pub async fn stop(&self) {
         self.stop.cancel();
-        self.task.wait().await;
+        if tokio::time::timeout(STOP_WAIT, self.task.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the gateway's lease was not given up in time; it will lapse");
+        }
     }
 }
 

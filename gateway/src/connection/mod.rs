@@ -8,7 +8,7 @@
 //! its per-room cursors (so each event is written once, in seq order, with
 //! gaps filled from the store), heartbeats, token expiry, and closing.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use chat_shared::auth::Claims;
@@ -58,6 +58,9 @@ struct Live {
     /// Its id across gateways: the calls it takes part in end with it.
     id: ConnectionId,
     user: UserId,
+    /// Whether it ever placed or accepted a call (see
+    /// [`inbound::Connection::in_calls`]).
+    in_calls: Arc<AtomicBool>,
     connection: crate::metrics::Connection,
     writer: Writer,
     inbound: tokio::task::JoinHandle<()>,
@@ -84,7 +87,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
     // Known to clients (`hello`'s `session_id`) and to every gateway (a
     // call's parties); the key stays this hub's own.
     let id = ConnectionId::new();
-    tracing::Span::current().record("session", key);
+    tracing::Span::current().record("session", tracing::field::display(id));
     let mut connection = crate::metrics::Connection::opened();
     let (read, write) = tokio::io::split(socket);
     let read = FrameReader::new(read, ctx.config.max_message_bytes);
@@ -105,6 +108,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
     )
     .await?;
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
+    let in_calls = Arc::new(AtomicBool::new(false));
     let inbound = ctx
         .home
         .spawn(tracing::Instrument::in_current_span(inbound::run(
@@ -117,6 +121,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
                 login,
                 outbox,
                 last_heard: last_heard.clone(),
+                in_calls: in_calls.clone(),
             },
         )));
     let writer = Writer::new(ctx.clone(), write, rooms, expires_at, last_heard);
@@ -125,6 +130,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
         key,
         id,
         user,
+        in_calls,
         connection,
         writer,
         inbound,
@@ -136,7 +142,7 @@ async fn begin(start: Box<Start>) -> Option<(Live, Queue)> {
 impl Live {
     async fn run(&mut self, queue: Queue) {
         let (code, reason) = self.writer.run(queue).await;
-        tracing::debug!(session = self.key, code, reason, "session ended");
+        tracing::debug!(session = %self.id, code, reason, "session ended");
         // Bounded like every write: a client that stopped reading (the
         // usual reason to close) must not keep the connection, its slot and
         // its hub entry forever. After a failed write the stream may end
@@ -150,7 +156,11 @@ impl Live {
         self.ctx.hub.detach(self.key).await;
         // However it ended (the client went, a revoked session, a drain):
         // its calls cannot go on, and their peers are told. On the home
-        // runtime, where the store is called.
+        // runtime, where the store is called; only for a connection that
+        // took part in one, so a crowd reconnecting costs the store nothing.
+        if !self.in_calls.load(Ordering::Relaxed) {
+            return;
+        }
         let (ctx, user, id) = (self.ctx.clone(), self.user, self.id);
         let ended = self
             .ctx
@@ -216,7 +226,7 @@ async fn open(
         return None;
     }
     crate::metrics::frame_out(FrameKind::Hello);
-    tracing::debug!(session = key, user_id = %user.id, "session started");
+    tracing::debug!(session = %id, user_id = %user.id, "session started");
     // A reload keeps ringing: the calls ringing for the user are told to
     // this connection (after `hello`, through its queue).
     crate::calls::ringing_for(ctx, user.id, outbox).await;

@@ -3,6 +3,8 @@
 //! announced to both parties; and signals, relayed to the peer's
 //! connection the call allows.
 
+use std::sync::atomic::Ordering;
+
 use chat_shared::bus::Topic;
 use chat_shared::calls::{CallEnd, CallState, NewCall};
 use chat_shared::limits::Action;
@@ -16,8 +18,11 @@ use crate::wire::frame_bytes;
 
 /// What a client does to a call of theirs.
 pub(super) enum Change {
+    /// `call_accept`: take it on this connection.
     Accept,
+    /// `call_decline`: turn it down, for all of the callee's connections.
     Decline,
+    /// `call_hangup`: end it, whatever its state.
     Hangup,
 }
 
@@ -32,6 +37,7 @@ impl Handler {
                 .await;
         }
         let me = self.connection.user;
+        self.connection.in_calls.store(true, Ordering::Relaxed);
         let placed = self
             .ctx
             .store
@@ -86,10 +92,13 @@ impl Handler {
         }
         let (me, store) = (self.connection.user, &self.ctx.store);
         let changed = match change {
-            Change::Accept => store
-                .accept_call(id, me, self.connection.id, self.ctx.gateway)
-                .await
-                .map(|call| (call, Vec::new())),
+            Change::Accept => {
+                self.connection.in_calls.store(true, Ordering::Relaxed);
+                store
+                    .accept_call(id, me, self.connection.id, self.ctx.gateway)
+                    .await
+                    .map(|call| (call, Vec::new()))
+            }
             Change::Decline => store
                 .end_call(id, CallEnd::Decline(me))
                 .await

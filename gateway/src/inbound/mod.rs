@@ -6,7 +6,7 @@
 //! frame first waits for the sends before it.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -46,6 +46,10 @@ pub struct Connection {
     /// When anything was last heard, Unix milliseconds (read by the writer
     /// to close half-open connections).
     pub last_heard: Arc<AtomicI64>,
+    /// Set once it places or accepts a call (before the store is asked):
+    /// only then can a call have it as a party, and only then does its
+    /// close need the store.
+    pub in_calls: Arc<AtomicBool>,
 }
 
 /// Finishes the writer's queue when the inbound task ends, however it

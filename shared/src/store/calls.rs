@@ -3,7 +3,7 @@
 //! Placing and ending a call take the room's lock and record
 //! `call_started` / `call_ended` in its log in the same transaction; every
 //! ender (a hangup, a closed connection, a sweep) goes through one
-//! conditional update ([`SqlStore::end_locked`]), so a call ends once
+//! conditional update (`end_locked`), so a call ends once
 //! whoever gets there first. An accept is one conditional update of the
 //! row alone: of two, the database lets exactly one through.
 

@@ -62,6 +62,7 @@ macro_rules! with_connection {
 mod admin;
 mod attachments;
 mod blocks;
+mod calls;
 mod commit_failures;
 mod direct;
 mod dms;
