@@ -1,8 +1,9 @@
 /**
  * The open room's timeline: messages (formatted, with replies, reactions,
  * pins, edits and tombstones), their files (`view-attachments.js`), room
- * notices (a call as one line: how it ended, or its start while it lasts), my pending and failed sends, and each message's actions (reply, react, edit, delete, pin), shown on
- * hover, keyboard focus or a long press. Rows are keyed, and only those
+ * notices (a call as one line: how it ended, or its start while it
+ * lasts), my pending and failed sends, and each message's actions (reply,
+ * react, edit, delete, pin), shown on hover, keyboard focus or a long press. Rows are keyed, and only those
  * whose data changed are built again.
  *
  * @module view-messages
