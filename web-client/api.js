@@ -451,6 +451,15 @@ export class Api {
     return this.call('DELETE', `/v1/users/me/blocks/${encodeURIComponent(userId)}`);
   }
 
+  /**
+   * The ICE servers for a call's RTCPeerConnection, with fresh TURN
+   * credentials: asked again for each call.
+   * @returns {Promise<{ice_servers: object[], ice_transport_policy: 'all'|'relay', ttl_secs: number}>}
+   */
+  iceServers() {
+    return this.call('GET', '/v1/calls/ice-servers');
+  }
+
   /** @returns {Promise<object[]>} my rooms, with `last_seq`, `last_read_seq` and `role` */
   myRooms() {
     return this.call('GET', '/v1/rooms');

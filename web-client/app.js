@@ -37,6 +37,8 @@ import { blocksSection } from './settings-blocks.js';
 import { sessionsSection } from './settings-sessions.js';
 import { deleteSection } from './settings-delete.js';
 import { mountSidebar } from './view-sidebar.js';
+import { CallEngine } from './calls.js';
+import { mountCall } from './view-call.js';
 
 const NOTICE_SHOWN_MS = 5000;
 
@@ -69,6 +71,9 @@ const actions = createActions({ store, api, settings, notify });
 const { confirm } = mountDialogs({ store, api, actions });
 const messagesView = mountMessages({ store, actions, confirm, notify });
 mountRoom({ store, actions, confirm });
+// Calls: the engine follows each login's socket; the view draws it.
+const calls = new CallEngine({ iceServers: () => api.iceServers(), notify });
+mountCall({ store, calls });
 mountSidebar({
   store,
   actions,
@@ -167,6 +172,7 @@ async function enterChat() {
   });
   client.on('authFailed', () => leaveChat('Your session has ended. Please log in again.'));
   invitesView.start(client);
+  calls.attach(client);
   await actions.start(client, { keeper });
   await adminView.enter();
 }
@@ -183,6 +189,7 @@ async function socketToken({ reason }) {
 }
 
 function leaveChat(message) {
+  calls.detach();
   actions.stop();
   adminView.leave();
   invitesView.stop();

@@ -72,6 +72,8 @@ export const ROOM_EVENT_TYPES = Object.freeze(
     'member_invited',
     'invite_declined',
     'invite_cancelled',
+    'call_started',
+    'call_ended',
   ]),
 );
 
@@ -345,12 +347,13 @@ export function newClientId() {
  *   ({@link PendingChange}) is durable (its event comes as an `event` too);
  * - `changeFailed` `{entry, code, message}`: the server refused a change for good;
  * - `typing`, `read`, `presence`, `signal`: relayed frames, as received;
+ * - `call` `{call}`: a call of mine changed (docs/protocol.md, "Calls");
  * - `roomAdded` `{room, seq}` and `roomRemoved` `{room_id}`;
  * - `invite` `{invite}` (an invitation waits for my answer) and
  *   `invite_removed` `{invite_id}` (answered or withdrawn);
  * - `error` an `error` frame that is not about a pending send;
  * - `authFailed` the token could not be obtained (logged out): the client stopped.
- * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'roomAdded'|'roomRemoved'|'blockChanged'|'userUpdated'|'invite'|'invite_removed'|'error'|'authFailed'} ChatEventType
+ * @typedef {'status'|'hello'|'event'|'synced'|'pending'|'ack'|'sendFailed'|'changed'|'changeFailed'|'typing'|'read'|'presence'|'signal'|'call'|'roomAdded'|'roomRemoved'|'blockChanged'|'userUpdated'|'invite'|'invite_removed'|'error'|'authFailed'} ChatEventType
  */
 
 /**
@@ -406,6 +409,8 @@ export class ChatClient {
   /** Connections that failed before `hello`, in a row: the token may be the cause. */
   #failedHandshakes = 0;
   #user = null;
+  /** @type {string|null} this connection's `session_id`, from its `hello` */
+  #sessionId = null;
   #onOnline = () => this.reconnectNow();
   #onOffline = () => this.#goOffline();
 
@@ -702,16 +707,36 @@ export class ChatClient {
     this.#flushReads();
   }
 
+  /** @returns {string|null} this connection's `session_id` (from `hello`; null before it) */
+  get sessionId() {
+    return this.#sessionId;
+  }
+
   /**
-   * Relays a WebRTC signalling message to every session of `toUser`.
-   * @param {string} toUser
+   * Sends a frame of a call: `call_place {room_id, video}`, `call_accept`,
+   * `call_decline` or `call_hangup {call_id}` (docs/protocol.md, "Calls").
+   * Not queued: a call lives on this connection or not at all, so a frame
+   * that cannot go now is of no use later. The answer is a `call` event
+   * (or an `error` whose `ref` is the room of a `call_place`, the call
+   * otherwise).
+   * @param {'call_place'|'call_accept'|'call_decline'|'call_hangup'} type
+   * @param {{room_id?: string, video?: boolean, call_id?: string}} fields
+   * @returns {boolean} whether it went out
+   */
+  callFrame(type, fields) {
+    return this.#transmit({ type, ...fields });
+  }
+
+  /**
+   * Relays a WebRTC signalling message to the other party of a call I take
+   * part in (the server knows which connection of theirs it is for).
    * @param {string} callId
-   * @param {'offer'|'answer'|'ice'|'hangup'} kind
-   * @param {unknown} payload
+   * @param {'offer'|'answer'|'ice'} kind
+   * @param {unknown} payload an SDP or a candidate, at most 16 KiB as JSON
    * @returns {boolean} whether it went out (signals are not queued)
    */
-  signal(toUser, callId, kind, payload) {
-    return this.#transmit({ type: 'signal', to_user: toUser, call_id: callId, kind, payload });
+  signal(callId, kind, payload) {
+    return this.#transmit({ type: 'signal', call_id: callId, kind, payload });
   }
 
   // --- connection lifecycle -------------------------------------------------
@@ -824,6 +849,8 @@ export class ChatClient {
       this.#ws.onmessage = this.#ws.onclose = null;
     }
     this.#ws = null;
+    // The session ended with its socket; the next `hello` names the new one.
+    this.#sessionId = null;
     for (const name of ['heartbeat', 'renew', 'stable', 'hello']) {
       clearTimeout(this.#timers[name]);
       clearInterval(this.#timers[name]);
@@ -866,6 +893,7 @@ export class ChatClient {
       case 'read':
       case 'presence':
       case 'signal':
+      case 'call':
       case 'invite':
       case 'invite_removed':
         return this.#emit(frame.type, frame);
@@ -881,6 +909,7 @@ export class ChatClient {
   #onHello(hello) {
     clearTimeout(this.#timers.hello);
     this.#user = hello.user;
+    this.#sessionId = hello.session_id ?? null;
     this.#heartbeatMs = hello.heartbeat_ms || 20_000;
     const heads = new Map(hello.rooms.map((r) => [r.room_id, r.last_seq]));
     for (const room of [...this.#cursors.keys()]) {

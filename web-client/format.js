@@ -16,6 +16,9 @@
  * from it with createElement and text nodes only: the text is never HTML,
  * and the only elements made are those of {@link ALLOWED_TAGS}.
  *
+ * Also the words and times of calls ({@link callSummary} for the
+ * timeline, {@link formatClock} for a call in progress).
+ *
  * @module format
  */
 
@@ -328,4 +331,58 @@ export function plainText(text) {
     .join('')
     .replace(/\s+/g, ' ')
     .trim();
+}
+
+// --- calls ------------------------------------------------------------------------------
+
+/**
+ * A call's length for the timeline: `45 s`, `3 min`, `1 h 5 min`.
+ * @param {number} secs whole seconds
+ * @returns {string}
+ */
+export function formatDuration(secs) {
+  const s = Math.max(0, Math.floor(secs));
+  if (s < 60) return `${s} s`;
+  const minutes = Math.floor(s / 60);
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  return minutes % 60 ? `${hours} h ${minutes % 60} min` : `${hours} h`;
+}
+
+/**
+ * The running clock of a call in progress: `00:12`, `03:05`, `1:02:03`.
+ * @param {number} ms time since it connected
+ * @returns {string}
+ */
+export function formatClock(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const two = (n) => String(n).padStart(2, '0');
+  const hours = Math.floor(s / 3600);
+  const clock = `${two(Math.floor(s / 60) % 60)}:${two(s % 60)}`;
+  return hours ? `${hours}:${clock}` : clock;
+}
+
+/**
+ * How the timeline names a finished call (a `call_ended` event): its
+ * length once it was accepted, else why it ended, as the one reading sees
+ * it (a missed call is "No answer" to its caller).
+ * @param {{reason: string, duration_secs?: number|null}} ended the event
+ * @param {{video?: boolean, iAmCaller?: boolean}} [context] `video` from
+ *   its `call_started`, if held
+ * @returns {string}
+ */
+export function callSummary(ended, { video = false, iAmCaller = false } = {}) {
+  if (typeof ended.duration_secs === 'number') return `${video ? 'Video call' : 'Call'}, ${formatDuration(ended.duration_secs)}`;
+  switch (ended.reason) {
+    case 'missed':
+      return iAmCaller ? 'No answer' : 'Missed call';
+    case 'declined':
+      return 'Declined call';
+    case 'cancelled':
+      return 'Cancelled call';
+    case 'busy':
+      return 'Busy';
+    default:
+      return 'Call failed';
+  }
 }

@@ -1,15 +1,16 @@
 /**
  * The open room's timeline: messages (formatted, with replies, reactions,
  * pins, edits and tombstones), their files (`view-attachments.js`), room
- * notices, my pending and failed sends, and each message's actions (reply, react, edit, delete, pin), shown on
- * hover, keyboard focus or a long press. Rows are keyed, and only those
+ * notices (a call as one line: how it ended, or its start while it
+ * lasts), my pending and failed sends, and each message's actions (reply,
+ * react, edit, delete, pin), shown on hover, keyboard focus or a long press. Rows are keyed, and only those
  * whose data changed are built again.
  *
  * @module view-messages
  */
 
 import { byId, h, reconcile } from './dom.js';
-import { format, plainText } from './format.js';
+import { callSummary, format, plainText } from './format.js';
 import { requestReport } from './view-admin.js';
 import { canDelete, canPin, currentRoom, handleOf, mentionsMe, timelineOf, userName } from './store.js';
 import { createAttachmentViews } from './view-attachments.js';
@@ -117,16 +118,30 @@ export function mountMessages({ store, actions, confirm, notify }) {
       if (entry.type === 'edit') edits.set(entry.target, entry.body);
       if (entry.type === 'delete') deletes.add(entry.target);
     }
+    // A call is one line: its start is folded into its end once that is
+    // held, which names it with its length (and as a video call, from its start).
+    const endedCalls = new Set();
+    const videoCalls = new Set();
+    for (const event of tl.items()) {
+      if (event.type === 'call_ended') endedCalls.add(event.call_id);
+      if (event.type === 'call_started' && event.video) videoCalls.add(event.call_id);
+    }
     for (const event of tl.items()) {
       // A DM's two members arrive with it; "X added Y" there says nothing.
       if (direct && event.type === 'member_joined') continue;
+      if (event.type === 'call_started' && endedCalls.has(event.call_id)) continue;
       if (event.type === 'message' && state.blocked.has(event.sender) && !revealed.has(event.id)) {
         // The log is the log, but what people I block write stays folded.
         previous = { key: `s:${event.seq}`, kind: 'blocked', seq: event.seq, id: event.id };
         items.push(previous);
         continue;
       }
-      const item = event.type === 'message' ? messageItem(room, tl, event, previous, edits, deletes) : noticeItem(event);
+      const item =
+        event.type === 'message'
+          ? messageItem(room, tl, event, previous, edits, deletes)
+          : event.type === 'call_started' || event.type === 'call_ended'
+            ? callItem(event, videoCalls.has(event.call_id))
+            : noticeItem(event);
       if (item.mine && event.client_id) mine.add(event.client_id);
       items.push(item);
       previous = item;
@@ -232,6 +247,15 @@ export function mountMessages({ store, actions, confirm, notify }) {
     return { key: `s:${event.seq}`, kind: 'notice', seq: event.seq, text: noticeText(event) };
   }
 
+  /** A call's line in the timeline: started (ringing or in progress), or how it ended. */
+  function callItem(event, video) {
+    const text =
+      event.type === 'call_started'
+        ? `${userName(state, event.caller)} started a ${video ? 'video ' : ''}call`
+        : callSummary(event, { video, iAmCaller: event.caller === state.me.id });
+    return { key: `s:${event.seq}`, kind: 'notice', call: event.type, seq: event.seq, text };
+  }
+
   function noticeText(event) {
     const who = userName(state, event.user);
     const by = userName(state, event.sender);
@@ -274,9 +298,10 @@ export function mountMessages({ store, actions, confirm, notify }) {
 
   function buildRow(roomId, item) {
     if (item.kind === 'blocked') return blockedRow(roomId, item);
-    return item.kind === 'notice'
-      ? h('li', { className: 'notice', dataset: { key: item.key, seq: item.seq } }, item.text)
-      : messageRow(roomId, item);
+    if (item.kind !== 'notice') return messageRow(roomId, item);
+    return item.call
+      ? h('li', { className: 'notice call-notice', dataset: { key: item.key, seq: item.seq, call: item.call, testid: 'call-event' } }, item.text)
+      : h('li', { className: 'notice', dataset: { key: item.key, seq: item.seq } }, item.text);
   }
 
   /** A message from someone I block, folded: shown only when asked. */

@@ -338,6 +338,27 @@ test('a ping left unanswered for a heartbeat ends the connection; answered ones 
   assert.notEqual(client.state, 'online');
 });
 
+test('calls: the session id from hello, call frames and signals out, call frames and call events in', async (t) => {
+  const { client, sockets, events } = await connected(t, { cursors: { [ROOM]: 0 } });
+  const [socket] = sockets;
+  assert.equal(client.sessionId, '1');
+  const calls = [];
+  client.on('call', (frame) => calls.push(frame.call.id));
+  assert.equal(client.callFrame('call_place', { room_id: ROOM, video: true }), true);
+  assert.equal(client.signal('c1', 'ice', { candidate: 'x' }), true);
+  assert.deepEqual(socket.sentOf('call_place'), [{ type: 'call_place', room_id: ROOM, video: true }]);
+  assert.deepEqual(socket.sentOf('signal'), [{ type: 'signal', call_id: 'c1', kind: 'ice', payload: { candidate: 'x' } }]);
+  socket.receive({ type: 'call', call: { id: 'c1', state: 'ringing' } });
+  assert.deepEqual(calls, ['c1']);
+  // The log's call events are room events like any other, carried by seq.
+  socket.receive({ type: 'call_started', room_id: ROOM, seq: 1, id: 'e1', sender: 'me', ts: 't', call_id: 'c1', caller: 'me', callee: 'them', video: true });
+  socket.receive({ type: 'call_ended', room_id: ROOM, seq: 2, id: 'e2', sender: 'me', ts: 't', call_id: 'c1', caller: 'me', callee: 'them', reason: 'missed' });
+  assert.deepEqual(events(), [1, 2]);
+  socket.drop(1006);
+  assert.equal(client.sessionId, null, 'no session without its socket');
+  assert.equal(client.callFrame('call_hangup', { call_id: 'c1' }), false, 'not queued');
+});
+
 test('Outbox: tabs sharing a storage add and remove without losing each other’s sends', () => {
   const storage = new MemoryStorage();
   const tabA = new Outbox({ key: 'k', storage });

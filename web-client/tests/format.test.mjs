@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ALLOWED_TAGS, format, matchUrl, parse, plainText, safeHref } from '../format.js';
+import { ALLOWED_TAGS, callSummary, format, formatClock, formatDuration, matchUrl, parse, plainText, safeHref } from '../format.js';
 
 const text = (value) => ({ type: 'text', text: value });
 
@@ -188,4 +188,29 @@ test('long and hostile inputs parse quickly', () => {
 test('plainText drops the marks, for one-line previews', () => {
   assert.equal(plainText('**Look** at\n`this`: https://example.org'), 'Look at this: https://example.org');
   assert.equal(plainText('> quoted\nreply'), 'quoted reply');
+});
+
+test('a call’s length reads in seconds, minutes, then hours and minutes', () => {
+  assert.equal(formatDuration(0), '0 s');
+  assert.equal(formatDuration(45), '45 s');
+  assert.equal(formatDuration(60), '1 min');
+  assert.equal(formatDuration(199), '3 min');
+  assert.equal(formatDuration(3600), '1 h');
+  assert.equal(formatDuration(3900), '1 h 5 min');
+  assert.equal(formatClock(12_400), '00:12');
+  assert.equal(formatClock(185_000), '03:05');
+  assert.equal(formatClock(3_723_000), '1:02:03');
+});
+
+test('a finished call is named by its length once accepted, else by how it ended, as each party sees it', () => {
+  assert.equal(callSummary({ reason: 'completed', duration_secs: 180 }), 'Call, 3 min');
+  assert.equal(callSummary({ reason: 'completed', duration_secs: 45 }, { video: true }), 'Video call, 45 s');
+  // A call the server ended after it was accepted still lasted.
+  assert.equal(callSummary({ reason: 'failed', duration_secs: 7 }), 'Call, 7 s');
+  assert.equal(callSummary({ reason: 'missed' }), 'Missed call');
+  assert.equal(callSummary({ reason: 'missed' }, { iAmCaller: true }), 'No answer');
+  assert.equal(callSummary({ reason: 'declined' }), 'Declined call');
+  assert.equal(callSummary({ reason: 'cancelled' }), 'Cancelled call');
+  assert.equal(callSummary({ reason: 'busy' }), 'Busy');
+  assert.equal(callSummary({ reason: 'failed' }), 'Call failed');
 });

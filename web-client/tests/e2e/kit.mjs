@@ -4,7 +4,8 @@
 // and the step runner that prints one PASS/FAIL line per step.
 //
 // A suite is a file `web-client/tests/e2e*.mjs` that ends with
-// `await run(scenario, env)`; `scripts/e2e` runs every one.
+// `await run(scenario, env)` (or `run(scenario, env, { browserArgs })` for
+// Chromium flags of its own); `scripts/e2e` runs every one.
 //
 // Environment: CHAT_BIN (default target/debug/chat, relative to the repo),
 // CHROMIUM (default /usr/bin/chromium), E2E_SCREENSHOT (default
@@ -424,14 +425,14 @@ export async function step(name, run) {
   }
 }
 
-async function main(scenario, env) {
+async function main(scenario, env, browserArgs) {
   let browser;
   const people = [];
   try {
     const server = await startChat(env);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync', ...browserArgs],
     });
     await scenario(browser, server, people);
   } catch (error) {
@@ -459,18 +460,22 @@ async function saveFailureShots(people) {
 
 /**
  * Runs one suite: starts `chat` (with `env` on top of its defaults) and a
- * browser, calls `scenario(browser, server, people)` (pushing each person
- * it makes onto `people`, for the failure screenshots), prints the tally
- * and exits non-zero on any failure.
+ * browser (with `browserArgs` after the kit's flags), calls
+ * `scenario(browser, server, people)` (pushing each person it makes onto
+ * `people`, for the failure screenshots), prints the tally and exits
+ * non-zero on any failure.
+ * @param {Function} scenario
+ * @param {Record<string, string>} [env]
+ * @param {{browserArgs?: string[]}} [options]
  */
-export async function run(scenario, env = {}) {
+export async function run(scenario, env = {}, { browserArgs = [] } = {}) {
 const watchdog = setTimeout(() => {
   console.log(`FAIL the run took longer than ${RUN_TIMEOUT_MS / 1000} s`);
   stopServers();
   process.exit(1);
 }, RUN_TIMEOUT_MS);
 
-await main(scenario, env);
+await main(scenario, env, browserArgs);
 clearTimeout(watchdog);
 const passed = results.filter((r) => r.ok).length;
 const failed = results.length - passed;
