@@ -7,6 +7,7 @@ use crate::cluster::{Setup, TestCluster};
 both_shapes!(
     members_see_each_other_come_and_go,
     a_second_connection_keeps_a_user_online,
+    people_who_meet_after_connecting_see_each_other_online,
 );
 
 fn presence_of<'a>(
@@ -54,4 +55,27 @@ async fn a_second_connection_keeps_a_user_online(setup: Setup) {
         })
         .await;
     assert_eq!(next["type"], "message", "bob went offline: {next}");
+}
+
+async fn people_who_meet_after_connecting_see_each_other_online(setup: Setup) {
+    let cluster = TestCluster::start(setup).await;
+    let (alice, bob) = (cluster.user("alice").await, cluster.user("bob").await);
+    let last = cluster.gateways.len() - 1;
+    let mut a = cluster.connect(&alice, 0).await;
+    let mut b = cluster.connect(&bob, last).await;
+    // They share no room yet; Bob joins Alice's while both are connected.
+    let room = cluster.room(&alice, &[]).await;
+    a.recv_until(|f| f["type"] == "room_added").await;
+    let (status, body) = cluster
+        .rest(
+            &bob,
+            "POST",
+            &format!("/v1/rooms/{room}/join"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    b.recv_until(|f| f["type"] == "room_added").await;
+    a.recv_until(presence_of(&bob.id, "online")).await;
+    b.recv_until(presence_of(&alice.id, "online")).await;
 }

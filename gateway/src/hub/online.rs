@@ -29,8 +29,26 @@ impl HubTask {
         if self.presence.connected(user) {
             self.announce(user, true, &rooms);
         }
+        self.tell_who_is_online(key, user, &rooms);
+    }
+
+    /// A connection of `user` started following `room` after it opened
+    /// (they joined it, were added, or a DM was listed for them): the
+    /// room hears they are online, and the connection who is there. Without
+    /// it, two people who met after connecting would see each other
+    /// offline until one reconnected, and a call between them would be
+    /// missed at once for want of a callee.
+    pub(super) fn greet_presence_in(&mut self, key: ConnectionKey, user: UserId, room: RoomId) {
+        self.announce(user, true, &[room]);
+        self.tell_who_is_online(key, user, &[room]);
+    }
+
+    /// Sends connection `key` of `user` a `presence` frame for each user
+    /// online in `rooms` (here or, as heard, elsewhere) who does not block
+    /// them.
+    fn tell_who_is_online(&self, key: ConnectionKey, user: UserId, rooms: &[RoomId]) {
         let mut online = HashSet::new();
-        for room in &rooms {
+        for room in rooms {
             online.extend(self.presence.remote_online_in(*room));
             if let Some(entry) = self.rooms.get(room) {
                 online.extend(entry.followers.users());

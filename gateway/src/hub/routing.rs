@@ -122,6 +122,7 @@ impl HubTask {
                     // A room new to this hub starts at the head the api saw:
                     // the writer reads what came before from the store.
                     self.add_follower(key, room, last_seq.max(after));
+                    self.greet_presence_in(key, user, room);
                 }
             }
             Envelope::RoomRemoved { room } => {
