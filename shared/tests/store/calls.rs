@@ -113,6 +113,12 @@ fn assert_ended(event: &RoomEvent, call: &Call, by: &User, reason: CallEndReason
     );
 }
 
+/// The one call a sweep or a closed connection ended.
+fn only(ended: Vec<(Call, RoomEvent)>) -> (Call, RoomEvent) {
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    ended.into_iter().next().expect("one call ended")
+}
+
 /// The `call_ended` events of `call` in its room's log.
 async fn ends_logged(fx: &Fixture, call: &Call) -> Vec<RoomEvent> {
     fx.log(call.room_id)
@@ -513,12 +519,11 @@ async fn a_closed_connection_ends_the_calls_it_takes_part_in(backend: Backend) {
         .await
         .unwrap()
         .is_empty());
-    let [(ended, event)]: [_; 1] = fx
-        .connection_closed(alice.id, call.caller_session)
-        .await
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let (ended, event) = only(
+        fx.connection_closed(alice.id, call.caller_session)
+            .await
+            .unwrap(),
+    );
     assert_ended(&event, &ended, alice, CallEndReason::Cancelled);
 
     // A callee's connection that only rang ends nothing.
@@ -537,23 +542,17 @@ async fn a_closed_connection_ends_the_calls_it_takes_part_in(backend: Backend) {
         .unwrap()
         .is_empty());
     // The accepting connection: failed, in the caller's name.
-    let [(ended, event)]: [_; 1] = fx
-        .connection_closed(bob.id, accepting)
-        .await
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let (ended, event) = only(fx.connection_closed(bob.id, accepting).await.unwrap());
     assert_ended(&event, &ended, alice, CallEndReason::Failed);
     assert!(ended.duration_secs().is_some());
 
     // The caller's connection once accepted: failed too.
     let call = pair.accepted_call().await;
-    let [(ended, event)]: [_; 1] = fx
-        .connection_closed(alice.id, call.caller_session)
-        .await
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let (ended, event) = only(
+        fx.connection_closed(alice.id, call.caller_session)
+            .await
+            .unwrap(),
+    );
     assert_ended(&event, &ended, alice, CallEndReason::Failed);
     assert!(fx
         .connection_closed(alice.id, call.caller_session)
@@ -618,12 +617,7 @@ async fn the_sweep_ends_calls_on_lost_gateways(backend: Backend) {
         .place_call(new_call(pair.room, alice, Uuid::now_v7()))
         .await
         .unwrap();
-    let [(ended, event)]: [_; 1] = fx
-        .sweep_calls(LONG, LONG)
-        .await
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let (ended, event) = only(fx.sweep_calls(LONG, LONG).await.unwrap());
     assert_eq!(ended.id, call.id);
     assert_ended(&event, &ended, alice, CallEndReason::Failed);
 
@@ -636,24 +630,18 @@ async fn the_sweep_ends_calls_on_lost_gateways(backend: Backend) {
         .unwrap();
     assert!(fx.sweep_calls(LONG, LONG).await.unwrap().is_empty());
     fx.gateway_stopped(other).await.unwrap();
-    let [(ended, event)]: [_; 1] = fx
-        .sweep_calls(LONG, LONG)
-        .await
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let (ended, event) = only(fx.sweep_calls(LONG, LONG).await.unwrap());
     assert_eq!(ended.id, call.id);
     assert_ended(&event, &ended, alice, CallEndReason::Failed);
 
     // A lease that has lapsed.
     let call = pair.accepted_call().await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let [(ended, event)]: [_; 1] = fx
-        .sweep_calls(LONG, Duration::from_millis(10))
-        .await
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let (ended, event) = only(
+        fx.sweep_calls(LONG, Duration::from_millis(10))
+            .await
+            .unwrap(),
+    );
     assert_eq!(ended.id, call.id);
     assert_ended(&event, &ended, alice, CallEndReason::Failed);
 }
@@ -665,12 +653,7 @@ async fn the_sweep_ends_calls_of_parties_who_may_no_longer_call(backend: Backend
 
     let call = pair.accepted_call().await;
     fx.block(bob.id, alice.id).await.unwrap();
-    let [(ended, event)]: [_; 1] = fx
-        .sweep_calls(LONG, LONG)
-        .await
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let (ended, event) = only(fx.sweep_calls(LONG, LONG).await.unwrap());
     assert_eq!(ended.id, call.id);
     assert_ended(&event, &ended, alice, CallEndReason::Failed);
     fx.unblock(bob.id, alice.id).await.unwrap();
@@ -679,12 +662,7 @@ async fn the_sweep_ends_calls_of_parties_who_may_no_longer_call(backend: Backend
     fx.remove_member(pair.room, bob.id, bob.id, LeaveReason::Left)
         .await
         .unwrap();
-    let [(ended, event)]: [_; 1] = fx
-        .sweep_calls(LONG, LONG)
-        .await
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let (ended, event) = only(fx.sweep_calls(LONG, LONG).await.unwrap());
     assert_eq!(ended.id, call.id);
     assert_ended(&event, &ended, alice, CallEndReason::Failed);
     assert_eq!(ends_logged(fx, &call).await, vec![event]);
