@@ -21,6 +21,7 @@ both_shapes!(
     calls_outside_a_dm_of_two_and_bad_signals_are_refused,
     a_closed_connection_ends_its_accepted_call_as_failed,
     call_frames_draw_on_a_budget_of_their_own,
+    a_call_from_a_closed_dm_rings_a_callee_its_gateway_cannot_see,
 );
 
 /// Alice and Bob, who share a room (so their DM is no request), and the
@@ -373,4 +374,40 @@ async fn call_frames_draw_on_a_budget_of_their_own(setup: Setup) {
     // Bob's budget is his own.
     place(&mut b, &dm).await;
     call_in(&mut a, "ringing").await;
+}
+
+/// Alice closed her DM with Bob, with whom she shares no other room: her
+/// connection does not deliver the DM, so her gateway has not heard
+/// whether Bob is online. Not knowing is no reason to miss the call: it
+/// rings.
+async fn a_call_from_a_closed_dm_rings_a_callee_its_gateway_cannot_see(setup: Setup) {
+    let cluster = TestCluster::start(setup).await;
+    let (alice, bob) = (cluster.user("alice").await, cluster.user("bob").await);
+    let (status, dm) = cluster
+        .rest(&alice, "POST", "/v1/dms", json!({ "user_id": bob.id }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{dm}");
+    let dm = dm["id"].as_str().unwrap().to_owned();
+    let (status, body) = cluster
+        .rest(
+            &alice,
+            "POST",
+            &format!("/v1/rooms/{dm}/messages"),
+            json!({ "client_id": "first", "body": "hi" }),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    for (who, action) in [(&bob, "accept"), (&alice, "close")] {
+        let (status, body) = cluster
+            .rest(who, "POST", &format!("/v1/dms/{dm}/{action}"), json!({}))
+            .await;
+        assert!(status.is_success(), "{action}: {status}: {body}");
+    }
+    let last = cluster.gateways.len() - 1;
+    let mut b = cluster.connect(&bob, last).await;
+    let mut a = cluster.connect(&alice, 0).await;
+    place(&mut a, &dm).await;
+    let ringing = call_in(&mut a, "ringing").await;
+    let rung = call_in(&mut b, "ringing").await;
+    assert_eq!(rung["id"], ringing["id"]);
 }

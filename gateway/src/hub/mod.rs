@@ -121,9 +121,11 @@ enum Command {
         /// The send's span, parent of the `deliver` span.
         trace: Span,
     },
-    /// Is `user` connected anywhere, as this shard knows?
-    IsOnline {
+    /// May `user`, a member of `room`, be connected anywhere, as this
+    /// shard knows?
+    MayBeOnline {
         user: UserId,
+        room: RoomId,
         answer: oneshot::Sender<bool>,
     },
 }
@@ -272,14 +274,17 @@ impl Hub {
         }
     }
 
-    /// Whether `user` has a connection anywhere (or had one within the
-    /// departure grace), as the shard of connection `key` knows: it hears
-    /// the presence of everyone in the rooms that connection follows, so
-    /// of the other member of any DM of its user. False once the hub has
-    /// stopped.
-    pub async fn is_online(&self, key: ConnectionKey, user: UserId) -> bool {
+    /// Whether `user`, a member of `room`, may have a connection anywhere
+    /// (or had one within the departure grace), as the shard of connection
+    /// `key` knows. It hears the presence of everyone in the rooms it
+    /// delivers, so when it delivers `room` the answer is exact; when it
+    /// does not (a DM closed, so not followed), it cannot know and says
+    /// yes: a call then rings out its timeout rather than being missed by
+    /// someone online. False once the hub has stopped.
+    pub async fn may_be_online(&self, key: ConnectionKey, user: UserId, room: RoomId) -> bool {
         let (answer, online) = oneshot::channel();
-        self.send(key, Command::IsOnline { user, answer }).await;
+        self.send(key, Command::MayBeOnline { user, room, answer })
+            .await;
         online.await.unwrap_or(false)
     }
 

@@ -185,8 +185,9 @@ impl HubTask {
                 self.add_follower(key, room, after);
             }
             Command::Committed { room, event, trace } => self.offer(room, event, trace),
-            Command::IsOnline { user, answer } => {
-                let _ = answer.send(self.presence.is_online(user));
+            Command::MayBeOnline { user, room, answer } => {
+                let known = self.rooms.contains_key(&room);
+                let _ = answer.send(!known || self.presence.is_online(user));
             }
         }
     }

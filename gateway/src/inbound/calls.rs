@@ -57,14 +57,14 @@ impl Handler {
             }
             Err(e) => return self.refused(e, reference).await,
         };
-        // This connection's shard follows the room, so it hears the
-        // callee's presence there: ringing nobody would only wait out the
-        // ring timeout.
+        // This connection's shard hears the callee's presence in the rooms
+        // it delivers, the DM among them unless it was closed: ringing
+        // nobody would only wait out the ring timeout.
         if call.state == CallState::Ringing
             && !self
                 .ctx
                 .hub
-                .is_online(self.connection.key, call.callee)
+                .may_be_online(self.connection.key, call.callee, room)
                 .await
         {
             match self.ctx.store.end_call(call.id, CallEnd::Unreachable).await {
