@@ -181,6 +181,7 @@ export class CallEngine {
       client.on('signal', (signal) => this.#onSignal(signal)),
       client.on('error', (error) => this.#onError(error)),
       client.on('status', ({ state }) => state !== 'online' && this.#onSocketLost()),
+      client.on('roomRemoved', ({ room_id }) => this.#onRoomGone(room_id)),
     ];
     globalThis.addEventListener?.('pagehide', this.#onPageHide);
   }
@@ -372,6 +373,21 @@ export class CallEngine {
       return;
     }
     this.#end(view.call, 'lost');
+  }
+
+  /**
+   * I am no longer in the call's room (it was deleted, or I was removed):
+   * its calls went with it, and no `call` frame will end this one.
+   */
+  #onRoomGone(roomId) {
+    const view = this.#view;
+    if (!view || view.roomId !== roomId || view.status === 'ended') return;
+    if (view.status === 'incoming') {
+      this.#teardown();
+      this.#setView(null);
+      return;
+    }
+    this.#end(view.call, 'failed');
   }
 
   /** Leaving the page: hang up best-effort (the server ends it anyway when the socket closes). */

@@ -322,3 +322,19 @@ test('a call placed to someone unreachable ends at once, as the server says', as
   assert.equal(engine.view.status, 'ended');
   assert.equal(engine.view.reason, 'missed');
 });
+
+test('a call whose room goes (deleted, or I was removed) ends here: no call frame will end it', async (t) => {
+  const { engine, client } = engineFor(BOB, 'b1');
+  t.after(() => engine.detach());
+  client.receive('call', { call: call() });
+  FakePeerConnection.made = [];
+  await engine.accept();
+  client.receive('call', { call: call({ state: 'accepted', callee_session: 'b1' }) });
+  const [pc] = FakePeerConnection.made;
+  client.receive('roomRemoved', { room_id: 'another room' });
+  assert.equal(engine.view.status, 'connecting');
+  client.receive('roomRemoved', { room_id: 'r' });
+  assert.equal(engine.view.status, 'ended');
+  assert.equal(engine.view.reason, 'failed');
+  assert.ok(pc.closed);
+});
