@@ -21,10 +21,6 @@ use crate::model::{Ban, EventBody, LeaveReason, Member, Role, RoomEvent, RoomId,
 
 pub(super) const ROLE: &str = "SELECT role FROM room_members WHERE room_id = $1 AND user_id = $2";
 
-const SHARE_A_ROOM: &str = "SELECT 1 FROM room_members a \
-     JOIN room_members b ON b.room_id = a.room_id \
-     WHERE a.user_id = $1 AND b.user_id = $2 LIMIT 1";
-
 const MEMBERS: &str = "SELECT u.id, u.username, u.display_name, u.created_at, u.avatar, \
      m.role, m.joined_at, m.last_read_seq, m.muted_until \
      FROM room_members m JOIN users u ON u.id = m.user_id \
@@ -85,15 +81,6 @@ where
             .fetch_optional(store.reader())
             .await?;
         role.as_deref().map(parse_role).transpose()
-    }
-
-    pub(super) async fn share_a_room(store: &SqlStore<DB>, a: UserId, b: UserId) -> Result<bool> {
-        let shared: Option<i32> = sqlx::query_scalar(SHARE_A_ROOM)
-            .bind(a.0)
-            .bind(b.0)
-            .fetch_optional(store.reader())
-            .await?;
-        Ok(shared.is_some())
     }
 
     pub(super) async fn members(store: &SqlStore<DB>, room: RoomId) -> Result<Vec<Member>> {

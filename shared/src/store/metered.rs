@@ -126,10 +126,6 @@ impl<S: RoomStore> RoomStore for Metered<S> {
         store_call("role", self.0.role(room, user)).await
     }
 
-    async fn share_a_room(&self, a: UserId, b: UserId) -> Result<bool> {
-        store_call("share_a_room", self.0.share_a_room(a, b)).await
-    }
-
     async fn members(&self, room: RoomId) -> Result<Vec<Member>> {
         store_call("members", self.0.members(room)).await
     }

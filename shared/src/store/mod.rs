@@ -291,8 +291,6 @@ pub trait RoomStore: Send + Sync {
 
     /// `user`'s role in `room`, if a member.
     async fn role(&self, room: RoomId, user: UserId) -> Result<Option<Role>>;
-    /// Whether `a` and `b` are members of at least one common room.
-    async fn share_a_room(&self, a: UserId, b: UserId) -> Result<bool>;
     /// The members of a room, by join time.
     async fn members(&self, room: RoomId) -> Result<Vec<Member>>;
     /// Adds `user` to `room`; `Conflict("member")` if already in, `Banned`

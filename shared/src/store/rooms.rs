@@ -288,10 +288,6 @@ where
         Members::role(self, room, user).await
     }
 
-    async fn share_a_room(&self, a: UserId, b: UserId) -> Result<bool> {
-        Members::share_a_room(self, a, b).await
-    }
-
     async fn members(&self, room: RoomId) -> Result<Vec<Member>> {
         Members::members(self, room).await
     }
