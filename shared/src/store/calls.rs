@@ -113,6 +113,10 @@ const RENEW_LEASE: &str = "INSERT INTO gateway_leases (gateway, seen_at) VALUES 
 
 const DELETE_LEASE: &str = "DELETE FROM gateway_leases WHERE gateway = $1";
 
+/// Whether any lease has been silent since before `$1` (a read, so a
+/// sweep with nothing to forget takes no turn at the writer).
+const STALE_LEASE: &str = "SELECT 1 FROM gateway_leases WHERE seen_at < $1 LIMIT 1";
+
 const FORGET_LEASES: &str = "DELETE FROM gateway_leases WHERE seen_at < $1";
 
 /// How many leases long a silent gateway's lease is kept before a sweep
@@ -538,11 +542,15 @@ where
         ring_timeout: std::time::Duration,
         lease: std::time::Duration,
     ) -> Result<Vec<(Call, RoomEvent)>> {
+        // Every gateway sweeps every second: what it looks for is read
+        // from the reader pool, so a sweep that finds nothing never queues
+        // at the writer, which on SQLite is the appends' one connection.
+        // Each call found is ended by a conditional update there.
         let at = now();
         let mut ended = Vec::new();
         let unanswered = sqlx::query_as::<_, CallRow>(UNANSWERED)
             .bind(Timestamp(at - ring_timeout))
-            .fetch_all(self.writer())
+            .fetch_all(self.reader())
             .await?;
         let missed = Ending {
             accepted: None,
@@ -552,18 +560,25 @@ where
         self.end_each(unanswered, missed, &mut ended).await?;
         let lost = sqlx::query_as::<_, CallRow>(ON_LOST_GATEWAYS)
             .bind(Timestamp(at - lease))
-            .fetch_all(self.writer())
+            .fetch_all(self.reader())
             .await?;
         let failed = Ending::by_server(CallEndReason::Failed);
         self.end_each(lost, failed, &mut ended).await?;
         let disallowed = sqlx::query_as::<_, CallRow>(NO_LONGER_ALLOWED)
-            .fetch_all(self.writer())
+            .fetch_all(self.reader())
             .await?;
         self.end_each(disallowed, failed, &mut ended).await?;
-        sqlx::query(FORGET_LEASES)
-            .bind(Timestamp(at - lease * LEASES_KEPT))
-            .execute(self.writer())
+        let forget_before = Timestamp(at - lease * LEASES_KEPT);
+        let stale: Option<i32> = sqlx::query_scalar(STALE_LEASE)
+            .bind(forget_before)
+            .fetch_optional(self.reader())
             .await?;
+        if stale.is_some() {
+            sqlx::query(FORGET_LEASES)
+                .bind(forget_before)
+                .execute(self.writer())
+                .await?;
+        }
         Ok(ended)
     }
 }
