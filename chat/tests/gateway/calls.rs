@@ -36,21 +36,28 @@ struct Pair {
 async fn pair(cluster: &TestCluster) -> Pair {
     let (alice, bob) = (cluster.user("alice").await, cluster.user("bob").await);
     cluster.room(&alice, &[&bob]).await;
+    let dm = written_dm(cluster, &alice, &bob).await;
+    Pair { alice, bob, dm }
+}
+
+/// `from`'s DM with `to`, opened and written in once by `from` (so it is
+/// listed for them).
+async fn written_dm(cluster: &TestCluster, from: &User, to: &User) -> String {
     let (status, dm) = cluster
-        .rest(&alice, "POST", "/v1/dms", json!({ "user_id": bob.id }))
+        .rest(from, "POST", "/v1/dms", json!({ "user_id": to.id }))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{dm}");
     let dm = dm["id"].as_str().unwrap().to_owned();
     let (status, body) = cluster
         .rest(
-            &alice,
+            from,
             "POST",
             &format!("/v1/rooms/{dm}/messages"),
             json!({ "client_id": "first", "body": "hi" }),
         )
         .await;
     assert!(status.is_success(), "{status}: {body}");
-    Pair { alice, bob, dm }
+    dm
 }
 
 /// Waits until `client` has heard that `user` is online: the caller's
@@ -383,20 +390,7 @@ async fn call_frames_draw_on_a_budget_of_their_own(setup: Setup) {
 async fn a_call_from_a_closed_dm_rings_a_callee_its_gateway_cannot_see(setup: Setup) {
     let cluster = TestCluster::start(setup).await;
     let (alice, bob) = (cluster.user("alice").await, cluster.user("bob").await);
-    let (status, dm) = cluster
-        .rest(&alice, "POST", "/v1/dms", json!({ "user_id": bob.id }))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{dm}");
-    let dm = dm["id"].as_str().unwrap().to_owned();
-    let (status, body) = cluster
-        .rest(
-            &alice,
-            "POST",
-            &format!("/v1/rooms/{dm}/messages"),
-            json!({ "client_id": "first", "body": "hi" }),
-        )
-        .await;
-    assert!(status.is_success(), "{status}: {body}");
+    let dm = written_dm(&cluster, &alice, &bob).await;
     for (who, action) in [(&bob, "accept"), (&alice, "close")] {
         let (status, body) = cluster
             .rest(who, "POST", &format!("/v1/dms/{dm}/{action}"), json!({}))
